@@ -1,0 +1,178 @@
+"""CIFAR-10 sources and reproducible subsets.
+
+Images stay uint8 until a model's own normalisation is applied (`normalize`), because the mean and
+std belong to the checkpoint, not to the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SPLITS = ("test", "train")
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "data" / "cifar10"
+DOWNLOAD_DIR = Path(os.environ.get("CKA_LENS_CACHE", Path.home() / ".cache" / "cka-lens"))
+PER_CLASS = {"test": 1000, "train": 5000}
+
+
+class DataError(ValueError):
+    """A data source or subset choice that cannot be served; the message says what would work."""
+
+
+@dataclass(frozen=True)
+class SubsetSpec:
+    """Which images to analyse. The same spec always gives the same images in the same order."""
+
+    split: str = "test"  # "test" (embedded) or "train" (needs a data dir or a download)
+    classes: tuple[int, ...] = tuple(range(10))  # class indices 0-9, see CLASSES
+    per_class: int = 100  # images taken from each chosen class
+    seed: int = 0  # chooses which images and their order
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(sorted({int(c) for c in self.classes})))
+        if self.split not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, not {self.split!r}")
+        if not self.classes:
+            raise DataError("choose at least one class")
+        bad = [c for c in self.classes if not 0 <= c < len(CLASSES)]
+        if bad:
+            raise DataError(f"class indices must be 0-9; got {bad}")
+        limit = PER_CLASS[self.split]
+        if not 1 <= self.per_class <= limit:
+            raise DataError(f"images per class must be between 1 and {limit} for the {self.split} split")
+
+    @property
+    def size(self) -> int:
+        return len(self.classes) * self.per_class
+
+    def key(self) -> str:
+        """A stable hash of the spec, used as a cache key."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The chosen images (uint8, N x 3 x 32 x 32), their labels and their indices in the split."""
+
+    spec: SubsetSpec
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: np.ndarray
+    source: str
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as data:
+        return data["images"], data["labels"].astype(np.int64)
+
+
+def _read_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """torchvision's `cifar-10-batches-py` layout (python pickles of numpy arrays)."""
+    names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")  # noqa: S301 - the dataset's own format
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch["labels"], dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _candidates(data_dir: str | Path | None) -> list[Path]:
+    places = [Path(p) for p in (data_dir, os.environ.get("CIFAR10_DIR")) if p]
+    return [*places, DOWNLOAD_DIR, EMBEDDED_DIR]
+
+
+def _read_from(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if (folder / f"{split}.npz").is_file():
+        return _read_npz(folder / f"{split}.npz")
+    for batches in (folder, folder / "cifar-10-batches-py"):
+        if (batches / ("test_batch" if split == "test" else "data_batch_1")).is_file():
+            return _read_batches(batches, split)
+    return None
+
+
+def _download(split: str, timeout_s: float = 10.0) -> bool:
+    """Fetch CIFAR-10 through torchvision when online; False (quietly) when offline."""
+    from torchvision.datasets import CIFAR10
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        CIFAR10(str(DOWNLOAD_DIR), train=split == "train", download=True)
+        return True
+    except (OSError, RuntimeError):
+        return False
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+_SPLIT_CACHE: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, str]] = {}
+
+
+def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """All images (uint8, N x 32 x 32 x 3) and labels of a split, and where they came from.
+
+    Looks in order at: `data_dir`, $CIFAR10_DIR, the download cache, the embedded test split; then
+    tries torchvision's download. Raises DataError naming every place looked at.
+    """
+    cache_key = (split, str(data_dir))
+    if cache_key in _SPLIT_CACHE:
+        return _SPLIT_CACHE[cache_key]
+    places = _candidates(data_dir)
+    for folder in places:
+        found = _read_from(folder, split)
+        if found is not None:
+            _SPLIT_CACHE[cache_key] = (*found, str(folder))
+            return _SPLIT_CACHE[cache_key]
+    if _download(split):
+        return load_split(split, data_dir)
+    looked = ", ".join(str(p) for p in places)
+    raise DataError(
+        f"CIFAR-10 {split} split not found; looked in {looked} and the download failed. "
+        f"Pass --data-dir (or set CIFAR10_DIR) to a folder with {split}.npz or cifar-10-batches-py."
+    )
+
+
+def select_indices(labels: np.ndarray, spec: SubsetSpec) -> np.ndarray:
+    """Indices of the subset: a seeded shuffle of the split, keeping the first `per_class` of each class.
+
+    Classes stay interleaved in the shuffled order, so every minibatch holds every chosen class.
+    """
+    order = np.random.default_rng(spec.seed).permutation(len(labels))
+    taken = {c: 0 for c in spec.classes}
+    keep = []
+    for index in order:
+        label = int(labels[index])
+        if label in taken and taken[label] < spec.per_class:
+            taken[label] += 1
+            keep.append(index)
+    short = {CLASSES[c]: n for c, n in taken.items() if n < spec.per_class}
+    if short:
+        raise DataError(f"not enough images for {short}; choose at most {min(short.values())} per class")
+    return np.asarray(keep, dtype=np.int64)
+
+
+def load_subset(spec: SubsetSpec, data_dir: str | Path | None = None) -> Subset:
+    """The images of `spec` as uint8 tensors in N x 3 x H x W order."""
+    images, labels, source = load_split(spec.split, data_dir)
+    keep = select_indices(labels, spec)
+    chosen = torch.from_numpy(np.ascontiguousarray(images[keep].transpose(0, 3, 1, 2)))
+    return Subset(spec, chosen, torch.from_numpy(labels[keep]), keep, source)
+
+
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 or [0, 1] float images -> float32 normalised with a checkpoint's mean and std."""
+    x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s

@@ -1,0 +1,69 @@
+"""Read-outs that say what a representation makes linearly or locally available: linear probes and kNN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pool_features(x: torch.Tensor, grid: int = 2) -> torch.Tensor:
+    """Flatten a layer's output to a modest width for probing: conv maps are average-pooled to a
+    `grid` x `grid` map (so 4C values), vectors pass through."""
+    if x.dim() == 4:
+        x = F.adaptive_avg_pool2d(x.float(), grid)
+    return x.reshape(x.shape[0], -1).float()
+
+
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-3,
+    max_iter: int = 100,
+) -> float:
+    """Test accuracy of a multinomial logistic-regression probe fitted by full-batch L-BFGS.
+
+    Features are standardised with the training statistics so one weight decay suits every layer.
+    Full-batch L-BFGS converges in tens of iterations on pooled features and needs no learning rate.
+    """
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    xs, xt = (train_x - mean) / std, (test_x - mean) / std
+    weight = torch.zeros(xs.shape[1], num_classes, device=xs.device, requires_grad=True)
+    bias = torch.zeros(num_classes, device=xs.device, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(xs @ weight + bias, train_y) + weight_decay * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        return float(((xt @ weight + bias).argmax(1) == test_y).float().mean())
+
+
+def knn_accuracy(
+    bank: torch.Tensor,
+    bank_y: torch.Tensor,
+    query: torch.Tensor,
+    query_y: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1000,
+) -> float:
+    """Weighted kNN accuracy with cosine similarity (Wu et al. 2018): each of the k nearest bank
+    features votes for its class with weight exp(similarity / temperature)."""
+    bank = F.normalize(bank.float(), dim=1)
+    correct = 0
+    for start in range(0, len(query), chunk):
+        q = F.normalize(query[start : start + chunk].float(), dim=1)
+        sims, idx = (q @ bank.T).topk(min(k, len(bank)), dim=1)
+        votes = torch.zeros(len(q), num_classes, device=q.device)
+        votes.scatter_add_(1, bank_y[idx], (sims / temperature).exp())
+        correct += int((votes.argmax(1) == query_y[start : start + chunk]).sum())
+    return correct / len(query)

@@ -1,0 +1,5 @@
+"""Command line for networks: `python -m models train|list|publish`."""
+
+from models.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""Train the project's own SimCLR and supervised CIFAR ResNets, resumably, and write a model card.
+
+The whole training split lives on the compute device as uint8 and is augmented there in batches
+(core.augment), so the CPU does no per-image work and a GPU is never starved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from core.augment import SimCLRAugment, crop_flip, simclr_views
+from core.data import load_split, normalize
+from core.probes import knn_accuracy, linear_probe
+from models.resnet import ArchConfig, build_resnet
+from models.store import save_folder
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # training-split statistics
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+STATE_FILE = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run; the defaults are the recipe of the bundled checkpoints."""
+
+    objective: str  # "simclr" or "supervised"
+    out: str  # folder for the checkpoint, its card and the resumable state
+    depth: int = 18
+    width: int = 16  # first-stage channels (64 = standard ResNet)
+    epochs: int = 20
+    batch_size: int = 256  # images per step (SimCLR sees two views of each)
+    lr: float = 0.0  # peak learning rate; 0 picks the recipe's (see peak_lr)
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
+    temperature: float = 0.5  # NT-Xent temperature (SimCLR)
+    projector_dim: int = 128  # SimCLR projector output; hidden width is 4x the feature width
+    label_smoothing: float = 0.1  # supervised cross-entropy
+    seed: int = 0
+    data_dir: str | None = None
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    def peak_lr(self) -> float:
+        """SimCLR: 0.06 per 256 images (lightly's CIFAR-10 benchmark); supervised: 0.2 per 256."""
+        if self.lr:
+            return self.lr
+        return (0.06 if self.objective == "simclr" else 0.2) * self.batch_size / 256
+
+
+class SimCLRNet(nn.Module):
+    """Backbone plus the MLP projector; only the backbone is shipped."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        hidden = 4 * feature_dim
+        self.projector = nn.Sequential(
+            nn.Linear(feature_dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.backbone(x))
+
+
+def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent loss for 2N projections where rows i and i+N are two views of one image."""
+    z = F.normalize(z.float(), dim=1)
+    n = z.shape[0] // 2
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(logits, targets)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, ArchConfig]:
+    supervised = config.objective == "supervised"
+    arch = ArchConfig(depth=config.depth, width=config.width, num_classes=10 if supervised else 0)
+    net: nn.Module = build_resnet(arch)
+    if not supervised:
+        net = SimCLRNet(net, arch.feature_dim, config.projector_dim)
+    return net.to(device, memory_format=torch.channels_last), arch
+
+
+def _epoch(net, optimizer, images, labels, config, epoch, device, total_steps, warmup) -> float:
+    """One pass over the training split; returns the mean loss."""
+    g = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+    order = torch.randperm(len(images), generator=g, device=device)
+    steps = len(images) // config.batch_size
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    net.train()
+    losses = torch.zeros((), device=device)
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, mininterval=30)
+    for step in bar:
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch * steps + step, total_steps, warmup, config.peak_lr())
+        batch = images[idx]
+        with autocast:
+            if config.objective == "simclr":
+                views = torch.cat([simclr_views(batch, g), simclr_views(batch, g)])
+                x = normalize(views, CIFAR_MEAN, CIFAR_STD).contiguous(memory_format=torch.channels_last)
+                loss = nt_xent(net(x), config.temperature)
+            else:
+                x = normalize(crop_flip(batch, g), CIFAR_MEAN, CIFAR_STD).contiguous(memory_format=torch.channels_last)
+                loss = F.cross_entropy(net(x).float(), labels[idx], label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses += loss.detach()
+    return float(losses) / steps
+
+
+@torch.inference_mode()
+def _features(backbone: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 1000) -> torch.Tensor:
+    backbone.eval()
+    out = []
+    for start in range(0, len(images), batch):
+        x = normalize(images[start : start + batch].to(device), CIFAR_MEAN, CIFAR_STD)
+        out.append(backbone(x.contiguous(memory_format=torch.channels_last)).float())
+    return torch.cat(out)
+
+
+def evaluate(config: TrainConfig, net: nn.Module, device: torch.device, quick: bool = False) -> dict[str, float]:
+    """Supervised: test accuracy. SimCLR: kNN (k=200, cosine) and linear-probe test accuracy.
+
+    `quick` uses 10,000 training and 2,000 test images for a cheap progress check.
+    """
+    train_x, train_y, _ = load_split("train", config.data_dir)
+    test_x, test_y, _ = load_split("test", config.data_dir)
+    if quick:
+        train_x, train_y, test_x, test_y = train_x[:10000], train_y[:10000], test_x[:2000], test_y[:2000]
+    as_tensor = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())  # noqa: E731
+    ytr, yte = torch.from_numpy(train_y).to(device), torch.from_numpy(test_y).to(device)
+    if config.objective == "supervised":
+        logits = _features(net, as_tensor(test_x), device)
+        return {"test_accuracy": float((logits.argmax(1) == yte).float().mean())}
+    backbone = net.backbone
+    bank, query = _features(backbone, as_tensor(train_x), device), _features(backbone, as_tensor(test_x), device)
+    metrics = {"knn_accuracy": knn_accuracy(bank, ytr, query, yte, 10)}
+    if not quick:
+        metrics["linear_probe_accuracy"] = linear_probe(bank, ytr, query, yte, 10, weight_decay=1e-4, max_iter=300)
+    return metrics
+
+
+def _save_state(folder: Path, net: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, log: list) -> None:
+    tmp = folder / (STATE_FILE + ".tmp")
+    torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "log": log}, tmp)
+    tmp.replace(folder / STATE_FILE)  # atomic: a kill mid-write never corrupts the last good state
+
+
+def train(config: TrainConfig, command: str) -> dict[str, float]:
+    """Train (resuming from the last finished epoch), evaluate, and write the checkpoint folder."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    folder = Path(config.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    net, arch = _build(config, device)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=config.peak_lr(), momentum=config.momentum, weight_decay=config.weight_decay,
+        nesterov=config.objective == "supervised",
+    )
+    start, log = 0, []
+    if (folder / STATE_FILE).exists():
+        state = torch.load(folder / STATE_FILE, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, log = state["epoch"], state["log"]
+        print(f"resuming after epoch {start}", flush=True)
+    images_np, labels_np, source = load_split("train", config.data_dir)
+    images = torch.from_numpy(images_np.transpose(0, 3, 1, 2).copy()).to(device)
+    labels = torch.from_numpy(labels_np).to(device)
+    steps = len(images) // config.batch_size
+    total, warmup = steps * config.epochs, int(steps * config.warmup_epochs)
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        loss = _epoch(net, optimizer, images, labels, config, epoch, device, total, warmup)
+        seconds = time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "loss": round(loss, 4), "seconds": round(seconds, 1)}
+        if config.objective == "simclr" and (epoch + 1) % 5 == 0 and epoch + 1 < config.epochs:
+            entry.update(evaluate(config, net, device, quick=True))
+        log.append(entry)
+        print(json.dumps(entry), flush=True)
+        _save_state(folder, net, optimizer, epoch + 1, log)
+    metrics = evaluate(config, net, device)
+    print(json.dumps({"final": metrics}), flush=True)
+    module = net if config.objective == "supervised" else net.backbone
+    meta = {"method": config.objective, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+    save_folder(module, arch, meta | {"metrics": metrics}, folder)
+    (folder / "README.md").write_text(model_card(config, arch, metrics, log, command, source, device))
+    return metrics
+
+
+def model_card(config, arch, metrics, log, command, source, device) -> str:
+    """The card: what the network is, the exact command, the recipe and what was measured."""
+    hours = sum(e["seconds"] for e in log) / 3600
+    recipe = "\n".join(f"| {k} | {v} |" for k, v in asdict(config).items() if k not in ("out", "data_dir", "device"))
+    measured = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    curve = "\n".join(f"| {e['epoch']} | {e['loss']} | {e['seconds']} |" for e in log)
+    kind = "SimCLR (contrastive, NT-Xent)" if config.objective == "simclr" else "supervised (cross-entropy)"
+    return f"""---
+library_name: cka-lens
+tags: [cifar10, resnet, {config.objective}]
+datasets: [cifar10]
+---
+# {arch.name} trained {kind} on CIFAR-10
+
+A CIFAR-stem {arch.name} (3x3 stride-1 conv1, no max-pool, first-stage width {arch.width}) trained by CKA Lens
+with `python -m models train`. {"The projector was dropped: the network returns pooled backbone features." if config.objective == "simclr" else "The network returns class logits."}
+
+## Exact command
+```
+{command}
+```
+
+## Measured (CKA Lens's own evaluation, full CIFAR-10 test split)
+| metric | value |
+|---|---|
+{measured}
+
+{"kNN: k=200, cosine similarity, votes weighted by exp(sim/0.1), bank = 50,000 training images. Linear probe: multinomial logistic regression (L-BFGS) on standardised pooled features." if config.objective == "simclr" else "Accuracy of the argmax of the logits on the 10,000 test images, unaugmented."}
+
+## Recipe
+| setting | value |
+|---|---|
+{recipe}
+| peak lr used | {config.peak_lr()} |
+
+Input normalisation: mean {CIFAR_MEAN}, std {CIFAR_STD} (training-split statistics).
+Data: CIFAR-10 training split from `{Path(source).name}` (Krizhevsky 2009).
+Trained on {device.type} ({platform.processor() or platform.machine()}), {hours:.2f} h in all, torch {torch.__version__}.
+
+## Loss per epoch
+| epoch | loss | seconds |
+|---|---|---|
+{curve}
+"""
