@@ -135,7 +135,12 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
             _SPLIT_CACHE[cache_key] = (*found, str(folder))
             return _SPLIT_CACHE[cache_key]
     if _download(split):
-        return load_split(split, data_dir)
+        # Look once more, in the download cache only: recursing into load_split would never end if
+        # the download reported success but left no readable files.
+        found = _read_from(DOWNLOAD_DIR, split)
+        if found is not None:
+            _SPLIT_CACHE[cache_key] = (*found, str(DOWNLOAD_DIR))
+            return _SPLIT_CACHE[cache_key]
     looked = ", ".join(str(p) for p in places)
     raise DataError(
         f"CIFAR-10 {split} split not found; looked in {looked} and the download failed. "

@@ -28,6 +28,7 @@ def linear_probe(
     Features are standardised with the training statistics so one weight decay suits every layer.
     Full-batch L-BFGS converges in tens of iterations on pooled features and needs no learning rate.
     """
+    train_x, test_x = train_x.float(), test_x.float()  # the weights are float32 (float64 input used to fail)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     xs, xt = (train_x - mean) / std, (test_x - mean) / std
     weight = torch.zeros(xs.shape[1], num_classes, device=xs.device, requires_grad=True)

@@ -15,6 +15,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace) -> int:
+    """Print the registry as a table: bundled checkpoints first (they work offline), then the Hub's."""
+    from models.registry import registry_entries
+
+    rows = [("spec", "method", "arch", "stem", "classes", "accuracy", "mean / std", "description")]
+    for e in registry_entries():
+        accuracy = f"{e.reported_accuracy:.4f}" if e.reported_accuracy is not None else "-"
+        norm = f"{_triple(e.mean)} / {_triple(e.std)}"
+        arch = e.arch
+        rows.append((e.spec, e.method, arch.name, arch.stem, str(arch.num_classes), accuracy, norm, e.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    if not any(row[0].startswith("bundled:") for row in rows):
+        print("(no bundled checkpoints finished yet: `python -m models train` writes them to models/weights)")
+    return 0
+
+
+def _triple(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:.4f}" for v in values)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """Upload a checkpoint folder to the Hub (needs a token with write access and the network)."""
+    from pathlib import Path
+
+    from models.hub import publish_folder
+
+    url = publish_folder(Path(args.folder), args.repo_id, private=args.private)
+    print(f"published {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,9 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=0)
     t.set_defaults(func=_train)
+    ls = sub.add_parser("list", help="list bundled and Hub checkpoints with their metadata")
+    ls.set_defaults(func=_list)
+    p = sub.add_parser("publish", help="upload a checkpoint folder to a Hugging Face Hub model repo")
+    p.add_argument("folder", help="folder with model.safetensors + config.json (+ README.md)")
+    p.add_argument("repo_id", help="OWNER/REPO on the Hub (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.set_defaults(func=_publish)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; a CheckpointError is one line on stderr and exit code 2 (as argparse errors are)."""
+    from models.errors import CheckpointError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from core.augment import SimCLRAugment, crop_flip, simclr_views
+from core.augment import crop_flip, simclr_views
 from core.data import load_split, normalize
 from core.probes import knn_accuracy, linear_probe
 from models.resnet import ArchConfig, build_resnet
@@ -169,9 +169,10 @@ def evaluate(config: TrainConfig, net: nn.Module, device: torch.device, quick: b
     return metrics
 
 
-def _save_state(folder: Path, net: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, log: list) -> None:
+def _save_state(folder: Path, net: nn.Module, optimizer, epoch: int, epochs: int, log: list) -> None:
     tmp = folder / (STATE_FILE + ".tmp")
-    torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "log": log}, tmp)
+    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "log": log}
+    torch.save(state | {"epochs": epochs}, tmp)
     tmp.replace(folder / STATE_FILE)  # atomic: a kill mid-write never corrupts the last good state
 
 
@@ -194,6 +195,9 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, log = state["epoch"], state["log"]
+        if state.get("epochs") != config.epochs:
+            before = state.get("epochs", "unrecorded")
+            log.append({"note": f"resumed after epoch {start} with --epochs {config.epochs} (schedule was {before})"})
         print(f"resuming after epoch {start}", flush=True)
     images_np, labels_np, source = load_split("train", config.data_dir)
     images = torch.from_numpy(images_np.transpose(0, 3, 1, 2).copy()).to(device)
@@ -209,7 +213,7 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
             entry.update(evaluate(config, net, device, quick=True))
         log.append(entry)
         print(json.dumps(entry), flush=True)
-        _save_state(folder, net, optimizer, epoch + 1, log)
+        _save_state(folder, net, optimizer, epoch + 1, config.epochs, log)
     metrics = evaluate(config, net, device)
     print(json.dumps({"final": metrics}), flush=True)
     module = net if config.objective == "supervised" else net.backbone
@@ -221,11 +225,26 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
 
 def model_card(config, arch, metrics, log, command, source, device) -> str:
     """The card: what the network is, the exact command, the recipe and what was measured."""
-    hours = sum(e["seconds"] for e in log) / 3600
+    epochs = [e for e in log if "epoch" in e]
+    notes = "".join(f"\n- {e['note']}" for e in log if "note" in e)
+    hours = sum(e["seconds"] for e in epochs) / 3600
     recipe = "\n".join(f"| {k} | {v} |" for k, v in asdict(config).items() if k not in ("out", "data_dir", "device"))
     measured = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
-    curve = "\n".join(f"| {e['epoch']} | {e['loss']} | {e['seconds']} |" for e in log)
-    kind = "SimCLR (contrastive, NT-Xent)" if config.objective == "simclr" else "supervised (cross-entropy)"
+    curve = "\n".join(f"| {e['epoch']} | {e['loss']} | {e['seconds']} |" for e in epochs)
+    simclr = config.objective == "simclr"
+    kind = "SimCLR (contrastive, NT-Xent)" if simclr else "supervised (cross-entropy)"
+    output = (
+        "The projector was dropped: the network returns pooled backbone features."
+        if simclr
+        else "The network returns class logits."
+    )
+    how = (
+        "kNN: k=200, cosine similarity, votes weighted by exp(sim/0.1), bank = 50,000 training images. "
+        "Linear probe: multinomial logistic regression (L-BFGS) on standardised pooled features."
+        if simclr
+        else "Accuracy of the argmax of the logits on the 10,000 test images, unaugmented."
+    )
+    where = f"{device.type} ({platform.processor() or platform.machine()})"
     return f"""---
 library_name: cka-lens
 tags: [cifar10, resnet, {config.objective}]
@@ -234,7 +253,7 @@ datasets: [cifar10]
 # {arch.name} trained {kind} on CIFAR-10
 
 A CIFAR-stem {arch.name} (3x3 stride-1 conv1, no max-pool, first-stage width {arch.width}) trained by CKA Lens
-with `python -m models train`. {"The projector was dropped: the network returns pooled backbone features." if config.objective == "simclr" else "The network returns class logits."}
+with `python -m models train`. {output}
 
 ## Exact command
 ```
@@ -246,7 +265,7 @@ with `python -m models train`. {"The projector was dropped: the network returns 
 |---|---|
 {measured}
 
-{"kNN: k=200, cosine similarity, votes weighted by exp(sim/0.1), bank = 50,000 training images. Linear probe: multinomial logistic regression (L-BFGS) on standardised pooled features." if config.objective == "simclr" else "Accuracy of the argmax of the logits on the 10,000 test images, unaugmented."}
+{how}
 
 ## Recipe
 | setting | value |
@@ -256,9 +275,9 @@ with `python -m models train`. {"The projector was dropped: the network returns 
 
 Input normalisation: mean {CIFAR_MEAN}, std {CIFAR_STD} (training-split statistics).
 Data: CIFAR-10 training split from `{Path(source).name}` (Krizhevsky 2009).
-Trained on {device.type} ({platform.processor() or platform.machine()}), {hours:.2f} h in all, torch {torch.__version__}.
+Trained on {where}, {hours:.2f} h in all, torch {torch.__version__}.
 
-## Loss per epoch
+## Loss per epoch{notes}
 | epoch | loss | seconds |
 |---|---|---|
 {curve}

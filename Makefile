@@ -1,0 +1,43 @@
+# CKA Lens: `make run` starts the app, `make test` runs every test. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: run test lint browser bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+# Debian's Chromium for the real-browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@if [ -x /usr/bin/chromium ]; then true; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium missing and cannot be installed here: the browser test will be skipped"; fi
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.dev browser lint
+	$(PY) -m pytest
+
+# Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
+bench: $(VENV)/.dev
+	$(PY) -m pip install -q --no-deps -r bench/requirements.txt
+	$(PY) -c "import importlib.metadata as m, sys; v = m.version('torch'); sys.exit(0 if v.startswith('2.14.1') else f'torch changed: {v}')"
+	$(PY) bench/cka_engine.py --json bench/results/cka_engine.json
+	$(PY) bench/end_to_end.py --json bench/results/end_to_end.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

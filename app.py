@@ -1,0 +1,23 @@
+"""CKA Lens: where do a self-supervised and a supervised network learn the same representations?
+
+The frame and router: page config, the shared sidebar (whose choices live in the URL), the pages.
+The page files live in pages/; `ui.router` keeps this file the router on every run.
+"""
+
+import streamlit as st
+
+from ui import state
+from ui.router import use_app_router
+
+use_app_router()
+st.set_page_config(page_title="CKA Lens", page_icon=":material/compare:", layout="wide")
+state.sidebar()
+st.navigation(
+    [
+        st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("pages/similarity.py", title="Layer similarity", icon=":material/grid_on:"),
+        st.Page("pages/probes.py", title="Probes and objectives", icon=":material/show_chart:"),
+        st.Page("pages/models.py", title="Models", icon=":material/memory:"),
+        st.Page("pages/images.py", title="Images", icon=":material/image:"),
+    ]
+).run()

@@ -1,0 +1,353 @@
+"""Model pair -> full result through core.analysis.compare, at several subset sizes, plus the
+fingerprint cache and the peers' own end-to-end APIs on the CKA part.
+
+Three sections, every measurement in its own fresh process (peak memory is that process's VmHWM):
+
+1. pipeline: `compare(A, B, subset, AnalysisOptions())` (defaults: invariance views, probes, 20
+   permutations, 200 bootstrap resamples) for each `--sizes` value. Time by stage as the pipeline
+   reports it (forward passes incl. the augmented views, CKA incl. permutation null and bootstrap,
+   probes) and "other" = wall time of compare() minus those; peak RSS of the whole process.
+2. reuse: fingerprint A, fingerprint B, pair A-B, fingerprint C, pair A-C, against recomputing A:
+   comparing a third model with an already fingerprinted one costs one model's forward passes.
+3. peers: the CKA matrix alone (cross-model, every layer pair) through each library's own model +
+   data-loader API on the same two networks and the same normalised images in the same order, and
+   ours through compare() with the extras off (no views, probes, permutations or bootstrap).
+
+Models are randomly initialised CIFAR-stem ResNet-18s (seeds 0, 1, 2; BatchNorm statistics from one
+pass over 512 other test images): the costs do not depend on the weights.
+
+    .venv/bin/python bench/end_to_end.py --sizes 1000,10000 --json bench/results/end_to_end.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, for `common`
+
+import common  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from core.analysis import AnalysisOptions, compare, finalize, fingerprint, pair_terms, pick_device  # noqa: E402
+from core.data import normalize  # noqa: E402
+
+PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
+CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0, resamples=0)
+
+
+def _models(count: int, width: int) -> list:
+    """`count` random ResNet-18s with seeds 0, 1, ... and calibrated BatchNorm statistics."""
+    calibration = common.cifar_images(512, seed=1).images
+    return [common.random_resnet18(seed, width, calibration) for seed in range(count)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _gpu_peak_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def _timed(fn, device: torch.device) -> tuple[object, float]:
+    """(fn(), seconds), synchronising the GPU around it."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t0
+
+
+# --- section 1: the whole pipeline --------------------------------------------------------------
+
+
+def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
+    """compare() on n images with the default options; stage times and peak RSS."""
+    model_a, model_b = _models(2, args.width)
+    subset = common.cifar_images(args.n)
+    options = AnalysisOptions(batch_size=args.batch)
+    setup_mb = common.rss_mb()
+    result, wall = _timed(lambda: compare(model_a, model_b, subset, options, device), device)
+    stages = {k: float(v) for k, v in result.seconds.items()}
+    stages["other"] = wall - sum(stages.values())
+    return {
+        "n": args.n,
+        "used_images": result.used_images,
+        "wall_s": wall,
+        "stages_s": stages,
+        "non_forward_share": 1 - stages["forward"] / wall,
+        "setup_rss_mb": setup_mb,
+        "peak_rss_mb": common.peak_rss_mb(),
+        "gpu_peak_mb": _gpu_peak_mb(device),
+    }
+
+
+# --- section 2: the fingerprint cache -----------------------------------------------------------
+
+
+def work_reuse(args: argparse.Namespace, device: torch.device) -> dict:
+    """Fingerprint A, B, C once each; pairs A-B and A-C from the fingerprints; A again for scale."""
+    model_a, model_b, model_c = _models(3, args.width)
+    subset = common.cifar_images(args.n)
+    options = AnalysisOptions(batch_size=args.batch)
+    times: dict[str, float] = {}
+
+    def pair(fx, fy) -> object:
+        return finalize(fx, fy, pair_terms(fx, fy, device), subset.spec)
+
+    fa, times["fingerprint A"] = _timed(lambda: fingerprint(model_a, subset, options, device), device)
+    fb, times["fingerprint B"] = _timed(lambda: fingerprint(model_b, subset, options, device), device)
+    _, times["pair A-B"] = _timed(lambda: pair(fa, fb), device)
+    fc, times["fingerprint C"] = _timed(lambda: fingerprint(model_c, subset, options, device), device)
+    _, times["pair A-C"] = _timed(lambda: pair(fa, fc), device)
+    fa2, times["fingerprint A again"] = _timed(lambda: fingerprint(model_a, subset, options, device), device)
+    same = max(float((r1 - r2).abs().max()) for r1, r2 in zip(fa.rows, fa2.rows, strict=True))
+    return {
+        "n": args.n,
+        "times_s": times,
+        "c_with_cache_s": times["fingerprint C"] + times["pair A-C"],
+        "c_from_scratch_s": times["fingerprint A again"] + times["fingerprint C"] + times["pair A-C"],
+        "refingerprint_max_abs_diff": same,
+        "peak_rss_mb": common.peak_rss_mb(),
+    }
+
+
+# --- section 3: the peers' end-to-end APIs ------------------------------------------------------
+
+
+def _loader(images: torch.Tensor, labels: torch.Tensor, batch: int) -> DataLoader:
+    """The same normalised images, in the same order, in batches like ours (no shuffling)."""
+    return DataLoader(TensorDataset(images, labels), batch_size=batch, shuffle=False)
+
+
+def _by_name(matrix: torch.Tensor, rows: list[str], cols: list[str], names: list[str]) -> np.ndarray:
+    """A peer's matrix in its own layer order -> ours."""
+    ri, ci = [rows.index(n) for n in names], [cols.index(n) for n in names]
+    return matrix.detach().double().cpu().numpy()[np.ix_(ri, ci)]
+
+
+def run_peer(peer: str, model_a, model_b, subset, batch: int, device: torch.device) -> np.ndarray:
+    """The [La, Lb] cross-model CKA matrix through one tool's own end-to-end API (documented inline)."""
+    names = [common.module_name(node) for _, node in model_a.layers]
+    if peer == "ours-cka-only":
+        options = AnalysisOptions(batch_size=batch, invariance=False, probes=False, permutations=0, resamples=0)
+        return compare(model_a, model_b, subset, options, device).cross
+    images = normalize(subset.images, model_a.info.mean, model_a.info.std)  # both share mean/std here
+    loader = _loader(images, subset.labels, batch)
+    a, b = model_a.module.to(device).eval(), model_b.module.to(device).eval()
+    if peer == "pytorch-cka":
+        import cka  # cka.compute_cka(model1, model2, loader, layers=..., device=..., progress=False)
+
+        return cka.compute_cka(a, b, loader, layers=names, device=device, progress=False)[0].double().cpu().numpy()
+    if peer == "torch-cka":
+        from torch_cka import CKA  # CKA(...).compare(loader, loader); export() gives matrix and layer order
+
+        engine = CKA(a, b, "A", "B", model1_layers=names, model2_layers=names, device=str(device))
+        engine.compare(loader, loader)
+        out = engine.export()
+        return _by_name(out["CKA"], out["model1_layers"], out["model2_layers"], names)
+    if peer == "cka-pytorch":
+        from cka_pytorch import CKACalculator  # calculate_cka_matrix(loader, num_epochs=1)
+
+        calc = CKACalculator(a, b, model1_layers=names, model2_layers=names, device=device, verbose=False)
+        out = calc.calculate_cka_matrix(loader, num_epochs=1)
+        return _by_name(out, calc.hook_manager1.module_names, calc.hook_manager2.module_names, names)
+    raise ValueError(f"unknown peer {peer!r}")
+
+
+def work_peer(args: argparse.Namespace, device: torch.device) -> dict:
+    """One tool's CKA matrix on n images: time, peak RSS over the set-up, the matrix to args.out."""
+    model_a, model_b = _models(2, args.width)
+    subset = common.cifar_images(args.n)
+    setup_mb = common.rss_mb()
+    reset_ok = common.reset_peak_rss()
+    matrix, wall = _timed(lambda: run_peer(args.worker_peer, model_a, model_b, subset, args.batch, device), device)
+    np.save(args.out, np.asarray(matrix, dtype=np.float64))
+    peak = common.peak_rss_mb()
+    return {
+        "peer": args.worker_peer,
+        "n": args.n,
+        "wall_s": wall,
+        "setup_rss_mb": setup_mb,
+        "peak_rss_mb": peak,
+        "peak_extra_mb": peak - setup_mb if reset_ok else None,
+        "gpu_peak_mb": _gpu_peak_mb(device),
+        "layers": [name for name, _ in model_a.layers],
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Run one section in this (fresh) process and emit its numbers."""
+    common.set_threads(args.threads)
+    device = pick_device(args.device)
+    work = {"pipeline": work_pipeline, "reuse": work_reuse, "peer": work_peer}[args.worker]
+    out = work(args, device)
+    out.update({"threads": torch.get_num_threads(), "device": str(device)})
+    common.emit(out)
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def _spawn(args: argparse.Namespace, section: str, n: int, extra: list[str] | None = None) -> dict:
+    cmd = ["--worker", section, "--n", str(n), "--width", str(args.width), "--batch", str(args.batch)]
+    cmd += ["--threads", str(args.threads), "--device", args.device, *(extra or [])]
+    res = common.run_worker(Path(__file__), cmd, args.timeout)
+    return res.data if res.ok else {"error": res.error, "wall_s": res.wall_s}
+
+
+def _agreement(ours: np.ndarray, other: np.ndarray, layers: list[str]) -> dict:
+    """max |diff| vs ours over all pairs, over pairs with no residual-branch layer, and over the rest."""
+    diff = np.abs(ours - other)
+    residual = np.array(["residual" in name for name in layers])
+    plain = ~residual[:, None] & ~residual[None, :]
+    return {
+        "max_abs_diff": float(np.nanmax(diff)),
+        "max_abs_diff_without_residual": float(np.nanmax(diff[plain])),
+        "max_abs_diff_residual": float(np.nanmax(diff[~plain])) if (~plain).any() else None,
+        "nan_mismatch": int((np.isfinite(ours) != np.isfinite(other)).sum()),
+    }
+
+
+def orchestrate(args: argparse.Namespace) -> dict:
+    """Run every section, each size and tool in a fresh process; print tables; return everything."""
+    report: dict = {"machine": common.machine_summary(), "args": {k: str(v) for k, v in vars(args).items()}}
+    print(f"machine: {report['machine']}", flush=True)
+    report["pipeline"] = []
+    for n in args.sizes:
+        print(f"pipeline n={n} ...", flush=True)
+        report["pipeline"].append(_spawn(args, "pipeline", n))
+    if args.reuse_n:
+        print(f"reuse n={args.reuse_n} ...", flush=True)
+        report["reuse"] = _spawn(args, "reuse", args.reuse_n)
+    report["peers"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.peer_sizes:
+            matrices = {}
+            for peer in args.peers:
+                print(f"peer {peer} n={n} ...", flush=True)
+                out = Path(tmp) / f"{peer}-{n}.npy"
+                data = _spawn(args, "peer", n, ["--worker-peer", peer, "--out", str(out)])
+                if "error" not in data:
+                    matrices[peer] = np.load(out)
+                report["peers"].append(data | {"peer": peer, "n": n})
+            if "ours-cka-only" in matrices:
+                layers = next(
+                    r["layers"] for r in report["peers"] if r.get("peer") == "ours-cka-only" and "layers" in r
+                )
+                for r in report["peers"]:
+                    if r["n"] == n and r["peer"] in matrices and r["peer"] != "ours-cka-only":
+                        r["values"] = _agreement(matrices["ours-cka-only"], matrices[r["peer"]], layers)
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def print_report(report: dict) -> None:
+    """Markdown tables for BENCHMARKS.md."""
+    rows = []
+    for r in report["pipeline"]:
+        if "error" in r:
+            rows.append([str(r.get("n", "?")), "failed: " + r["error"][:80], *["-"] * 7])
+            continue
+        s = r["stages_s"]
+        rows.append(
+            [
+                str(r["n"]),
+                common.fmt(r["wall_s"], 1),
+                common.fmt(s["forward"], 1),
+                common.fmt(s["cka"], 1),
+                common.fmt(s["probes"], 1),
+                common.fmt(s["other"], 1),
+                f"{r['non_forward_share']:.0%}",
+                common.fmt(r["peak_rss_mb"], 0),
+                common.fmt(r["gpu_peak_mb"], 0),
+            ]
+        )
+    head = ["n", "total s", "forward s", "CKA s", "probes s", "other s", "non-forward", "peak RSS MB", "GPU peak MB"]
+    print("\npipeline (compare, default options):\n" + common.table(head, rows))
+    reuse = report.get("reuse")
+    if reuse and "error" not in reuse:
+        rows = [[k, common.fmt(v, 1)] for k, v in reuse["times_s"].items()]
+        print(f"\nfingerprint reuse (n={reuse['n']}):\n" + common.table(["step", "s"], rows))
+        print(
+            f"third model C against cached A: {reuse['c_with_cache_s']:.1f} s; "
+            f"from scratch (A again + C + pair): {reuse['c_from_scratch_s']:.1f} s; "
+            f"re-fingerprinted A differs by {reuse['refingerprint_max_abs_diff']:.1e}"
+        )
+    elif reuse:
+        print(f"\nfingerprint reuse failed: {reuse['error']}")
+    rows = []
+    ours = {r["n"]: r["wall_s"] for r in report["peers"] if r.get("peer") == "ours-cka-only" and "wall_s" in r}
+    for r in report["peers"]:
+        if "error" in r:
+            rows.append([r["peer"], str(r["n"]), "failed: " + r["error"][:80], "-", "-", "-", "-", "-"])
+            continue
+        v = r.get("values", {})
+        rows.append(
+            [
+                r["peer"],
+                str(r["n"]),
+                common.fmt(r["wall_s"], 1),
+                common.fmt(r["wall_s"] / ours[r["n"]]) if r["n"] in ours else "-",
+                common.fmt(r["peak_extra_mb"], 0),
+                common.fmt_sci(v.get("max_abs_diff")) if v else "(reference)",
+                common.fmt_sci(v.get("max_abs_diff_without_residual")) if v else "-",
+                common.fmt_sci(v.get("max_abs_diff_residual")) if v else "-",
+            ]
+        )
+    head = ["tool", "n", "time s", "x ours", "peak extra MB", "max |diff|", "... no residual layers", "... residual"]
+    print("\npeers, CKA matrix end to end (forward passes included):\n" + common.table(head, rows))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    sizes = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--sizes", type=sizes, default=[1000, 10000], help="subset sizes for the pipeline (default 1000,10000)"
+    )
+    p.add_argument("--reuse-n", type=int, default=1000, help="subset size for the fingerprint-reuse section (0: skip)")
+    p.add_argument("--peer-sizes", type=sizes, default=None, help="subset sizes for the peers (default: --sizes)")
+    p.add_argument(
+        "--peers", type=lambda s: s.split(","), default=list(PEERS), help="comma-separated, of: " + ", ".join(PEERS)
+    )
+    p.add_argument("--width", type=int, default=64, help="ResNet-18 first-stage width (default 64)")
+    p.add_argument("--batch", type=int, default=250, help="minibatch size, ours and the peers' loaders (default 250)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads per process (0: default)")
+    p.add_argument("--timeout", type=float, default=7200.0, help="give up on one process after this many seconds")
+    p.add_argument("--json", type=Path, default=None, help="also write every number here")
+    p.add_argument("--worker", choices=["pipeline", "reuse", "peer"], help=argparse.SUPPRESS)
+    p.add_argument("--worker-peer", choices=list(PEERS), help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.peer_sizes is None:
+        args.peer_sizes = args.sizes
+    unknown = set(args.peers) - set(PEERS)
+    if unknown:
+        p.error(f"unknown peers {sorted(unknown)}; choose from {list(PEERS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()

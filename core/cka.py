@@ -1,0 +1,282 @@
+"""Centered kernel alignment (Kornblith et al. 2019), debiased (Song et al. 2012) and minibatch
+(Nguyen et al. 2021) forms, with a fast path for every pair of layers.
+
+The expensive part is one Gram matrix per layer per batch (b x b from b x d features). Everything
+after it is cheap: each Gram is centred once, flattened to a row, and a single matrix product of the
+stacked rows gives the HSIC of every pair of layers, of both models, at once (float64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+KERNELS = ("linear", "rbf")
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """[n, ...] -> [n, d] without copying a channels-last feature map: its columns then come in memory
+    order (h, w, c) instead of (c, h, w). Nothing CKA reads from the features (row products, column
+    means, per-column comparisons) depends on the order of the columns."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(x.shape[0], -1)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """[n, ...] features -> [n, d], at least float32."""
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"features must have shape [n, ...] with n >= 1; got {tuple(x.shape)}")
+    x = _rows(x)
+    if not (x.is_floating_point() and x.dtype in (torch.float32, torch.float64)):
+        x = x.float()
+    return x
+
+
+def linear_gram(x: torch.Tensor) -> torch.Tensor:
+    """K = X X^T for features X of shape [n, ...] (trailing dimensions flattened).
+
+    Returns:
+        [n, n] Gram matrix in the features' dtype (float32 at least).
+    """
+    x = _flat(x)
+    return x @ x.T
+
+
+def rbf_gram(x: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:
+    """K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2 m)), m the median squared distance (over all n^2
+    entries, as in Kornblith's reference), so `sigma` is a fraction of the median distance.
+
+    Returns:
+        [n, n] Gram matrix; all ones when every row is identical (no scale to measure).
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive; got {sigma}")
+    x = _flat(x)
+    x = x - x.mean(0, keepdim=True)  # distances are translation-invariant; centring avoids cancellation
+    dot = x @ x.T
+    sq_norms = dot.diagonal()
+    sq_dist = (sq_norms[:, None] + sq_norms[None, :] - 2 * dot).clamp_min_(0)
+    values = sq_dist.flatten().sort().values
+    mid = values.numel() // 2
+    median = values[mid] if values.numel() % 2 else (values[mid - 1] + values[mid]) / 2
+    return torch.exp(-sq_dist / (2 * sigma**2 * median.clamp_min(torch.finfo(x.dtype).tiny)))
+
+
+def center_gram(gram: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Centre a Gram matrix so that sum(center(K) * center(L)) is proportional to HSIC.
+
+    unbiased=True: U-centring (Szekely & Rizzo 2014); sum(U_K * U_L) / (n (n - 3)) is the unbiased
+    HSIC estimator of Song et al. (2012). Needs n >= 4.
+    unbiased=False: H K H with H = I - 11^T / n, computed from row and column means (never the dense H).
+
+    `gram` is one [n, n] matrix or a stack [..., n, n], each centred on its own (a stack of every
+    layer of a batch is centred in a few vectorised float64 passes instead of a few per layer).
+    """
+    if gram.dim() < 2 or gram.shape[-1] != gram.shape[-2]:
+        raise ValueError(f"a Gram matrix must be square; got {tuple(gram.shape)}")
+    n = gram.shape[-1]
+    g = gram.to(torch.float64, copy=True)  # always a copy: the caller's Gram is never modified
+    if not unbiased:
+        means = g.mean(-2, keepdim=True)  # column means; K is symmetric, so row means too
+        return g.sub_(means).sub_(means.mT).add_(means.mean(-1, keepdim=True))
+    if n < 4:
+        raise ValueError(f"the debiased estimator needs at least 4 examples; got {n}")
+    diagonal = g.diagonal(dim1=-2, dim2=-1)
+    diagonal.zero_()
+    sums = g.sum(-2, keepdim=True).div_(n - 2)  # column sums / (n - 2); K is symmetric, so rows too
+    g.sub_(sums).sub_(sums.mT).add_(sums.sum(-1, keepdim=True).div_(n - 1))
+    diagonal.zero_()
+    return g
+
+
+# On the CPU the column-centred copy of a batch's features is built and multiplied this many values at
+# a time: a block stays in cache between the centring and the product, and no [n, d] temporary is
+# allocated (a fresh 64 MB buffer costs more in page faults than the centring itself).
+CENTRING_BLOCK = 1 << 20
+
+
+def _centred_linear_gram(x: torch.Tensor) -> torch.Tensor:
+    """(X - 1 m^T)(X - 1 m^T)^T for X [n, d] with column means m: the same product as centring X and
+    calling `linear_gram`, computed block of columns by block of columns on the CPU."""
+    n, d = x.shape
+    step = max(1, CENTRING_BLOCK // max(n, 1))
+    if x.device.type != "cpu" or step >= d:  # GPUs' caching allocator makes the temporary free
+        centred = x - x.mean(0, keepdim=True)
+        return centred @ centred.T
+    gram = None
+    for start in range(0, d, step):
+        block = x[:, start : start + step]
+        block = block - block.mean(0, keepdim=True)
+        gram = block @ block.T if gram is None else gram.addmm_(block, block.T)
+    return gram
+
+
+def _gram(x: torch.Tensor, kernel: str, sigma: float) -> torch.Tensor:
+    """The Gram matrix that gets centred. Linear features are column-centred first: both centrings
+    remove exactly this offset, and without it a large common offset (say 1000 + unit noise) leaves
+    float32 Grams with almost no significant digits for the centred part."""
+    if kernel == "linear":
+        return _centred_linear_gram(_flat(x))
+    if kernel == "rbf":
+        return rbf_gram(x, sigma)
+    raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+
+
+def hsic_scale(n: int, unbiased: bool) -> float:
+    """The factor that turns sum(centred K * centred L) into HSIC for a batch of n examples."""
+    if n < (4 if unbiased else 2):
+        need = "at least 4 examples for the debiased" if unbiased else "at least 2 examples for the biased"
+        raise ValueError(f"HSIC needs {need} estimator; got {n}")
+    return 1.0 / (n * (n - 3)) if unbiased else 1.0 / (n - 1) ** 2
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("features contain NaN or infinite values")
+
+
+def cka(
+    x: torch.Tensor, y: torch.Tensor, *, kernel: str = "linear", debiased: bool = True, sigma: float = 0.8
+) -> float:
+    """CKA between two feature matrices with the same number of rows (examples).
+
+    Returns:
+        CKA as a float; a debiased estimate can be slightly negative and is returned as it is.
+        NaN only when a side has no variance (CKA is 0/0), which `MinibatchCKA` reports with a reason.
+    """
+    x, y = _flat(x), _flat(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same number of rows; got {x.shape[0]} and {y.shape[0]}")
+    _check_finite(x)
+    _check_finite(y)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+    if debiased and x.shape[0] < 4:
+        raise ValueError(f"the debiased estimator needs at least 4 examples; got {x.shape[0]}")
+    if bool(is_constant([x, y]).any()):
+        return float("nan")  # 0/0; rounding would otherwise turn it into an arbitrary finite number
+    # CKA is invariant to isotropic scaling (both kernels), so scale each side to max |value| 1: finite
+    # inputs of any magnitude then cannot overflow the Gram or the sums below.
+    kx = center_gram(_gram(x / x.abs().amax(), kernel, sigma), debiased)
+    ky = center_gram(_gram(y / y.abs().amax(), kernel, sigma), debiased)
+    xy, xx, yy = (kx * ky).sum(), (kx * kx).sum(), (ky * ky).sum()
+    if xx <= 0 or yy <= 0:
+        return float("nan")
+    return float(xy / (xx * yy).sqrt())
+
+
+def centred_rows(
+    feats: Sequence[torch.Tensor], *, kernel: str = "linear", debiased: bool = True, sigma: float = 0.8
+) -> torch.Tensor:
+    """One centred Gram per layer, flattened: [len(feats), b*b] float64 with the batch's HSIC scale
+    folded in as sqrt(scale), so a row product is directly a per-batch HSIC contribution."""
+    if not feats:
+        raise ValueError("need at least one layer")
+    n = feats[0].shape[0]
+    if any(f.shape[0] != n for f in feats):
+        raise ValueError("every layer of a batch must have the same number of examples")
+    if debiased and n < 4:
+        raise ValueError(f"the debiased estimator needs batches of at least 4 examples; got {n}")
+    if not debiased and n < 2:
+        raise ValueError(f"the biased estimator needs batches of at least 2 examples; got {n}")
+    scale = hsic_scale(n, debiased) ** 0.5
+    grams = torch.stack([_gram(f, kernel, sigma) for f in feats])  # [L, b, b]; float64 if any layer is
+    return center_gram(grams, debiased).flatten(1).mul_(scale)
+
+
+def is_constant(feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per layer, whether every example has the same features (a bool tensor; no host sync).
+
+    Exact: a column is constant when its largest and smallest values are equal (NaN makes both NaN,
+    so never constant). Two reductions read the features without writing an [n, d] mask.
+    """
+    flags = []
+    for f in feats:
+        x = _rows(f)
+        flags.append((x.amax(0) == x.amin(0)).all() if x.numel() else torch.ones((), dtype=torch.bool, device=f.device))
+    return torch.stack(flags)
+
+
+def normalise_hsic(hsic: torch.Tensor, constant: torch.Tensor) -> tuple[torch.Tensor, list[str | None]]:
+    """HSIC matrix of a stacked set of layers -> CKA matrix, and per layer why it is undefined (or None).
+
+    A layer whose self-HSIC is not positive, or whose features were constant in every batch (its
+    self-HSIC is then 0 up to rounding), has no CKA with anything: its row and column are NaN and its
+    reason says why. Negative cross terms are kept as they are.
+    """
+    diag = hsic.diagonal()
+    finite = torch.isfinite(diag)
+    ok = finite & (diag > 0) & ~constant
+    norms = torch.where(ok, diag, torch.ones_like(diag)).sqrt()
+    out = hsic / (norms[:, None] * norms[None, :])
+    out[~ok, :] = float("nan")
+    out[:, ~ok] = float("nan")
+    reasons: list[str | None] = []
+    for good, flat, fin in zip(ok.tolist(), constant.tolist(), finite.tolist(), strict=True):
+        if good:
+            reasons.append(None)
+        elif not fin:
+            reasons.append("features contain NaN or infinite values, or are too large (the Gram overflowed)")
+        elif flat:
+            reasons.append("constant features (a dead layer): CKA is 0/0")
+        else:
+            reasons.append("self-similarity estimate is not positive (too few examples for the debiased estimator)")
+    return out, reasons
+
+
+class MinibatchCKA:
+    """Minibatch CKA between every layer of model A and every layer of model B.
+
+    Call `update(feats_a, feats_b)` once per minibatch with each model's list of per-layer features
+    (any shape [b, ...]; both models see the same images in the same order), then `compute()`.
+    Batches may differ in size: each batch's HSIC carries its own 1/(b(b-3)) factor. Each model's own
+    layer-by-layer CKA comes from the same accumulation (`compute_self`). Features may live on any
+    device; nothing is copied to the host until `compute`.
+    """
+
+    def __init__(self, n_a: int, n_b: int, *, kernel: str = "linear", debiased: bool = True, sigma: float = 0.8):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+        if n_a < 1 or n_b < 1:
+            raise ValueError("each model needs at least one layer")
+        self.n_a, self.n_b = n_a, n_b
+        self.options = {"kernel": kernel, "debiased": debiased, "sigma": sigma}
+        self.hsic: torch.Tensor | None = None
+        self.constant: torch.Tensor | None = None
+        self.batches = 0
+
+    def update(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> None:
+        if len(feats_a) != self.n_a or len(feats_b) != self.n_b:
+            raise ValueError(f"expected {self.n_a} and {self.n_b} layers; got {len(feats_a)} and {len(feats_b)}")
+        feats = [*feats_a, *feats_b]
+        rows = centred_rows(feats, **self.options)
+        product = rows @ rows.T
+        constant = is_constant(feats)
+        if self.hsic is None:
+            self.hsic, self.constant = product, constant
+        else:
+            self.hsic += product
+            self.constant &= constant
+        self.batches += 1
+
+    def _normalised(self) -> tuple[torch.Tensor, list[str | None]]:
+        if self.hsic is None:
+            raise ValueError("no batches: call update() before compute()")
+        return normalise_hsic(self.hsic.cpu(), self.constant.cpu())
+
+    def compute(self) -> torch.Tensor:
+        """[n_a, n_b] float64 cross-model CKA; NaN rows/columns for undefined layers (see `undefined`)."""
+        full, _ = self._normalised()
+        return full[: self.n_a, self.n_a :]
+
+    def compute_self(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each model's own [n, n] layer-by-layer CKA, from the same accumulation."""
+        full, _ = self._normalised()
+        return full[: self.n_a, : self.n_a], full[self.n_a :, self.n_a :]
+
+    def undefined(self) -> tuple[list[str | None], list[str | None]]:
+        """Per layer of A and of B: why its CKA is undefined, or None."""
+        _, reasons = self._normalised()
+        return reasons[: self.n_a], reasons[self.n_a :]

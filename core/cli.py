@@ -1,0 +1,151 @@
+"""`python -m core compare`: the app's analysis from a terminal, on one process or under torchrun.
+
+Any bad option, model or data source prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+USAGE_ERROR = 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise CliError(f"{self.prog}: {message} (see --help)")
+
+
+def _classes(text: str) -> tuple[int, ...]:
+    from core.data import CLASSES
+
+    out = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item.isdigit():
+            out.append(int(item))
+        elif item in CLASSES:
+            out.append(CLASSES.index(item))
+        else:
+            raise argparse.ArgumentTypeError(f"unknown class {item!r}; use 0-9 or one of {', '.join(CLASSES)}")
+    return tuple(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Compare the layers of two networks with CKA.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    c = sub.add_parser("compare", help="CKA between every pair of layers, probes, class structure, invariance")
+    c.add_argument("--a", required=True, metavar="SPEC", help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH")
+    c.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="one model, or several to compare with A")
+    c.add_argument("--out", required=True, help="result JSON file (a folder when --b names several models)")
+    c.add_argument("--csv", help="also write the result as long-format CSV")
+    c.add_argument("--split", default="test", choices=("test", "train"))
+    c.add_argument("--classes", type=_classes, default=tuple(range(10)), help="comma-separated, e.g. 0,1,cat")
+    c.add_argument("--per-class", type=int, default=100)
+    c.add_argument("--subset-seed", type=int, default=0)
+    c.add_argument("--data-dir", default=None, help="CIFAR-10 folder (npz pair or cifar-10-batches-py)")
+    c.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
+    c.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth, fraction of the median distance")
+    c.add_argument("--estimator", default="debiased", choices=("debiased", "biased"))
+    c.add_argument("--batch-size", type=int, default=250)
+    c.add_argument("--permutations", type=int, default=20)
+    c.add_argument("--resamples", type=int, default=200)
+    c.add_argument("--seed", type=int, default=0, help="seeds augmented views, permutations and bootstrap")
+    c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
+    c.add_argument("--no-probes", action="store_true")
+    c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    return parser
+
+
+class _Bars:
+    """A tqdm bar per stage, on stderr; silent on ranks other than 0."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.stage = enabled, None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage, self.bar = stage, tqdm(total=total, desc=stage, file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from core.analysis import AnalysisOptions, pick_device, to_csv, to_json_dict
+    from core.data import SubsetSpec, load_subset
+    from core.distributed import Cluster, compare_sharded
+    from models import load_model
+
+    t0 = time.perf_counter()
+    spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
+    options = AnalysisOptions(
+        kernel=args.kernel, debiased=args.estimator == "debiased", sigma=args.sigma, batch_size=args.batch_size,
+        invariance=not args.no_invariance, probes=not args.no_probes, permutations=args.permutations,
+        resamples=args.resamples, seed=args.seed,
+    )
+    cluster = Cluster.from_env(pick_device(args.device))
+    bars = _Bars(cluster.rank == 0)
+    many = len(args.b) > 1
+    if many:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:
+        subset = load_subset(spec, args.data_dir)
+        reference = load_model(args.a)
+        others = [load_model(b) for b in args.b]
+        results = compare_sharded(reference, others, subset, options, cluster, bars)
+    finally:
+        bars.close()
+        cluster.close()
+    if cluster.rank != 0:
+        return 0
+    written = []
+    for b_spec, result in zip(args.b, results, strict=True):
+        out = Path(args.out) / f"{_slug(b_spec)}.json" if many else Path(args.out)
+        out.write_text(json.dumps(to_json_dict(result), indent=1) + "\n")
+        written.append(str(out))
+        if args.csv and not many:
+            Path(args.csv).write_text(to_csv(result))
+    seconds = {k: sum(r.seconds[k] for r in results) for k in ("forward", "cka", "probes")}
+    total = time.perf_counter() - t0
+    other = total - sum(seconds.values())
+    print(
+        f"done in {total:.1f} s on {cluster.describe()}: forward {seconds['forward']:.1f} s, "
+        f"CKA {seconds['cka']:.1f} s, probes {seconds['probes']:.1f} s, loading and other {other:.1f} s; "
+        f"wrote {', '.join(written)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _slug(spec: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.data import DataError
+    from models import CheckpointError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return _run_compare(args)
+    except (CliError, CheckpointError, DataError, ValueError, OSError) as error:
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
+        return USAGE_ERROR
+    except MemoryError:
+        print("error: out of memory; use fewer images (--per-class) or a smaller --batch-size", file=sys.stderr)
+        return USAGE_ERROR
+

@@ -1,0 +1,190 @@
+"""Bytes -> state dict: recognise the file format, parse it safely, and find the weights inside.
+
+Nothing here runs code from the file: safetensors is parsed by its own (Rust) reader, which checks
+the header against the data, and every PyTorch file goes through `torch.load(weights_only=True)`
+from memory. There is no fallback to `weights_only=False`: a checkpoint that needs it is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import struct
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+
+from models.errors import CheckpointError
+
+SUPPORTED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar", ".ckpt")
+SUPPORTED_TEXT = "a .safetensors file or a PyTorch state dict (.pt, .pth, .bin, .tar, Lightning .ckpt)"
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where trainers nest the state dict
+RESAVE_HINT = "torch.save(ckpt['state_dict'], 'weights.pt')"
+
+# Leading bytes of files people upload by mistake, so the error can say what the file really is.
+_FOREIGN_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"7z\xbc\xaf": "a 7-Zip archive",
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x89HDF": "an HDF5 (Keras .h5) file",
+}
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """The tensors found in a file and what was done to find them."""
+
+    tensors: dict[str, torch.Tensor]
+    format: str  # "safetensors" or "torch"
+    notes: tuple[str, ...]
+    lightning: bool  # the file was a Lightning-style checkpoint (weights nested under "state_dict")
+
+
+def parse_checkpoint(data: bytes, filename: str) -> ParsedFile:
+    """Recognise `data`'s format from its content (not its name) and return the tensors inside."""
+    kind = detect_format(data, filename)
+    if kind == "safetensors":
+        return ParsedFile(_read_safetensors(data, filename), "safetensors", (), False)
+    tensors, notes, lightning = extract_state_dict(_read_torch(data, filename), filename)
+    return ParsedFile(tensors, "torch", notes, lightning)
+
+
+def detect_format(data: bytes, filename: str) -> str:
+    """'safetensors' or 'torch', from the leading bytes; anything else is a CheckpointError.
+
+    The content decides because names lie (a PNG renamed .pt) and Hub files have fixed names.
+    """
+    if not data:
+        raise CheckpointError(f"'{filename}' is empty (0 bytes); choose {SUPPORTED_TEXT}.")
+    for magic, what in _FOREIGN_MAGIC.items():
+        if data.startswith(magic):
+            raise CheckpointError(f"'{filename}' is {what}, not a checkpoint; choose {SUPPORTED_TEXT}.")
+    if _looks_like_safetensors(data):  # first: a header length of 128 also starts with the pickle byte 0x80
+        return "safetensors"
+    if data.startswith(b"PK\x03\x04"):
+        _check_torch_zip(data, filename)
+        return "torch"
+    if data[:1] == b"\x80" or data[257:262] == b"ustar":  # pickle protocol >= 2, or torch's legacy tar format
+        return "torch"
+    raise CheckpointError(
+        f"'{filename}' is neither a safetensors file nor a PyTorch checkpoint (unrecognised content); "
+        f"choose {SUPPORTED_TEXT}."
+    )
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    """A safetensors file starts with a little-endian u64 header length followed by a JSON object.
+
+    The length is not checked here: a lying or truncated header is safetensors' reader's to report.
+    """
+    return len(data) >= 10 and data[8:9] == b"{" and struct.unpack("<Q", data[:8])[0] >= 2
+
+
+def _check_torch_zip(data: bytes, filename: str) -> None:
+    """A torch zip archive holds `<name>/data.pkl`; any other zip (or a broken one) is refused early."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as err:
+        raise CheckpointError(
+            f"'{filename}' is a damaged or truncated zip archive ({err}); download or export it again."
+        ) from None
+    if not any(name.endswith("data.pkl") for name in names):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise CheckpointError(
+            f"'{filename}' is a zip archive ({shown}) but not a PyTorch checkpoint (no data.pkl inside); "
+            f"choose {SUPPORTED_TEXT}."
+        )
+
+
+def _read_safetensors(data: bytes, filename: str) -> dict[str, torch.Tensor]:
+    """Parse with safetensors' reader, which validates the header's offsets against the bytes."""
+    try:
+        return dict(load_safetensors(data))
+    except (SafetensorError, ValueError, TypeError, RuntimeError) as err:
+        raise CheckpointError(
+            f"'{filename}' is a damaged or truncated safetensors file ({_one_line(err)}); export it again "
+            "with safetensors.torch.save_file."
+        ) from None
+
+
+def _read_torch(data: bytes, filename: str) -> object:
+    """torch.load(weights_only=True) from memory; refusals name the offending global and the fix."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "detected pickle protocol 4": the refusal below is the message
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise CheckpointError(
+                f"'{filename}' could not be read as a PyTorch checkpoint ({_one_line(err)}); it may be truncated "
+                f"or damaged: download or export it again."
+            ) from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" (it holds {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"'{filename}' contains pickled Python objects{what} that safe loading (torch.load with "
+            f"weights_only=True) refused to run; if you trust the file, load it yourself and re-save only the "
+            f"weights, e.g. `{RESAVE_HINT}`, then load that."
+        ) from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, ValueError, ... on damaged files
+        raise CheckpointError(
+            f"'{filename}' could not be read as a PyTorch checkpoint ({_one_line(err)}); it may be truncated or "
+            "damaged: download or export it again."
+        ) from None
+
+
+def extract_state_dict(obj: object, filename: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...], bool]:
+    """Find the state dict in what torch.load returned: the dict itself or one nested by a trainer.
+
+    Returns the tensors, notes on where they were found, and whether it was a Lightning checkpoint.
+    """
+    notes: list[str] = []
+    path: list[str] = []
+    for _ in range(4):  # trainers nest at most a few levels deep ({"model": {"state_dict": ...}})
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(
+                f"'{filename}' holds a {type(obj).__name__}, not a state dict; save `model.state_dict()` instead."
+            )
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        nested = next((k for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if nested is None:
+            return _tensor_entries(obj, filename, path, notes), tuple(notes), path[:1] == ["state_dict"]
+        path.append(nested)
+        obj = obj[nested]
+    if path:
+        where = "".join(f"['{p}']" for p in path)
+        notes.append(f"took the weights from the checkpoint's {where} entry")
+    return dict(obj), tuple(notes), path[:1] == ["state_dict"]  # type: ignore[arg-type]
+
+
+def _tensor_entries(obj: Mapping, filename: str, path: list[str], notes: list[str]) -> dict[str, torch.Tensor]:
+    """A dict that mixes tensors with other values: keep the tensors if they look like weights."""
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(repr(k) for k in list(obj)[:6]) or "none"
+        raise CheckpointError(
+            f"'{filename}' holds no tensors where a state dict was expected (keys: {keys}); supported: "
+            f"a state dict, or a dict holding one under {', '.join(repr(k) for k in NESTED_KEYS)}."
+        )
+    if path:
+        notes.append("took the weights from the checkpoint's " + "".join(f"['{p}']" for p in path) + " entry")
+    notes.append(f"ignored {len(obj) - len(tensors)} non-tensor entries")
+    return tensors
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message squeezed to one short line, for embedding in our sentence."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -1,0 +1,313 @@
+"""Checkpoints from the Hugging Face Hub, through huggingface_hub's cache, with bounded waits.
+
+`hf_hub_download` gives the cache, HF_HUB_OFFLINE and revision pinning, but when its metadata
+request fails and nothing is cached it retries with a 60 s timeout and up to 5 back-offs
+(`_ETAG_RETRY_TIMEOUT`, `_DEFAULT_RETRY_ON_STATUS_CODES` in huggingface_hub 2.4's file_download.py),
+which can hang a page for minutes. So every download first sends one metadata HEAD request without
+retries and with our timeout (CKA_LENS_HUB_TIMEOUT, default 10 s), and only calls `hf_hub_download`
+once the Hub has answered. The body download is bounded by huggingface_hub's per-read
+HF_HUB_DOWNLOAD_TIMEOUT.
+
+huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import; this module reads
+them at each call and passes `endpoint=` / `cache_dir=` / `local_files_only=` explicitly, so changing
+them (tests, the app's settings) takes effect without re-importing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import get_token, validate_repo_id
+
+from models.errors import CheckpointError
+from models.loader import LoadedModel, SourceHints, check_size, load_path_bytes, parse_config
+from models.registry import RegistryEntry, find_hub_entry, list_bundled
+from models.store import CONFIG_FILE, WEIGHTS_FILE
+
+TIMEOUT_ENV = "CKA_LENS_HUB_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
+WEIGHT_CANDIDATES = (WEIGHTS_FILE, "pytorch_model.bin")  # tried in order for repos not in the registry
+SPEC_FORM = "hub:OWNER/REPO[@REVISION][:FILENAME], e.g. hub:edadaltocg/resnet50_simclr_cifar10"
+_SAFE_FILENAME = re.compile(r"^[\w.\-]+(/[\w.\-]+)*$")
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A parsed `hub:` spec."""
+
+    repo_id: str
+    revision: str | None  # None = the default branch
+    filename: str | None  # None = the registry's file, else model.safetensors then pytorch_model.bin
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A file in the local Hugging Face cache and how it got there."""
+
+    path: Path
+    note: str
+
+
+def parse_hub_spec(spec: str) -> HubSpec:
+    """'hub:OWNER/REPO[@REVISION][:FILENAME]' -> HubSpec; anything malformed -> CheckpointError."""
+    body = spec.removeprefix("hub:").strip()
+    repo_part, _, filename = body.partition(":")
+    repo_id, _, revision = repo_part.partition("@")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        repo_id = ""
+    if repo_id.count("/") != 1 or ("@" in repo_part and not revision):
+        raise CheckpointError(f"'{spec}' is not a Hub spec; write {SPEC_FORM}.")
+    if ":" in body and not (filename and _SAFE_FILENAME.match(filename) and ".." not in filename.split("/")):
+        raise CheckpointError(
+            f"'{spec}' names the file {filename!r}, which is not a file path in a repo; write {SPEC_FORM}."
+        )
+    return HubSpec(repo_id, revision or None, filename or None)
+
+
+def load_hub(spec: str, max_bytes: int | None = None) -> LoadedModel:
+    """Download (or take from the cache) a Hub checkpoint and load it like any other file."""
+    parsed = parse_hub_spec(spec)
+    entry = find_hub_entry(parsed.repo_id)
+    hints = entry.hints() if entry else SourceHints()
+    if entry and parsed.filename in (None, entry.filename):
+        weights = fetch(parsed.repo_id, entry.filename, parsed.revision, max_bytes=max_bytes)
+    else:
+        weights = _fetch_unknown_repo(parsed, max_bytes)
+        config = fetch(parsed.repo_id, CONFIG_FILE, parsed.revision, optional=True, max_bytes=1 << 20)
+        if config is not None:
+            hints = _config_hints(config.path, parsed.repo_id).merged_over(hints)
+    hints = replace(hints, notes=(weights.note,) + hints.notes)
+    loaded = load_path_bytes(weights.path, spec, hints, max_bytes)
+    return _with_registry_check(loaded, entry)
+
+
+def _config_hints(path: Path, repo_id: str) -> SourceHints:
+    """Hints from a repo's config.json; one written for another library is ignored, with a note."""
+    try:
+        return parse_config(path.read_bytes(), f"{repo_id}/{CONFIG_FILE}")
+    except CheckpointError as err:
+        return SourceHints(notes=(f"ignored the repo's config.json: {err}",))
+
+
+def _fetch_unknown_repo(parsed: HubSpec, max_bytes: int | None) -> Fetched:
+    """The named file, else the first of model.safetensors / pytorch_model.bin that the repo has."""
+    if parsed.filename:
+        return fetch(parsed.repo_id, parsed.filename, parsed.revision, max_bytes=max_bytes)  # type: ignore[return-value]
+    for name in WEIGHT_CANDIDATES:
+        found = fetch(parsed.repo_id, name, parsed.revision, optional=True, max_bytes=max_bytes)
+        if found is not None:
+            return found
+    raise CheckpointError(
+        f"The Hub repo {parsed.repo_id} has neither {' nor '.join(WEIGHT_CANDIDATES)}; name its weight file, "
+        f"e.g. hub:{parsed.repo_id}:weights.pt."
+    )
+
+
+def _with_registry_check(loaded: LoadedModel, entry: RegistryEntry | None) -> LoadedModel:
+    """Note when the weights disagree with what the registry expected (the weights win)."""
+    if entry is None:
+        return loaded
+    got, want = loaded.info.arch, entry.arch
+    if (got.depth, got.width, got.stem, got.num_classes) == (want.depth, want.width, want.stem, want.num_classes):
+        return loaded
+    note = f"the registry expected a {want.name} ({want.stem} stem, {want.num_classes} classes); the weights decided"
+    return replace(loaded, info=replace(loaded.info, notes=loaded.info.notes + (note,)))
+
+
+def fetch(
+    repo_id: str, filename: str, revision: str | None, *, optional: bool = False, max_bytes: int | None = None
+) -> Fetched | None:
+    """A local path for repo_id/filename@revision: probe, check the size, then hf_hub_download.
+
+    `optional`: a file the repo does not have gives None instead of an error. When the Hub cannot
+    be reached a cached copy is used (with a note); without one the error names bundled alternatives.
+    """
+    where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    common = {"repo_id": repo_id, "filename": filename, "revision": revision, "cache_dir": hub_cache_dir()}
+    if offline():
+        cached = _from_cache(common)
+        if cached is None and not optional:
+            raise CheckpointError(
+                f"HF_HUB_OFFLINE is set and {where} is not in the Hugging Face cache; unset HF_HUB_OFFLINE to "
+                f"download it, or {_alternatives()}."
+            )
+        return None if cached is None else Fetched(cached, f"used the cached copy of {where} (offline mode)")
+    timeout = hub_timeout()
+    try:
+        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=hub_endpoint())
+        meta = get_hf_file_metadata(url, timeout=timeout, retry_on_errors=False)
+    except RemoteEntryNotFoundError:
+        if optional:
+            return None
+        raise CheckpointError(
+            f"The Hub repo {repo_id} has no file '{filename}'" + (f" at revision {revision}" if revision else "")
+            + f"; check the file name (hub:{repo_id}:FILENAME) on the repo's Files page."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - every failure becomes a CheckpointError or a cache hit
+        if not _unreachable(err):
+            raise _http_error(err, repo_id, revision) from None
+        cached = _from_cache(common)
+        if cached is None:
+            raise CheckpointError(
+                f"The Hugging Face Hub could not be reached at {hub_endpoint() or constants.ENDPOINT} "
+                f"({_reason(err, timeout)}) and {where} is not cached; check the network or HF_ENDPOINT, or "
+                f"{_alternatives()}."
+            ) from None
+        reason = _reason(err, timeout)
+        return Fetched(cached, f"the Hub could not be reached ({reason}): used the cached copy of {where}")
+    if meta.size is not None:
+        check_size(meta.size, f"{repo_id}/{filename}", max_bytes)
+    try:
+        path = hf_hub_download(**common, endpoint=hub_endpoint(), etag_timeout=timeout)
+    except Exception as err:  # noqa: BLE001
+        if isinstance(err, (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError, HfHubHTTPError)):
+            raise _http_error(err, repo_id, revision) from None
+        raise CheckpointError(
+            f"Downloading {where} failed ({_reason(err, timeout)}); try again, or {_alternatives()}."
+        ) from None
+    commit = f" (commit {meta.commit_hash[:10]})" if meta.commit_hash else ""
+    return Fetched(Path(path), f"downloaded {where}{commit} from the Hugging Face Hub")
+
+
+def _from_cache(common: dict) -> Path | None:
+    """The cached copy of a file, without any network access; None if it was never downloaded."""
+    try:
+        return Path(hf_hub_download(**common, local_files_only=True))
+    except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and friends all mean "not cached"
+        return None
+
+
+def _unreachable(err: BaseException) -> bool:
+    """Network down, too slow, refused, or the server failing (5xx/429): worth trying the cache."""
+    if isinstance(err, (httpx2.TransportError, OfflineModeIsEnabled, OSError)) and not isinstance(err, HfHubHTTPError):
+        return True
+    status = _status(err)
+    return status is not None and (status >= 500 or status in (408, 429))
+
+
+def _status(err: BaseException) -> int | None:
+    response = getattr(err, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _http_error(err: BaseException, repo_id: str, revision: str | None) -> CheckpointError:
+    """A CheckpointError for an answer from the Hub that means 'no' (missing repo, revision, access)."""
+    if isinstance(err, GatedRepoError):
+        return CheckpointError(
+            f"The Hub repo {repo_id} is gated; accept its terms on huggingface.co and log in with `hf auth login`."
+        )
+    if isinstance(err, RevisionNotFoundError):
+        return CheckpointError(
+            f"The Hub repo {repo_id} has no revision '{revision}'; use a branch, tag or commit hash that exists, "
+            f"or leave the revision out (hub:{repo_id})."
+        )
+    if isinstance(err, RepositoryNotFoundError) or _status(err) in (401, 404):
+        return CheckpointError(
+            f"The Hub has no repo {repo_id} (or it is private); check the name, e.g. hub:edadaltocg/resnet18_cifar10, "
+            "or log in with `hf auth login` for a private repo."
+        )
+    return CheckpointError(f"The Hub refused {repo_id} ({_reason(err, None)}); check the spec, or {_alternatives()}.")
+
+
+def _reason(err: BaseException, timeout: float | None) -> str:
+    """A few words on what went wrong with a request."""
+    if isinstance(err, httpx2.TimeoutException):
+        return f"no answer within {timeout:g} s" if timeout else "timed out"
+    if isinstance(err, httpx2.ConnectError):
+        return "connection failed"
+    if isinstance(err, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set"
+    status = _status(err)
+    if status is not None:
+        return f"server error, HTTP {status}" if status >= 500 else f"HTTP {status}"
+    text = " ".join(str(err).split())
+    return (text[:120] + "...") if len(text) > 120 else text or type(err).__name__
+
+
+def _alternatives() -> str:
+    """What works without the Hub: the bundled checkpoints, or a file."""
+    names = [e.spec for e in list_bundled()]
+    if names:
+        return "use a bundled checkpoint (" + ", ".join(names) + ") or upload a checkpoint file"
+    return "upload a checkpoint file or load one with file:PATH"
+
+
+def hub_timeout() -> float:
+    """Seconds to wait for the Hub's answer: CKA_LENS_HUB_TIMEOUT, default 10."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise CheckpointError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 10.") from None
+    return value if value > 0 else DEFAULT_TIMEOUT_S
+
+
+def hub_endpoint() -> str | None:
+    """HF_ENDPOINT as it is now (huggingface_hub read it at import), or None for huggingface_hub's own."""
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return value or None
+
+
+def hub_cache_dir() -> str | None:
+    """HF_HUB_CACHE, else HF_HOME/hub, as they are now; None leaves huggingface_hub's default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE now, or as huggingface_hub read it at import."""
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return value in ("1", "true", "yes", "on") or constants.HF_HUB_OFFLINE
+
+
+def publish_folder(folder: Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+    """Upload a checkpoint folder (model.safetensors, config.json, README.md) to a Hub model repo.
+
+    The folder is loaded first, so only a checkpoint CKA Lens itself can load gets published.
+    Returns the commit URL.
+    """
+    from models.loader import load_path
+
+    parse_hub_spec(repo_id)  # same validation as for loading
+    if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"'{folder}' lacks {WEIGHTS_FILE} or {CONFIG_FILE}; publish a folder written by `python -m models train`."
+        )
+    load_path(folder, f"file:{folder}")
+    token = token or get_token()
+    if not token:
+        raise CheckpointError("No Hugging Face token found; run `hf auth login` or set HF_TOKEN, then publish again.")
+    api = HfApi(endpoint=hub_endpoint(), token=token)
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            allow_patterns=[WEIGHTS_FILE, CONFIG_FILE, "README.md"],
+            commit_message=f"Upload {folder.name} from CKA Lens",
+        )
+    except Exception as err:  # noqa: BLE001 - network, auth and permission errors alike
+        raise CheckpointError(
+            f"Publishing to {repo_id} failed ({_reason(err, None)}); check the network and that your token may "
+            f"write to {repo_id}."
+        ) from None
+    return str(commit.commit_url)

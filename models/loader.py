@@ -1,0 +1,336 @@
+"""One loading path for every source: bytes -> format -> state dict -> keys -> architecture -> strict load.
+
+`file:`, `bundled:` and `hub:` specs and uploads all end in `load_bytes`, so an upload and a Hub
+download of the same file are checked, normalised and described identically. Uploaded bytes stay in
+memory: they are never written to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.errors import CheckpointError
+from models.formats import SUPPORTED_TEXT, parse_checkpoint
+from models.layout import Normalised, infer_arch, normalise_keys
+from models.resnet import ArchConfig, build_resnet, resnet_layers
+from models.store import CONFIG_FILE, WEIGHTS_FILE
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 training-split statistics (what models/train.py uses)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+MAX_MB_ENV = "CKA_LENS_MAX_UPLOAD_MB"
+DEFAULT_MAX_MB = 500
+MAX_CONFIG_BYTES = 1 << 20
+SOLO_LEARN_STEM_PADDING = 2  # solo-learn replaces conv1 by Conv2d(3, w, 3, 1, padding=2) for CIFAR
+FOLDER_WEIGHT_FILES = (WEIGHTS_FILE, "pytorch_model.bin", "model.pt", "model.pth")
+RGB = tuple[float, float, float]  # one value per input channel
+_METHOD = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class SourceHints:
+    """What a source knows besides the weights: config.json fields or registry metadata (None = unknown)."""
+
+    method: str | None = None
+    mean: RGB | None = None
+    std: RGB | None = None
+    stem_padding: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    origin: str = ""  # "config.json" or "the registry", for notes
+
+    def merged_over(self, fallback: SourceHints) -> SourceHints:
+        """These hints, with gaps filled from `fallback` (config.json over registry, say)."""
+        return SourceHints(
+            method=self.method or fallback.method,
+            mean=self.mean or fallback.mean,
+            std=self.std or fallback.std,
+            stem_padding=self.stem_padding if self.stem_padding is not None else fallback.stem_padding,
+            metrics=fallback.metrics | self.metrics,
+            notes=fallback.notes + self.notes,
+            origin=self.origin or fallback.origin,
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the app shows or needs about a loaded network besides the module itself."""
+
+    arch: ArchConfig
+    stem: str  # "cifar" or "imagenet"
+    method: str  # "simclr", "supervised", another method named by config.json, or "unknown"
+    mean: RGB  # input normalisation the network was trained with
+    std: RGB
+    num_classes: int  # 0: the module returns pooled features
+    source: str  # the spec it was loaded from ("hub:...", "file:...", "bundled:...", "upload:NAME")
+    sha256: str  # hex digest of the weight file's bytes
+    notes: tuple[str, ...]  # what the loader did (prefix stripped, heads dropped, cast, defaults used)
+    metrics: dict[str, float] = field(hash=False)  # from the card/config when known (not hashed: a dict)
+    layers: tuple[tuple[str, str], ...]  # resnet_layers(arch): (readable name, torch.fx node)
+
+    @property
+    def label(self) -> str:
+        """A short human label, e.g. 'simclr resnet50 (hub:edadaltocg/resnet50_simclr_cifar10)'."""
+        return f"{self.method} {self.arch.name} ({self.source})"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network in eval mode taking normalised images, with its description.
+
+    Supervised networks return logits; self-supervised ones return pooled backbone features (their
+    projector was dropped).
+    """
+
+    module: nn.Module
+    info: ModelInfo
+
+    @property
+    def layers(self) -> tuple[tuple[str, str], ...]:
+        return self.info.layers
+
+
+def max_bytes_from_env() -> int:
+    """The size limit: CKA_LENS_MAX_UPLOAD_MB megabytes, 500 if unset."""
+    raw = os.environ.get(MAX_MB_ENV, "").strip()
+    try:
+        megabytes = float(raw) if raw else DEFAULT_MAX_MB
+    except ValueError:
+        raise CheckpointError(f"{MAX_MB_ENV}={raw!r} is not a number; set it to megabytes, e.g. 1000.") from None
+    return int(megabytes * 1_000_000)
+
+
+def check_size(size: int, name: str, max_bytes: int | None) -> None:
+    """Refuse a file over the limit before its bytes are read, naming the limit and how to raise it."""
+    limit = max_bytes_from_env() if max_bytes is None else max_bytes
+    if size > limit:
+        raise CheckpointError(
+            f"'{name}' is {size / 1e6:.3g} MB, over the {limit / 1e6:g} MB limit; raise the limit with the "
+            f"environment variable {MAX_MB_ENV} (e.g. {MAX_MB_ENV}={math.ceil(size / 1e6) + 1}) or use a "
+            "smaller checkpoint."
+        )
+
+
+def load_uploaded(data: bytes, filename: str, max_bytes: int | None = None) -> LoadedModel:
+    """Load an uploaded checkpoint from memory (never written to disk).
+
+    `max_bytes` None means CKA_LENS_MAX_UPLOAD_MB (default 500 MB).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CheckpointError(f"The upload of '{filename}' gave {type(data).__name__}, not bytes; upload it again.")
+    check_size(len(data), filename, max_bytes)
+    return load_bytes(bytes(data), filename, f"upload:{filename}", SourceHints())
+
+
+def load_path(
+    path: Path, source: str, fallback: SourceHints | None = None, max_bytes: int | None = None
+) -> LoadedModel:
+    """Load a checkpoint file, or a folder holding model.safetensors (+ config.json)."""
+    fallback = fallback or SourceHints()
+    if path.is_dir():
+        weights = next((path / n for n in FOLDER_WEIGHT_FILES if (path / n).is_file()), None)
+        if weights is None:
+            raise CheckpointError(
+                f"The folder '{path}' has no {' or '.join(FOLDER_WEIGHT_FILES)}; point to a checkpoint file "
+                f"instead, or to a folder written by `python -m models train`."
+            )
+        hints = read_config_file(path / CONFIG_FILE).merged_over(fallback)
+        return load_path_bytes(weights, source, hints, max_bytes)
+    if not path.is_file():
+        raise CheckpointError(
+            f"There is no file or folder at '{path}'; give the path of {SUPPORTED_TEXT}, or of a checkpoint folder."
+        )
+    return load_path_bytes(path, source, fallback, max_bytes)
+
+
+def load_path_bytes(path: Path, source: str, hints: SourceHints, max_bytes: int | None = None) -> LoadedModel:
+    """Check the size from the file system, then read the bytes and load them."""
+    check_size(path.stat().st_size, path.name, max_bytes)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"'{path}' could not be read ({err.strerror}); check its permissions.") from None
+    return load_bytes(data, path.name, source, hints)
+
+
+def read_config_file(path: Path) -> SourceHints:
+    """Hints from a config.json next to the weights; none if there is no such file."""
+    if not path.is_file():
+        return SourceHints()
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"'{path}' is over 1 MB, too big for a config.json; remove or fix it.")
+    return parse_config(path.read_bytes(), str(path))
+
+
+def parse_config(data: bytes, name: str) -> SourceHints:
+    """method / mean / std / stem_padding / metrics from a config.json (ours, or timm's pretrained_cfg).
+
+    Other keys are ignored: the weights themselves decide depth, width, stem and classes.
+    """
+    try:
+        config = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"'{name}' is not valid JSON ({err}); fix or remove it.") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"'{name}' holds a JSON {type(config).__name__}, not an object; fix or remove it.")
+    pretrained = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
+    method = config.get("method")
+    if method is not None and not (isinstance(method, str) and _METHOD.match(method.lower())):
+        raise CheckpointError(f"'{name}' has method {method!r}; use a short name such as 'simclr' or 'supervised'.")
+    padding = config.get("stem_padding")
+    if padding is not None and not (isinstance(padding, int) and 0 <= padding <= 3):
+        raise CheckpointError(f"'{name}' has stem_padding {padding!r}; use 1 (CKA Lens, timm) or 2 (solo-learn).")
+    metrics = config.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"'{name}' has metrics that are not an object; fix or remove them.")
+    return SourceHints(
+        method=method.lower() if method else None,
+        mean=_triple(config.get("mean", pretrained.get("mean")), "mean", name, positive=False),
+        std=_triple(config.get("std", pretrained.get("std")), "std", name, positive=True),
+        stem_padding=padding,
+        metrics={str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        origin="config.json",
+    )
+
+
+def _triple(value: Any, what: str, name: str, positive: bool) -> RGB | None:
+    """Three finite numbers (per RGB channel), or None when absent."""
+    if value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and len(value) == 3
+    ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or not positive) for v in value)
+    if not ok:
+        raise CheckpointError(f"'{name}' has {what} {value!r}; it must be 3 numbers, one per RGB channel.")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> LoadedModel:
+    """The single pipeline: parse, normalise keys, infer the architecture, check values, load strictly."""
+    parsed = parse_checkpoint(data, filename)
+    keys = normalise_keys(parsed.tensors)
+    notes = list(hints.notes) + list(parsed.notes) + list(keys.notes)
+    padding = _stem_padding(hints, keys, parsed.lightning, notes)
+    arch = infer_arch(keys.tensors, padding)
+    tensors = _as_float32(keys.tensors, notes)
+    module = strict_load(arch, tensors, notes)
+    method = _method(hints, keys, arch, notes)
+    mean, std = _normalisation(hints, notes)
+    info = ModelInfo(
+        arch=arch,
+        stem=arch.stem,
+        method=method,
+        mean=mean,
+        std=std,
+        num_classes=arch.num_classes,
+        source=source,
+        sha256=hashlib.sha256(data).hexdigest(),
+        notes=tuple(notes),
+        metrics=dict(hints.metrics),
+        layers=tuple(resnet_layers(arch)),
+    )
+    return LoadedModel(module.eval(), info)
+
+
+def _stem_padding(hints: SourceHints, keys: Normalised, lightning: bool, notes: list[str]) -> int:
+    """Padding of a CIFAR conv1 is not stored in the weights: config.json decides, else a solo-learn guess, else 1."""
+    if hints.stem_padding is not None:
+        return hints.stem_padding
+    cifar_stem = keys.tensors["conv1.weight"].shape[-1] == 3  # solo-learn's ImageNet models keep the 7x7 stem
+    solo_learn = cifar_stem and lightning and keys.prefix in ("backbone.", "encoder.") and keys.classifier_head
+    if solo_learn:
+        notes.append(
+            f"looks like a solo-learn checkpoint: used conv1 padding {SOLO_LEARN_STEM_PADDING} as solo-learn does "
+            "for CIFAR (padding is not stored in the weights)"
+        )
+        return SOLO_LEARN_STEM_PADDING
+    return 1
+
+
+def _as_float32(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
+    """Refuse NaN/Inf; cast half/bfloat16/double weights to float32 (the app computes in float32)."""
+    out, cast = {}, set()
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point():
+            if not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(
+                    f"The weight '{key}' contains NaN or infinite values, so the network would output garbage; "
+                    "use a checkpoint from before training diverged."
+                )
+            if tensor.dtype != torch.float32:
+                cast.add(str(tensor.dtype).removeprefix("torch."))
+                tensor = tensor.float()
+        out[key] = tensor
+    if cast:
+        notes.append(f"cast {', '.join(sorted(cast))} weights to float32")
+    return out
+
+
+def strict_load(arch: ArchConfig, tensors: dict[str, torch.Tensor], notes: list[str]) -> nn.Module:
+    """Build the network and load every tensor with strict=True; list what is missing or unexpected.
+
+    BatchNorm's `num_batches_tracked` counters are the one thing filled in when absent: they do not
+    affect eval-mode outputs and some exporters omit them.
+    """
+    module = build_resnet(arch)
+    expected = module.state_dict()
+    missing_counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in tensors]
+    if missing_counters:
+        tensors = tensors | {k: torch.zeros((), dtype=torch.long) for k in missing_counters}
+        notes.append(f"filled {len(missing_counters)} missing BatchNorm num_batches_tracked counters")
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        raise CheckpointError(_mismatch_message(arch, missing, unexpected, wrong))
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"The weights do not fit a {arch.name} ({' '.join(str(err).split())[:300]}).") from None
+    return module
+
+
+def _mismatch_message(arch: ArchConfig, missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
+    """One sentence listing the first few of each kind of mismatch, with counts."""
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+            parts.append(f"{len(keys)} {label} ({shown})")
+    return (
+        f"The weights do not fit the inferred {arch.name} ({arch.stem} stem): {'; '.join(parts)}; CKA Lens loads "
+        "torchvision/timm-style ResNets, so export the backbone's state_dict with those key names."
+    )
+
+
+def _method(hints: SourceHints, keys: Normalised, arch: ArchConfig, notes: list[str]) -> str:
+    """config.json / registry first; else guessed from heads: a projector means SimCLR-style, fc supervised."""
+    if hints.method:
+        return hints.method
+    if keys.self_supervised_heads:
+        notes.append("method guessed as simclr from the projector keys")
+        return "simclr"
+    if arch.num_classes:
+        notes.append("method guessed as supervised from the fc classifier")
+        return "supervised"
+    return "unknown"
+
+
+def _normalisation(hints: SourceHints, notes: list[str]) -> tuple[RGB, RGB]:
+    """Mean/std from config.json or the registry, else CIFAR-10's (and say so)."""
+    if hints.mean and hints.std:
+        return hints.mean, hints.std
+    notes.append(f"no normalisation given: used the CIFAR-10 defaults mean {CIFAR10_MEAN}, std {CIFAR10_STD}")
+    return CIFAR10_MEAN, CIFAR10_STD

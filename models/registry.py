@@ -1,0 +1,125 @@
+"""The checkpoints CKA Lens knows by name: public CIFAR-10 ResNets on the Hub and our bundled folders.
+
+Hub entries carry what their model cards say but the weight files do not: the training method,
+the input normalisation and the reported accuracy. Bundled entries are read from
+models/weights/*/config.json at call time, so a checkpoint appears as soon as training writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from models.loader import SourceHints
+from models.resnet import ArchConfig
+from models.store import CONFIG_FILE, WEIGHTS_FILE
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+EDADALTOCG_MEAN = (0.4914, 0.4822, 0.4465)  # from the edadaltocg model cards (the `detectors` package)
+EDADALTOCG_STD = (0.2023, 0.1994, 0.2010)
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A named checkpoint and what its card says about it."""
+
+    spec: str  # what load_model takes: "hub:OWNER/REPO" or "bundled:NAME"
+    repo_id: str | None  # Hub repo, None for bundled folders
+    filename: str  # the weight file in the repo or folder
+    method: str  # "simclr" or "supervised"
+    arch: ArchConfig
+    description: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    reported_accuracy: float | None  # as reported by the card / measured by our training; None if unknown
+
+    def hints(self) -> SourceHints:
+        """The entry's metadata in the form the loader merges with config.json."""
+        metrics = {} if self.reported_accuracy is None else {"reported_accuracy": self.reported_accuracy}
+        return SourceHints(method=self.method, mean=self.mean, std=self.std, metrics=metrics, origin="the registry")
+
+
+def _edadaltocg(name: str, method: str, depth: int, description: str, accuracy: float | None) -> RegistryEntry:
+    """An entry in edadaltocg's shared layout: pytorch_model.bin, CIFAR stem, no fc for SimCLR."""
+    arch = ArchConfig(depth=depth, width=64, stem="cifar", num_classes=0 if method == "simclr" else 10)
+    return RegistryEntry(
+        spec=f"hub:edadaltocg/{name}",
+        repo_id=f"edadaltocg/{name}",
+        filename="pytorch_model.bin",
+        method=method,
+        arch=arch,
+        description=description,
+        mean=EDADALTOCG_MEAN,
+        std=EDADALTOCG_STD,
+        reported_accuracy=accuracy,
+    )
+
+
+HUB_ENTRIES: tuple[RegistryEntry, ...] = (
+    _edadaltocg("resnet50_simclr_cifar10", "simclr", 50, "SimCLR ResNet-50 on CIFAR-10 (the study's pair)", 0.9012),
+    _edadaltocg("resnet50_cifar10", "supervised", 50, "supervised ResNet-50 on CIFAR-10 (the study's pair)", None),
+    _edadaltocg("resnet34_simclr_cifar10", "simclr", 34, "SimCLR ResNet-34 on CIFAR-10", None),
+    _edadaltocg("resnet34_cifar10", "supervised", 34, "supervised ResNet-34 on CIFAR-10", None),
+    _edadaltocg("resnet18_cifar10", "supervised", 18, "supervised ResNet-18 on CIFAR-10", 0.9498),
+)
+
+
+def find_hub_entry(repo_id: str) -> RegistryEntry | None:
+    """The registry entry for a Hub repo (case-insensitive, as the Hub is), if any."""
+    return next((e for e in HUB_ENTRIES if e.repo_id and e.repo_id.lower() == repo_id.lower()), None)
+
+
+def list_bundled() -> list[RegistryEntry]:
+    """Entries for the finished folders in models/weights (model.safetensors + a readable config.json).
+
+    Folders still training (no config.json yet) or with a broken config are skipped, not errors:
+    listing must never fail because of one folder.
+    """
+    entries = []
+    for folder in sorted(Path(WEIGHTS_DIR).glob("*/")):
+        entry = _bundled_entry(folder)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _bundled_entry(folder: Path) -> RegistryEntry | None:
+    """Read one folder's config.json (our store format); None if it is not a finished checkpoint."""
+    if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        return None
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        arch = ArchConfig(**{f.name: config[f.name] for f in fields(ArchConfig) if f.name in config})
+        mean, std = tuple(map(float, config["mean"])), tuple(map(float, config["std"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    metrics = config.get("metrics") or {}
+    headline = ("test_accuracy", "linear_probe_accuracy", "knn_accuracy")
+    accuracy = next((metrics[k] for k in headline if k in metrics), None)
+    method = str(config.get("method", "unknown"))
+    return RegistryEntry(
+        spec=f"bundled:{folder.name}",
+        repo_id=None,
+        filename=WEIGHTS_FILE,
+        method=method,
+        arch=arch,
+        description=_card_title(folder) or f"{method} {arch.name} trained by CKA Lens",
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        reported_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
+    )
+
+
+def _card_title(folder: Path) -> str:
+    """The first '# ' heading of the folder's README.md model card, if any."""
+    try:
+        lines = (folder / "README.md").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line[2:].strip() for line in lines if line.startswith("# ")), "")
+
+
+def registry_entries() -> list[RegistryEntry]:
+    """Every named checkpoint: bundled ones first (they work offline), then the Hub's."""
+    return list_bundled() + list(HUB_ENTRIES)

@@ -1,0 +1,41 @@
+"""`load_model(spec)`: one entry point for `bundled:NAME`, `hub:OWNER/REPO[@REV][:FILE]` and `file:PATH`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from models import registry
+from models.errors import CheckpointError
+from models.loader import LoadedModel, load_path
+
+SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
+_NAME = re.compile(r"^[\w.\-]+$")
+
+
+def load_model(spec: str) -> LoadedModel:
+    """Load a checkpoint named by a spec string; every failure is a CheckpointError."""
+    if not isinstance(spec, str):
+        raise CheckpointError(f"A model spec must be a string such as {SPEC_FORMS}, not {type(spec).__name__}.")
+    spec = spec.strip()
+    scheme, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise CheckpointError(f"'{spec}' is not a model spec; write {SPEC_FORMS}.")
+    if scheme == "bundled":
+        return load_bundled(rest, spec)
+    if scheme == "hub":
+        from models.hub import load_hub  # huggingface_hub is imported only when the Hub is used
+
+        return load_hub(spec)
+    if scheme == "file":
+        return load_path(Path(rest).expanduser(), spec)
+    raise CheckpointError(f"'{scheme}:' is not a known source in '{spec}'; write {SPEC_FORMS}.")
+
+
+def load_bundled(name: str, spec: str) -> LoadedModel:
+    """A folder of models/weights, with its config.json's method, normalisation and metrics."""
+    folder = Path(registry.WEIGHTS_DIR) / name
+    if not _NAME.match(name) or name.startswith(".") or not folder.is_dir() or not (folder / "config.json").is_file():
+        ready = ", ".join(e.spec for e in registry.list_bundled()) or "none yet (`python -m models train` makes one)"
+        raise CheckpointError(f"There is no finished bundled checkpoint '{name}'; available: {ready}.")
+    return load_path(folder, spec)

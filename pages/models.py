@@ -1,0 +1,58 @@
+"""Models: what each network is, and how to bring in another (a known checkpoint, a Hub repo, an upload)."""
+
+import pandas as pd
+import streamlit as st
+
+from models import CheckpointError, registry_entries
+from models.formats import SUPPORTED_SUFFIXES
+from ui import state, widgets
+from ui.router import use_app_router
+
+use_app_router()
+
+st.title("Models")
+choices = state.current()
+for column, side, spec in zip(st.columns(2), ("A", "B"), (choices.model_a, choices.model_b), strict=True):
+    with column:
+        try:
+            widgets.model_card(state.load(spec).info, f"Model {side}")
+        except CheckpointError as err:
+            st.error(f"Model {side} ({spec}) could not be loaded: {err}")
+
+st.subheader("Known checkpoints")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {"spec": e.spec, "method": e.method, "architecture": e.arch.name, "description": e.description,
+             "reported accuracy": e.reported_accuracy}
+            for e in registry_entries()
+        ]
+    ),
+    hide_index=True,
+    column_config={"reported accuracy": st.column_config.NumberColumn(format="percent")},
+)
+st.caption("Choose any of them as model A or B in the sidebar, or bring another model below.")
+
+st.subheader("Bring another model")
+by_spec, by_upload = st.tabs(["Hub repo or file path", "Upload a checkpoint"])
+with by_spec:
+    typed = st.text_input("Hub repo id or spec", placeholder="owner/repo, hub:owner/repo@rev:file, file:/path")
+    if typed.strip():
+        spec = state.as_spec(typed)
+        try:
+            widgets.model_card(state.load(spec).info, spec)
+            widgets.use_buttons(spec)
+        except CheckpointError as err:
+            st.error(str(err))
+with by_upload:
+    file = st.file_uploader(
+        "Checkpoint file (kept in this browser session only, never written to disk)",
+        type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
+    )
+    if file is not None:
+        try:
+            spec = state.upload(file)
+            widgets.model_card(state.load(spec).info, spec)
+            widgets.use_buttons(spec)
+        except CheckpointError as err:
+            st.error(str(err))

@@ -1,0 +1,22 @@
+"""Probes and objectives: what each layer makes available, and how well it fits each training objective."""
+
+import streamlit as st
+
+from ui import charts, state, widgets
+from ui.router import use_app_router
+
+use_app_router()
+
+st.title("Probes and objectives")
+st.markdown(
+    "Three read-outs per layer, for both models on one layer axis. **Linear-probe accuracy**: a linear classifier "
+    "trained on the layer's (pooled) features, scored on held-out images. **Class structure**: CKA between the layer "
+    "and the one-hot labels, the supervised objective. **Augmentation invariance**: CKA between the layer's "
+    "response to an image and to a SimCLR-augmented view of it, the contrastive objective."
+)
+result = state.analysis(state.current())
+if result is not None:
+    widgets.result_caption(result)
+    for metric in ("probe", "class", "invariance"):
+        st.altair_chart(charts.readout_chart(result, metric), width="stretch")
+    widgets.download_buttons(result)

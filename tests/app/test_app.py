@@ -1,0 +1,227 @@
+"""The app driven headlessly with AppTest: pages, charts, URL choices, bad input, uploads and caching.
+
+These use the bundled pair when it is trained and tiny stand-ins under the same names when not
+(`bundled_pair`), with 10-20 images per class so a cold analysis takes seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui.state
+from models import CheckpointError, load_model, load_uploaded
+from tests.app.support import APP, chart_specs, chart_values
+from ui.names import shared_order
+from ui.state import DEFAULT_A, DEFAULT_B
+
+TIMEOUT = 300  # seconds for one script run: a cold analysis on a busy 2-core CPU
+SMALL = {"per_class": "10"}
+
+
+def open_app(params: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(params or {})
+    return at.run()
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"pages/{page}.py").run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def layer_names(spec: str) -> list[str]:
+    return [name for name, _ in load_model(spec).info.layers]
+
+
+def test_every_page_renders_with_the_default_pair(bundled_pair):
+    layers_a, layers_b = layer_names(DEFAULT_A), layer_names(DEFAULT_B)
+    matched = [name for name in layers_a if name in layers_b]
+    at = open_app(SMALL)
+    assert_clean(at)
+    (curve,) = chart_specs(at)
+    assert len(chart_values(curve, "cka")) == len(matched)
+
+    assert_clean(visit(at, "similarity"))
+    cross, matched_curve, self_a, self_b = chart_specs(at)
+    assert len(chart_values(cross, "cka")) == len(layers_a) * len(layers_b)
+    assert len(chart_values(self_a, "cka")) == len(layers_a) ** 2
+    assert len(chart_values(self_b, "cka")) == len(layers_b) ** 2
+    assert len(chart_values(matched_curve, "cka")) == len(matched)
+
+    assert_clean(visit(at, "probes"))
+    readouts = chart_specs(at)
+    assert len(readouts) == 3
+    for chart in readouts:
+        assert chart["spec"]["layer"][0]["encoding"]["x"]["sort"] == shared_order(tuple(layers_a), tuple(layers_b))
+        assert len(chart_values(chart, "value")) == len(layers_a) + len(layers_b)
+
+    assert_clean(visit(at, "models"))
+    cards = [m.value for m in at.markdown if m.value.startswith("#### Model")]
+    assert len(cards) == 2
+    assert f"`{DEFAULT_A}`" in cards[0] and "| method | simclr |" in cards[0]
+    assert f"`{DEFAULT_B}`" in cards[1] and "| method | supervised |" in cards[1]
+
+    assert_clean(visit(at, "images"))
+    grid = [len(image.proto.imgs) for image in at.get("image")]
+    assert grid == [10] * 10 + [12, 12]  # 10 per class for 10 classes, then 12 originals and their 12 views
+
+
+def test_the_url_sets_the_sidebar_and_follows_it(bundled_pair):
+    params = {"classes": "1,3,5", "per_class": "12", "subset_seed": "3", "estimator": "biased", "kernel": "rbf",
+              "sigma": "0.5", "batch": "18"}
+    at = open_app(params)
+    assert_clean(at)
+    assert at.multiselect(key="sb_classes").value == [1, 3, 5]
+    assert at.number_input(key="sb_per_class").value == 12
+    assert at.number_input(key="sb_subset_seed").value == 3
+    assert at.radio(key="sb_estimator").value == "biased"
+    assert at.radio(key="sb_kernel").value == "rbf"
+    assert at.number_input(key="sb_sigma").value == 0.5
+    assert at.number_input(key="sb_batch").value == 18
+    caption = next(c.value for c in at.caption if "images (" in c.value)
+    assert "36 test images (3 classes × 12, subset seed 3)" in caption and "biased (inflated" in caption
+    assert "RBF (σ = 0.5" in caption and "minibatches of 18" in caption
+    assert at.query_params["a"] == DEFAULT_A and at.query_params["classes"] == "1,3,5"
+
+    at.number_input(key="sb_per_class").set_value(14).run()
+    assert at.query_params["per_class"] == "14"
+
+
+def test_a_changed_subset_changes_the_numbers(bundled_pair):
+    at = open_app(SMALL)
+    before = chart_values(chart_specs(at)[0], "cka")
+    at.number_input(key="sb_per_class").set_value(20).run()
+    assert_clean(at)
+    after = chart_values(chart_specs(at)[0], "cka")
+    assert len(after) == len(before) and abs(after - before).max() > 1e-3
+    assert any("200 test images" in c.value for c in at.caption)
+    at.multiselect(key="sb_classes").set_value([0, 1]).run()
+    assert any("40 test images (2 classes × 20" in c.value for c in at.caption)
+    assert abs(chart_values(chart_specs(at)[0], "cka") - after).max() > 1e-3
+
+
+def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, monkeypatch):
+    calls = []
+    real = ui.state.fingerprint
+    monkeypatch.setattr(ui.state, "fingerprint", lambda model, *a, **k: calls.append(model.info.source) or real(
+        model, *a, **k))
+    at = open_app(SMALL | {"subset_seed": "101"})  # a seed no other test uses: a cold cache
+    assert calls == [DEFAULT_A, DEFAULT_B]
+    visit(at, "models").text_input[0].set_value(tiny_specs["a2"]).run()  # a path typed on the Models page
+    assert any(m.value.startswith(f"#### {tiny_specs['a2']}") for m in at.markdown)
+    at.button(key=f"use_b_{tiny_specs['a2']}").click().run()
+    assert at.selectbox(key="sb_b").value == tiny_specs["a2"]
+    assert_clean(visit(at, "overview"))
+    assert calls == [DEFAULT_A, DEFAULT_B, tiny_specs["a2"]]
+    visit(at, "similarity")
+    assert len(calls) == 3
+
+
+def test_a_second_visit_is_served_from_the_cache_and_leaves_no_progress_box(bundled_pair):
+    at = open_app(SMALL)
+    visit(at, "probes")
+    start = time.perf_counter()
+    visit(at, "similarity")
+    assert time.perf_counter() - start < 5
+    assert_clean(at)
+    assert not at.get("expandable") and not at.get("progress")  # the status panel is emptied after the work
+
+
+def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
+    at = open_app({"classes": ""})
+    assert_clean(at)
+    assert [w.value for w in at.warning] == ["The CIFAR-10 subset cannot be used: choose at least one class."]
+    assert not chart_specs(at)
+    assert_clean(visit(at, "images"))
+    assert "choose at least one class" in at.warning[0].value
+    assert_clean(visit(at, "models"))
+    assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
+
+
+def test_bad_url_values_are_ignored_with_a_warning(bundled_pair):
+    at = open_app({"per_class": "many", "kernel": "cosine", "classes": "0,1"})
+    assert_clean(at)
+    warnings = [w.value for w in at.warning]
+    assert "Ignored the link's ?per_class=many (invalid literal for int() with base 10: 'many'); using the default." \
+        in warnings
+    assert any(w.startswith("Ignored the link's ?kernel=cosine (must be one of linear, rbf)") for w in warnings)
+    assert at.number_input(key="sb_per_class").value == 100 and at.radio(key="sb_kernel").value == "linear"
+    assert at.multiselect(key="sb_classes").value == [0, 1]
+
+
+def test_an_unknown_hub_repo_shows_the_loaders_error_and_model_b_still_works(bundled_pair):
+    spec = "hub:nobody/no-such-repo"
+    with pytest.raises(CheckpointError) as raised:
+        load_model(spec)
+    at = open_app(SMALL | {"a": "nobody/no-such-repo"})  # typed as owner/repo: read as a Hub repo
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"Model A ({spec}) could not be loaded: {raised.value}"]
+    assert at.selectbox(key="sb_a").value == spec
+    visit(at, "models")
+    assert f"Model A ({spec}) could not be loaded" in at.error[0].value
+    assert any(m.value.startswith("#### Model B") for m in at.markdown)
+
+
+def test_an_upload_shows_its_card_and_can_be_compared(bundled_pair, tiny_specs):
+    data = (Path(tiny_specs["a"].removeprefix("file:")) / "model.safetensors").read_bytes()
+    at = visit(open_app(SMALL), "models")
+    at.file_uploader[0].upload("tiny.safetensors", data).run()
+    assert_clean(at)
+    card = next(m.value for m in at.markdown if m.value.startswith("#### upload:tiny.safetensors"))
+    assert "ResNet-18, width 8, cifar stem" in card and load_uploaded(data, "tiny.safetensors").info.sha256[:16] in card
+    at.button(key="use_a_upload:tiny.safetensors").click().run()
+    assert at.selectbox(key="sb_a").value == "upload:tiny.safetensors"
+    assert at.query_params["a"] == "upload:tiny.safetensors"
+    assert_clean(visit(at, "overview"))
+    assert any("A = `upload:tiny.safetensors`" in c.value for c in at.caption)
+    assert len(chart_specs(at)) == 1
+
+    other_session = open_app(SMALL | {"a": "upload:tiny.safetensors"})  # uploads never leave their session
+    assert "is not among this session's uploads" in other_session.error[0].value
+
+
+def test_a_bad_upload_shows_the_loaders_error_and_the_app_keeps_working(bundled_pair):
+    junk = b"these bytes are not a checkpoint"
+    with pytest.raises(CheckpointError) as raised:
+        load_uploaded(junk, "weights.pt")
+    at = visit(open_app(SMALL), "models")
+    at.file_uploader[0].upload("weights.pt", junk).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [str(raised.value)]
+    assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
+    assert_clean(visit(at, "similarity"))
+    assert len(chart_specs(at)) == 4
+
+
+@pytest.mark.slow
+def test_the_default_first_open_compares_the_bundled_pair_on_1000_images(bundled_pair):
+    start = time.perf_counter()
+    at = open_app()
+    first = time.perf_counter() - start
+    assert_clean(at)
+    assert at.selectbox(key="sb_a").value == DEFAULT_A and at.selectbox(key="sb_b").value == DEFAULT_B
+    assert at.multiselect(key="sb_classes").value == list(range(10))
+    assert at.radio(key="sb_estimator").value == "debiased" and at.radio(key="sb_kernel").value == "linear"
+    assert any("1,000 test images (10 classes × 100" in c.value for c in at.caption)
+    start = time.perf_counter()
+    visit(at, "similarity")
+    again = time.perf_counter() - start
+    assert_clean(at)
+    print(f"\nfirst full result {first:.1f} s, same choices on another page {again:.2f} s (real pair: {bundled_pair})")
+
+
+def test_a_public_server_refuses_file_paths_from_a_link(bundled_pair, tiny_specs, monkeypatch):
+    monkeypatch.setenv("CKA_LENS_DISABLE_FILE_SPECS", "1")
+    at = open_app(SMALL | {"b": tiny_specs["b"]})
+    assert [e.value for e in at.error] == [
+        f"Model B ({tiny_specs['b']}) could not be loaded: This server does not load file: paths; upload the "
+        "checkpoint on the Models page instead."
+    ]

@@ -1,0 +1,106 @@
+"""The app in a real browser: a Streamlit server on a free port, driven by Playwright through Debian's Chromium.
+
+Every page is opened (the first one by deep link, on a fresh server), its charts are waited for, and it must
+show no exception box. Screenshots go to a temporary folder (printed; kept by pytest's tmp_path retention).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.app.support import APP, REAL_PAIR
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+COLD_MS = 240_000  # a cold analysis on a busy CPU
+PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
+    ("similarity", {"charts": 4}),  # first: a deep link on a fresh server must still get the sidebar
+    ("", {"charts": 1}),
+    ("probes", {"charts": 3}),
+    ("models", {"text": "Known checkpoints", "table": 1}),
+    ("images", {"images": 10 * 10 + 2 * 12}),  # 10 classes x 10 images, then 12 originals and 12 views
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_specs):
+    """A fresh `streamlit run app.py`; yields its base URL and the query string that selects the models."""
+    port = _free_port()
+    command = [sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true", "--server.address",
+               "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    env = os.environ | {"CKA_LENS_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, cwd=Path(APP).parent, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start: {process.stdout.read()}") from None
+                time.sleep(0.2)  # polling the health endpoint, not waiting for the page
+        query = {"per_class": "10"}
+        if not REAL_PAIR:  # the bundled pair is not trained yet: compare tiny checkpoints, named in the URL
+            query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
+        yield base, urllib.parse.urlencode(query)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_every_page_draws_without_an_exception(server, tmp_path_factory):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, query = server
+    shots = tmp_path_factory.mktemp("screenshots")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for index, (path, wait_for) in enumerate(PAGES):
+            page.goto(f"{base}/{path}?{query}")
+            if index == 0:  # cold: the progress panel names the stage it is in
+                stage = page.get_by_text(re.compile(r"forward passes and Grams|linear probes|cross-model"))
+                expect(stage.first).to_be_visible(timeout=COLD_MS)
+                expect(page.get_by_label("Images per class")).to_have_value("10")
+            if "charts" in wait_for:
+                drawn = page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg')
+                expect(drawn).to_have_count(wait_for["charts"], timeout=COLD_MS)
+            if "text" in wait_for:
+                expect(page.get_by_text(wait_for["text"])).to_be_visible(timeout=COLD_MS)
+            if "table" in wait_for:
+                expect(page.locator('[data-testid="stDataFrame"] canvas')).not_to_have_count(0, timeout=COLD_MS)
+            if "images" in wait_for:
+                images = page.locator('[data-testid="stImage"] img')
+                expect(images).to_have_count(wait_for["images"], timeout=COLD_MS)
+                images.last.scroll_into_view_if_needed()
+                expect(images.last).to_have_js_property("complete", True)
+            expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+            page.screenshot(path=str(shots / f"{index}-{path or 'overview'}.png"), full_page=True)
+        browser.close()
+    print(f"\nscreenshots in {shots}")

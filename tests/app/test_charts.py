@@ -1,0 +1,100 @@
+"""Chart builders: the data, order and marks of each chart, read from its Vega-Lite spec."""
+
+import numpy as np
+import pytest
+
+from tests.app.support import synthetic_result
+from ui import charts
+from ui.names import OUTPUT, RESIDUAL, shared_order
+
+FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
+
+
+def _rows(spec: dict, column: str) -> list[dict]:
+    """The inline dataset that has `column` (a layered chart may carry several)."""
+    return next(rows for rows in spec["datasets"].values() if rows and column in rows[0])
+
+
+def _layers(spec: dict) -> list[dict]:
+    return spec["layer"]
+
+
+def test_heatmap_has_every_cell_in_depth_order_with_tooltips():
+    rows, cols = ["stem", "layer1.0 output", "pooled"], ["stem", "pooled"]
+    matrix = np.arange(6, dtype=float).reshape(3, 2) / 10
+    spec = charts.heatmap(matrix, rows, cols, title="t", row_title="A", col_title="B").to_dict()
+    cells = {(d["row"], d["col"]): d["cka"] for d in _rows(spec, "cka")}
+    assert cells == {(r, c): pytest.approx(matrix[i, j]) for i, r in enumerate(rows) for j, c in enumerate(cols)}
+    rect = _layers(spec)[0]["encoding"]
+    assert rect["x"]["sort"] == cols and rect["y"]["sort"] == rows
+    assert [t["field"] for t in rect["tooltip"]] == ["row", "col", "cka", "note"]
+    assert spec["title"]["subtitle"] == ""
+
+
+def test_heatmap_draws_undefined_cells_grey_labelled_with_the_reason():
+    rows = ["stem", "layer1.0 residual"]
+    matrix = np.array([[0.9, np.nan], [np.nan, np.nan]])
+    reasons = (None, "constant on every batch")
+    spec = charts.heatmap(matrix, rows, rows, title="t", row_title="A", col_title="A", undefined_rows=reasons,
+                          undefined_cols=reasons).to_dict()
+    undefined = [d for d in _rows(spec, "cka") if d["cka"] is None]
+    assert len(undefined) == 3 and {d["note"] for d in undefined} == {"constant on every batch"}
+    grey, label = _layers(spec)[1], _layers(spec)[2]
+    assert grey["mark"]["color"] == charts.UNDEFINED_FILL and grey["transform"] == [{"filter": "!isValid(datum.cka)"}]
+    assert label["mark"]["type"] == "text" and label["mark"]["text"] == "n/a"
+    assert spec["title"]["subtitle"].startswith("3 grey cells marked n/a")
+
+
+def test_heatmap_refuses_a_matrix_that_does_not_fit_the_names():
+    with pytest.raises(ValueError, match="2 rows and 3 columns"):
+        charts.heatmap(np.zeros((3, 2)), ["a", "b"], ["a", "b", "c"], title="t", row_title="A", col_title="B")
+
+
+def test_matched_curve_splits_residual_and_output_with_null_band_and_interval():
+    result = synthetic_result([0.95, 0.94, 0.92, 0.9, 0.88, 0.85, 0.5, 0.31], FALLING, null_p95=0.05)
+    spec = charts.matched_curve(result, "layer4.0 output").to_dict()
+    data = _rows(spec, "kind")
+    assert [d["layer"] for d in data] == list(result.matched)
+    assert sum(d["kind"] == OUTPUT for d in data) == 8 and sum(d["kind"] == RESIDUAL for d in data) == 8
+    band, interval, lines = _layers(spec)[:3]
+    assert band["mark"]["type"] == "area" and band["encoding"]["y"]["field"] == "null_p95"
+    assert {interval["encoding"]["y"]["field"], interval["encoding"]["y2"]["field"]} == {"low", "high"}
+    assert lines["transform"][0]["filter"]["oneOf"] == [OUTPUT, RESIDUAL]
+    parting = [layer for layer in _layers(spec) if "strokeDash" in layer["mark"]]
+    assert len(parting) == 1
+    assert _rows(spec, "text") == [{"layer": "layer4.0 output", "text": "they part ways"}]
+
+
+def test_matched_curve_without_a_parting_point_has_no_marker():
+    spec = charts.matched_curve(synthetic_result([0.95] * 8, FALLING)).to_dict()
+    assert len(_layers(spec)) == 4
+
+
+@pytest.mark.parametrize("metric", ["probe", "class", "invariance"])
+def test_readout_charts_share_one_layer_axis_for_both_models(metric):
+    result = synthetic_result([0.95] * 8, FALLING)
+    spec = charts.readout_chart(result, metric).to_dict()
+    order = shared_order(result.layers_a, result.layers_b)
+    assert order[-1] == "logits" and len(order) == len(result.layers_b)
+    assert _layers(spec)[0]["encoding"]["x"]["sort"] == order
+    rows = _rows(spec, "model")
+    assert len(rows) == len(result.layers_a) + len(result.layers_b)
+    assert {r["model"] for r in rows} == {"A (simclr)", "B (supervised)"}
+
+
+def test_probe_chart_marks_chance_for_the_chosen_classes():
+    spec = charts.readout_chart(synthetic_result([0.95] * 8, FALLING), "probe").to_dict()
+    assert _rows(spec, "chance") == [{"chance": pytest.approx(0.1)}]
+    assert spec["title"]["subtitle"] == "dashed: chance (10%)"
+
+
+def test_readout_chart_lists_undefined_layers():
+    result = synthetic_result([0.95] * 8, FALLING)
+    result.invariance_a[0] = np.nan
+    spec = charts.readout_chart(result, "invariance").to_dict()
+    assert spec["title"]["subtitle"] == "not defined at: A (simclr) stem"
+
+
+def test_readout_chart_refuses_an_unknown_metric():
+    with pytest.raises(ValueError, match="metric must be one of"):
+        charts.readout_chart(synthetic_result([0.95] * 8, FALLING), "accuracy")

@@ -1,0 +1,49 @@
+"""Shared fixtures: small checkpoints in our folder format, built once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.resnet import ArchConfig, build_resnet
+from models.store import save_folder
+
+CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Path:
+    """A randomly initialised CIFAR ResNet-18 saved as a checkpoint folder (fast to run in tests)."""
+    torch.manual_seed(seed)
+    arch = ArchConfig(depth=18, width=width, num_classes=10 if method == "supervised" else 0)
+    net = build_resnet(arch)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so layers differ between seeds
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.running_mean.normal_(0, 0.1)
+    save_folder(net, arch, {"method": method, "mean": CIFAR_MEAN, "std": CIFAR_STD}, folder)
+    return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The test networks are tiny and gain nothing from intra-op threads, while on a busy 2-core
+    machine two threads spin against other processes (a width-4 forward took 1.4 s with 2 threads,
+    0.01 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_specs(tmp_path_factory) -> dict[str, str]:
+    """`file:` specs of three tiny checkpoints: two SimCLR-like seeds and one supervised."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "a": "file:" + str(make_checkpoint(root / "a", 0, "simclr")),
+        "a2": "file:" + str(make_checkpoint(root / "a2", 1, "simclr")),
+        "b": "file:" + str(make_checkpoint(root / "b", 2, "supervised")),
+    }

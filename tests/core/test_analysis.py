@@ -1,0 +1,135 @@
+"""The analysis pipeline: real properties of its results, sharding, serialisation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.analysis import (
+    AnalysisOptions,
+    compare,
+    finalize,
+    fingerprint,
+    merge_fingerprints,
+    merge_pair_terms,
+    pair_terms,
+    to_csv,
+    to_json_dict,
+)
+from core.cka import MinibatchCKA
+from core.data import SubsetSpec, load_subset, normalize
+from core.features import FeatureExtractor
+from models import load_model
+
+CPU = torch.device("cpu")
+FAST = AnalysisOptions(batch_size=40, permutations=5, resamples=20)
+
+
+@pytest.fixture(scope="module")
+def subset():
+    return load_subset(SubsetSpec(per_class=12, seed=3))
+
+
+@pytest.fixture(scope="module")
+def models(tiny_specs):
+    return {k: load_model(v) for k, v in tiny_specs.items()}
+
+
+def test_model_against_itself_is_one_on_the_matched_layers(models, subset):
+    result = compare(models["a"], models["a"], subset, FAST, CPU)
+    np.testing.assert_allclose(result.matched_cka, 1.0, atol=1e-9)
+    np.testing.assert_allclose(result.cross, result.self_a, atol=1e-9)
+    np.testing.assert_allclose(result.self_a, result.self_a.T, atol=1e-12)
+
+
+def test_cross_matches_minibatch_cka_on_the_same_features(models, subset):
+    """The pipeline's cross matrix is exactly MinibatchCKA over the same batches of features."""
+    result = compare(models["a"], models["b"], subset, FAST, CPU)
+    ref = MinibatchCKA(len(result.layers_a), len(result.layers_b))
+    fa = FeatureExtractor(models["a"].module, models["a"].layers, CPU)
+    fb = FeatureExtractor(models["b"].module, models["b"].layers, CPU)
+    for start in range(0, len(subset.labels), FAST.batch_size):
+        x = subset.images[start : start + FAST.batch_size]
+        ref.update(fa(normalize(x, models["a"].info.mean, models["a"].info.std)),
+                   fb(normalize(x, models["b"].info.mean, models["b"].info.std)))
+    np.testing.assert_allclose(result.cross, ref.compute().numpy(), atol=1e-6)
+    self_a, self_b = ref.compute_self()
+    np.testing.assert_allclose(result.self_b, self_b.numpy(), atol=1e-6)
+
+
+def test_swapping_models_transposes_the_cross_matrix(models, subset):
+    ab = compare(models["a"], models["b"], subset, FAST, CPU)
+    ba = compare(models["b"], models["a"], subset, FAST, CPU)
+    np.testing.assert_allclose(ab.cross, ba.cross.T, atol=1e-9)
+    np.testing.assert_allclose(ab.probe_a, ba.probe_b)
+
+
+def test_permutation_null_sits_near_zero_and_below_the_real_values(models, subset):
+    result = compare(models["a"], models["a2"], subset, FAST, CPU)
+    assert np.all(np.abs(result.null_mean) < 0.1)
+    assert np.all(result.matched_cka[:3] > result.null_p95[:3])
+    assert np.all(result.interval_low <= result.matched_cka + 1e-9)
+    assert np.all(result.matched_cka <= result.interval_high + 1e-9)
+
+
+def test_sharded_fingerprints_merge_to_the_single_process_result(models, subset):
+    single = compare(models["a"], models["b"], subset, FAST, CPU)
+    shards_a = [fingerprint(models["a"], subset, FAST, CPU, shard=(r, 3)) for r in range(3)]
+    shards_b = [fingerprint(models["b"], subset, FAST, CPU, shard=(r, 3)) for r in range(3)]
+    terms = merge_pair_terms([pair_terms(a, b, CPU) for a, b in zip(shards_a, shards_b, strict=True)])
+    merged = finalize(merge_fingerprints(shards_a), merge_fingerprints(shards_b), terms, subset.spec)
+    for name in ("cross", "self_a", "class_a", "invariance_b", "probe_a", "null_mean", "interval_low"):
+        np.testing.assert_allclose(getattr(merged, name), getattr(single, name), atol=1e-9, err_msg=name)
+
+
+def test_different_subset_changes_the_numbers(models, subset):
+    other = load_subset(SubsetSpec(per_class=12, seed=4))
+    r1 = compare(models["a"], models["b"], subset, FAST, CPU)
+    r2 = compare(models["a"], models["b"], other, FAST, CPU)
+    assert np.abs(r1.cross - r2.cross).max() > 1e-3
+
+
+def test_readouts_have_one_value_per_layer_in_range(models, subset):
+    result = compare(models["a"], models["b"], subset, FAST, CPU)
+    assert result.class_a.shape == (len(result.layers_a),)
+    assert np.all(np.abs(result.class_a) <= 1 + 1e-9)
+    assert result.invariance_a.shape == (len(result.layers_a),)
+    assert np.all((result.probe_a >= 0) & (result.probe_a <= 1))
+
+
+def test_progress_names_every_stage(models, subset):
+    stages = []
+    compare(models["a"], models["b"], subset, FAST, CPU, lambda s, d, t: stages.append((s, d, t)))
+    names = {s for s, _, _ in stages}
+    assert any("forward" in s for s in names) and any("probes" in s for s in names)
+    assert any("bootstrap" in s for s in names) and any("permutation" in s for s in names)
+    assert all(0 < d <= t for _, d, t in stages)
+
+
+def test_json_and_csv_hold_every_matrix(models, subset):
+    result = compare(models["a"], models["b"], subset, FAST, CPU)
+    data = json.loads(json.dumps(to_json_dict(result)))
+    assert np.allclose(np.array(data["cross"], dtype=float), result.cross)
+    assert data["subset"]["per_class"] == 12 and data["options"]["kernel"] == "linear"
+    assert data["model_a"]["sha256"] == models["a"].info.sha256
+    csv = to_csv(result).splitlines()
+    la, lb = len(result.layers_a), len(result.layers_b)
+    assert sum(line.startswith("cross,") for line in csv) == la * lb
+
+
+def test_dead_layer_is_reported_undefined_with_its_reason(models, subset):
+    """Zero a block's last BatchNorm: its residual branch is constant, so its CKA is 0/0."""
+    dead = load_model(models["b"].info.source)
+    with torch.no_grad():
+        bn = dead.module.layer2[0].bn2
+        bn.weight.zero_()
+        bn.bias.zero_()
+    result = compare(models["a"], dead, subset, FAST, CPU)
+    k = result.layers_b.index("layer2.0 residual")
+    assert "constant" in result.undefined_b[k]
+    assert np.all(np.isnan(result.cross[:, k]))
+    assert to_json_dict(result)["cross"][0][k] is None
+    assert all(reason is None for reason in result.undefined_a)

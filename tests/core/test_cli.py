@@ -1,0 +1,81 @@
+"""`python -m core compare`: the same result as the library, one-line errors, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.analysis import AnalysisOptions, compare
+from core.cli import main
+from core.data import SubsetSpec, load_subset
+from models import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3", "--resamples", "10"]
+
+
+def test_cli_writes_the_library_result(tiny_specs, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(out),
+                 "--csv", str(tmp_path / "r.csv"), *SMALL])
+    assert code == 0
+    closing = capsys.readouterr().err.strip().splitlines()[-1]
+    assert closing.startswith("done in") and "forward" in closing and "probes" in closing
+    data = json.loads(out.read_text())
+    options = AnalysisOptions(batch_size=30, permutations=3, resamples=10)
+    subset = load_subset(SubsetSpec(per_class=6))
+    ref = compare(load_model(tiny_specs["a"]), load_model(tiny_specs["b"]), subset, options, torch.device("cpu"))
+    np.testing.assert_allclose(np.array(data["cross"], dtype=float), ref.cross, atol=1e-9)
+    assert (tmp_path / "r.csv").read_text().startswith("section,layer_a,layer_b,value")
+
+
+def test_many_models_against_one_reference_write_one_file_each(tiny_specs, tmp_path):
+    code = main(["compare", "--a", tiny_specs["a"], "--b", tiny_specs["a2"], tiny_specs["b"],
+                 "--out", str(tmp_path / "many"), "--no-probes", "--no-invariance", *SMALL])
+    assert code == 0
+    files = sorted((tmp_path / "many").glob("*.json"))
+    assert len(files) == 2
+    assert {json.loads(f.read_text())["model_b"]["source"] for f in files} == {tiny_specs["a2"], tiny_specs["b"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--per-class", "0"], "images per class"),
+        (["--per-class", "5000"], "images per class"),
+        (["--classes", "dragon"], "unknown class"),
+        (["--kernel", "cubic"], "invalid choice"),
+        (["--batch-size", "2"], "batch size"),
+        (["--device", "cuda"], "cuda"),
+        (["--b", "file:/nonexistent/model.pt"], ""),
+        (["--b", "bundled:no-such-model"], ""),
+        (["--b", "gibberish"], ""),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(tiny_specs, tmp_path, capsys, args, message):
+    if args == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    base = {"--a": tiny_specs["a"], "--b": tiny_specs["b"], "--out": str(tmp_path / "x.json")}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["compare", *[t for kv in base.items() for t in kv], *SMALL[2:]]
+    if "--per-class" not in base:
+        argv += ["--per-class", "6"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:")
+    assert message.lower() in err.lower()
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_module_entry_point_runs_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "core", "compare", "--a", "nope", "--b", "nope", "--out", "x"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,31 @@
+"""torchrun with 2 CPU processes (gloo) gives the single-process result to 1e-9."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--resamples", "10", "--device", "cpu"]
+
+
+def _run(cmd: list[str], out: Path) -> dict:
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_two_gloo_processes_match_one(tiny_specs, tmp_path):
+    common = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], *ARGS]
+    one = _run([sys.executable, "-m", "core", *common, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    two = _run([*torchrun, "-m", "core", *common, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
+    for key in ("cross", "self_a", "self_b", "class_a", "invariance_a", "probe_b", "null_mean", "interval_high"):
+        np.testing.assert_allclose(np.array(two[key], float), np.array(one[key], float), atol=1e-9, err_msg=key)
+    assert two["used_images"] == one["used_images"] == 80

@@ -1,0 +1,104 @@
+"""core.probes: the linear probe learns what is linearly there (and nothing else), kNN matches a brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.probes import knn_accuracy, linear_probe, pool_features
+
+
+def clusters(rng: np.random.Generator, n_per: int, centres: np.ndarray, spread: float = 1.0):
+    k, d = centres.shape
+    x = np.concatenate([c + spread * rng.standard_normal((n_per, d)) for c in centres])
+    y = np.repeat(np.arange(k), n_per)
+    order = rng.permutation(len(y))
+    return torch.from_numpy(x[order]).float(), torch.from_numpy(y[order])
+
+
+def test_linear_probe_separates_linearly_separable_clusters():
+    rng = np.random.default_rng(0)
+    centres = 4.0 * rng.standard_normal((4, 12))
+    train_x, train_y = clusters(rng, 60, centres)
+    test_x, test_y = clusters(rng, 60, centres)
+    acc = linear_probe(train_x, train_y, test_x, test_y, num_classes=4)
+    assert acc > 0.9
+
+
+def test_linear_probe_needs_linear_structure():
+    # classes that differ only by the sign of x0 * x1 (XOR): no linear read-out exists
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.standard_normal((800, 2))).float()
+    y = ((x[:, 0] * x[:, 1]) > 0).long()
+    acc = linear_probe(x[:400], y[:400], x[400:], y[400:], num_classes=2)
+    assert 0.35 < acc < 0.65
+
+
+def test_linear_probe_on_random_labels_is_at_chance():
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.standard_normal((1200, 20))).float()
+    y = torch.from_numpy(rng.integers(0, 4, 1200))
+    acc = linear_probe(x[:400], y[:400], x[400:], y[400:], num_classes=4)
+    assert abs(acc - 0.25) < 0.06  # 800 test points: chance 0.25 with std ~0.015
+
+
+def test_linear_probe_is_scale_free_and_accepts_float64():
+    rng = np.random.default_rng(3)
+    centres = 2.0 * rng.standard_normal((3, 6))
+    train_x, train_y = clusters(rng, 40, centres, spread=1.5)
+    test_x, test_y = clusters(rng, 40, centres, spread=1.5)
+    base = linear_probe(train_x, train_y, test_x, test_y, 3)
+    assert 0.5 < base < 1.0  # a task that is neither trivial nor hopeless
+    scale = torch.tensor([1e3, 1e-3, 1.0, 50.0, 1.0, 0.01])  # standardisation removes per-feature scale
+    assert linear_probe(train_x * scale, train_y, test_x * scale, test_y, 3) == pytest.approx(base, abs=0.02)
+    assert linear_probe(train_x.double(), train_y, test_x.double(), test_y, 3) == pytest.approx(base, abs=1e-9)
+
+
+def brute_force_knn(bank, bank_y, query, num_classes, k, temperature):
+    bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    query = query / np.linalg.norm(query, axis=1, keepdims=True)
+    predictions = []
+    for q in query:
+        sims = bank @ q
+        nearest = np.argsort(-sims)[:k]
+        votes = np.zeros(num_classes)
+        for i in nearest:
+            votes[bank_y[i]] += np.exp(sims[i] / temperature)
+        predictions.append(int(np.argmax(votes)))
+    return np.asarray(predictions)
+
+
+def test_knn_is_perfect_on_its_own_distinct_clusters():
+    rng = np.random.default_rng(4)
+    centres = 10.0 * rng.standard_normal((5, 16))
+    x, y = clusters(rng, 30, centres)
+    for k in (1, 10, 200):
+        assert knn_accuracy(x, y, x, y, num_classes=5, k=k) == 1.0
+
+
+@pytest.mark.parametrize(("k", "temperature", "chunk"), [(1, 0.1, 1000), (20, 0.1, 7), (50, 0.5, 64), (500, 0.07, 33)])
+def test_knn_matches_brute_force_weighted_knn(k, temperature, chunk):
+    rng = np.random.default_rng(k)
+    bank = rng.standard_normal((300, 16))
+    bank_y = rng.integers(0, 5, 300)
+    query = rng.standard_normal((90, 16)) * rng.uniform(0.1, 10.0, (90, 1))  # norms must not matter
+    want = brute_force_knn(bank, bank_y, query, 5, min(k, 300), temperature)
+    args = (torch.from_numpy(bank), torch.from_numpy(bank_y), torch.from_numpy(query))
+    kwargs = {"num_classes": 5, "k": k, "temperature": temperature, "chunk": chunk}
+    # the brute force's own predictions as labels: every query must be right, and all wrong when shifted
+    assert knn_accuracy(*args, torch.from_numpy(want), **kwargs) == 1.0
+    assert knn_accuracy(*args, torch.from_numpy((want + 1) % 5), **kwargs) == 0.0
+    labels = rng.integers(0, 5, 90)
+    assert knn_accuracy(*args, torch.from_numpy(labels), **kwargs) == pytest.approx(float(np.mean(want == labels)))
+
+
+def test_pool_features_pools_maps_and_passes_vectors():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    pooled = pool_features(x)
+    assert pooled.shape == (2, 12) and pooled.dtype == torch.float32
+    quadrants = x.view(2, 3, 2, 2, 2, 2).mean(dim=(3, 5)).reshape(2, 12)  # 2 x 2 grid of 2 x 2 blocks
+    torch.testing.assert_close(pooled, quadrants)
+    assert pool_features(x, grid=1).shape == (2, 3)
+    v = torch.randn(5, 7, dtype=torch.float64)
+    assert torch.equal(pool_features(v), v.float())

@@ -1,0 +1,331 @@
+"""The real download path (huggingface_hub's hf_hub_download) against a local stand-in for the Hub.
+
+The server answers like huggingface.co does for `/{repo_id}/resolve/{revision}/{filename}`:
+weight files (LFS) answer HEAD with a 302 to a CDN on another origin plus X-Linked-Etag,
+X-Linked-Size and X-Repo-Commit; small files answer 200 with ETag, X-Repo-Commit and
+Content-Length; errors carry X-Error-Code (RepoNotFound as a 401, RevisionNotFound and
+EntryNotFound as 404s). It serves checkpoints in the exact layouts of the registry's repos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+import pytest
+
+from models import HUB_ENTRIES, CheckpointError, load_model
+from models.hub import parse_hub_spec
+
+COMMIT_MAIN = "a" * 40
+COMMIT_OLD = "b" * 40
+SLOW_SECONDS = 4.0
+TIMEOUT_SECONDS = 1.0
+
+
+@dataclass
+class FakeHub:
+    """Repos as {repo_id: {revision: {filename: bytes}}} plus a log of (method, path) requests."""
+
+    repos: dict[str, dict[str, dict[str, bytes]]] = field(default_factory=dict)
+    commits: dict[str, str] = field(default_factory=lambda: {"main": COMMIT_MAIN})
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    url: str = ""
+    cdn_url: str = ""
+
+    def add(self, repo_id: str, files: dict[str, bytes], revision: str = "main") -> None:
+        self.repos.setdefault(repo_id, {})[revision] = files
+        if revision not in self.commits:  # a commit hash is its own commit
+            self.commits[revision] = revision
+
+    def blob(self, sha: str) -> bytes | None:
+        for revisions in self.repos.values():
+            for files in revisions.values():
+                for data in files.values():
+                    if hashlib.sha256(data).hexdigest() == sha:
+                        return data
+        return None
+
+
+def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep pytest output clean
+            pass
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+        def _serve(self, body: bool) -> None:
+            hub.requests.append((self.command, self.path))
+            if self.path.startswith("/cdn/"):
+                return self._send(200, {}, hub.blob(self.path[5:]) or b"", body)
+            parts = self.path.lstrip("/").split("/", 4)
+            if len(parts) < 5 or parts[2] != "resolve":
+                return self._send(404, {}, b"", body)
+            repo_id, revision, filename = f"{parts[0]}/{parts[1]}", unquote(parts[3]), unquote(parts[4])
+            if parts[0] == "slow":
+                time.sleep(SLOW_SECONDS)
+            if parts[0] == "broken":
+                return self._send(500, {}, b"Internal Error", body)
+            if repo_id not in hub.repos:
+                return self._send(401, {"X-Error-Code": "RepoNotFound"}, b"", body)
+            if revision not in hub.repos[repo_id]:
+                return self._send(404, {"X-Error-Code": "RevisionNotFound"}, b"", body)
+            commit = hub.commits[revision]
+            files = hub.repos[repo_id][revision]
+            if filename not in files:
+                return self._send(404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b"", body)
+            data = files[filename]
+            if filename.endswith((".bin", ".safetensors", ".pt", ".pth", ".ckpt")):  # LFS: redirect to the CDN
+                sha = hashlib.sha256(data).hexdigest()
+                headers = {
+                    "Location": f"{hub.cdn_url}/cdn/{sha}",
+                    "X-Linked-Etag": f'"{sha}"',
+                    "X-Linked-Size": str(len(data)),
+                    "X-Repo-Commit": commit,
+                    "ETag": '"git-pointer-etag"',
+                }
+                return self._send(302, headers, b"", body)
+            etag = hashlib.sha1(data).hexdigest()  # noqa: S324 - git's blob id, as the Hub uses
+            return self._send(200, {"ETag": f'"{etag}"', "X-Repo-Commit": commit}, data, body)
+
+        def _send(self, status: int, headers: dict[str, str], data: bytes, body: bool) -> None:
+            try:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (slow-server test)
+                pass
+
+    return Handler
+
+
+def _start(hub: FakeHub) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+    server.daemon_threads = True
+    server.block_on_close = False  # do not wait for the slow handler at teardown
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch, weights_dir, nets) -> Iterator[FakeHub]:
+    """The fake Hub and its CDN (another origin, as on huggingface.co), with an empty cache and no token.
+
+    huggingface_hub reads HF_ENDPOINT and HF_HUB_CACHE at import; models.hub reads them at each call and
+    passes endpoint=/cache_dir= explicitly, so setting the environment here is enough (the request log
+    proves the requests reached this server). A bundled checkpoint exists so errors can name it.
+    """
+    nets.folder(weights_dir / "tiny-simclr", nets.make(num_classes=0), "simclr")
+    fake = FakeHub()
+    main, cdn = _start(fake), _start(fake)
+    fake.url, fake.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in (main, cdn))
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", str(TIMEOUT_SECONDS))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield fake
+    for server in (main, cdn):
+        server.shutdown()
+        server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the registry's repos, in their exact layouts -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", HUB_ENTRIES, ids=lambda e: e.repo_id)
+def test_registry_layouts_download_and_load(hub, nets, entry):
+    """edadaltocg layout: plain torch.save(state_dict) as pytorch_model.bin, timm/torchvision names, no prefix,
+    CIFAR stem, fc only for supervised models. Width 4 for speed; depth and block type are the real ones."""
+    net = nets.make(depth=entry.arch.depth, width=4, num_classes=entry.arch.num_classes, seed=entry.arch.depth)
+    state = net.state_dict()
+    assert any(k.startswith("fc.") for k in state) == (entry.method == "supervised")
+    data = nets.torch_bytes(state)
+    hub.add(entry.repo_id, {"pytorch_model.bin": data, "config.json": b'{"num_classes": 10}'})
+    loaded = load_model(entry.spec)
+    nets.assert_same_outputs(net, loaded.module)
+    info = loaded.info
+    assert (info.method, info.mean, info.std) == (entry.method, entry.mean, entry.std)
+    assert (info.arch.depth, info.arch.stem, info.num_classes) == (entry.arch.depth, "cifar", entry.arch.num_classes)
+    assert info.arch.bottleneck == (entry.arch.depth == 50)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    if entry.reported_accuracy is not None:
+        assert info.metrics == {"reported_accuracy": entry.reported_accuracy}
+    notes = " | ".join(info.notes)
+    assert f"downloaded {entry.repo_id}/pytorch_model.bin (commit {COMMIT_MAIN[:10]})" in notes
+    assert "registry expected" in notes  # width 4 here, 64 on the Hub: the weights decide
+    assert ("HEAD", f"/{entry.repo_id}/resolve/main/pytorch_model.bin") in hub.requests
+    assert any(method == "GET" and path.startswith("/cdn/") for method, path in hub.requests)
+
+
+def test_second_load_comes_from_the_cache(hub, nets):
+    hub.add("edadaltocg/resnet18_cifar10", {"pytorch_model.bin": nets.torch_bytes(nets.make().state_dict())})
+    first = load_model("hub:edadaltocg/resnet18_cifar10")
+    downloads = sum(path.startswith("/cdn/") for _, path in hub.requests)
+    second = load_model("hub:edadaltocg/resnet18_cifar10")
+    assert sum(path.startswith("/cdn/") for _, path in hub.requests) == downloads == 1
+    assert first.info.sha256 == second.info.sha256
+
+
+# --- repos not in the registry --------------------------------------------------------------------------------------
+
+
+def test_unknown_repo_prefers_model_safetensors_and_reads_config(hub, nets, tmp_path):
+    net = nets.make(num_classes=0, stem_padding=2)
+    folder = nets.folder(tmp_path / "ours", net, "simclr", metrics={"knn_accuracy": 0.8})
+    hub.add("someone/our-format", {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")})
+    loaded = load_model("hub:someone/our-format")
+    nets.assert_same_outputs(net, loaded.module)
+    assert loaded.info.method == "simclr" and loaded.info.arch.stem_padding == 2
+    assert loaded.info.metrics == {"knn_accuracy": 0.8}
+    assert not any(p.endswith("pytorch_model.bin") for _, p in hub.requests)
+
+
+def test_unknown_repo_falls_back_to_pytorch_model_bin(hub, nets):
+    net = nets.make()
+    hub.add("someone/bin-only", {"pytorch_model.bin": nets.torch_bytes(net.state_dict())})
+    loaded = load_model("hub:someone/bin-only")
+    nets.assert_same_outputs(net, loaded.module)
+    assert loaded.info.method == "supervised"
+
+
+def test_unknown_repo_without_weights_says_how_to_name_the_file(hub):
+    hub.add("someone/empty", {"README.md": b"# nothing"})
+    with pytest.raises(CheckpointError, match=r"neither model.safetensors nor pytorch_model.bin.*hub:someone/empty:"):
+        load_model("hub:someone/empty")
+
+
+def test_explicit_filename_in_a_subfolder(hub, nets):
+    net = nets.make()
+    hub.add("someone/ckpts", {"runs/last.ckpt": nets.torch_bytes({"state_dict": prefixed(net.state_dict())})})
+    loaded = load_model("hub:someone/ckpts:runs/last.ckpt")
+    nets.assert_same_outputs(net, loaded.module)
+
+
+def prefixed(state: dict) -> dict:
+    return {"model." + k: v for k, v in state.items()}
+
+
+def test_missing_file_is_named(hub, nets):
+    hub.add("someone/bin-only", {"pytorch_model.bin": nets.torch_bytes(nets.make().state_dict())})
+    with pytest.raises(CheckpointError, match="has no file 'nope.pt'"):
+        load_model("hub:someone/bin-only:nope.pt")
+
+
+# --- revisions ------------------------------------------------------------------------------------------------------
+
+
+def test_revision_pinning_loads_that_commit(hub, nets):
+    current, old = nets.make(seed=1), nets.make(seed=2)
+    hub.add("someone/pinned", {"pytorch_model.bin": nets.torch_bytes(current.state_dict())})
+    hub.add("someone/pinned", {"pytorch_model.bin": nets.torch_bytes(old.state_dict())}, revision=COMMIT_OLD)
+    nets.assert_same_outputs(old, load_model(f"hub:someone/pinned@{COMMIT_OLD}").module)
+    nets.assert_same_outputs(current, load_model("hub:someone/pinned").module)
+
+
+def test_unknown_revision(hub, nets):
+    hub.add("someone/pinned", {"pytorch_model.bin": nets.torch_bytes(nets.make().state_dict())})
+    with pytest.raises(CheckpointError, match="has no revision 'v9'"):
+        load_model("hub:someone/pinned@v9")
+
+
+# --- errors, all bounded in time ------------------------------------------------------------------------------------
+
+
+def test_missing_repo(hub):
+    with pytest.raises(CheckpointError, match="has no repo someone/missing"):
+        load_model("hub:someone/missing")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["hub:", "hub:noslash", "hub:a/b/c", "hub:owner/repo@", "hub:bad--name/repo", "hub:owner/re po",
+     "hub:owner/repo:../../etc/passwd", "hub:owner/repo:"],
+)
+def test_malformed_specs_are_refused_without_network(hub, spec):
+    with pytest.raises(CheckpointError, match="not a (Hub|model) spec|not a file path"):
+        load_model(spec)
+    assert hub.requests == []
+
+
+def test_parse_hub_spec():
+    spec = parse_hub_spec("hub:owner/repo@refs/pr/1:sub/w.safetensors")
+    assert (spec.repo_id, spec.revision, spec.filename) == ("owner/repo", "refs/pr/1", "sub/w.safetensors")
+    assert parse_hub_spec("hub:owner/repo") == type(spec)("owner/repo", None, None)
+
+
+def _assert_quick_error(spec: str, pattern: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match=pattern) as err:
+        load_model(spec)
+    assert time.monotonic() - start < 15
+    assert "bundled:tiny-simclr" in str(err.value)  # the offline alternative is named
+
+
+def test_server_error(hub):
+    _assert_quick_error("hub:broken/repo", r"could not be reached .*server error, HTTP 500")
+
+
+def test_slow_server_times_out(hub):
+    start = time.monotonic()
+    _assert_quick_error("hub:slow/repo", rf"could not be reached .*no answer within {TIMEOUT_SECONDS:g} s")
+    assert time.monotonic() - start < SLOW_SECONDS  # gave up before the server answered
+
+
+def test_unreachable_endpoint(hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    _assert_quick_error("hub:edadaltocg/resnet50_simclr_cifar10", r"could not be reached .*connection failed")
+
+
+def test_cached_copy_is_used_when_the_hub_is_unreachable_or_offline(hub, nets, monkeypatch):
+    net = nets.make(depth=50, num_classes=0)
+    hub.add("edadaltocg/resnet50_simclr_cifar10", {"pytorch_model.bin": nets.torch_bytes(net.state_dict())})
+    load_model("hub:edadaltocg/resnet50_simclr_cifar10")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    unreachable = load_model("hub:edadaltocg/resnet50_simclr_cifar10")
+    nets.assert_same_outputs(net, unreachable.module)
+    assert any("could not be reached" in n and "cached copy" in n for n in unreachable.info.notes)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = load_model("hub:edadaltocg/resnet50_simclr_cifar10")
+    assert any("offline mode" in n for n in offline.info.notes)
+    with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE is set .* not in the Hugging Face cache"):
+        load_model("hub:edadaltocg/resnet18_cifar10")
+
+
+def test_size_limit_is_checked_before_downloading(hub, nets, monkeypatch):
+    hub.add("edadaltocg/resnet18_cifar10", {"pytorch_model.bin": nets.torch_bytes(nets.make().state_dict())})
+    monkeypatch.setenv("CKA_LENS_MAX_UPLOAD_MB", "0.01")
+    with pytest.raises(CheckpointError, match="over the 0.01 MB limit.*CKA_LENS_MAX_UPLOAD_MB"):
+        load_model("hub:edadaltocg/resnet18_cifar10")
+    assert not any(path.startswith("/cdn/") for _, path in hub.requests)
+
+
+def test_foreign_config_json_is_ignored_with_a_note(hub, nets):
+    net = nets.make()
+    config = json.dumps({"method": {"not": "a string"}}).encode()
+    hub.add("someone/odd-config", {"pytorch_model.bin": nets.torch_bytes(net.state_dict()), "config.json": config})
+    loaded = load_model("hub:someone/odd-config")
+    nets.assert_same_outputs(net, loaded.module)
+    assert any("ignored the repo's config.json" in n for n in loaded.info.notes)

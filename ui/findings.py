@@ -1,0 +1,153 @@
+"""One-line findings computed from a result: where the two networks agree, where they part ways."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.analysis import AnalysisResult
+from ui.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
+
+AGREE = 0.8  # matched-layer CKA at or above this counts as "the networks agree here"
+SAME = 0.02  # read-outs closer than this are reported as equal
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Sentences about one result, and the layer where the block outputs part ways (None: they never do)."""
+
+    parting_layer: str | None
+    lines: tuple[str, ...]
+
+
+def summarise(result: AnalysisResult, threshold: float = AGREE) -> Findings:
+    """Findings in reading order: block outputs, residual branches, the null, the objectives, the probes."""
+    curve = {name: float(v) for name, v in zip(result.matched, result.matched_cka, strict=True)}
+    outputs = [(name, v) for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
+    parting, output_line = _outputs_line(outputs, threshold)
+    lines = [
+        output_line,
+        _residual_line(curve, threshold),
+        _null_line(result),
+        _objectives_line(result),
+        _probe_line(result),
+    ]
+    return Findings(parting, tuple(line for line in lines if line))
+
+
+def _final_run_below(items: list[tuple[str, float]], t: float) -> int | None:
+    """Where the last run of values below `t` starts, if the values end below `t` (else None)."""
+    k = len(items)
+    while k > 0 and items[k - 1][1] < t:
+        k -= 1
+    return k if k < len(items) else None
+
+
+def _outputs_line(outputs: list[tuple[str, float]], t: float) -> tuple[str | None, str]:
+    """Where the block outputs stop agreeing for good: the first layer of the final run below `t`."""
+    if not outputs:
+        return None, "The two models share no block-output layers, so there is no matched curve to read."
+    start = _final_run_below(outputs, t)
+    last_value = outputs[-1][1]
+    if start == 0:
+        best_name, best_value = max(outputs, key=lambda item: item[1])
+        return None, (
+            f"Block outputs never agree (CKA < {t:.1f} at every block; highest {best_value:.2f} at {block(best_name)})."
+        )
+    agreeing = outputs if start is None else outputs[:start]
+    dips = [block(name) for name, v in agreeing if v < t]
+    dip_text = f", apart from a dip at {', '.join(dips)}" if dips else ""
+    if start is None:
+        low_name, low_value = min(outputs, key=lambda item: item[1])
+        return None, (
+            f"Block outputs agree (CKA ≥ {t:.1f}) through the last block ({last_value:.2f}){dip_text}; "
+            f"lowest {low_value:.2f} at {block(low_name)}."
+        )
+    through_name, (parting_name, parting_value) = outputs[start - 1][0], outputs[start]
+    new_stage = stage(parting_name) != stage(through_name)
+    through = stage(through_name) if new_stage else block(through_name)
+    where = stage(parting_name) if new_stage else block(parting_name)
+    return parting_name, (
+        f"Block outputs agree (CKA ≥ {t:.1f}) through {through}{dip_text}; they part ways in {where}: "
+        f"{parting_value:.2f} at {block(parting_name)}, {last_value:.2f} at the last block."
+    )
+
+
+def _residual_line(curve: dict[str, float], t: float) -> str:
+    """Residual branches against block outputs: the study's 'similar outputs through dissimilar means'."""
+    residual = [(name, v) for name, v in curve.items() if kind(name) == RESIDUAL and np.isfinite(v)]
+    outputs = [v for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
+    if not residual or not outputs:
+        return ""
+    mean_r, mean_o = float(np.mean([v for _, v in residual])), float(np.mean(outputs))
+    start = _final_run_below(residual, t)
+    below = f"; below {t:.1f} from {block(residual[start][0])} on" if start is not None else ""
+    if mean_r < mean_o - 0.05:
+        return (
+            f"Residual branches agree less than block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below}): "
+            "similar outputs reached through dissimilar residual updates."
+        )
+    return f"Residual branches agree about as much as block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below})."
+
+
+def _null_line(result: AnalysisResult) -> str:
+    """How many matched layers stand clear of the permutation null (rows of B shuffled)."""
+    value, null = result.matched_cka, result.null_p95
+    known = np.isfinite(value) & np.isfinite(null)
+    if not known.any():
+        return ""
+    within = [name for name, v, n, k in zip(result.matched, value, null, known, strict=True) if k and v <= n]
+    top = float(np.nanmax(null[known]))
+    if not within:
+        return f"Every matched layer is above the permutation null (its 95th percentile is at most {top:.2f})."
+    shown = ", ".join(within[:3]) + (", ..." if len(within) > 3 else "")
+    return (
+        f"{len(within)} of {int(known.sum())} matched layers are within the permutation null ({shown}): "
+        "there the two networks are no more alike than shuffled images."
+    )
+
+
+def _last_common(result: AnalysisResult) -> int | None:
+    """Index in A of the deepest layer both models have (the pooled features for a SimCLR/supervised pair)."""
+    common = [i for i, name in enumerate(result.layers_a) if name in result.layers_b]
+    return common[-1] if common else None
+
+
+def _objectives_line(result: AnalysisResult) -> str:
+    """At the deepest shared layer: which model is more augmentation-invariant, which has more class structure."""
+    i = _last_common(result)
+    if i is None:
+        return ""
+    name = result.layers_a[i]
+    j = result.layers_b.index(name)
+    label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
+    parts = []
+    for values_a, values_b, what in (
+        (result.invariance_a, result.invariance_b, "augmentation-invariant"),
+        (result.class_a, result.class_b, "class-structured"),
+    ):
+        a, b = float(values_a[i]), float(values_b[j])
+        if not (np.isfinite(a) and np.isfinite(b)):
+            continue
+        if abs(a - b) < SAME:
+            parts.append(f"both are about equally {what} ({a:.2f} and {b:.2f})")
+        else:
+            more, high, low = (label_a, a, b) if a > b else (label_b, b, a)
+            parts.append(f"{more} is more {what} ({high:.2f} vs {low:.2f})")
+    return f"At the {name} layer, " + " and ".join(parts) + "." if parts else ""
+
+
+def _probe_line(result: AnalysisResult) -> str:
+    """The best linear probe of each model and where it sits."""
+    parts = []
+    for label, layers, acc in zip(
+        side_labels(result.model_a.method, result.model_b.method),
+        (result.layers_a, result.layers_b),
+        (result.probe_a, result.probe_b),
+        strict=True,
+    ):
+        if np.isfinite(acc).any():
+            k = int(np.nanargmax(acc))
+            parts.append(f"{label} {acc[k]:.0%} at {layers[k]}")
+    return "Best linear probe: " + "; ".join(parts) + "." if parts else ""

@@ -1,0 +1,73 @@
+"""Small drawing helpers shared by the pages: model cards, result captions, downloads, use buttons."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import streamlit as st
+
+from core.analysis import AnalysisResult, to_csv, to_json_dict
+from models import ModelInfo
+from ui import state
+
+
+def _percent_or_number(value: float) -> str:
+    return f"{value:.1%}" if 0 <= value <= 1 else f"{value:g}"
+
+
+def model_card(info: ModelInfo, heading: str) -> None:
+    """What a loaded network is: architecture, method, source, measured accuracy, normalisation, loader notes."""
+    arch = info.arch
+    head = f"{info.num_classes}-way classifier (fc)" if info.num_classes else "no classifier: pooled features"
+    metrics = ", ".join(f"{k.replace('_', ' ')} {_percent_or_number(v)}" for k, v in info.metrics.items())
+    rows = {
+        "source": f"`{info.source}`",
+        "architecture": f"ResNet-{arch.depth}, width {arch.width}, {info.stem} stem; {head}",
+        "method": info.method,
+        "weights sha256": f"`{info.sha256[:16]}…`",
+        "measured accuracy": metrics or "not reported",
+        "normalisation": f"mean {tuple(round(m, 4) for m in info.mean)}, std {tuple(round(s, 4) for s in info.std)}",
+        "layers read": f"{len(info.layers)} ({info.layers[0][0]} … {info.layers[-1][0]})",
+    }
+    lines = [f"| {k} | {v} |" for k, v in rows.items()]
+    st.markdown(f"#### {heading}\n" + "\n".join([lines[0], "|---|---|", *lines[1:]]))  # the source heads the table
+    if info.notes:
+        st.caption("Loader notes: " + "; ".join(info.notes) + ".")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("_")[:60]
+
+
+def download_buttons(result: AnalysisResult) -> None:
+    """The full result as long-format CSV and as JSON."""
+    name = f"cka-{_slug(result.model_a.source)}-vs-{_slug(result.model_b.source)}"
+    left, right = st.columns(2)
+    body = json.dumps(to_json_dict(result), indent=1)
+    for column, label, data, suffix, mime in (
+        (left, "Download CSV", to_csv(result), "csv", "text/csv"),
+        (right, "Download JSON", body, "json", "application/json"),
+    ):
+        column.download_button(label, data, f"{name}.{suffix}", mime, on_click="ignore", width="stretch")
+
+
+def result_caption(result: AnalysisResult) -> None:
+    """One line saying what was measured on what, and how long it took."""
+    spec, o = result.subset, result.options
+    estimator = "debiased" if o.debiased else "biased (inflated for wide features)"
+    kernel = "linear" if o.kernel == "linear" else f"RBF (σ = {o.sigma:g} × median distance)"
+    took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    st.caption(
+        f"A = `{result.model_a.source}`, B = `{result.model_b.source}` · {result.used_images:,} {spec.split} images "
+        f"({len(spec.classes)} classes × {spec.per_class}, subset seed {spec.seed}) · {estimator} {kernel} CKA over "
+        f"minibatches of {o.batch_size} · computed in: {took}"
+    )
+
+
+def use_buttons(spec: str) -> None:
+    """'Use as model A' / 'Use as model B' for a loaded spec."""
+    left, right = st.columns(2)
+    for column, side in ((left, "a"), (right, "b")):
+        column.button(f"Use as model {side.upper()}", key=f"use_{side}_{spec}", on_click=state.use, args=(side, spec),
+                      width="stretch")
