@@ -11,6 +11,7 @@ entry keyed by (weights hash, subset, options).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
@@ -22,9 +23,13 @@ from core.augment import simclr_views
 from core.cka import KERNELS, centred_rows, is_constant, normalise_hsic
 from core.data import CLASSES, Subset, SubsetSpec, normalize
 from core.features import FeatureExtractor
-from core.probes import linear_probe, pool_features
+from core.probes import pool_features, ridge_probe
 
 Progress = Callable[[str, int, int], None]
+PROBE_METHOD = (
+    "ridge classifier on one-hot targets (closed form, regularisation chosen by leave-one-out) on standardised "
+    "features average-pooled to a 2x2 map, trained on the first 70% of the subset and scored on the rest"
+)
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -113,8 +118,9 @@ def _cka_of(cross: torch.Tensor, self_x: torch.Tensor, self_y: torch.Tensor) -> 
     return out.cpu().numpy()
 
 
-def _batch_generator(seed: int, batch_id: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator per (seed, batch), so views and permutations do not depend on how batches are sharded."""
+def view_generator(seed: int, batch_id: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of batch `batch_id`'s augmented views (and permutations): one per (seed, batch), so
+    they do not depend on how batches are sharded, and the app can show exactly the views analysed."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + batch_id)
 
 
@@ -156,7 +162,8 @@ def fingerprint(
         feats = extractor(normalize(images, info.mean, info.std))
         views = None
         if options.invariance:
-            views = extractor(normalize(simclr_views(images, _batch_generator(options.seed, k, device)), info.mean, info.std))
+            augmented = simclr_views(images, view_generator(options.seed, k, device))
+            views = extractor(normalize(augmented, info.mean, info.std))
         _sync(device)
         t1 = time.perf_counter()
         r = centred_rows(feats, **kw)
@@ -250,7 +257,7 @@ def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:
     accuracies = []
     for layer in range(len(fp.layers)):
         x = torch.cat([batch[layer] for batch in fp.pooled])
-        accuracies.append(linear_probe(x[:split], y[:split], x[split:], y[split:], len(CLASSES)))
+        accuracies.append(ridge_probe(x[:split], y[:split], x[split:], y[split:], len(CLASSES)))
         progress(f"{fp.model.source}: linear probes", layer + 1, len(fp.layers))
     return np.asarray(accuracies)
 
@@ -283,6 +290,7 @@ class AnalysisResult:
     invariance_b: np.ndarray
     probe_a: np.ndarray  # [La] held-out linear-probe accuracy
     probe_b: np.ndarray
+    probe_method: str = PROBE_METHOD
     seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -330,7 +338,7 @@ def pair_terms(fa: Fingerprint, fb: Fingerprint, device: torch.device, progress:
         ra64, rb64 = ra.to(device, torch.float64), rb.to(device, torch.float64)
         cross.append((ra64 @ rb64.T).cpu())
         b = int(round(ra.shape[1] ** 0.5))
-        g = _batch_generator(fa.options.seed, k)
+        g = view_generator(fa.options.seed, k)
         matched_a, matched_b = ra64[ia], rb64[ib]
         for p in range(permutations):
             perm = torch.randperm(b, generator=g).to(device)
@@ -382,7 +390,7 @@ def finalize(
     for r in range(options.resamples):
         counts = torch.bincount(torch.randint(nb, (nb,), generator=g), minlength=nb).double().tolist()
         boot.append(stacked_cka(counts)[0][:la, la:][ia, ib])
-        if r % 50 == 49:
+        if r % 50 == 49 or r == options.resamples - 1:
             progress("bootstrap interval over minibatches", r + 1, options.resamples)
     boot_np = torch.stack(boot).numpy() if boot else np.full((1, len(pairs)), np.nan)
     ra, rb = readouts(fa, progress), readouts(fb, progress)
@@ -392,8 +400,8 @@ def finalize(
         - ra.probe_seconds - rb.probe_seconds,
         "probes": ra.probe_seconds + rb.probe_seconds,
     }
-    quiet = np.errstate(all="ignore")
-    with quiet:
+    with warnings.catch_warnings():  # an undefined (dead) layer has all-NaN null and bootstrap samples
+        warnings.simplefilter("ignore", RuntimeWarning)
         null_mean = np.nanmean(null_cka, 0) if len(null_cka) else np.full(len(pairs), np.nan)
         null_p95 = np.nanpercentile(null_cka, 95, 0) if len(null_cka) else np.full(len(pairs), np.nan)
         low, high = np.nanpercentile(boot_np, 2.5, 0), np.nanpercentile(boot_np, 97.5, 0)
@@ -495,20 +503,21 @@ def layer_shapes(model, device: torch.device) -> list[tuple[int, ...]]:
     return [tuple(f.shape[1:]) for f in extractor(torch.zeros(1, 3, 32, 32, device=device))]
 
 
-def estimate_bytes(shapes: list[tuple[int, ...]], n: int, options: AnalysisOptions) -> int:
-    """Peak memory of comparing two such models on n images (both models' fingerprints held).
+def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions) -> int:
+    """Peak memory of an analysis of n images over models with these layer shapes (all fingerprints held).
 
     Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features;
     in flight: one batch of activations (twice with the invariance views) and its float64 Grams.
     """
     b = min(options.batch_size, n)
-    batches, layers = -(-n // b), len(shapes)
-    sizes = [int(np.prod(s)) for s in shapes]
-    pooled = sum(min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True))
-    stored = batches * layers * b * b * 4 + (n * pooled * 4 if options.probes else 0)
-    views = 2 if options.invariance else 1
-    in_flight = b * sum(sizes) * 4 * views + 3 * layers * b * b * 8
-    return 2 * stored + in_flight
+    batches, stored, in_flight = -(-n // b), 0, 0
+    for shapes in models_shapes:
+        sizes = [int(np.prod(s)) for s in shapes]
+        pooled = sum(min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True))
+        stored += batches * len(shapes) * b * b * 4 + (n * pooled * 4 if options.probes else 0)
+        views = 2 if options.invariance else 1
+        in_flight = max(in_flight, b * sum(sizes) * 4 * views + 3 * len(shapes) * b * b * 8)
+    return stored + in_flight
 
 
 def available_bytes(device: torch.device) -> int:
@@ -523,22 +532,24 @@ def available_bytes(device: torch.device) -> int:
         return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
 
 
-def check_memory(shapes: list[tuple[int, ...]], n: int, options: AnalysisOptions, device: torch.device) -> MemoryPlan:
+def check_memory(
+    models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions, device: torch.device
+) -> MemoryPlan:
     """Refuse up front, with a setting that fits, an analysis that would not fit in memory."""
-    plan = MemoryPlan(estimate_bytes(shapes, n, options), int(available_bytes(device) * 0.8))
+    plan = MemoryPlan(estimate_bytes(models_shapes, n, options), int(available_bytes(device) * 0.8))
     if plan.fits:
         return plan
     gb = 1024**3
     advice = []
     batch = options.batch_size
-    while batch > 16 and estimate_bytes(shapes, n, replace(options, batch_size=batch)) > plan.available:
+    while batch > 16 and estimate_bytes(models_shapes, n, replace(options, batch_size=batch)) > plan.available:
         batch //= 2
-    if estimate_bytes(shapes, n, replace(options, batch_size=batch)) <= plan.available:
+    if estimate_bytes(models_shapes, n, replace(options, batch_size=batch)) <= plan.available:
         advice.append(f"a batch size of {batch}")
     images = n
-    while images > 10 and estimate_bytes(shapes, images, options) > plan.available:
+    while images > 10 and estimate_bytes(models_shapes, images, options) > plan.available:
         images //= 2
-    if estimate_bytes(shapes, images, options) <= plan.available:
+    if estimate_bytes(models_shapes, images, options) <= plan.available:
         advice.append(f"at most {images} images")
     hint = " or ".join(advice) if advice else "a smaller model or a machine with more memory"
     raise MemoryError(

@@ -91,34 +91,14 @@ def center_gram(gram: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     return g
 
 
-# On the CPU the column-centred copy of a batch's features is built and multiplied this many values at
-# a time: a block stays in cache between the centring and the product, and no [n, d] temporary is
-# allocated (a fresh 64 MB buffer costs more in page faults than the centring itself).
-CENTRING_BLOCK = 1 << 20
-
-
-def _centred_linear_gram(x: torch.Tensor) -> torch.Tensor:
-    """(X - 1 m^T)(X - 1 m^T)^T for X [n, d] with column means m: the same product as centring X and
-    calling `linear_gram`, computed block of columns by block of columns on the CPU."""
-    n, d = x.shape
-    step = max(1, CENTRING_BLOCK // max(n, 1))
-    if x.device.type != "cpu" or step >= d:  # GPUs' caching allocator makes the temporary free
-        centred = x - x.mean(0, keepdim=True)
-        return centred @ centred.T
-    gram = None
-    for start in range(0, d, step):
-        block = x[:, start : start + step]
-        block = block - block.mean(0, keepdim=True)
-        gram = block @ block.T if gram is None else gram.addmm_(block, block.T)
-    return gram
-
-
 def _gram(x: torch.Tensor, kernel: str, sigma: float) -> torch.Tensor:
     """The Gram matrix that gets centred. Linear features are column-centred first: both centrings
     remove exactly this offset, and without it a large common offset (say 1000 + unit noise) leaves
     float32 Grams with almost no significant digits for the centred part."""
     if kernel == "linear":
-        return _centred_linear_gram(_flat(x))
+        x = _flat(x)
+        centred = x - x.mean(0, keepdim=True)
+        return centred @ centred.T
     if kernel == "rbf":
         return rbf_gram(x, sigma)
     raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
@@ -182,21 +162,48 @@ def centred_rows(
     if not debiased and n < 2:
         raise ValueError(f"the biased estimator needs batches of at least 2 examples; got {n}")
     scale = hsic_scale(n, debiased) ** 0.5
-    grams = torch.stack([_gram(f, kernel, sigma) for f in feats])  # [L, b, b]; float64 if any layer is
-    return center_gram(grams, debiased).flatten(1).mul_(scale)
+    return center_gram(_stacked_grams(feats, kernel, sigma), debiased).flatten(1).mul_(scale)
+
+
+def _stacked_grams(feats: Sequence[torch.Tensor], kernel: str, sigma: float) -> torch.Tensor:
+    """Every layer's Gram before U- or H-centring, stacked [L, n, n] (float64 if any layer is).
+
+    Linear kernel: each layer's column-centred features are written into one scratch buffer per dtype
+    and device, sized for the widest layer and reused, instead of a fresh [n, d] temporary per layer
+    (on the CPU, first touching a new 64 MB buffer costs more in page faults than the centring).
+    """
+    if kernel != "linear":
+        return torch.stack([_gram(f, kernel, sigma) for f in feats])
+    flat = [_flat(f) for f in feats]
+    sizes: dict[tuple[torch.dtype, torch.device], int] = {}
+    for x in flat:
+        sizes[(x.dtype, x.device)] = max(sizes.get((x.dtype, x.device), 0), x.numel())
+    scratch = {key: torch.empty(size, dtype=key[0], device=key[1]) for key, size in sizes.items()}
+    grams = []
+    for x in flat:
+        centred = scratch[(x.dtype, x.device)][: x.numel()].view(x.shape)
+        torch.sub(x, x.mean(0, keepdim=True), out=centred)
+        grams.append(centred @ centred.T)
+    return torch.stack(grams)
+
+
+def _constant(x: torch.Tensor) -> torch.Tensor:
+    """Whether all rows of x [n, d] are equal, exactly, as a bool tensor on x's device.
+
+    A column is constant when its largest and smallest values are equal (NaN makes both NaN, so never
+    constant): two reductions, no [n, d] mask. On the CPU, where reading a value costs no device
+    sync, a layer whose first two rows already differ (almost every real layer) is answered at once.
+    """
+    if x.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=x.device)
+    if x.device.type == "cpu" and x.shape[0] > 1 and not bool((x[0] == x[1]).all()):
+        return torch.zeros((), dtype=torch.bool)
+    return (x.amax(0) == x.amin(0)).all()
 
 
 def is_constant(feats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per layer, whether every example has the same features (a bool tensor; no host sync).
-
-    Exact: a column is constant when its largest and smallest values are equal (NaN makes both NaN,
-    so never constant). Two reductions read the features without writing an [n, d] mask.
-    """
-    flags = []
-    for f in feats:
-        x = _rows(f)
-        flags.append((x.amax(0) == x.amin(0)).all() if x.numel() else torch.ones((), dtype=torch.bool, device=f.device))
-    return torch.stack(flags)
+    """Per layer, whether every example has the same features (a bool tensor; no host sync on a GPU)."""
+    return torch.stack([_constant(_rows(f)) for f in feats])
 
 
 def normalise_hsic(hsic: torch.Tensor, constant: torch.Tensor) -> tuple[torch.Tensor, list[str | None]]:

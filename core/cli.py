@@ -85,7 +85,7 @@ class _Bars:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from core.analysis import AnalysisOptions, pick_device, to_csv, to_json_dict
+    from core.analysis import AnalysisOptions, check_memory, layer_shapes, pick_device, to_csv, to_json_dict
     from core.data import SubsetSpec, load_subset
     from core.distributed import Cluster, compare_sharded
     from models import load_model
@@ -106,6 +106,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         subset = load_subset(spec, args.data_dir)
         reference = load_model(args.a)
         others = [load_model(b) for b in args.b]
+        shapes = [layer_shapes(m, cluster.device) for m in [reference, *others]]
+        for other_shapes in shapes[1:]:
+            check_memory([shapes[0], other_shapes], spec.size, options, cluster.device)
         results = compare_sharded(reference, others, subset, options, cluster, bars)
     finally:
         bars.close()
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, CheckpointError, DataError, ValueError, OSError) as error:
         print(f"error: {error}".splitlines()[0], file=sys.stderr)
         return USAGE_ERROR
-    except MemoryError:
-        print("error: out of memory; use fewer images (--per-class) or a smaller --batch-size", file=sys.stderr)
+    except MemoryError as error:
+        print(f"error: {error or 'out of memory; use fewer images (--per-class) or a smaller --batch-size'}",
+              file=sys.stderr)
         return USAGE_ERROR
 

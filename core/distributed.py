@@ -14,8 +14,15 @@ from dataclasses import dataclass, replace
 import torch
 import torch.distributed as dist
 
-from core.analysis import AnalysisOptions, AnalysisResult, finalize, fingerprint, merge_fingerprints
-from core.analysis import merge_pair_terms, pair_terms
+from core.analysis import (
+    AnalysisOptions,
+    AnalysisResult,
+    finalize,
+    fingerprint,
+    merge_fingerprints,
+    merge_pair_terms,
+    pair_terms,
+)
 from core.data import Subset
 
 

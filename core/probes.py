@@ -47,6 +47,42 @@ def linear_probe(
         return float(((xt @ weight + bias).argmax(1) == test_y).float().mean())
 
 
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # regularisation, relative to the mean Gram eigenvalue
+
+
+def ridge_probe(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int
+) -> float:
+    """Test accuracy of a ridge (least-squares) classifier on one-hot targets, in closed form.
+
+    Solved in the dual (n x n) from one eigendecomposition of the Gram matrix, which also gives every
+    candidate regularisation's leave-one-out predictions for free; the one with the best
+    leave-one-out accuracy on the training images is used. Milliseconds per layer, where an
+    iterative logistic fit takes about a second, so every layer of both models can be probed.
+    """
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    xs, xt = ((train_x - mean) / std).double(), ((test_x - mean) / std).double()
+    targets = F.one_hot(train_y, num_classes).double()
+    prior = targets.mean(0)
+    y = targets - prior
+    eigvals, eigvecs = torch.linalg.eigh(xs @ xs.T)
+    eigvals = eigvals.clamp_min(0)
+    projected = eigvecs.T @ y
+    best_accuracy, best_lam = -1.0, 0.0
+    for alpha in RIDGE_ALPHAS:
+        lam = alpha * float(eigvals.mean().clamp_min(1e-12))
+        shrink = eigvals / (eigvals + lam)
+        hat_diag = (eigvecs.square() * shrink).sum(1).clamp(max=1 - 1e-9)
+        fitted = eigvecs @ (shrink[:, None] * projected)
+        loo = (fitted - hat_diag[:, None] * y) / (1 - hat_diag)[:, None]
+        accuracy = float(((loo + prior).argmax(1) == train_y).double().mean())
+        if accuracy > best_accuracy:
+            best_accuracy, best_lam = accuracy, lam
+    dual = eigvecs @ (projected / (eigvals + best_lam)[:, None])
+    predictions = xt @ (xs.T @ dual) + prior
+    return float((predictions.argmax(1) == test_y).double().mean())
+
+
 def knn_accuracy(
     bank: torch.Tensor,
     bank_y: torch.Tensor,

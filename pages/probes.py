@@ -19,4 +19,5 @@ if result is not None:
     widgets.result_caption(result)
     for metric in ("probe", "class", "invariance"):
         st.altair_chart(charts.readout_chart(result, metric), width="stretch")
+    st.caption(f"Linear probe: {result.probe_method}.")
     widgets.download_buttons(result)

@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import models.registry
 from models.resnet import ArchConfig, build_resnet
 from models.store import save_folder
+from tests.app.support import REAL_PAIR
+from ui.state import DEFAULT_A, DEFAULT_B
 
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 
@@ -47,3 +50,23 @@ def tiny_specs(tmp_path_factory) -> dict[str, str]:
         "a2": "file:" + str(make_checkpoint(root / "a2", 1, "simclr")),
         "b": "file:" + str(make_checkpoint(root / "b", 2, "supervised")),
     }
+
+
+@pytest.fixture(scope="session")
+def stand_in_dir(tiny_specs, tmp_path_factory) -> Path | None:
+    """A weights folder holding tiny checkpoints under the bundled pair's names; None when the real pair exists."""
+    if REAL_PAIR:
+        return None
+    root = tmp_path_factory.mktemp("weights")
+    for name, spec in ((DEFAULT_A, tiny_specs["a"]), (DEFAULT_B, tiny_specs["b"])):
+        (root / name.removeprefix("bundled:")).symlink_to(Path(spec.removeprefix("file:")), target_is_directory=True)
+    return root
+
+
+@pytest.fixture
+def bundled_pair(stand_in_dir, monkeypatch) -> bool:
+    """Make `bundled:` specs resolve to the real pair if trained, else to tiny stand-ins; True when real."""
+    if stand_in_dir is not None:
+        monkeypatch.setattr(models.registry, "WEIGHTS_DIR", stand_in_dir)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an unknown hub repo fails at once instead of after a timeout
+    return REAL_PAIR

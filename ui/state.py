@@ -28,10 +28,12 @@ from core.analysis import (
     Fingerprint,
     ModelIdentity,
     Progress,
-    _batch_generator,  # private in core: the Images page must seed views exactly as the analysis does
+    check_memory,
     finalize,
     fingerprint,
+    layer_shapes,
     pair_terms,
+    view_generator,
 )
 from core.analysis import pick_device as _pick_device
 from core.augment import simclr_views
@@ -328,6 +330,12 @@ def _result(sha_a: str, sha_b: str, spec: SubsetSpec, options: AnalysisOptions, 
         return finalize(fa, fb, pair_terms(fa, fb, torch.device(_device), report), spec, report)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _shapes(sha256: str, _model: LoadedModel) -> list[tuple[int, ...]]:
+    """Per-layer output shapes, for the memory check before an analysis (one image through the network)."""
+    return layer_shapes(_model, torch.device(device()))
+
+
 def _identity(model: LoadedModel) -> ModelIdentity:
     info = model.info
     return ModelIdentity(info.source, info.sha256, info.method, info.arch.name)
@@ -348,6 +356,8 @@ def analysis(choices: Choices) -> AnalysisResult | None:
         return None
     a, b = loaded
     try:
+        check_memory([_shapes(a.info.sha256, a), _shapes(b.info.sha256, b)], choices.subset.size, choices.options,
+                     torch.device(device()))
         result = _result(a.info.sha256, b.info.sha256, choices.subset, choices.options, a, b, device())
     except (DataError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
         st.error(f"The analysis failed: {err}")
@@ -374,7 +384,7 @@ def augmented_views(spec: SubsetSpec, options: AnalysisOptions, count: int, _dev
     """The first `count` images of the first minibatch and their SimCLR views, drawn exactly as the invariance
     analysis draws them (same seed, same device, the whole minibatch at once); uint8 HWC arrays and labels."""
     batch = subset_of(spec).images[: options.batch_size].to(_device)
-    views = simclr_views(batch, _batch_generator(options.seed, 0, _device))[:count]
+    views = simclr_views(batch, view_generator(options.seed, 0, _device))[:count]
     as_hwc = lambda x: x.permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
     originals = as_hwc(batch[:count])
     return originals, (as_hwc(views) * 255).round().astype("uint8"), subset_of(spec).labels[:count].numpy()

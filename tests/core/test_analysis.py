@@ -26,6 +26,7 @@ from models import load_model
 
 CPU = torch.device("cpu")
 FAST = AnalysisOptions(batch_size=40, permutations=5, resamples=20)
+CKA_ONLY = AnalysisOptions(batch_size=40, permutations=5, resamples=20, probes=False, invariance=False)
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +39,24 @@ def models(tiny_specs):
     return {k: load_model(v) for k, v in tiny_specs.items()}
 
 
+@pytest.fixture(scope="module")
+def ab_run(models, subset):
+    """A against B with every read-out, computed once for the module; with the progress it reported."""
+    stages = []
+    result = compare(models["a"], models["b"], subset, FAST, CPU, lambda s, d, t: stages.append((s, d, t)))
+    return result, stages
+
+
 def test_model_against_itself_is_one_on_the_matched_layers(models, subset):
-    result = compare(models["a"], models["a"], subset, FAST, CPU)
+    result = compare(models["a"], models["a"], subset, CKA_ONLY, CPU)
     np.testing.assert_allclose(result.matched_cka, 1.0, atol=1e-9)
     np.testing.assert_allclose(result.cross, result.self_a, atol=1e-9)
     np.testing.assert_allclose(result.self_a, result.self_a.T, atol=1e-12)
 
 
-def test_cross_matches_minibatch_cka_on_the_same_features(models, subset):
+def test_cross_matches_minibatch_cka_on_the_same_features(models, subset, ab_run):
     """The pipeline's cross matrix is exactly MinibatchCKA over the same batches of features."""
-    result = compare(models["a"], models["b"], subset, FAST, CPU)
+    result = ab_run[0]
     ref = MinibatchCKA(len(result.layers_a), len(result.layers_b))
     fa = FeatureExtractor(models["a"].module, models["a"].layers, CPU)
     fb = FeatureExtractor(models["b"].module, models["b"].layers, CPU)
@@ -60,23 +69,22 @@ def test_cross_matches_minibatch_cka_on_the_same_features(models, subset):
     np.testing.assert_allclose(result.self_b, self_b.numpy(), atol=1e-6)
 
 
-def test_swapping_models_transposes_the_cross_matrix(models, subset):
-    ab = compare(models["a"], models["b"], subset, FAST, CPU)
-    ba = compare(models["b"], models["a"], subset, FAST, CPU)
-    np.testing.assert_allclose(ab.cross, ba.cross.T, atol=1e-9)
-    np.testing.assert_allclose(ab.probe_a, ba.probe_b)
+def test_swapping_models_transposes_the_cross_matrix(models, subset, ab_run):
+    ba = compare(models["b"], models["a"], subset, CKA_ONLY, CPU)
+    np.testing.assert_allclose(ab_run[0].cross, ba.cross.T, atol=1e-9)
+    np.testing.assert_allclose(ab_run[0].class_a, ba.class_b, atol=1e-12)
 
 
 def test_permutation_null_sits_near_zero_and_below_the_real_values(models, subset):
-    result = compare(models["a"], models["a2"], subset, FAST, CPU)
+    result = compare(models["a"], models["a2"], subset, CKA_ONLY, CPU)
     assert np.all(np.abs(result.null_mean) < 0.1)
     assert np.all(result.matched_cka[:3] > result.null_p95[:3])
     assert np.all(result.interval_low <= result.matched_cka + 1e-9)
     assert np.all(result.matched_cka <= result.interval_high + 1e-9)
 
 
-def test_sharded_fingerprints_merge_to_the_single_process_result(models, subset):
-    single = compare(models["a"], models["b"], subset, FAST, CPU)
+def test_sharded_fingerprints_merge_to_the_single_process_result(models, subset, ab_run):
+    single = ab_run[0]
     shards_a = [fingerprint(models["a"], subset, FAST, CPU, shard=(r, 3)) for r in range(3)]
     shards_b = [fingerprint(models["b"], subset, FAST, CPU, shard=(r, 3)) for r in range(3)]
     terms = merge_pair_terms([pair_terms(a, b, CPU) for a, b in zip(shards_a, shards_b, strict=True)])
@@ -87,30 +95,29 @@ def test_sharded_fingerprints_merge_to_the_single_process_result(models, subset)
 
 def test_different_subset_changes_the_numbers(models, subset):
     other = load_subset(SubsetSpec(per_class=12, seed=4))
-    r1 = compare(models["a"], models["b"], subset, FAST, CPU)
-    r2 = compare(models["a"], models["b"], other, FAST, CPU)
+    r1 = compare(models["a"], models["b"], subset, CKA_ONLY, CPU)
+    r2 = compare(models["a"], models["b"], other, CKA_ONLY, CPU)
     assert np.abs(r1.cross - r2.cross).max() > 1e-3
 
 
-def test_readouts_have_one_value_per_layer_in_range(models, subset):
-    result = compare(models["a"], models["b"], subset, FAST, CPU)
+def test_readouts_have_one_value_per_layer_in_range(ab_run):
+    result = ab_run[0]
     assert result.class_a.shape == (len(result.layers_a),)
     assert np.all(np.abs(result.class_a) <= 1 + 1e-9)
     assert result.invariance_a.shape == (len(result.layers_a),)
     assert np.all((result.probe_a >= 0) & (result.probe_a <= 1))
 
 
-def test_progress_names_every_stage(models, subset):
-    stages = []
-    compare(models["a"], models["b"], subset, FAST, CPU, lambda s, d, t: stages.append((s, d, t)))
+def test_progress_names_every_stage(ab_run):
+    stages = ab_run[1]
     names = {s for s, _, _ in stages}
     assert any("forward" in s for s in names) and any("probes" in s for s in names)
     assert any("bootstrap" in s for s in names) and any("permutation" in s for s in names)
     assert all(0 < d <= t for _, d, t in stages)
 
 
-def test_json_and_csv_hold_every_matrix(models, subset):
-    result = compare(models["a"], models["b"], subset, FAST, CPU)
+def test_json_and_csv_hold_every_matrix(models, ab_run):
+    result = ab_run[0]
     data = json.loads(json.dumps(to_json_dict(result)))
     assert np.allclose(np.array(data["cross"], dtype=float), result.cross)
     assert data["subset"]["per_class"] == 12 and data["options"]["kernel"] == "linear"
@@ -127,7 +134,7 @@ def test_dead_layer_is_reported_undefined_with_its_reason(models, subset):
         bn = dead.module.layer2[0].bn2
         bn.weight.zero_()
         bn.bias.zero_()
-    result = compare(models["a"], dead, subset, FAST, CPU)
+    result = compare(models["a"], dead, subset, CKA_ONLY, CPU)
     k = result.layers_b.index("layer2.0 residual")
     assert "constant" in result.undefined_b[k]
     assert np.all(np.isnan(result.cross[:, k]))

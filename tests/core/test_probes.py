@@ -102,3 +102,26 @@ def test_pool_features_pools_maps_and_passes_vectors():
     assert pool_features(x, grid=1).shape == (2, 3)
     v = torch.randn(5, 7, dtype=torch.float64)
     assert torch.equal(pool_features(v), v.float())
+
+
+def test_ridge_probe_separates_clusters_and_is_at_chance_on_random_labels():
+    from core.probes import ridge_probe
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 40, generator=g) * 3
+    y = torch.arange(500) % 5
+    x = centres[y] + torch.randn(500, 40, generator=g)
+    assert ridge_probe(x[:300], y[:300], x[300:], y[300:], 5) > 0.95
+    noise = torch.randn(2000, 40, generator=g)
+    labels = torch.randint(0, 5, (2000,), generator=g)
+    assert abs(ridge_probe(noise[:1000], labels[:1000], noise[1000:], labels[1000:], 5) - 0.2) < 0.05
+
+
+def test_ridge_probe_in_the_dual_handles_more_features_than_examples():
+    from core.probes import ridge_probe
+
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(3, 2000, generator=g)
+    y = torch.arange(90) % 3
+    x = centres[y] + 0.5 * torch.randn(90, 2000, generator=g)
+    assert ridge_probe(x[:60], y[:60], x[60:], y[60:], 3) == 1.0
