@@ -4,10 +4,10 @@ Two randomly initialised CIFAR-stem ResNet-18s (seeds 0 and 1, BatchNorm statist
 pass) read every layer `resnet_layers` lists on `--n` images of the embedded CIFAR-10 test split.
 The features are computed ONCE, written to a cache folder as float32 [n, d] arrays, and each tool
 then runs in its own fresh process that loads all of them into memory first. Time is wall-clock
-around the CKA computation only (best of `--repeats`; a tool slower than `--repeat-limit` seconds
-runs once). Memory is the process's peak resident set during the computation, read from the kernel
-(VmHWM after resetting it once the features are loaded), reported as the rise over the resident
-set with the features loaded ("peak extra").
+around the CKA computation only, after one untimed warm-up call on the first minibatch (best of
+`--repeats`; a tool slower than `--repeat-limit` seconds runs once). Memory is the process's peak
+resident set during the timed runs, read from the kernel (VmHWM, reset once the features are loaded
+and the warm-up is done), reported as the rise over the resident set at that point ("peak extra").
 
 Peers get the features through their own public entry points; where a library only takes models
 and a data loader, it gets `FeatureReplay` modules that hand back slices (views, no copy) of the
@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
+from core.analysis import pick_device  # noqa: E402
 from core.cka import MinibatchCKA, _gram, center_gram, hsic_scale, is_constant  # noqa: E402
 from core.features import FeatureExtractor  # noqa: E402
 
@@ -178,9 +179,9 @@ def run_pytorch_cka(fa: Feats, fb: Feats, size: int) -> np.ndarray:
 
     a, b, names, loader = _replay(fa, fb, size)
     out = cka.compute_cka(
-        a, b, loader, layers=names[: len(fa)], model2_layers=names[: len(fb)], device="cpu", progress=False
+        a, b, loader, layers=names[: len(fa)], model2_layers=names[: len(fb)], device=fa[0].device, progress=False
     )
-    return out[0].double().numpy()
+    return out[0].double().cpu().numpy()
 
 
 def run_torch_cka(fa: Feats, fb: Feats, size: int) -> np.ndarray:
@@ -189,7 +190,8 @@ def run_torch_cka(fa: Feats, fb: Feats, size: int) -> np.ndarray:
     from torch_cka import CKA
 
     a, b, names, loader = _replay(fa, fb, size)
-    engine = CKA(a, b, "A", "B", model1_layers=names[: len(fa)], model2_layers=names[: len(fb)], device="cpu")
+    layers = {"model1_layers": names[: len(fa)], "model2_layers": names[: len(fb)]}
+    engine = CKA(a, b, "A", "B", **layers, device=str(fa[0].device))
     engine.compare(loader, loader)
     out = engine.export()
     return _reorder(out["CKA"], out["model1_layers"], out["model2_layers"])
@@ -203,7 +205,7 @@ def run_cka_pytorch(fa: Feats, fb: Feats, size: int) -> np.ndarray:
 
     a, b, names, loader = _replay(fa, fb, size)
     calc = CKACalculator(
-        a, b, model1_layers=names[: len(fa)], model2_layers=names[: len(fb)], device=torch.device("cpu"), verbose=False
+        a, b, model1_layers=names[: len(fa)], model2_layers=names[: len(fb)], device=fa[0].device, verbose=False
     )
     out = calc.calculate_cka_matrix(loader, num_epochs=1)
     return _reorder(out, calc.hook_manager1.module_names, calc.hook_manager2.module_names)
@@ -217,8 +219,8 @@ def run_ckatorch(fa: Feats, fb: Feats, size: int) -> np.ndarray:
     import ckatorch
 
     la, lb = len(fa), len(fb)
-    xy = torch.zeros(la, lb, dtype=torch.float64)
-    xx, yy = torch.zeros(la, dtype=torch.float64), torch.zeros(lb, dtype=torch.float64)
+    kw = {"dtype": torch.float64, "device": fa[0].device}
+    xy, xx, yy = torch.zeros(la, lb, **kw), torch.zeros(la, **kw), torch.zeros(lb, **kw)
     for s in batches(len(fa[0]), size):
         ga = [ckatorch.linear_kernel(f[s].double())[None] for f in fa]
         gb = [ckatorch.linear_kernel(f[s].double())[None] for f in fb]
@@ -228,7 +230,7 @@ def run_ckatorch(fa: Feats, fb: Feats, size: int) -> np.ndarray:
                 xy[i, j] += ckatorch.hsic1(ga[i], gb[j])[0]
         for j in range(lb):
             yy[j] += ckatorch.hsic1(gb[j], gb[j])[0]
-    return (xy / (xx[:, None] * yy[None, :]).sqrt()).numpy()
+    return (xy / (xx[:, None] * yy[None, :]).sqrt()).cpu().numpy()
 
 
 def run_ckatorch_cka_batch(fa: Feats, fb: Feats, size: int) -> np.ndarray:
@@ -284,20 +286,29 @@ def profile_ours(fa: Feats, fb: Feats, size: int) -> dict[str, float]:
 def worker(args: argparse.Namespace) -> None:
     """Load the features, run one tool (best of --repeats), report time, memory and the matrix."""
     common.set_threads(args.threads)
+    device = pick_device(args.device)
     meta = json.loads((args.features / "meta.json").read_text())
-    fa = load_features(args.features, "a", len(meta["models"]["a"]["widths"]))
-    fb = load_features(args.features, "b", len(meta["models"]["b"]["widths"]))
+    fa = [f.to(device) for f in load_features(args.features, "a", len(meta["models"]["a"]["widths"]))]
+    fb = [f.to(device) for f in load_features(args.features, "b", len(meta["models"]["b"]["widths"]))]
+    tool = TOOLS[args.worker]
+    tool([f[: args.batch] for f in fa], [f[: args.batch] for f in fb], args.batch)  # warm-up: first minibatch, untimed
     baseline = common.rss_mb()
     reset_ok = common.reset_peak_rss()
-    tool = TOOLS[args.worker]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    gpu_base = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
     times, out = [], None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         out = tool(fa, fb, args.batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
         if times[-1] > args.repeat_limit:
             break
     peak = common.peak_rss_mb()
+    gpu_extra = torch.cuda.max_memory_allocated(device) / 2**20 - gpu_base if gpu_base is not None else None
     profile = profile_ours(fa, fb, args.batch) if args.worker == "ours" else None
     if out is not None:
         np.save(args.out, np.asarray(out, dtype=np.float64))
@@ -309,6 +320,8 @@ def worker(args: argparse.Namespace) -> None:
             "peak_mb": peak,
             "peak_extra_mb": peak - baseline if reset_ok else None,
             "peak_reset": reset_ok,
+            "gpu_peak_extra_mb": gpu_extra,
+            "device": str(device),
             "threads": torch.get_num_threads(),
             "profile_s": profile,
         }
@@ -356,6 +369,8 @@ def orchestrate(args: argparse.Namespace) -> dict:
                 str(args.repeat_limit),
                 "--threads",
                 str(args.threads),
+                "--device",
+                args.device,
             ]
             res = common.run_worker(Path(__file__), cmd, args.timeout)
             results[tool] = res.data if res.ok else {"error": res.error}
@@ -385,6 +400,7 @@ def print_report(report: dict) -> None:
     """The table the issue asks for, then our stage profile and the floor ratio."""
     tools = report["tools"]
     ours = min(tools["ours"]["times_s"]) if "times_s" in tools.get("ours", {}) else None
+    layers = report["features"]["models"]["a"]["layers"]
     rows = []
     for name, r in tools.items():
         if "error" in r:
@@ -392,11 +408,13 @@ def print_report(report: dict) -> None:
             continue
         best = min(r["times_s"])
         values = r.get("values", {})
-        note = ""
+        note = f"GPU peak +{r['gpu_peak_extra_mb']:.0f} MB; " if r.get("gpu_peak_extra_mb") is not None else ""
         if values.get("nan_mismatch"):
             note += f"{values['nan_mismatch']} NaN mismatches; "
         if values:
-            note += f"range [{values['other_min']:.3f}, {values['other_max']:.3f}]"
+            i, j = values["argmax"]
+            worst = f"{layers[i]} x {layers[j]}" if layers else f"{i} x {j}"
+            note += f"range [{values['other_min']:.3f}, {values['other_max']:.3f}], worst at {worst}"
         rows.append(
             [
                 name,
@@ -421,6 +439,9 @@ def print_report(report: dict) -> None:
             "our stages (one profiled pass): "
             + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in profile.items())
         )
+    negative = next((r["values"]["ours_negative"] for r in tools.values() if "values" in r), None)
+    if negative is not None:
+        print(f"entries of our matrix below 0 (where a clamping peer would differ): {negative}")
     base = tools.get("ours", {}).get("baseline_mb")
     if base:
         print(f"resident set with the features loaded (before any tool): {base:.0f} MB")
@@ -441,6 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat-limit", type=float, default=30.0, help="a tool whose run takes longer runs once (s)")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up on one tool after this many seconds")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads in each tool's process (0: default)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the tools run on the features")
     p.add_argument("--cache", type=Path, default=None, help="feature folder (kept); default: a temporary one, removed")
     p.add_argument("--keep-features", action="store_true", help="keep the default feature folder for a rerun")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
