@@ -6,8 +6,8 @@ The features are computed ONCE, written to a cache folder as float32 [n, d] arra
 then runs in its own fresh process that loads all of them into memory first. Time is wall-clock
 around the CKA computation only, after one untimed warm-up call on the first minibatch (best of
 `--repeats`; a tool slower than `--repeat-limit` seconds runs once). Memory is the process's peak
-resident set during the timed runs, read from the kernel (VmHWM, reset once the features are loaded
-and the warm-up is done), reported as the rise over the resident set at that point ("peak extra").
+resident set during the warm-up and timed runs, read from the kernel (VmHWM, reset once the features
+are loaded), reported as the rise over the resident set at that point ("peak extra").
 
 Peers get the features through their own public entry points; where a library only takes models
 and a data loader, it gets `FeatureReplay` modules that hand back slices (views, no copy) of the
@@ -290,14 +290,14 @@ def worker(args: argparse.Namespace) -> None:
     meta = json.loads((args.features / "meta.json").read_text())
     fa = [f.to(device) for f in load_features(args.features, "a", len(meta["models"]["a"]["widths"]))]
     fb = [f.to(device) for f in load_features(args.features, "b", len(meta["models"]["b"]["widths"]))]
-    tool = TOOLS[args.worker]
-    tool([f[: args.batch] for f in fa], [f[: args.batch] for f in fb], args.batch)  # warm-up: first minibatch, untimed
-    baseline = common.rss_mb()
+    baseline = common.rss_mb()  # before the warm-up: freed heap memory stays resident, so measure from here
     reset_ok = common.reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     gpu_base = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    tool = TOOLS[args.worker]
+    tool([f[: args.batch] for f in fa], [f[: args.batch] for f in fb], args.batch)  # warm-up: first minibatch, untimed
     times, out = [], None
     for _ in range(args.repeats):
         t0 = time.perf_counter()

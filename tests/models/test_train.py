@@ -1,0 +1,60 @@
+"""`python -m models train`: trains, resumes from its last finished epoch, writes a loadable checkpoint and card."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models import load_model
+from models.train import TrainConfig, lr_at, nt_xent, train
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A tiny CIFAR-shaped npz pair: 256 training and 128 test images."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("test", 128)):
+        np.savez(tmp_path / f"{split}.npz", images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 labels=np.arange(n) % 10)
+    return tmp_path
+
+
+@pytest.mark.parametrize("objective", ["supervised", "simclr"])
+def test_train_resume_and_load(objective, data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = TrainConfig(objective=objective, out=str(out), width=4, epochs=1, batch_size=64, data_dir=str(data_dir),
+                         device="cpu")
+    train(config, "python -m models train ...")
+    first = torch.load(out / "train_state.pt", weights_only=True)
+    assert first["epoch"] == 1
+    train(TrainConfig(**{**config.__dict__, "epochs": 2}), "python -m models train ... --epochs 2")
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 2 and [e["epoch"] for e in state["log"] if "epoch" in e] == [1, 2]
+    assert any("resumed after epoch 1 with --epochs 2" in e.get("note", "") for e in state["log"])
+    loaded = load_model(f"file:{out}")
+    assert loaded.info.method == objective and loaded.info.arch.width == 4
+    metrics = json.loads((out / "config.json").read_text())["metrics"]
+    card = (out / "README.md").read_text()
+    key = "test_accuracy" if objective == "supervised" else "knn_accuracy"
+    assert 0 <= metrics[key] <= 1 and f"| {key} | {metrics[key]:.4f} |" in card
+    assert "--epochs 2" in card and "resumed after epoch 1" in card
+    x = torch.randn(2, 3, 32, 32)
+    assert loaded.module(x).shape == (2, 10 if objective == "supervised" else 32)
+
+
+def test_nt_xent_is_low_for_matching_views_and_high_for_random_ones():
+    z = torch.nn.functional.normalize(torch.randn(64, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    matched = nt_xent(torch.cat([z, z]), 0.5)
+    shuffled = nt_xent(torch.cat([z, z[torch.randperm(64, generator=torch.Generator().manual_seed(1))]]), 0.5)
+    assert matched < shuffled
+    assert abs(float(nt_xent(torch.ones(8, 4), 0.5)) - np.log(7)) < 1e-5  # all alike: chance among the 7 others
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    lrs = [lr_at(step, 100, 10, 1.0) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] < 0.001
