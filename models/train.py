@@ -226,7 +226,7 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
 def model_card(config, arch, metrics, log, command, source, device) -> str:
     """The card: what the network is, the exact command, the recipe and what was measured."""
     epochs = [e for e in log if "epoch" in e]
-    notes = "".join(f"\n- {e['note']}" for e in log if "note" in e)
+    notes = "".join(f"\n- {e['note']}" for e in log if "note" in e) + ("\n" if any("note" in e for e in log) else "")
     hours = sum(e["seconds"] for e in epochs) / 3600
     recipe = "\n".join(f"| {k} | {v} |" for k, v in asdict(config).items() if k not in ("out", "data_dir", "device"))
     measured = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
