@@ -179,6 +179,7 @@ def fingerprint(
         pooled.append(tuple(pool_features(f).cpu() for f in feats) if options.probes else ())
         labels.append(subset.labels[batch])
         kept.append(k)
+        del feats, views  # free this batch's activations before the next forward pass
         _sync(device)
         seconds["forward"] += t1 - t0
         seconds["cka"] += time.perf_counter() - t1

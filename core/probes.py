@@ -47,7 +47,7 @@ def linear_probe(
         return float(((xt @ weight + bias).argmax(1) == test_y).float().mean())
 
 
-RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # regularisation, relative to the mean Gram eigenvalue
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # regularisation, relative to trace(X^T X) / n
 
 
 def ridge_probe(
@@ -55,31 +55,37 @@ def ridge_probe(
 ) -> float:
     """Test accuracy of a ridge (least-squares) classifier on one-hot targets, in closed form.
 
-    Solved in the dual (n x n) from one eigendecomposition of the Gram matrix, which also gives every
-    candidate regularisation's leave-one-out predictions for free; the one with the best
-    leave-one-out accuracy on the training images is used. Milliseconds per layer, where an
-    iterative logistic fit takes about a second, so every layer of both models can be probed.
+    One eigendecomposition, of X^T X (d x d) or of X X^T (n x n), whichever is smaller, gives every
+    candidate regularisation's fit and its leave-one-out predictions (hat matrix Z diag(1/(s+lam)) Z^T);
+    the regularisation with the best leave-one-out accuracy on the training images is used.
+    Milliseconds per layer at a few hundred images, where an iterative logistic fit takes about a second.
     """
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     xs, xt = ((train_x - mean) / std).double(), ((test_x - mean) / std).double()
     targets = F.one_hot(train_y, num_classes).double()
     prior = targets.mean(0)
     y = targets - prior
-    eigvals, eigvecs = torch.linalg.eigh(xs @ xs.T)
+    primal = xs.shape[1] <= xs.shape[0]
+    eigvals, basis = torch.linalg.eigh(xs.T @ xs if primal else xs @ xs.T)
     eigvals = eigvals.clamp_min(0)
-    projected = eigvecs.T @ y
+    z = xs @ basis if primal else basis * eigvals.sqrt()  # the same hat matrix either way
+    zty = z.T @ y
+    scale = float(eigvals.sum().clamp_min(1e-12)) / len(xs)
     best_accuracy, best_lam = -1.0, 0.0
     for alpha in RIDGE_ALPHAS:
-        lam = alpha * float(eigvals.mean().clamp_min(1e-12))
-        shrink = eigvals / (eigvals + lam)
-        hat_diag = (eigvecs.square() * shrink).sum(1).clamp(max=1 - 1e-9)
-        fitted = eigvecs @ (shrink[:, None] * projected)
+        inverse = 1 / (eigvals + alpha * scale)
+        hat_diag = (z.square() * inverse).sum(1).clamp(max=1 - 1e-9)
+        fitted = z @ (inverse[:, None] * zty)
         loo = (fitted - hat_diag[:, None] * y) / (1 - hat_diag)[:, None]
         accuracy = float(((loo + prior).argmax(1) == train_y).double().mean())
         if accuracy > best_accuracy:
-            best_accuracy, best_lam = accuracy, lam
-    dual = eigvecs @ (projected / (eigvals + best_lam)[:, None])
-    predictions = xt @ (xs.T @ dual) + prior
+            best_accuracy, best_lam = accuracy, alpha * scale
+    inverse = 1 / (eigvals + best_lam)
+    if primal:
+        weights = basis @ (inverse[:, None] * zty)
+    else:
+        weights = xs.T @ (basis @ (inverse[:, None] * (basis.T @ y)))
+    predictions = xt @ weights + prior
     return float((predictions.argmax(1) == test_y).double().mean())
 
 

@@ -125,3 +125,16 @@ def test_ridge_probe_in_the_dual_handles_more_features_than_examples():
     y = torch.arange(90) % 3
     x = centres[y] + 0.5 * torch.randn(90, 2000, generator=g)
     assert ridge_probe(x[:60], y[:60], x[60:], y[60:], 3) == 1.0
+
+
+def test_ridge_probe_primal_and_dual_agree():
+    """Below and above d = n the probe switches eigendecompositions; both are the same classifier."""
+    from core.probes import ridge_probe
+
+    g = torch.Generator().manual_seed(2)
+    centres = torch.randn(4, 60, generator=g)
+    y = torch.arange(200) % 4
+    x = centres[y] + 1.5 * torch.randn(200, 60, generator=g)
+    wide = torch.cat([x, torch.zeros(200, 100)], 1)  # 160 features > 140 training rows: the dual
+    narrow_acc = ridge_probe(x[:140], y[:140], x[140:], y[140:], 4)
+    assert narrow_acc == ridge_probe(wide[:140], y[:140], wide[140:], y[140:], 4) and narrow_acc > 0.5
