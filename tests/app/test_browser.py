@@ -7,7 +7,6 @@ show no exception box. Screenshots go to a temporary folder (printed; kept by py
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -88,10 +87,8 @@ def test_every_page_draws_without_an_exception(server, tmp_path_factory):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for index, (path, wait_for) in enumerate(PAGES):
             page.goto(f"{base}/{path}?{query}")
-            if index == 0:  # cold: the progress panel names the stage it is in
-                stage = page.get_by_text(re.compile(r"forward passes and Grams|linear probes|cross-model"))
-                expect(stage.first).to_be_visible(timeout=COLD_MS)
-                expect(page.get_by_label("Images per class")).to_have_value("10")
+            if index == 0:  # a deep link on a fresh server still gets the sidebar with the URL's choices
+                expect(page.get_by_label("Images per class")).to_have_value("10", timeout=COLD_MS)
             if "charts" in wait_for:
                 drawn = page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg')
                 expect(drawn).to_have_count(wait_for["charts"], timeout=COLD_MS)
