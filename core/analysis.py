@@ -71,6 +71,11 @@ class ModelIdentity:
     method: str
     arch: str
 
+    @classmethod
+    def of(cls, info) -> ModelIdentity:
+        """The identity of a loaded model (a models.ModelInfo)."""
+        return cls(info.source, info.sha256, info.method, info.arch.name)
+
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -185,7 +190,7 @@ def fingerprint(
         seconds["cka"] += time.perf_counter() - t1
         progress(f"{info.source}: forward passes and Grams", done, len(mine))
     return Fingerprint(
-        model=ModelIdentity(info.source, info.sha256, info.method, info.arch.name),
+        model=ModelIdentity.of(info),
         layers=tuple(extractor.names),
         subset_key=subset.spec.key(),
         options=options,

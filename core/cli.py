@@ -26,17 +26,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _classes(text: str) -> tuple[int, ...]:
-    from core.data import CLASSES
+    from core.data import DataError, parse_classes
 
-    out = []
-    for item in (t.strip() for t in text.split(",") if t.strip()):
-        if item.isdigit():
-            out.append(int(item))
-        elif item in CLASSES:
-            out.append(CLASSES.index(item))
-        else:
-            raise argparse.ArgumentTypeError(f"unknown class {item!r}; use 0-9 or one of {', '.join(CLASSES)}")
-    return tuple(out)
+    try:
+        return parse_classes(text)
+    except DataError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

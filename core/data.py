@@ -70,6 +70,22 @@ class Subset:
     source: str
 
 
+def parse_classes(text: str) -> tuple[int, ...]:
+    """'0,3,cat' -> (0, 3): class indices or names, deduplicated and sorted; '' -> no class.
+
+    Raises DataError naming the item that is neither.
+    """
+    out = set()
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item in CLASSES:
+            out.add(CLASSES.index(item))
+        elif item.isdigit() and int(item) < len(CLASSES):
+            out.add(int(item))
+        else:
+            raise DataError(f"unknown class {item!r}; use 0-9 or one of {', '.join(CLASSES)}")
+    return tuple(sorted(out))
+
+
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as data:
         return data["images"], data["labels"].astype(np.int64)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from core.analysis import pick_device
 from core.augment import crop_flip, simclr_views
 from core.data import load_split, normalize
 from core.probes import knn_accuracy, linear_probe
@@ -91,12 +92,6 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, ArchConfig]:

@@ -37,7 +37,7 @@ from core.analysis import (
 )
 from core.analysis import pick_device as _pick_device
 from core.augment import simclr_views
-from core.data import CLASSES, SPLITS, DataError, Subset, SubsetSpec, load_subset
+from core.data import CLASSES, SPLITS, DataError, Subset, SubsetSpec, load_subset, parse_classes
 from models import CheckpointError, LoadedModel, load_model, load_uploaded, registry_entries
 from models.store import CONFIG_FILE, WEIGHTS_FILE
 
@@ -89,19 +89,6 @@ def _one_of(allowed) -> Callable[[str], str]:
     return parse
 
 
-def _classes(text: str) -> list[int]:
-    """'0,3,cat' -> [0, 3]: class indices or names, deduplicated and sorted; '' -> no class."""
-    out = []
-    for item in (t.strip() for t in text.split(",") if t.strip()):
-        if item in CLASSES:
-            out.append(CLASSES.index(item))
-        elif item.isdigit() and int(item) < len(CLASSES):
-            out.append(int(item))
-        else:
-            raise ValueError(f"{item!r} is not a CIFAR-10 class (0-9 or {', '.join(CLASSES)})")
-    return sorted(set(out))
-
-
 def _sigma(text: str) -> float:
     value = float(text)
     if not 0.05 <= value <= 10:
@@ -121,7 +108,7 @@ FIELDS = (
     Field("a", DEFAULT_A, as_spec),
     Field("b", DEFAULT_B, as_spec),
     Field("split", "test", _one_of(SPLITS)),
-    Field("classes", list(range(10)), _classes, lambda v: ",".join(map(str, v))),
+    Field("classes", list(range(10)), lambda text: list(parse_classes(text)), lambda v: ",".join(map(str, v))),
     Field("per_class", 100, _int_at_least(1)),
     Field("subset_seed", 0, _int_at_least(0)),
     Field("estimator", "debiased", _one_of(ESTIMATORS)),
@@ -336,11 +323,6 @@ def _shapes(sha256: str, _model: LoadedModel) -> list[tuple[int, ...]]:
     return layer_shapes(_model, torch.device(device()))
 
 
-def _identity(model: LoadedModel) -> ModelIdentity:
-    info = model.info
-    return ModelIdentity(info.source, info.sha256, info.method, info.arch.name)
-
-
 def analysis(choices: Choices) -> AnalysisResult | None:
     """The comparison for the current choices, or None after showing why it cannot be made."""
     if choices.problem:
@@ -363,7 +345,7 @@ def analysis(choices: Choices) -> AnalysisResult | None:
         st.error(f"The analysis failed: {err}")
         return None
     # The shared cache is keyed by content: name the models as this session knows them.
-    return replace(result, model_a=_identity(a), model_b=_identity(b))
+    return replace(result, model_a=ModelIdentity.of(a.info), model_b=ModelIdentity.of(b.info))
 
 
 def use(side: str, spec: str) -> None:

@@ -242,3 +242,12 @@ def test_normalize_uint8_and_float():
     before = as_float.clone()
     torch.testing.assert_close(normalize(as_float, mean, std), want, atol=1e-6, rtol=0)
     assert torch.equal(as_float, before)  # the input is not modified in place
+
+
+def test_parse_classes_takes_indices_and_names_and_names_what_is_wrong():
+    from core.data import parse_classes
+
+    assert parse_classes("3, cat,0,0") == (0, 3)
+    assert parse_classes("") == ()
+    with pytest.raises(DataError, match="unknown class '10'"):
+        parse_classes("1,10")
