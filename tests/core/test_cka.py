@@ -19,6 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from core.cka import (
     KERNELS,
+    MAX_OFFSET_RATIO,
     MinibatchCKA,
     center_gram,
     centred_rows,
@@ -27,6 +28,7 @@ from core.cka import (
     is_constant,
     linear_gram,
     rbf_gram,
+    self_product,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,6 +157,28 @@ def test_linear_gram_matches_reference_and_flattens():
     got = linear_gram(t64(x))
     assert got.shape == (9, 9) and got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), ref_gram_linear(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [3, 63, 64, 65, 257])
+def test_self_product_is_the_gram(n):
+    x = t64(np.random.default_rng(n).standard_normal((n, 40)))
+    got = self_product(x)
+    np.testing.assert_allclose(got.numpy(), (x @ x.T).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset_ratio", [0.0, 0.5 * MAX_OFFSET_RATIO, 2 * MAX_OFFSET_RATIO, 1e6])
+def test_float32_minibatch_agrees_with_float64_on_either_side_of_the_offset_limit(offset_ratio):
+    """Below the limit the raw Gram is centred after the product, above it the features before: both
+    must keep float32 CKA within 1e-6 of float64 (a 256-row batch of wide features, as in a ResNet)."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((256, 4096))
+    y = x[:, :1024] @ rng.standard_normal((1024, 512)) + rng.standard_normal((256, 512))
+    shift = rng.standard_normal(4096)
+    x = x + shift * math.sqrt(offset_ratio * 4096 / (shift @ shift))  # |offset|^2 = ratio * spread
+    want, got = MinibatchCKA(1, 1), MinibatchCKA(1, 1)
+    want.update([t64(x)], [t64(y)])
+    got.update([t64(x).float()], [t64(y).float()])
+    assert float(got.compute()) == pytest.approx(float(want.compute()), abs=1e-6)
 
 
 @pytest.mark.parametrize("sigma", [0.2, 0.5, 0.8, 1.0])
