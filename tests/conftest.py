@@ -70,3 +70,13 @@ def bundled_pair(stand_in_dir, monkeypatch) -> bool:
         monkeypatch.setattr(models.registry, "WEIGHTS_DIR", stand_in_dir)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an unknown hub repo fails at once instead of after a timeout
     return REAL_PAIR
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need CUDA: on a machine without it they are reported as skipped, never run."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
