@@ -91,7 +91,7 @@ class Fingerprint:
     batch_ids: tuple[int, ...]  # which minibatches of the subset these are
     rows: tuple[torch.Tensor, ...]  # per batch: [L, b*b] float32 centred Grams (HSIC scale folded in)
     self_hsic: tuple[torch.Tensor, ...]  # per batch: [L, L] float64
-    pooled: tuple[tuple[torch.Tensor, ...], ...]  # per batch, per layer: pooled features for the probes
+    pooled: tuple[tuple[torch.Tensor, ...], ...]  # per batch, per layer: pooled probe features, bfloat16
     labels: tuple[torch.Tensor, ...]  # per batch: class labels
     label_hsic: torch.Tensor  # [L + 1] HSIC of each layer (and of the labels) with the label kernel
     inv_cross: torch.Tensor  # [L] HSIC between a layer on x and on t(x)
@@ -165,10 +165,6 @@ def fingerprint(
             continue  # a tail too small for the estimator is left out; `used_images` says so
         t0 = time.perf_counter()
         feats = extractor(normalize(images, info.mean, info.std))
-        views = None
-        if options.invariance:
-            augmented = simclr_views(images, view_generator(options.seed, k, device))
-            views = extractor(normalize(augmented, info.mean, info.std))
         _sync(device)
         t1 = time.perf_counter()
         r = centred_rows(feats, **kw)
@@ -176,18 +172,29 @@ def fingerprint(
         label_hsic += (torch.cat([r, lab]) * lab).sum(1)
         self_hsic.append((r @ r.T).cpu())
         constant &= is_constant(feats)
-        if views is not None:
+        # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
+        # standardises each feature, and 3 significant digits change no argmax that matters
+        pooled.append(tuple(pool_features(f).to(torch.bfloat16).cpu() for f in feats) if options.probes else ())
+        del feats  # one batch's activations at a time: the views' forward pass must not find them alive
+        _sync(device)
+        t2 = time.perf_counter()
+        if options.invariance:
+            augmented = simclr_views(images, view_generator(options.seed, k, device))
+            views = extractor(normalize(augmented, info.mean, info.std))
+            _sync(device)
+            t3 = time.perf_counter()
             rv = centred_rows(views, **kw)
+            del views
             inv_cross += (r * rv).sum(1)
             inv_self += (rv * rv).sum(1)
+            _sync(device)
+            seconds["forward"] += t3 - t2
+            seconds["cka"] += time.perf_counter() - t3
         rows.append(r.float().cpu())
-        pooled.append(tuple(pool_features(f).cpu() for f in feats) if options.probes else ())
         labels.append(subset.labels[batch])
         kept.append(k)
-        del feats, views  # free this batch's activations before the next forward pass
-        _sync(device)
         seconds["forward"] += t1 - t0
-        seconds["cka"] += time.perf_counter() - t1
+        seconds["cka"] += t2 - t1
         progress(f"{info.source}: forward passes and Grams", done, len(mine))
     return Fingerprint(
         model=ModelIdentity.of(info),
@@ -262,7 +269,7 @@ def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:
     split = len(y) - max(1, int(round(len(y) * fp.options.probe_holdout)))
     accuracies = []
     for layer in range(len(fp.layers)):
-        x = torch.cat([batch[layer] for batch in fp.pooled])
+        x = torch.cat([batch[layer] for batch in fp.pooled]).float()
         accuracies.append(ridge_probe(x[:split], y[:split], x[split:], y[split:], len(CLASSES)))
         progress(f"{fp.model.source}: linear probes", layer + 1, len(fp.layers))
     return np.asarray(accuracies)
@@ -512,17 +519,16 @@ def layer_shapes(model, device: torch.device) -> list[tuple[int, ...]]:
 def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions) -> int:
     """Peak memory of an analysis of n images over models with these layer shapes (all fingerprints held).
 
-    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features;
-    in flight: one batch of activations (twice with the invariance views) and its float64 Grams.
+    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features
+    (bfloat16); in flight: one batch of activations and its float64 Grams.
     """
     b = min(options.batch_size, n)
     batches, stored, in_flight = -(-n // b), 0, 0
     for shapes in models_shapes:
         sizes = [int(np.prod(s)) for s in shapes]
         pooled = sum(min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True))
-        stored += batches * len(shapes) * b * b * 4 + (n * pooled * 4 if options.probes else 0)
-        views = 2 if options.invariance else 1
-        in_flight = max(in_flight, b * sum(sizes) * 4 * views + 3 * len(shapes) * b * b * 8)
+        stored += batches * len(shapes) * b * b * 4 + (n * pooled * 2 if options.probes else 0)
+        in_flight = max(in_flight, b * sum(sizes) * 4 + 3 * len(shapes) * b * b * 8)
     return stored + in_flight
 
 
