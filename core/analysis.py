@@ -520,16 +520,20 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     """Peak memory of an analysis of n images over models with these layer shapes (all fingerprints held).
 
     Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features
-    (bfloat16); in flight: one batch of activations and its float64 Grams.
+    (bfloat16). On top, whichever is larger: one batch of activations and its float64 Grams (forward
+    passes), or the widest layer's probe (its features in float32, standardised copies and the
+    eigenbasis projection and its square in float64, the d x d products: ~40 bytes per value plus 24 d^2).
     """
     b = min(options.batch_size, n)
-    batches, stored, in_flight = -(-n // b), 0, 0
+    batches, stored, in_flight, probe = -(-n // b), 0, 0, 0
     for shapes in models_shapes:
         sizes = [int(np.prod(s)) for s in shapes]
-        pooled = sum(min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True))
-        stored += batches * len(shapes) * b * b * 4 + (n * pooled * 2 if options.probes else 0)
+        widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]
+        stored += batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
         in_flight = max(in_flight, b * sum(sizes) * 4 + 3 * len(shapes) * b * b * 8)
-    return stored + in_flight
+        if options.probes:
+            probe = max(probe, n * max(widths) * 40 + 24 * min(max(widths), n) ** 2)
+    return stored + max(in_flight, probe)
 
 
 def available_bytes(device: torch.device) -> int:

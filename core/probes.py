@@ -69,12 +69,12 @@ def ridge_probe(
     eigvals, basis = torch.linalg.eigh(xs.T @ xs if primal else xs @ xs.T)
     eigvals = eigvals.clamp_min(0)
     z = xs @ basis if primal else basis * eigvals.sqrt()  # the same hat matrix either way
-    zty = z.T @ y
+    zty, z_sq = z.T @ y, z.square()
     scale = float(eigvals.sum().clamp_min(1e-12)) / len(xs)
     best_accuracy, best_lam = -1.0, 0.0
     for alpha in RIDGE_ALPHAS:
         inverse = 1 / (eigvals + alpha * scale)
-        hat_diag = (z.square() * inverse).sum(1).clamp(max=1 - 1e-9)
+        hat_diag = (z_sq @ inverse).clamp(max=1 - 1e-9)
         fitted = z @ (inverse[:, None] * zty)
         loo = (fitted - hat_diag[:, None] * y) / (1 - hat_diag)[:, None]
         accuracy = float(((loo + prior).argmax(1) == train_y).double().mean())
