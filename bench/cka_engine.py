@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from core.analysis import pick_device  # noqa: E402
+from core.analysis import pick_device, synchronize  # noqa: E402
 from core.cka import MinibatchCKA, _stacked_grams, center_gram, hsic_scale, is_constant  # noqa: E402
 from core.features import FeatureExtractor  # noqa: E402
 
@@ -302,8 +302,7 @@ def worker(args: argparse.Namespace) -> None:
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         out = tool(fa, fb, args.batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
         if times[-1] > args.repeat_limit:
             break

@@ -36,7 +36,15 @@ import common  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from core.analysis import AnalysisOptions, compare, finalize, fingerprint, pair_terms, pick_device  # noqa: E402
+from core.analysis import (  # noqa: E402
+    AnalysisOptions,
+    compare,
+    finalize,
+    fingerprint,
+    pair_terms,
+    pick_device,
+    synchronize,
+)
 from core.data import normalize  # noqa: E402
 
 PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
@@ -49,21 +57,16 @@ def _models(count: int, width: int) -> list:
     return [common.random_resnet18(seed, width, calibration) for seed in range(count)]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _gpu_peak_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
 def _timed(fn, device: torch.device) -> tuple[object, float]:
     """(fn(), seconds), synchronising the GPU around it."""
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     out = fn()
-    _sync(device)
+    synchronize(device)
     return out, time.perf_counter() - t0
 
 

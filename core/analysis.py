@@ -111,7 +111,8 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a timer around it measures the work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -165,7 +166,7 @@ def fingerprint(
             continue  # a tail too small for the estimator is left out; `used_images` says so
         t0 = time.perf_counter()
         feats = extractor(normalize(images, info.mean, info.std))
-        _sync(device)
+        synchronize(device)
         t1 = time.perf_counter()
         r = centred_rows(feats, **kw)
         lab = centred_rows([onehot[batch].to(device)], **(kw | {"kernel": "linear"}))
@@ -176,18 +177,18 @@ def fingerprint(
         # standardises each feature, and 3 significant digits change no argmax that matters
         pooled.append(tuple(pool_features(f).to(torch.bfloat16).cpu() for f in feats) if options.probes else ())
         del feats  # one batch's activations at a time: the views' forward pass must not find them alive
-        _sync(device)
+        synchronize(device)
         t2 = time.perf_counter()
         if options.invariance:
             augmented = simclr_views(images, view_generator(options.seed, k, device))
             views = extractor(normalize(augmented, info.mean, info.std))
-            _sync(device)
+            synchronize(device)
             t3 = time.perf_counter()
             rv = centred_rows(views, **kw)
             del views
             inv_cross += (r * rv).sum(1)
             inv_self += (rv * rv).sum(1)
-            _sync(device)
+            synchronize(device)
             seconds["forward"] += t3 - t2
             seconds["cka"] += time.perf_counter() - t3
         rows.append(r.float().cpu())
@@ -357,7 +358,7 @@ def pair_terms(fa: Fingerprint, fb: Fingerprint, device: torch.device, progress:
             perm = torch.randperm(b, generator=g).to(device)
             null[p] += (matched_a * _permuted(matched_b, perm)).sum(1)
         progress("cross-model CKA and permutation null", done, len(fa.rows))
-    _sync(device)
+    synchronize(device)
     return PairTerms(fa.batch_ids, tuple(cross), null.cpu(), time.perf_counter() - t0)
 
 
