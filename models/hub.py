@@ -33,7 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_token, validate_repo_id
 
-from models.errors import CheckpointError
+from models.errors import CheckpointError, env_number
 from models.loader import LoadedModel, SourceHints, check_size, load_path_bytes, parse_config
 from models.registry import RegistryEntry, find_hub_entry, list_bundled
 from models.store import CONFIG_FILE, WEIGHTS_FILE
@@ -250,11 +250,7 @@ def _alternatives() -> str:
 
 def hub_timeout() -> float:
     """Seconds to wait for the Hub's answer: CKA_LENS_HUB_TIMEOUT, default 10."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT_S
-    except ValueError:
-        raise CheckpointError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 10.") from None
+    value = env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, "is not a number of seconds; set it to e.g. 10.")
     return value if value > 0 else DEFAULT_TIMEOUT_S
 
 

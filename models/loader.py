@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.errors import CheckpointError
+from models.errors import CheckpointError, env_number
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
 from models.layout import Normalised, infer_arch, normalise_keys
 from models.resnet import ArchConfig, build_resnet, resnet_layers
@@ -101,11 +100,7 @@ class LoadedModel:
 
 def max_bytes_from_env() -> int:
     """The size limit: CKA_LENS_MAX_UPLOAD_MB megabytes, 500 if unset."""
-    raw = os.environ.get(MAX_MB_ENV, "").strip()
-    try:
-        megabytes = float(raw) if raw else DEFAULT_MAX_MB
-    except ValueError:
-        raise CheckpointError(f"{MAX_MB_ENV}={raw!r} is not a number; set it to megabytes, e.g. 1000.") from None
+    megabytes = env_number(MAX_MB_ENV, DEFAULT_MAX_MB, "is not a number; set it to megabytes, e.g. 1000.")
     return int(megabytes * 1_000_000)
 
 
