@@ -50,6 +50,13 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epochs(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default=None)
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--snapshots", type=_epochs, default=(), metavar="K,K,...",
+                   help="keep a float16 copy after these epochs (loadable as bundled:NAME@epoch-K)")
     t.set_defaults(func=_train)
     ls = sub.add_parser("list", help="list bundled and Hub checkpoints with their metadata")
     ls.set_defaults(func=_list)

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from models import load_model
 from models.train import TrainConfig, lr_at, nt_xent, train
@@ -26,7 +28,7 @@ def data_dir(tmp_path):
 def test_train_resume_and_load(objective, data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     config = TrainConfig(objective=objective, out=str(out), width=4, epochs=1, batch_size=64, data_dir=str(data_dir),
-                         device="cpu")
+                         device="cpu", snapshots=(1, 2))
     train(config, "python -m models train ...")
     first = torch.load(out / "train_state.pt", weights_only=True)
     assert first["epoch"] == 1
@@ -43,6 +45,14 @@ def test_train_resume_and_load(objective, data_dir, tmp_path, capsys):
     assert 0 <= metrics[key] <= 1 and f"| {key} | {metrics[key]:.4f} |" in card
     assert "--epochs 2" in card and "resumed after epoch 1" in card
     x = torch.randn(2, 3, 32, 32)
+    for epoch in (1, 2):  # a float16 copy of the shipped network after each snapshot epoch, with its quick metrics
+        snapshot = load_file(out / "snapshots" / f"epoch-{epoch}.safetensors")
+        assert snapshot.keys() == loaded.module.state_dict().keys()
+        assert snapshot["conv1.weight"].dtype == torch.float16
+        with safe_open(out / "snapshots" / f"epoch-{epoch}.safetensors", "pt") as f:
+            assert json.loads(f.metadata()["metrics"])["epoch"] == epoch
+    final = load_file(out / "snapshots" / "epoch-2.safetensors")["conv1.weight"].float()
+    assert torch.allclose(final, loaded.module.conv1.weight, atol=1e-3)  # the last snapshot is the final network
     assert loaded.module(x).shape == (2, 10 if objective == "supervised" else 32)
 
 
