@@ -28,6 +28,7 @@ browser:
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(VENV)/.dev browser lint
 	$(PY) -m pytest

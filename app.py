@@ -6,12 +6,14 @@ The page files live in pages/; `ui.router` keeps this file the router on every r
 
 import streamlit as st
 
-from ui import state
+from ui.analysis import configure_threads
 from ui.router import use_app_router
+from ui.sidebar import sidebar
 
 use_app_router()
+configure_threads()
 st.set_page_config(page_title="CKA Lens", page_icon=":material/compare:", layout="wide")
-state.sidebar()
+sidebar()
 st.navigation(
     [
         st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),

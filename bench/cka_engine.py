@@ -36,8 +36,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from core.analysis import pick_device, synchronize  # noqa: E402
-from core.cka import MinibatchCKA, _stacked_grams, center_gram, hsic_scale, is_constant  # noqa: E402
+from core.cka import MinibatchCKA, center_gram, hsic_scale, is_constant, stacked_grams  # noqa: E402
+from core.device import pick_device, synchronize  # noqa: E402
 from core.features import FeatureExtractor  # noqa: E402
 
 Feats = list[torch.Tensor]
@@ -271,7 +271,7 @@ def profile_ours(fa: Feats, fb: Feats, size: int) -> dict[str, float]:
     for s in batches(len(fa[0]), size):
         feats = [f[s] for f in (*fa, *fb)]
         scale = hsic_scale(feats[0].shape[0], True) ** 0.5
-        grams = timed("Grams (f32)", lambda feats=feats: _stacked_grams(feats, "linear", 0.8))
+        grams = timed("Grams (f32)", lambda feats=feats: stacked_grams(feats, "linear", 0.8))
         rows = timed(
             "U-centring (f64)", lambda grams=grams, scale=scale: center_gram(grams, True).flatten(1).mul_(scale)
         )

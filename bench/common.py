@@ -24,8 +24,8 @@ if str(ROOT) not in sys.path:  # the scripts run as `python bench/NAME.py` from 
 
 import torch  # noqa: E402
 
-from core.data import Subset, SubsetSpec, load_subset, normalize  # noqa: E402
-from models.loader import CIFAR10_MEAN, CIFAR10_STD, LoadedModel, ModelInfo  # noqa: E402
+from core.data import CIFAR10_MEAN, CIFAR10_STD, Subset, SubsetSpec, load_subset, normalize  # noqa: E402
+from models import LoadedModel, ModelInfo  # noqa: E402
 from models.resnet import ArchConfig, build_resnet, resnet_layers  # noqa: E402
 
 RESULT_PREFIX = "BENCH-RESULT "  # a worker's last stdout line starting with this carries its JSON result

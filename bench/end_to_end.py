@@ -1,4 +1,4 @@
-"""Model pair -> full result through core.analysis.compare, at several subset sizes, plus the
+"""Model pair -> full result through core.pipeline.compare, at several subset sizes, plus the
 fingerprint cache and the peers' own end-to-end APIs on the CKA part.
 
 Three sections, every measurement in its own fresh process (peak memory is that process's VmHWM):
@@ -36,16 +36,12 @@ import common  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from core.analysis import (  # noqa: E402
-    AnalysisOptions,
-    compare,
-    finalize,
-    fingerprint,
-    pair_terms,
-    pick_device,
-    synchronize,
-)
 from core.data import normalize  # noqa: E402
+from core.device import pick_device, synchronize  # noqa: E402
+from core.distributed import Cluster  # noqa: E402
+from core.fingerprint import fingerprint  # noqa: E402
+from core.options import AnalysisOptions  # noqa: E402
+from core.pipeline import compare, compare_many  # noqa: E402
 
 PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
 CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0, resamples=0)
@@ -104,14 +100,17 @@ def work_reuse(args: argparse.Namespace, device: torch.device) -> dict:
     options = AnalysisOptions(batch_size=args.batch)
     times: dict[str, float] = {}
 
-    def pair(fx, fy) -> object:
-        return finalize(fx, fy, pair_terms(fx, fy, device), subset.spec)
+    def pair(other, fa, fo) -> object:
+        """The pipeline on fingerprints already taken (no forward pass; the memory check runs one image)."""
+        taken = {id(model_a): fa, id(other): fo}
+        cluster = Cluster.single(device)
+        return compare_many(model_a, [other], subset, options, cluster, fingerprints=lambda net: taken[id(net)])
 
     fa, times["fingerprint A"] = _timed(lambda: fingerprint(model_a, subset, options, device), device)
     fb, times["fingerprint B"] = _timed(lambda: fingerprint(model_b, subset, options, device), device)
-    _, times["pair A-B"] = _timed(lambda: pair(fa, fb), device)
+    _, times["pair A-B"] = _timed(lambda: pair(model_b, fa, fb), device)
     fc, times["fingerprint C"] = _timed(lambda: fingerprint(model_c, subset, options, device), device)
-    _, times["pair A-C"] = _timed(lambda: pair(fa, fc), device)
+    _, times["pair A-C"] = _timed(lambda: pair(model_c, fa, fc), device)
     fa2, times["fingerprint A again"] = _timed(lambda: fingerprint(model_a, subset, options, device), device)
     same = max(float((r1 - r2).abs().max()) for r1, r2 in zip(fa.rows, fa2.rows, strict=True))
     return {

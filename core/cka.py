@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 KERNELS = ("linear", "rbf")
@@ -216,10 +217,10 @@ def centred_rows(
     if not debiased and n < 2:
         raise ValueError(f"the biased estimator needs batches of at least 2 examples; got {n}")
     scale = hsic_scale(n, debiased) ** 0.5
-    return center_gram(_stacked_grams(feats, kernel, sigma), debiased).flatten(1).mul_(scale)
+    return center_gram(stacked_grams(feats, kernel, sigma), debiased).flatten(1).mul_(scale)
 
 
-def _stacked_grams(feats: Sequence[torch.Tensor], kernel: str, sigma: float) -> torch.Tensor:
+def stacked_grams(feats: Sequence[torch.Tensor], kernel: str, sigma: float) -> torch.Tensor:
     """Every layer's Gram before U- or H-centring, stacked [L, n, n] (float64 if any layer is)."""
     if kernel != "linear":
         return torch.stack([_gram(f, kernel, sigma) for f in feats])
@@ -271,6 +272,13 @@ def normalise_hsic(hsic: torch.Tensor, constant: torch.Tensor) -> tuple[torch.Te
         else:
             reasons.append("self-similarity estimate is not positive (too few examples for the debiased estimator)")
     return out, reasons
+
+
+def cka_from_hsic(cross: torch.Tensor, self_x: torch.Tensor, self_y: torch.Tensor) -> np.ndarray:
+    """Elementwise CKA from summed HSIC terms; NaN where a self term is not positive."""
+    denom = (self_x * self_y).clamp_min(0).sqrt()
+    out = torch.where(denom > 0, cross / torch.where(denom > 0, denom, torch.ones_like(denom)), torch.nan)
+    return out.cpu().numpy()
 
 
 class MinibatchCKA:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import socket
 from dataclasses import asdict, dataclass
@@ -17,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import settings
+from core.errors import DataError
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("test", "train")
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "data" / "cifar10"
-DOWNLOAD_DIR = Path(os.environ.get("CKA_LENS_CACHE", Path.home() / ".cache" / "cka-lens"))
+DOWNLOAD_DIR = settings.download_dir()
 PER_CLASS = {"test": 1000, "train": 5000}
-
-
-class DataError(ValueError):
-    """A data source or subset choice that cannot be served; the message says what would work."""
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # training-split statistics: what our own networks are trained with
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _read_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _candidates(data_dir: str | Path | None) -> list[Path]:
-    places = [Path(p) for p in (data_dir, os.environ.get("CIFAR10_DIR")) if p]
+    places = [Path(p) for p in (data_dir, settings.cifar10_dir()) if p]
     return [*places, DOWNLOAD_DIR, EMBEDDED_DIR]
 
 

@@ -1,4 +1,4 @@
-"""Sharding the analysis over processes with torch.distributed (torchrun), on CPUs or GPUs.
+"""Sharding an analysis over processes with torch.distributed (torchrun), on CPUs or GPUs.
 
 Every process loads both models and takes every world-th minibatch. Per batch it keeps the
 centred-Gram products (cross-model and own), and sums the label, invariance and permutation-null
@@ -8,22 +8,12 @@ order and finishes exactly as a single process would. With one process this is t
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from core.analysis import (
-    AnalysisOptions,
-    AnalysisResult,
-    finalize,
-    fingerprint,
-    merge_fingerprints,
-    merge_pair_terms,
-    pair_terms,
-)
-from core.data import Subset
+from core import settings
 
 
 @dataclass(frozen=True)
@@ -35,17 +25,27 @@ class Cluster:
     device: torch.device
 
     @classmethod
+    def single(cls, device: torch.device) -> Cluster:
+        """A world of one process."""
+        return cls(0, 1, device)
+
+    @classmethod
     def from_env(cls, device: torch.device) -> Cluster:
         """Join the torchrun job when WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA); else a world of one."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world, _, local_rank = settings.world()
         if world == 1:
-            return cls(0, 1, device)
+            return cls.single(device)
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), device)
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(rank, world): this process takes minibatches rank, rank + world, ..."""
+        return self.rank, self.world
 
     def describe(self) -> str:
         return f"{self.world} process{'es' if self.world > 1 else ''} on {self.device.type}"
@@ -62,22 +62,3 @@ class Cluster:
         if self.world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
-
-
-def compare_sharded(reference, others: list, subset: Subset, options: AnalysisOptions, cluster: Cluster, progress):
-    """Compare `reference` with each model in `others`; the reference runs once, whatever their number.
-
-    Returns the results on rank 0 and an empty list on the other ranks.
-    """
-    shard = (cluster.rank, cluster.world)
-    fa = fingerprint(reference, subset, options, cluster.device, progress, shard)
-    fa_all = cluster.gather(replace(fa, rows=()))
-    results: list[AnalysisResult] = []
-    for other in others:
-        fb = fingerprint(other, subset, options, cluster.device, progress, shard)
-        terms = pair_terms(fa, fb, cluster.device, progress)
-        fb_all, terms_all = cluster.gather(replace(fb, rows=())), cluster.gather(terms)
-        if cluster.rank == 0:
-            merged_a, merged_b = merge_fingerprints(fa_all), merge_fingerprints(fb_all)
-            results.append(finalize(merged_a, merged_b, merge_pair_terms(terms_all), subset.spec, progress))
-    return results

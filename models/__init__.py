@@ -9,12 +9,14 @@ Every failure is a CheckpointError whose message says what was wrong and what wo
 """
 
 from models.errors import CheckpointError
-from models.loader import LoadedModel, ModelInfo, load_uploaded
-from models.registry import HUB_ENTRIES, RegistryEntry, list_bundled, registry_entries
+from models.loaded import LoadedModel, ModelInfo
+from models.loader import load_uploaded
+from models.registry import DEFAULT_PAIR, HUB_ENTRIES, RegistryEntry, list_bundled, registry_entries
 from models.resnet import ArchConfig, build_resnet, resnet_layers
-from models.sources import load_model
+from models.specs import load_model, weights_version
 
 __all__ = [
+    "DEFAULT_PAIR",
     "HUB_ENTRIES",
     "ArchConfig",
     "CheckpointError",
@@ -27,4 +29,5 @@ __all__ = [
     "load_uploaded",
     "registry_entries",
     "resnet_layers",
+    "weights_version",
 ]

@@ -15,7 +15,6 @@ them (tests, the app's settings) takes effect without re-importing.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,13 +32,13 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_token, validate_repo_id
 
-from models.errors import CheckpointError, env_number
-from models.loader import LoadedModel, SourceHints, check_size, load_path_bytes, parse_config
+from core import settings
+from models.errors import CheckpointError
+from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
+from models.loaded import LoadedModel, SourceHints
+from models.loader import check_size, load_path_bytes, parse_config
 from models.registry import RegistryEntry, find_hub_entry, list_bundled
-from models.store import CONFIG_FILE, WEIGHTS_FILE
 
-TIMEOUT_ENV = "CKA_LENS_HUB_TIMEOUT"
-DEFAULT_TIMEOUT_S = 10.0
 WEIGHT_CANDIDATES = (WEIGHTS_FILE, "pytorch_model.bin")  # tried in order for repos not in the registry
 SPEC_FORM = "hub:OWNER/REPO[@REVISION][:FILENAME], e.g. hub:edadaltocg/resnet50_simclr_cifar10"
 _SAFE_FILENAME = re.compile(r"^[\w.\-]+(/[\w.\-]+)*$")
@@ -139,7 +138,7 @@ def fetch(
     be reached a cached copy is used (with a note); without one the error names bundled alternatives.
     """
     where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
-    common = {"repo_id": repo_id, "filename": filename, "revision": revision, "cache_dir": hub_cache_dir()}
+    common = {"repo_id": repo_id, "filename": filename, "revision": revision, "cache_dir": settings.hub_cache_dir()}
     if offline():
         cached = _from_cache(common)
         if cached is None and not optional:
@@ -148,15 +147,16 @@ def fetch(
                 f"download it, or {_alternatives()}."
             )
         return None if cached is None else Fetched(cached, f"used the cached copy of {where} (offline mode)")
-    timeout = hub_timeout()
+    timeout = settings.hub_timeout()
     try:
-        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=hub_endpoint())
+        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=settings.hub_endpoint())
         meta = get_hf_file_metadata(url, timeout=timeout, retry_on_errors=False)
     except RemoteEntryNotFoundError:
         if optional:
             return None
         raise CheckpointError(
-            f"The Hub repo {repo_id} has no file '{filename}'" + (f" at revision {revision}" if revision else "")
+            f"The Hub repo {repo_id} has no file '{filename}'"
+            + (f" at revision {revision}" if revision else "")
             + f"; check the file name (hub:{repo_id}:FILENAME) on the repo's Files page."
         ) from None
     except Exception as err:  # noqa: BLE001 - every failure becomes a CheckpointError or a cache hit
@@ -165,7 +165,7 @@ def fetch(
         cached = _from_cache(common)
         if cached is None:
             raise CheckpointError(
-                f"The Hugging Face Hub could not be reached at {hub_endpoint() or constants.ENDPOINT} "
+                f"The Hugging Face Hub could not be reached at {settings.hub_endpoint() or constants.ENDPOINT} "
                 f"({_reason(err, timeout)}) and {where} is not cached; check the network or HF_ENDPOINT, or "
                 f"{_alternatives()}."
             ) from None
@@ -174,7 +174,7 @@ def fetch(
     if meta.size is not None:
         check_size(meta.size, f"{repo_id}/{filename}", max_bytes)
     try:
-        path = hf_hub_download(**common, endpoint=hub_endpoint(), etag_timeout=timeout)
+        path = hf_hub_download(**common, endpoint=settings.hub_endpoint(), etag_timeout=timeout)
     except Exception as err:  # noqa: BLE001
         if isinstance(err, (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError, HfHubHTTPError)):
             raise _http_error(err, repo_id, revision) from None
@@ -248,31 +248,9 @@ def _alternatives() -> str:
     return "upload a checkpoint file or load one with file:PATH"
 
 
-def hub_timeout() -> float:
-    """Seconds to wait for the Hub's answer: CKA_LENS_HUB_TIMEOUT, default 10."""
-    value = env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, "is not a number of seconds; set it to e.g. 10.")
-    return value if value > 0 else DEFAULT_TIMEOUT_S
-
-
-def hub_endpoint() -> str | None:
-    """HF_ENDPOINT as it is now (huggingface_hub read it at import), or None for huggingface_hub's own."""
-    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
-    return value or None
-
-
-def hub_cache_dir() -> str | None:
-    """HF_HUB_CACHE, else HF_HOME/hub, as they are now; None leaves huggingface_hub's default."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.environ["HF_HOME"], "hub")
-    return None
-
-
 def offline() -> bool:
     """HF_HUB_OFFLINE now, or as huggingface_hub read it at import."""
-    value = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return value in ("1", "true", "yes", "on") or constants.HF_HUB_OFFLINE
+    return settings.hub_offline() or constants.HF_HUB_OFFLINE
 
 
 def publish_folder(folder: Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
@@ -286,13 +264,13 @@ def publish_folder(folder: Path, repo_id: str, *, private: bool = False, token: 
     parse_hub_spec(repo_id)  # same validation as for loading
     if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(
-            f"'{folder}' lacks {WEIGHTS_FILE} or {CONFIG_FILE}; publish a folder written by `python -m models train`."
+            f"'{folder}' lacks {WEIGHTS_FILE} or {CONFIG_FILE}; publish a folder written by `python -m cli train`."
         )
     load_path(folder, f"file:{folder}")
     token = token or get_token()
     if not token:
         raise CheckpointError("No Hugging Face token found; run `hf auth login` or set HF_TOKEN, then publish again.")
-    api = HfApi(endpoint=hub_endpoint(), token=token)
+    api = HfApi(endpoint=settings.hub_endpoint(), token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         commit = api.upload_folder(

@@ -11,107 +11,38 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from models.errors import CheckpointError, env_number
+from core import settings
+from core.data import CIFAR10_MEAN, CIFAR10_STD
+from core.network import RGB
+from models.arch_inference import infer_arch
+from models.errors import CheckpointError
+from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
-from models.layout import Normalised, infer_arch, normalise_keys
+from models.loaded import LoadedModel, ModelInfo, SourceHints
 from models.resnet import ArchConfig, build_resnet, resnet_layers
-from models.store import CONFIG_FILE, WEIGHTS_FILE
+from models.state_keys import Normalised, normalise_keys
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 training-split statistics (what models/train.py uses)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-MAX_MB_ENV = "CKA_LENS_MAX_UPLOAD_MB"
-DEFAULT_MAX_MB = 500
 MAX_CONFIG_BYTES = 1 << 20
 SOLO_LEARN_STEM_PADDING = 2  # solo-learn replaces conv1 by Conv2d(3, w, 3, 1, padding=2) for CIFAR
 FOLDER_WEIGHT_FILES = (WEIGHTS_FILE, "pytorch_model.bin", "model.pt", "model.pth")
-RGB = tuple[float, float, float]  # one value per input channel
 _METHOD = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-
-
-@dataclass(frozen=True)
-class SourceHints:
-    """What a source knows besides the weights: config.json fields or registry metadata (None = unknown)."""
-
-    method: str | None = None
-    mean: RGB | None = None
-    std: RGB | None = None
-    stem_padding: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    origin: str = ""  # "config.json" or "the registry", for notes
-
-    def merged_over(self, fallback: SourceHints) -> SourceHints:
-        """These hints, with gaps filled from `fallback` (config.json over registry, say)."""
-        return SourceHints(
-            method=self.method or fallback.method,
-            mean=self.mean or fallback.mean,
-            std=self.std or fallback.std,
-            stem_padding=self.stem_padding if self.stem_padding is not None else fallback.stem_padding,
-            metrics=fallback.metrics | self.metrics,
-            notes=fallback.notes + self.notes,
-            origin=self.origin or fallback.origin,
-        )
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Everything the app shows or needs about a loaded network besides the module itself."""
-
-    arch: ArchConfig
-    stem: str  # "cifar" or "imagenet"
-    method: str  # "simclr", "supervised", another method named by config.json, or "unknown"
-    mean: RGB  # input normalisation the network was trained with
-    std: RGB
-    num_classes: int  # 0: the module returns pooled features
-    source: str  # the spec it was loaded from ("hub:...", "file:...", "bundled:...", "upload:NAME")
-    sha256: str  # hex digest of the weight file's bytes
-    notes: tuple[str, ...]  # what the loader did (prefix stripped, heads dropped, cast, defaults used)
-    metrics: dict[str, float] = field(hash=False)  # from the card/config when known (not hashed: a dict)
-    layers: tuple[tuple[str, str], ...]  # resnet_layers(arch): (readable name, torch.fx node)
-
-    @property
-    def label(self) -> str:
-        """A short human label, e.g. 'simclr resnet50 (hub:edadaltocg/resnet50_simclr_cifar10)'."""
-        return f"{self.method} {self.arch.name} ({self.source})"
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A network in eval mode taking normalised images, with its description.
-
-    Supervised networks return logits; self-supervised ones return pooled backbone features (their
-    projector was dropped).
-    """
-
-    module: nn.Module
-    info: ModelInfo
-
-    @property
-    def layers(self) -> tuple[tuple[str, str], ...]:
-        return self.info.layers
-
-
-def max_bytes_from_env() -> int:
-    """The size limit: CKA_LENS_MAX_UPLOAD_MB megabytes, 500 if unset."""
-    megabytes = env_number(MAX_MB_ENV, DEFAULT_MAX_MB, "is not a number; set it to megabytes, e.g. 1000.")
-    return int(megabytes * 1_000_000)
 
 
 def check_size(size: int, name: str, max_bytes: int | None) -> None:
     """Refuse a file over the limit before its bytes are read, naming the limit and how to raise it."""
-    limit = max_bytes_from_env() if max_bytes is None else max_bytes
+    limit = settings.max_upload_bytes() if max_bytes is None else max_bytes
+    variable = settings.MAX_UPLOAD_MB
     if size > limit:
         raise CheckpointError(
             f"'{name}' is {size / 1e6:.3g} MB, over the {limit / 1e6:g} MB limit; raise the limit with the "
-            f"environment variable {MAX_MB_ENV} (e.g. {MAX_MB_ENV}={math.ceil(size / 1e6) + 1}) or use a "
-            "smaller checkpoint."
+            f"environment variable {variable} (e.g. {variable}={math.ceil(size / 1e6) + 1}) or use a smaller "
+            "checkpoint."
         )
 
 
@@ -136,7 +67,7 @@ def load_path(
         if weights is None:
             raise CheckpointError(
                 f"The folder '{path}' has no {' or '.join(FOLDER_WEIGHT_FILES)}; point to a checkpoint file "
-                f"instead, or to a folder written by `python -m models train`."
+                f"instead, or to a folder written by `python -m cli train`."
             )
         hints = read_config_file(path / CONFIG_FILE).merged_over(fallback)
         return load_path_bytes(weights, source, hints, max_bytes)

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from models.loader import SourceHints
+from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
+from models.loaded import SourceHints
 from models.resnet import ArchConfig
-from models.store import CONFIG_FILE, WEIGHTS_FILE
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_PAIR = ("bundled:simclr-resnet18-w16", "bundled:supervised-resnet18-w16")  # what the app opens with
 EDADALTOCG_MEAN = (0.4914, 0.4822, 0.4465)  # from the edadaltocg model cards (the `detectors` package)
 EDADALTOCG_STD = (0.2023, 0.1994, 0.2010)
 
@@ -85,7 +86,7 @@ def list_bundled() -> list[RegistryEntry]:
 
 
 def _bundled_entry(folder: Path) -> RegistryEntry | None:
-    """Read one folder's config.json (our store format); None if it is not a finished checkpoint."""
+    """Read one folder's config.json (our folder format); None if it is not a finished checkpoint."""
     if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         return None
     try:

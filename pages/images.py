@@ -3,34 +3,38 @@
 import streamlit as st
 
 from core.data import CLASSES, DataError
-from ui import state
+from ui.analysis import augmented_views, device, subset_of
+from ui.choices import current
 from ui.router import use_app_router
 
 use_app_router()
 
 st.title("Images")
-choices = state.current()
+choices = current()
 if choices.problem:
     st.warning(choices.problem)
     st.stop()
 try:
-    subset = state.subset_of(choices.subset)
+    subset = subset_of(choices.subset)
 except DataError as err:
     st.error(str(err))
     st.stop()
 
 spec = subset.spec
 st.caption(
-    f"{len(subset.labels):,} {spec.split} images ({len(spec.classes)} classes × {spec.per_class}, subset seed "
-    f"{spec.seed}) from `{subset.source}`, in the order the models see them. Captions: index in the split."
+    f"{len(subset.labels):,} CIFAR-10 {spec.split} images ({len(spec.classes)} classes × {spec.per_class}, subset "
+    f"seed {spec.seed}), in the order the models see them. Captions: index in the split."
 )
 most = min(spec.per_class, 24)
 shown = st.slider("Images shown per class", 1, most, min(most, 12)) if most > 1 else 1
 for c in spec.classes:
     picked = (subset.labels == c).nonzero().flatten()[:shown].tolist()
     st.markdown(f"**{CLASSES[c]}**")
-    st.image([subset.images[i].permute(1, 2, 0).numpy() for i in picked],
-             caption=[f"#{subset.indices[i]}" for i in picked], width=56)
+    st.image(
+        [subset.images[i].permute(1, 2, 0).numpy() for i in picked],
+        caption=[f"#{subset.indices[i]}" for i in picked],
+        width=56,
+    )
 
 st.subheader("Augmented views")
 st.caption(
@@ -39,7 +43,7 @@ st.caption(
     "network sees as x, the bottom row as t(x)."
 )
 count = min(12, len(subset.labels))
-originals, views, labels = state.augmented_views(spec, choices.options, count, state.device())
+originals, views, labels = augmented_views(spec, choices.options, count, device())
 captions = [CLASSES[int(y)] for y in labels]
 st.image(list(originals), caption=captions, width=72)
 st.image(list(views), caption=captions, width=72)

@@ -5,17 +5,18 @@ import streamlit as st
 
 from models import CheckpointError, registry_entries
 from models.formats import SUPPORTED_SUFFIXES
-from ui import state, widgets
+from ui import networks, widgets
+from ui.choices import as_spec, current
 from ui.router import use_app_router
 
 use_app_router()
 
 st.title("Models")
-choices = state.current()
+choices = current()
 for column, side, spec in zip(st.columns(2), ("A", "B"), (choices.model_a, choices.model_b), strict=True):
     with column:
         try:
-            widgets.model_card(state.load(spec).info, f"Model {side}")
+            widgets.model_card(networks.load(spec).info, f"Model {side}")
         except CheckpointError as err:
             st.error(f"Model {side} ({spec}) could not be loaded: {err}")
 
@@ -23,8 +24,13 @@ st.subheader("Known checkpoints")
 st.dataframe(
     pd.DataFrame(
         [
-            {"spec": e.spec, "method": e.method, "architecture": e.arch.name, "description": e.description,
-             "reported accuracy": e.reported_accuracy}
+            {
+                "spec": e.spec,
+                "method": e.method,
+                "architecture": e.arch.name,
+                "description": e.description,
+                "reported accuracy": e.reported_accuracy,
+            }
             for e in registry_entries()
         ]
     ),
@@ -38,9 +44,9 @@ by_spec, by_upload = st.tabs(["Hub repo or file path", "Upload a checkpoint"])
 with by_spec:
     typed = st.text_input("Hub repo id or spec", placeholder="owner/repo, hub:owner/repo@rev:file, file:/path")
     if typed.strip():
-        spec = state.as_spec(typed)
+        spec = as_spec(typed)
         try:
-            widgets.model_card(state.load(spec).info, spec)
+            widgets.model_card(networks.load(spec).info, spec)
             widgets.use_buttons(spec)
         except CheckpointError as err:
             st.error(str(err))
@@ -51,8 +57,8 @@ with by_upload:
     )
     if file is not None:
         try:
-            spec = state.upload(file)
-            widgets.model_card(state.load(spec).info, spec)
+            spec = networks.upload(file)
+            widgets.model_card(networks.load(spec).info, spec)
             widgets.use_buttons(spec)
         except CheckpointError as err:
             st.error(str(err))

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from ui import charts, state, widgets
+from ui import charts, widgets
+from ui.analysis import analysis
+from ui.choices import current
 from ui.findings import summarise
 from ui.router import use_app_router
 
@@ -27,7 +29,7 @@ Below, the same measurements for the two networks chosen in the sidebar.
 """
 )
 
-result = state.analysis(state.current())
+result = analysis(current())
 if result is not None:
     found = summarise(result)
     st.subheader("What this pair shows")

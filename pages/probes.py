@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from ui import charts, state, widgets
+from ui import charts, widgets
+from ui.analysis import analysis
+from ui.choices import current
 from ui.router import use_app_router
 
 use_app_router()
@@ -14,7 +16,7 @@ st.markdown(
     "and the one-hot labels, the supervised objective. **Augmentation invariance**: CKA between the layer's "
     "response to an image and to a SimCLR-augmented view of it, the contrastive objective."
 )
-result = state.analysis(state.current())
+result = analysis(current())
 if result is not None:
     widgets.result_caption(result)
     for metric in ("probe", "class", "invariance"):

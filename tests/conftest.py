@@ -1,19 +1,20 @@
-"""Shared fixtures: small checkpoints in our folder format, built once per test session."""
+"""Shared fixtures: small checkpoints in our folder format, network builders, a stand-in weights folder."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 import torch
 
-import models.registry
-from models.resnet import ArchConfig, build_resnet
-from models.store import save_folder
-from tests.app.support import REAL_PAIR
-from ui.state import DEFAULT_A, DEFAULT_B
+from core.data import CIFAR10_MEAN, CIFAR10_STD
+from models import DEFAULT_PAIR, registry
+from models.folder_format import save_folder
+from models.resnet import ArchConfig, CifarResNet, build_resnet
+from tests.bundled import REAL_PAIR
 
-CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 
 
 def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Path:
@@ -26,7 +27,7 @@ def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Pat
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.uniform_(0.5, 2.0)
                 m.running_mean.normal_(0, 0.1)
-    save_folder(net, arch, {"method": method, "mean": CIFAR_MEAN, "std": CIFAR_STD}, folder)
+    save_folder(net, arch, {"method": method, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}, folder)
     return folder
 
 
@@ -67,7 +68,7 @@ def stand_in_dir(tiny_specs, tmp_path_factory) -> Path | None:
 def bundled_pair(stand_in_dir, monkeypatch) -> bool:
     """Make `bundled:` specs resolve to the real pair if trained, else to tiny stand-ins; True when real."""
     if stand_in_dir is not None:
-        monkeypatch.setattr(models.registry, "WEIGHTS_DIR", stand_in_dir)
+        monkeypatch.setattr(registry, "WEIGHTS_DIR", stand_in_dir)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an unknown hub repo fails at once instead of after a timeout
     return REAL_PAIR
 
@@ -80,3 +81,62 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+class Nets:
+    """Builders shared by the tests (a fixture, so test modules need no import tricks)."""
+
+    @staticmethod
+    def make(depth: int = 18, width: int = 4, num_classes: int = 10, seed: int = 0, **arch) -> CifarResNet:
+        """A random network with non-trivial BatchNorm statistics, in eval mode.
+
+        Random running statistics and affine parameters make every tensor matter, so a loader that
+        dropped or swapped one would change the outputs.
+        """
+        torch.manual_seed(seed)
+        net = build_resnet(ArchConfig(depth=depth, width=width, num_classes=num_classes, **arch))
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.running_mean.normal_(0, 0.1)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0, 0.1)
+        return net.eval()
+
+    @staticmethod
+    def torch_bytes(obj: object) -> bytes:
+        """What torch.save writes, kept in memory."""
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    @staticmethod
+    def assert_same_outputs(original: torch.nn.Module, loaded: torch.nn.Module, size: int = 32) -> None:
+        """Both networks give bit-identical outputs on the same random images."""
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            expected, got = original.eval()(x), loaded(x)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+    @staticmethod
+    def folder(path: Path, net: CifarResNet, method: str, **meta) -> Path:
+        """A checkpoint folder in our folder format (model.safetensors + config.json)."""
+        meta = {"method": method, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)} | meta
+        save_folder(net, net.config, meta, path)
+        return path
+
+
+@pytest.fixture
+def nets() -> type[Nets]:
+    return Nets
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch) -> Path:
+    """An empty models/weights stand-in, so `bundled:` tests never see (or touch) the real folders."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", folder)
+    return folder

@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.analysis import AnalysisResult
+from core.result import AnalysisResult
 from ui.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 
 UNDEFINED_FILL = "#d0d0d0"  # undefined CKA cells: grey, labelled "n/a", never a silent blank
@@ -64,11 +64,17 @@ def heatmap(
     data = pd.DataFrame.from_records(records)
     x = alt.X("col:N", sort=list(cols), title=col_title, axis=LAYER_AXIS)
     y = alt.Y("row:N", sort=list(rows), title=row_title, axis=alt.Axis(labelOverlap=False))
-    tooltip = [alt.Tooltip("row:N", title=row_title), alt.Tooltip("col:N", title=col_title),
-               alt.Tooltip("cka:Q", title="CKA", format=".3f"), alt.Tooltip("note:N", title="note")]
+    tooltip = [
+        alt.Tooltip("row:N", title=row_title),
+        alt.Tooltip("col:N", title=col_title),
+        alt.Tooltip("cka:Q", title="CKA", format=".3f"),
+        alt.Tooltip("note:N", title="note"),
+    ]
     base = alt.Chart(data).encode(x=x, y=y, tooltip=tooltip)
-    defined = base.transform_filter("isValid(datum.cka)").mark_rect().encode(
-        color=alt.Color("cka:Q", title="CKA", scale=alt.Scale(domain=[0, 1], scheme="viridis", clamp=True))
+    defined = (
+        base.transform_filter("isValid(datum.cka)")
+        .mark_rect()
+        .encode(color=alt.Color("cka:Q", title="CKA", scale=alt.Scale(domain=[0, 1], scheme="viridis", clamp=True)))
     )
     missing = base.transform_filter("!isValid(datum.cka)")
     grey = missing.mark_rect(color=UNDEFINED_FILL)
@@ -106,10 +112,13 @@ def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> a
     x = alt.X("layer:N", sort=order, title="layer (same name in both models)", axis=LAYER_AXIS)
     lowest = min(0.0, float(np.nanmin(data[["cka", "low", "null_p95"]].to_numpy(dtype=float), initial=0.0)))
     y_scale = alt.Scale(domain=[lowest, 1.0])
-    colour = alt.Color("kind:N", title="representation", scale=alt.Scale(
-        domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values())))
+    colour = alt.Color(
+        "kind:N", title="representation", scale=alt.Scale(domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values()))
+    )
     tooltip = [
-        "layer:N", "kind:N", alt.Tooltip("cka:Q", title="CKA", format=".3f"),
+        "layer:N",
+        "kind:N",
+        alt.Tooltip("cka:Q", title="CKA", format=".3f"),
         alt.Tooltip("low:Q", title="interval low", format=".3f"),
         alt.Tooltip("high:Q", title="interval high", format=".3f"),
         alt.Tooltip("null_p95:Q", title="null 95th pct", format=".3f"),
@@ -119,16 +128,20 @@ def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> a
         y=alt.Y("null_p95:Q", scale=y_scale, title="matched-layer CKA"), y2=alt.Y2(datum=0)
     )
     interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=colour)
-    lines = base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL])).mark_line().encode(
-        y="cka:Q", color=colour, detail="kind:N"
+    lines = (
+        base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
+        .mark_line()
+        .encode(y="cka:Q", color=colour, detail="kind:N")
     )
     points = base.mark_point(filled=True, size=50).encode(y="cka:Q", color=colour, tooltip=tooltip)
     layers = [null, interval, lines, points]
     if parting_layer is not None and parting_layer in order:
         mark = pd.DataFrame({"layer": [parting_layer], "text": ["they part ways"]})
         rule = alt.Chart(mark).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("layer:N", sort=order))
-        text = alt.Chart(mark).mark_text(align="left", dx=4, dy=-6, color="#d62728").encode(
-            x=alt.X("layer:N", sort=order), y=alt.datum(1.0), text="text:N"
+        text = (
+            alt.Chart(mark)
+            .mark_text(align="left", dx=4, dy=-6, color="#d62728")
+            .encode(x=alt.X("layer:N", sort=order), y=alt.datum(1.0), text="text:N")
         )
         layers += [rule, text]
     return alt.layer(*layers).properties(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.analysis import AnalysisResult
+from core.result import AnalysisResult
 from ui.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
 
 AGREE = 0.8  # matched-layer CKA at or above this counts as "the networks agree here"

@@ -5,10 +5,16 @@ from streamlit.runtime.pages_manager import PagesManager
 
 
 def use_app_router() -> None:
-    """Streamlit (1.67) takes a `pages/` folder beside app.py for an old-style multipage app: on the
-    first run of a fresh server it would run a deep-linked page file on its own, without app.py's
-    sidebar and choices. Switching that mode off and rerunning hands every run to app.py's
-    st.navigation, so shared links open with the frame. Called first by app.py and by every page.
+    """Hand a fresh server's first run of a deep-linked page to app.py's router.
+
+    Checked against Streamlit 1.67.0. A `pages/` folder beside the entry file makes Streamlit start in
+    its legacy multipage mode: until some session has run st.navigation (its docs: "as soon as any
+    session of your app executes the st.navigation command, your app will ignore the pages/
+    directory"), a link to /similarity runs pages/similarity.py on its own, without app.py's sidebar.
+    Streamlit has no option to ignore `pages/` from the start, so this switches the legacy mode off
+    (a private class attribute, set once per server process) and reruns, which runs app.py. A page
+    reached that way is the first code to run, so app.py and every page call this first; after the
+    first run it is a no-op. The real-browser test opens /similarity first on a fresh server.
     """
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False

@@ -7,9 +7,9 @@ import re
 
 import streamlit as st
 
-from core.analysis import AnalysisResult, to_csv, to_json_dict
+from core.result import AnalysisResult, to_csv, to_json_dict
 from models import ModelInfo
-from ui import state
+from ui.choices import use
 
 
 def _percent_or_number(value: float) -> str:
@@ -69,5 +69,6 @@ def use_buttons(spec: str) -> None:
     """'Use as model A' / 'Use as model B' for a loaded spec."""
     left, right = st.columns(2)
     for column, side in ((left, "a"), (right, "b")):
-        column.button(f"Use as model {side.upper()}", key=f"use_{side}_{spec}", on_click=state.use, args=(side, spec),
-                      width="stretch")
+        column.button(
+            f"Use as model {side.upper()}", key=f"use_{side}_{spec}", on_click=use, args=(side, spec), width="stretch"
+        )

@@ -3,20 +3,88 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
-from core.analysis import AnalysisOptions, AnalysisResult, ModelIdentity
 from core.data import SubsetSpec
-from models import list_bundled
+from core.network import ModelIdentity
+from core.options import AnalysisOptions
+from core.result import AnalysisResult
 from models.resnet import ArchConfig, resnet_layers
 from ui.names import OUTPUT, RESIDUAL, kind
-from ui.state import DEFAULT_A, DEFAULT_B
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-REAL_PAIR = {DEFAULT_A, DEFAULT_B} <= {entry.spec for entry in list_bundled()}
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """A fresh `streamlit run app.py` on a free loopback port; yields its base URL, stops it afterwards."""
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        APP,
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    env = os.environ | {"CKA_LENS_THREADS": "1", "HF_HUB_OFFLINE": "1"} | (env or {})
+    process = subprocess.Popen(
+        command, cwd=Path(APP).parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start: {process.stdout.read()}") from None
+                time.sleep(0.2)  # polling the health endpoint, not waiting for the page
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # still busy in an analysis thread: it has nothing left to save
+            process.kill()
+            process.wait(timeout=20)
 
 
 def chart_specs(at) -> list[dict]:

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.state
-from models import CheckpointError, load_model, load_uploaded
+import ui.analysis
+from models import DEFAULT_PAIR, CheckpointError, load_model, load_uploaded
 from tests.app.support import APP, chart_specs, chart_values
 from ui.names import shared_order
-from ui.state import DEFAULT_A, DEFAULT_B
+
+DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 
 TIMEOUT = 300  # seconds for one script run: a cold analysis on a busy 2-core CPU
 SMALL = {"per_class": "10"}
@@ -75,8 +76,15 @@ def test_every_page_renders_with_the_default_pair(bundled_pair):
 
 
 def test_the_url_sets_the_sidebar_and_follows_it(bundled_pair):
-    params = {"classes": "1,3,5", "per_class": "12", "subset_seed": "3", "estimator": "biased", "kernel": "rbf",
-              "sigma": "0.5", "batch": "18"}
+    params = {
+        "classes": "1,3,5",
+        "per_class": "12",
+        "subset_seed": "3",
+        "estimator": "biased",
+        "kernel": "rbf",
+        "sigma": "0.5",
+        "batch": "18",
+    }
     at = open_app(params)
     assert_clean(at)
     assert at.multiselect(key="sb_classes").value == [1, 3, 5]
@@ -110,9 +118,10 @@ def test_a_changed_subset_changes_the_numbers(bundled_pair):
 
 def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, monkeypatch):
     calls = []
-    real = ui.state.fingerprint
-    monkeypatch.setattr(ui.state, "fingerprint", lambda model, *a, **k: calls.append(model.info.source) or real(
-        model, *a, **k))
+    real = ui.analysis.fingerprint
+    monkeypatch.setattr(
+        ui.analysis, "fingerprint", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
+    )
     at = open_app(SMALL | {"subset_seed": "101"})  # a seed no other test uses: a cold cache
     assert calls == [DEFAULT_A, DEFAULT_B]
     visit(at, "models").text_input[0].set_value(tiny_specs["a2"]).run()  # a path typed on the Models page
@@ -150,8 +159,10 @@ def test_bad_url_values_are_ignored_with_a_warning(bundled_pair):
     at = open_app({"per_class": "many", "kernel": "cosine", "classes": "0,1"})
     assert_clean(at)
     warnings = [w.value for w in at.warning]
-    assert "Ignored the link's ?per_class=many (invalid literal for int() with base 10: 'many'); using the default." \
+    assert (
+        "Ignored the link's ?per_class=many (invalid literal for int() with base 10: 'many'); using the default."
         in warnings
+    )
     assert any(w.startswith("Ignored the link's ?kernel=cosine (must be one of linear, rbf)") for w in warnings)
     assert at.number_input(key="sb_per_class").value == 100 and at.radio(key="sb_kernel").value == "linear"
     assert at.multiselect(key="sb_classes").value == [0, 1]

@@ -6,22 +6,13 @@ show no exception box. Screenshots go to a temporary folder (printed; kept by py
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.app.support import APP, REAL_PAIR
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from tests.bundled import REAL_PAIR
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 COLD_MS = 240_000  # a cold analysis on a busy CPU
 PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
     ("similarity", {"charts": 4}),  # first: a deep link on a fresh server must still get the sidebar
@@ -37,44 +28,14 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_specs):
     """A fresh `streamlit run app.py`; yields its base URL and the query string that selects the models."""
-    port = _free_port()
-    command = [sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true", "--server.address",
-               "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = os.environ | {"CKA_LENS_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, cwd=Path(APP).parent, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
-                    if reply.read() == b"ok":
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start: {process.stdout.read()}") from None
-                time.sleep(0.2)  # polling the health endpoint, not waiting for the page
+    with streamlit_server() as base:
         query = {"per_class": "10"}
         if not REAL_PAIR:  # the bundled pair is not trained yet: compare tiny checkpoints, named in the URL
             query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
         yield base, urllib.parse.urlencode(query)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # still busy in an analysis thread: it has nothing left to save
-            process.kill()
-            process.wait(timeout=20)
 
 
 def test_every_page_draws_without_an_exception(server, tmp_path_factory):

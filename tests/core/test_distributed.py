@@ -23,9 +23,9 @@ def _run(cmd: list[str], out: Path) -> dict:
 
 def test_two_gloo_processes_match_one(tiny_specs, tmp_path):
     common = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], *ARGS]
-    one = _run([sys.executable, "-m", "core", *common, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")
+    one = _run([sys.executable, "-m", "cli", *common, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    two = _run([*torchrun, "-m", "core", *common, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
+    two = _run([*torchrun, "-m", "cli", *common, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
     for key in ("cross", "self_a", "self_b", "class_a", "invariance_a", "probe_b", "null_mean", "interval_high"):
         np.testing.assert_allclose(np.array(two[key], float), np.array(one[key], float), atol=1e-9, err_msg=key)
     assert two["used_images"] == one["used_images"] == 80

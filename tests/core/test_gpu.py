@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.analysis import AnalysisOptions, compare
 from core.cka import MinibatchCKA
 from core.data import SubsetSpec, load_subset
+from core.options import AnalysisOptions
+from core.pipeline import compare
 from models import load_model
 
 pytestmark = pytest.mark.gpu

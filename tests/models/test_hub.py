@@ -261,8 +261,16 @@ def test_missing_repo(hub):
 
 @pytest.mark.parametrize(
     "spec",
-    ["hub:", "hub:noslash", "hub:a/b/c", "hub:owner/repo@", "hub:bad--name/repo", "hub:owner/re po",
-     "hub:owner/repo:../../etc/passwd", "hub:owner/repo:"],
+    [
+        "hub:",
+        "hub:noslash",
+        "hub:a/b/c",
+        "hub:owner/repo@",
+        "hub:bad--name/repo",
+        "hub:owner/re po",
+        "hub:owner/repo:../../etc/passwd",
+        "hub:owner/repo:",
+    ],
 )
 def test_malformed_specs_are_refused_without_network(hub, spec):
     with pytest.raises(CheckpointError, match="not a (Hub|model) spec|not a file path"):

@@ -16,8 +16,8 @@ import torch
 import torchvision
 from safetensors.torch import save as safetensors_bytes
 
+from core.data import CIFAR10_MEAN, CIFAR10_STD
 from models import CheckpointError, list_bundled, load_model, load_uploaded, resnet_layers
-from models.loader import CIFAR10_MEAN, CIFAR10_STD
 
 
 def prefixed(state: dict, prefix: str) -> dict:
@@ -291,8 +291,16 @@ def _bad_inputs(nets) -> dict[str, tuple[bytes, str, str]]:
 
 
 BAD_NAMES = [
-    "empty", "random bytes", "png renamed .pt", "zip but not torch", "truncated torch file", "truncated safetensors",
-    "header lies about sizes", "header length huge", "a tensor, not a dict", "a dict without tensors",
+    "empty",
+    "random bytes",
+    "png renamed .pt",
+    "zip but not torch",
+    "truncated torch file",
+    "truncated safetensors",
+    "header lies about sizes",
+    "header length huge",
+    "a tensor, not a dict",
+    "a dict without tensors",
 ]
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import core.analysis
-from core.cli import main
+import core.memory
+from cli.main import main
 from models import CheckpointError, load_uploaded
 from tests.app.support import APP, chart_specs
 from tests.reliability.bad_files import bad_files, good_files
@@ -80,9 +80,20 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path, tiny_spe
 
 
 def test_a_request_too_large_for_memory_is_refused_with_a_setting_that_fits(tmp_path, tiny_specs, monkeypatch, capsys):
-    monkeypatch.setattr(core.analysis, "available_bytes", lambda device: 40 * 1024**2)
-    argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(tmp_path / "r.json"),
-            "--per-class", "1000", "--batch-size", "1000"]
+    monkeypatch.setattr(core.memory, "available_bytes", lambda device: 40 * 1024**2)
+    argv = [
+        "compare",
+        "--a",
+        tiny_specs["a"],
+        "--b",
+        tiny_specs["b"],
+        "--out",
+        str(tmp_path / "r.json"),
+        "--per-class",
+        "1000",
+        "--batch-size",
+        "1000",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "needs about" in err and "GB is free" in err and ("a batch size of" in err or "at most" in err)
@@ -113,9 +124,10 @@ def test_the_app_uploader_refuses_every_bad_file_and_keeps_working(marker, bundl
 
 
 def test_the_app_refuses_an_analysis_too_large_for_memory(bundled_pair, monkeypatch):
-    monkeypatch.setattr(core.analysis, "available_bytes", lambda device: 1024**2)
+    monkeypatch.setattr(core.memory, "available_bytes", lambda device: 1024**2)
     at = AppTest.from_file(APP, default_timeout=300)
-    at.query_params.update({"per_class": "4", "batch": "20"})
+    # a subset no other test computes: the check runs before a computation, and a cached result needs none
+    at.query_params.update({"per_class": "4", "batch": "20", "subset_seed": "707"})
     at.run()
     assert not at.exception
     assert any("needs about" in e.value for e in at.error)

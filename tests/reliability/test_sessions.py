@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-import ui.state
+import ui.networks
+from models.folder_format import save_folder
 from models.resnet import ArchConfig, build_resnet
-from models.store import save_folder
 from tests.app.support import APP
 
 
@@ -35,7 +35,7 @@ def test_four_sessions_keep_their_uploads_and_results_apart(bundled_pair, tmp_pa
     for i, at in enumerate(sessions):
         at.switch_page("pages/similarity.py").run()
         assert not at.exception and not at.error, i
-        assert at.session_state[ui.state.UPLOADS].keys() == {f"upload:mine{i}.safetensors"}
+        assert at.session_state[ui.networks.UPLOADS].keys() == {f"upload:mine{i}.safetensors"}
         options = at.selectbox(key="sb_a").options
         assert f"upload:mine{i}.safetensors" in options
         assert not any(f"mine{j}" in o for j in range(4) if j != i for o in options)
@@ -45,4 +45,4 @@ def test_four_sessions_keep_their_uploads_and_results_apart(bundled_pair, tmp_pa
     other.query_params.update({"a": "upload:mine0.safetensors", "per_class": "3"})
     other.run()
     assert "is not among this session's uploads" in other.error[0].value
-    assert sessions[0].session_state[ui.state.UPLOADS]  # the owner still has it
+    assert sessions[0].session_state[ui.networks.UPLOADS]  # the owner still has it

@@ -1,4 +1,4 @@
-"""`python -m models list` and `publish`: the table, and one-line errors with exit code 2."""
+"""`python -m cli list` and `publish`: the table, and one-line errors with exit code 2."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
+from cli.main import main
 from models import HUB_ENTRIES, hub
-from models.cli import main
 
 
 def test_list_prints_bundled_then_hub_entries(weights_dir, nets, capsys):

@@ -1,4 +1,4 @@
-"""`python -m models train`: trains, resumes from its last finished epoch, writes a loadable checkpoint and card."""
+"""`python -m cli train`: trains, resumes from its last finished epoch, writes a loadable checkpoint and card."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from models import load_model
-from models.train import TrainConfig, lr_at, nt_xent, train
+from training.objectives import lr_at, nt_xent
+from training.train import TrainConfig, train
 
 
 @pytest.fixture
@@ -19,20 +20,31 @@ def data_dir(tmp_path):
     """A tiny CIFAR-shaped npz pair: 256 training and 128 test images."""
     rng = np.random.default_rng(0)
     for split, n in (("train", 256), ("test", 128)):
-        np.savez(tmp_path / f"{split}.npz", images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                 labels=np.arange(n) % 10)
+        np.savez(
+            tmp_path / f"{split}.npz",
+            images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+            labels=np.arange(n) % 10,
+        )
     return tmp_path
 
 
 @pytest.mark.parametrize("objective", ["supervised", "simclr"])
 def test_train_resume_and_load(objective, data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    config = TrainConfig(objective=objective, out=str(out), width=4, epochs=1, batch_size=64, data_dir=str(data_dir),
-                         device="cpu", snapshots=(1, 2))
-    train(config, "python -m models train ...")
+    config = TrainConfig(
+        objective=objective,
+        out=str(out),
+        width=4,
+        epochs=1,
+        batch_size=64,
+        data_dir=str(data_dir),
+        device="cpu",
+        snapshots=(1, 2),
+    )
+    train(config, "python -m cli train ...")
     first = torch.load(out / "train_state.pt", weights_only=True)
     assert first["epoch"] == 1
-    train(TrainConfig(**{**config.__dict__, "epochs": 2}), "python -m models train ... --epochs 2")
+    train(TrainConfig(**{**config.__dict__, "epochs": 2}), "python -m cli train ... --epochs 2")
     assert "resuming after epoch 1" in capsys.readouterr().out
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["epoch"] == 2 and [e["epoch"] for e in state["log"] if "epoch" in e] == [1, 2]

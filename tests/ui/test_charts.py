@@ -35,8 +35,9 @@ def test_heatmap_draws_undefined_cells_grey_labelled_with_the_reason():
     rows = ["stem", "layer1.0 residual"]
     matrix = np.array([[0.9, np.nan], [np.nan, np.nan]])
     reasons = (None, "constant on every batch")
-    spec = charts.heatmap(matrix, rows, rows, title="t", row_title="A", col_title="A", undefined_rows=reasons,
-                          undefined_cols=reasons).to_dict()
+    spec = charts.heatmap(
+        matrix, rows, rows, title="t", row_title="A", col_title="A", undefined_rows=reasons, undefined_cols=reasons
+    ).to_dict()
     undefined = [d for d in _rows(spec, "cka") if d["cka"] is None]
     assert len(undefined) == 3 and {d["note"] for d in undefined} == {"constant on every batch"}
     grey, label = _layers(spec)[1], _layers(spec)[2]

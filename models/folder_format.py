@@ -1,7 +1,7 @@
 """The folder format of our checkpoints: `model.safetensors` + `config.json` (+ a `README.md` card).
 
-config.json holds the keyword arguments of `models.hub_mixin.HubResNet`, so huggingface_hub's
-PyTorchModelHubMixin can load the same folder or Hub repo, and the model's metadata.
+config.json holds the ArchConfig fields (depth, width, stem, stem_padding, num_classes) and the
+model's metadata (method, mean, std, metrics); the same folder works as a Hub model repo.
 """
 
 from __future__ import annotations

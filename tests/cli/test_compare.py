@@ -1,4 +1,4 @@
-"""`python -m core compare`: the same result as the library, one-line errors, exit code 2."""
+"""`python -m cli compare`: the same result as the library, one-line errors, exit code 2."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.analysis import AnalysisOptions, compare
-from core.cli import main
+from cli.main import main
 from core.data import SubsetSpec, load_subset
+from core.options import AnalysisOptions
+from core.pipeline import compare
 from models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +23,20 @@ SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3", "--res
 
 def test_cli_writes_the_library_result(tiny_specs, tmp_path, capsys):
     out = tmp_path / "r.json"
-    code = main(["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(out),
-                 "--csv", str(tmp_path / "r.csv"), *SMALL])
+    code = main(
+        [
+            "compare",
+            "--a",
+            tiny_specs["a"],
+            "--b",
+            tiny_specs["b"],
+            "--out",
+            str(out),
+            "--csv",
+            str(tmp_path / "r.csv"),
+            *SMALL,
+        ]
+    )
     assert code == 0
     closing = capsys.readouterr().err.strip().splitlines()[-1]
     assert closing.startswith("done in") and "forward" in closing and "probes" in closing
@@ -36,8 +49,21 @@ def test_cli_writes_the_library_result(tiny_specs, tmp_path, capsys):
 
 
 def test_many_models_against_one_reference_write_one_file_each(tiny_specs, tmp_path):
-    code = main(["compare", "--a", tiny_specs["a"], "--b", tiny_specs["a2"], tiny_specs["b"],
-                 "--out", str(tmp_path / "many"), "--no-probes", "--no-invariance", *SMALL])
+    code = main(
+        [
+            "compare",
+            "--a",
+            tiny_specs["a"],
+            "--b",
+            tiny_specs["a2"],
+            tiny_specs["b"],
+            "--out",
+            str(tmp_path / "many"),
+            "--no-probes",
+            "--no-invariance",
+            *SMALL,
+        ]
+    )
     assert code == 0
     files = sorted((tmp_path / "many").glob("*.json"))
     assert len(files) == 2
@@ -73,7 +99,12 @@ def test_bad_options_give_one_line_and_exit_2(tiny_specs, tmp_path, capsys, args
 
 
 def test_module_entry_point_runs_without_a_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "core", "compare", "--a", "nope", "--b", "nope", "--out", "x"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "compare", "--a", "nope", "--b", "nope", "--out", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.errors import CheckpointError, env_number
-from models.hub import hub_timeout
-from models.loader import max_bytes_from_env
+from core.errors import SettingsError
+from core.settings import env_number, hub_timeout, max_upload_bytes
 
 
 def test_env_number_reads_a_number_and_defaults_when_unset_or_blank(monkeypatch):
@@ -20,20 +19,20 @@ def test_env_number_reads_a_number_and_defaults_when_unset_or_blank(monkeypatch)
 
 def test_the_upload_limit_and_the_hub_timeout_name_a_bad_value(monkeypatch):
     monkeypatch.setenv("CKA_LENS_MAX_UPLOAD_MB", "lots")
-    with pytest.raises(CheckpointError) as error:
-        max_bytes_from_env()
+    with pytest.raises(SettingsError) as error:
+        max_upload_bytes()
     assert str(error.value) == "CKA_LENS_MAX_UPLOAD_MB='lots' is not a number; set it to megabytes, e.g. 1000."
     monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", "10s")
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(SettingsError) as error:
         hub_timeout()
     assert str(error.value) == "CKA_LENS_HUB_TIMEOUT='10s' is not a number of seconds; set it to e.g. 10."
 
 
 def test_limits_from_the_environment(monkeypatch):
     monkeypatch.setenv("CKA_LENS_MAX_UPLOAD_MB", "2")
-    assert max_bytes_from_env() == 2_000_000
+    assert max_upload_bytes() == 2_000_000
     monkeypatch.delenv("CKA_LENS_MAX_UPLOAD_MB")
-    assert max_bytes_from_env() == 500_000_000
+    assert max_upload_bytes() == 500_000_000
     monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", "0")
     assert hub_timeout() == 10.0  # a non-positive timeout would never answer: the default instead
     monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", "3")

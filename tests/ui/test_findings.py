@@ -59,10 +59,16 @@ def test_residual_branches_below_outputs_are_reported():
     )
 
 
-@pytest.mark.parametrize(("null", "expected"), [
-    (0.02, "Every matched layer is above the permutation null (its 95th percentile is at most 0.02)."),
-    (0.35, "4 of 18 matched layers are within the permutation null (layer3.0 residual, layer3.1 residual, layer4.0"),
-])
+@pytest.mark.parametrize(
+    ("null", "expected"),
+    [
+        (0.02, "Every matched layer is above the permutation null (its 95th percentile is at most 0.02)."),
+        (
+            0.35,
+            "4 of 18 matched layers are within the permutation null (layer3.0 residual, layer3.1 residual, layer4.0",
+        ),
+    ],
+)
 def test_null_line_counts_layers_within_the_null(null, expected):
     found = summarise(synthetic_result([0.95] * 8, FALLING, null_p95=null))
     assert found.lines[2].startswith(expected)

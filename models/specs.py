@@ -7,7 +7,9 @@ from pathlib import Path
 
 from models import registry
 from models.errors import CheckpointError
-from models.loader import LoadedModel, load_path
+from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
+from models.loaded import LoadedModel
+from models.loader import load_path
 
 SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
 _NAME = re.compile(r"^[\w.\-]+$")
@@ -36,6 +38,20 @@ def load_bundled(name: str, spec: str) -> LoadedModel:
     """A folder of models/weights, with its config.json's method, normalisation and metrics."""
     folder = Path(registry.WEIGHTS_DIR) / name
     if not _NAME.match(name) or name.startswith(".") or not folder.is_dir() or not (folder / "config.json").is_file():
-        ready = ", ".join(e.spec for e in registry.list_bundled()) or "none yet (`python -m models train` makes one)"
+        ready = ", ".join(e.spec for e in registry.list_bundled()) or "none yet (`python -m cli train` makes one)"
         raise CheckpointError(f"There is no finished bundled checkpoint '{name}'; available: {ready}.")
     return load_path(folder, spec)
+
+
+def weights_version(spec: str) -> str:
+    """Modification times of a bundled or file checkpoint's files ('' for other sources), so a cache keyed by
+    spec and version reloads retrained weights instead of serving stale ones."""
+    scheme, _, rest = spec.strip().partition(":")
+    if scheme == "bundled":
+        path = Path(registry.WEIGHTS_DIR) / rest
+    elif scheme == "file":
+        path = Path(rest).expanduser()
+    else:
+        return ""
+    files = [path] if path.is_file() else [path / WEIGHTS_FILE, path / CONFIG_FILE] if path.is_dir() else []
+    return ";".join(f"{p.name}:{p.stat().st_mtime_ns}" for p in files if p.is_file())

@@ -1,4 +1,4 @@
-"""Train the project's own SimCLR and supervised CIFAR ResNets, resumably, and write a model card.
+"""The training loop of our own SimCLR and supervised CIFAR ResNets: resumable, with snapshots and a card.
 
 The whole training split lives on the compute device as uint8 and is augmented there in batches
 (core.augment), so the CPU does no per-image work and a GPU is never starved.
@@ -7,11 +7,9 @@ The whole training split lives on the compute device as uint8 and is augmented t
 from __future__ import annotations
 
 import json
-import math
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,15 +18,16 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from core.analysis import pick_device
 from core.augment import crop_flip, simclr_views
-from core.data import load_split, normalize
+from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
+from core.device import pick_device
 from core.probes import knn_accuracy, linear_probe
+from models.folder_format import save_folder
 from models.resnet import ArchConfig, build_resnet
-from models.store import save_folder
+from training.card import model_card
+from training.objectives import SimCLRNet, lr_at, nt_xent
+from training.precision import bf16_native, training_format
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # training-split statistics
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 STATE_FILE = "train_state.pt"
 SNAPSHOT_DIR = "snapshots"  # epoch-K.safetensors: the shipped network after epoch K, in float16
 
@@ -63,40 +62,6 @@ class TrainConfig:
         return (0.06 if self.objective == "simclr" else 0.2) * self.batch_size / 256
 
 
-class SimCLRNet(nn.Module):
-    """Backbone plus the MLP projector; only the backbone is shipped."""
-
-    def __init__(self, backbone: nn.Module, feature_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        hidden = 4 * feature_dim
-        self.projector = nn.Sequential(
-            nn.Linear(feature_dim, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, out_dim),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.backbone(x))
-
-
-def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent loss for 2N projections where rows i and i+N are two views of one image."""
-    z = F.normalize(z.float(), dim=1)
-    n = z.shape[0] // 2
-    logits = z @ z.T / temperature
-    logits.fill_diagonal_(float("-inf"))
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(logits, targets)
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, ArchConfig]:
     supervised = config.objective == "supervised"
     arch = ArchConfig(depth=config.depth, width=config.width, num_classes=10 if supervised else 0)
@@ -104,27 +69,6 @@ def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, ArchCo
     if not supervised:
         net = SimCLRNet(net, arch.feature_dim, config.projector_dim)
     return net.to(device, memory_format=training_format(device)), arch
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether bf16 autocast speeds training up here: CUDA, or a CPU with native bf16 (AVX512-BF16 or AMX).
-
-    Measured on our 2-core EPYC (AVX512-BF16): a width-16 ResNet-18 SimCLR step of 512 views takes 0.47 s
-    under bf16 autocast against 0.85 s in float32. CPUs without native bf16 would emulate it, slower.
-    """
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def training_format(device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA and on AVX-512 CPUs, where it is fastest (2x for a ResNet-18 forward, measured);
-    contiguous elsewhere: on an AVX2-only CPU, torch 2.14.1's channels_last backward of a 1x1 stride-2
-    convolution (every downsampling shortcut) crashes the process (measured: SIGSEGV on an AMD EPYC with AVX2).
-    """
-    if device.type == "cuda" or torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _epoch(net, optimizer, images, labels, config, epoch, device, total_steps, warmup) -> float:
@@ -145,10 +89,10 @@ def _epoch(net, optimizer, images, labels, config, epoch, device, total_steps, w
         with autocast:
             if config.objective == "simclr":
                 views = torch.cat([simclr_views(batch, g), simclr_views(batch, g)])
-                x = normalize(views, CIFAR_MEAN, CIFAR_STD).contiguous(memory_format=fmt)
+                x = normalize(views, CIFAR10_MEAN, CIFAR10_STD).contiguous(memory_format=fmt)
                 loss = nt_xent(net(x), config.temperature)
             else:
-                x = normalize(crop_flip(batch, g), CIFAR_MEAN, CIFAR_STD).contiguous(memory_format=fmt)
+                x = normalize(crop_flip(batch, g), CIFAR10_MEAN, CIFAR10_STD).contiguous(memory_format=fmt)
                 loss = F.cross_entropy(net(x).float(), labels[idx], label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,7 +106,7 @@ def _features(backbone: nn.Module, images: torch.Tensor, device: torch.device, b
     backbone.eval()
     out = []
     for start in range(0, len(images), batch):
-        x = normalize(images[start : start + batch].to(device), CIFAR_MEAN, CIFAR_STD)
+        x = normalize(images[start : start + batch].to(device), CIFAR10_MEAN, CIFAR10_STD)
         out.append(backbone(x.contiguous(memory_format=training_format(device))).float())
     return torch.cat(out)
 
@@ -204,8 +148,10 @@ def _shipped(config: TrainConfig, net: nn.Module) -> nn.Module:
 def _save_snapshot(folder: Path, module: nn.Module, epoch: int, entry: dict) -> None:
     """The shipped network after `epoch`, in float16 (a quarter of the training state's size)."""
     (folder / SNAPSHOT_DIR).mkdir(exist_ok=True)
-    tensors = {k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu()
-               for k, v in module.state_dict().items()}
+    tensors = {
+        k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in module.state_dict().items()
+    }
     metadata = {"format": "pt", "epoch": str(epoch), "metrics": json.dumps(entry)}
     tmp = folder / SNAPSHOT_DIR / f"epoch-{epoch}.safetensors.tmp"
     save_file(tensors, str(tmp), metadata=metadata)
@@ -222,7 +168,10 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
     folder.mkdir(parents=True, exist_ok=True)
     net, arch = _build(config, device)
     optimizer = torch.optim.SGD(
-        net.parameters(), lr=config.peak_lr(), momentum=config.momentum, weight_decay=config.weight_decay,
+        net.parameters(),
+        lr=config.peak_lr(),
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
         nesterov=config.objective == "supervised",
     )
     start, log = 0, []
@@ -256,69 +205,7 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
     metrics = evaluate(config, net, device)
     print(json.dumps({"final": metrics}), flush=True)
     module = _shipped(config, net)
-    meta = {"method": config.objective, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+    meta = {"method": config.objective, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
     save_folder(module, arch, meta | {"metrics": metrics}, folder)
     (folder / "README.md").write_text(model_card(config, arch, metrics, log, command, source, device))
     return metrics
-
-
-def model_card(config, arch, metrics, log, command, source, device) -> str:
-    """The card: what the network is, the exact command, the recipe and what was measured."""
-    epochs = [e for e in log if "epoch" in e]
-    notes = "".join(f"\n- {e['note']}" for e in log if "note" in e) + ("\n" if any("note" in e for e in log) else "")
-    hours = sum(e["seconds"] for e in epochs) / 3600
-    recipe = "\n".join(f"| {k} | {v} |" for k, v in asdict(config).items() if k not in ("out", "data_dir", "device"))
-    measured = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
-    curve = "\n".join(f"| {e['epoch']} | {e['loss']} | {e['seconds']} |" for e in epochs)
-    simclr = config.objective == "simclr"
-    kind = "SimCLR (contrastive, NT-Xent)" if simclr else "supervised (cross-entropy)"
-    output = (
-        "The projector was dropped: the network returns pooled backbone features."
-        if simclr
-        else "The network returns class logits."
-    )
-    how = (
-        "kNN: k=200, cosine similarity, votes weighted by exp(sim/0.1), bank = 50,000 training images. "
-        "Linear probe: multinomial logistic regression (L-BFGS) on standardised pooled features."
-        if simclr
-        else "Accuracy of the argmax of the logits on the 10,000 test images, unaugmented."
-    )
-    precision = "bf16 autocast" if bf16_native(device) else "float32"
-    where = f"{device.type} ({platform.processor() or platform.machine()}, {precision})"
-    return f"""---
-library_name: cka-lens
-tags: [cifar10, resnet, {config.objective}]
-datasets: [cifar10]
----
-# {arch.name} trained {kind} on CIFAR-10
-
-A CIFAR-stem {arch.name} (3x3 stride-1 conv1, no max-pool, first-stage width {arch.width}) trained by CKA Lens
-with `python -m models train`. {output}
-
-## Exact command
-```
-{command}
-```
-
-## Measured (CKA Lens's own evaluation, full CIFAR-10 test split)
-| metric | value |
-|---|---|
-{measured}
-
-{how}
-
-## Recipe
-| setting | value |
-|---|---|
-{recipe}
-| peak lr used | {config.peak_lr()} |
-
-Input normalisation: mean {CIFAR_MEAN}, std {CIFAR_STD} (training-split statistics).
-Data: CIFAR-10 training split from `{Path(source).name}` (Krizhevsky 2009).
-Trained on {where}, {hours:.2f} h in all, torch {torch.__version__}.
-
-## Loss per epoch{notes}
-| epoch | loss | seconds |
-|---|---|---|
-{curve}
-"""

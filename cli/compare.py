@@ -1,7 +1,4 @@
-"""`python -m core compare`: the app's analysis from a terminal, on one process or under torchrun.
-
-Any bad option, model or data source prints one line on stderr and exits with status 2.
-"""
+"""`python -m cli compare`: the app's analysis from a terminal, on one process or under torchrun."""
 
 from __future__ import annotations
 
@@ -13,30 +10,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-USAGE_ERROR = 2
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message
-        raise CliError(f"{self.prog}: {message} (see --help)")
+from core.data import DataError, SubsetSpec, load_subset, parse_classes
+from core.device import pick_device
+from core.distributed import Cluster
+from core.options import AnalysisOptions
+from core.pipeline import compare_many
+from core.result import to_csv, to_json_dict
+from models import load_model
 
 
 def _classes(text: str) -> tuple[int, ...]:
-    from core.data import DataError, parse_classes
-
     try:
         return parse_classes(text)
     except DataError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m core", description="Compare the layers of two networks with CKA.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="CKA between every pair of layers, probes, class structure, invariance")
     c.add_argument("--a", required=True, metavar="SPEC", help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH")
     c.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="one model, or several to compare with A")
@@ -57,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
     c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    return parser
+    c.set_defaults(func=run)
 
 
 class _Bars:
@@ -79,18 +69,19 @@ class _Bars:
             self.bar.close()
 
 
-def _run_compare(args: argparse.Namespace) -> int:
-    from core.analysis import AnalysisOptions, check_memory, layer_shapes, pick_device, to_csv, to_json_dict
-    from core.data import SubsetSpec, load_subset
-    from core.distributed import Cluster, compare_sharded
-    from models import load_model
-
+def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
     options = AnalysisOptions(
-        kernel=args.kernel, debiased=args.estimator == "debiased", sigma=args.sigma, batch_size=args.batch_size,
-        invariance=not args.no_invariance, probes=not args.no_probes, permutations=args.permutations,
-        resamples=args.resamples, seed=args.seed,
+        kernel=args.kernel,
+        debiased=args.estimator == "debiased",
+        sigma=args.sigma,
+        batch_size=args.batch_size,
+        invariance=not args.no_invariance,
+        probes=not args.no_probes,
+        permutations=args.permutations,
+        resamples=args.resamples,
+        seed=args.seed,
     )
     cluster = Cluster.from_env(pick_device(args.device))
     bars = _Bars(cluster.rank == 0)
@@ -101,10 +92,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         subset = load_subset(spec, args.data_dir)
         reference = load_model(args.a)
         others = [load_model(b) for b in args.b]
-        shapes = [layer_shapes(m, cluster.device) for m in [reference, *others]]
-        for other_shapes in shapes[1:]:
-            check_memory([shapes[0], other_shapes], spec.size, options, cluster.device)
-        results = compare_sharded(reference, others, subset, options, cluster, bars)
+        results = compare_many(reference, others, subset, options, cluster, bars)
     finally:
         bars.close()
         cluster.close()
@@ -131,20 +119,3 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 def _slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.data import DataError
-    from models import CheckpointError
-
-    try:
-        args = build_parser().parse_args(argv)
-        return _run_compare(args)
-    except (CliError, CheckpointError, DataError, ValueError, OSError) as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        return USAGE_ERROR
-    except MemoryError as error:
-        print(f"error: {error or 'out of memory; use fewer images (--per-class) or a smaller --batch-size'}",
-              file=sys.stderr)
-        return USAGE_ERROR
-

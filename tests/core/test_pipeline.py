@@ -1,4 +1,4 @@
-"""The analysis pipeline: real properties of its results, sharding, serialisation."""
+"""The analysis pipeline end to end: real properties of its results, sharding, serialisation."""
 
 from __future__ import annotations
 
@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.analysis import (
-    AnalysisOptions,
-    compare,
-    finalize,
-    fingerprint,
-    merge_fingerprints,
-    merge_pair_terms,
-    pair_terms,
-    to_csv,
-    to_json_dict,
-)
 from core.cka import MinibatchCKA
+from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
 from core.features import FeatureExtractor
+from core.fingerprint import fingerprint, merge_fingerprints
+from core.options import AnalysisOptions
+from core.pipeline import compare
+from core.result import to_csv, to_json_dict
 from models import load_model
 
 CPU = torch.device("cpu")
@@ -62,8 +56,10 @@ def test_cross_matches_minibatch_cka_on_the_same_features(models, subset, ab_run
     fb = FeatureExtractor(models["b"].module, models["b"].layers, CPU)
     for start in range(0, len(subset.labels), FAST.batch_size):
         x = subset.images[start : start + FAST.batch_size]
-        ref.update(fa(normalize(x, models["a"].info.mean, models["a"].info.std)),
-                   fb(normalize(x, models["b"].info.mean, models["b"].info.std)))
+        ref.update(
+            fa(normalize(x, models["a"].info.mean, models["a"].info.std)),
+            fb(normalize(x, models["b"].info.mean, models["b"].info.std)),
+        )
     np.testing.assert_allclose(result.cross, ref.compute().numpy(), atol=1e-6)
     self_a, self_b = ref.compute_self()
     np.testing.assert_allclose(result.self_b, self_b.numpy(), atol=1e-6)

@@ -1,0 +1,48 @@
+"""`python -m cli list` and `python -m cli publish`: the checkpoints CKA Lens knows, and sharing one on the Hub."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models.hub import publish_folder
+from models.registry import registry_entries
+
+
+def add_parsers(sub) -> None:
+    ls = sub.add_parser("list", help="list bundled and Hub checkpoints with their metadata")
+    ls.set_defaults(func=list_checkpoints)
+    p = sub.add_parser("publish", help="upload a checkpoint folder to a Hugging Face Hub model repo")
+    p.add_argument("folder", help="folder with model.safetensors + config.json (+ README.md)")
+    p.add_argument("repo_id", help="OWNER/REPO on the Hub (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.set_defaults(func=publish)
+
+
+def list_checkpoints(args: argparse.Namespace) -> int:
+    """Print the registry as a table: bundled checkpoints first (they work offline), then the Hub's."""
+    rows = [("spec", "method", "arch", "stem", "classes", "accuracy", "mean / std", "description")]
+    for e in registry_entries():
+        accuracy = f"{e.reported_accuracy:.4f}" if e.reported_accuracy is not None else "-"
+        norm = f"{_triple(e.mean)} / {_triple(e.std)}"
+        arch = e.arch
+        rows.append((e.spec, e.method, arch.name, arch.stem, str(arch.num_classes), accuracy, norm, e.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    if not any(row[0].startswith("bundled:") for row in rows):
+        print("(no bundled checkpoints finished yet: `python -m cli train` writes them to models/weights)")
+    return 0
+
+
+def _triple(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:.4f}" for v in values)
+
+
+def publish(args: argparse.Namespace) -> int:
+    """Upload a checkpoint folder to the Hub (needs a token with write access and the network)."""
+    url = publish_folder(Path(args.folder), args.repo_id, private=args.private)
+    print(f"published {args.folder} to {args.repo_id}: {url}")
+    return 0

@@ -1,0 +1,165 @@
+"""Two fingerprints -> one result: cross-model HSIC, the permutation null, the interval, the read-outs."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.cka import cka_from_hsic, normalise_hsic
+from core.data import SubsetSpec
+from core.device import synchronize
+from core.errors import OptionsError
+from core.fingerprint import Fingerprint, view_generator
+from core.progress import Progress, no_progress
+from core.readouts import readouts
+from core.result import AnalysisResult
+
+
+@dataclass(frozen=True)
+class PairTerms:
+    """Cross-model HSIC per batch and the permutation-null sums, for (a shard of) the batches."""
+
+    batch_ids: tuple[int, ...]
+    cross: tuple[torch.Tensor, ...]  # per batch: [La, Lb] float64
+    null: torch.Tensor  # [permutations, matched] float64, summed over these batches
+    seconds: float
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__}
+
+
+def _matched(layers_a: tuple[str, ...], layers_b: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Pairs of indices of layers with the same name, in A's order (same architecture: all of them)."""
+    index_b = {name: j for j, name in enumerate(layers_b)}
+    return [(i, index_b[name]) for i, name in enumerate(layers_a) if name in index_b]
+
+
+def _permuted(rows: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Centred Grams of the same features with the examples shuffled (centring commutes with it)."""
+    b = perm.numel()
+    return rows.view(-1, b, b)[:, perm][:, :, perm].reshape(rows.shape[0], -1)
+
+
+def pair_terms(fa: Fingerprint, fb: Fingerprint, device: torch.device, progress: Progress = no_progress) -> PairTerms:
+    """One matrix product per batch for every cross-model HSIC, and the permutation null."""
+    if fa.subset_key != fb.subset_key or fa.options != fb.options or fa.batch_ids != fb.batch_ids:
+        raise OptionsError("fingerprints were taken on different subsets or options; recompute one of them")
+    t0 = time.perf_counter()
+    pairs = _matched(fa.layers, fb.layers)
+    ia = torch.tensor([i for i, _ in pairs], dtype=torch.long, device=device)
+    ib = torch.tensor([j for _, j in pairs], dtype=torch.long, device=device)
+    permutations = fa.options.permutations
+    null = torch.zeros(permutations, len(pairs), dtype=torch.float64, device=device)
+    cross = []
+    for done, (k, ra, rb) in enumerate(zip(fa.batch_ids, fa.rows, fb.rows, strict=True), start=1):
+        ra64, rb64 = ra.to(device, torch.float64), rb.to(device, torch.float64)
+        cross.append((ra64 @ rb64.T).cpu())
+        b = int(round(ra.shape[1] ** 0.5))
+        g = view_generator(fa.options.seed, k)
+        matched_a, matched_b = ra64[ia], rb64[ib]
+        for p in range(permutations):
+            perm = torch.randperm(b, generator=g).to(device)
+            null[p] += (matched_a * _permuted(matched_b, perm)).sum(1)
+        progress("cross-model CKA and permutation null", done, len(fa.rows))
+    synchronize(device)
+    return PairTerms(fa.batch_ids, tuple(cross), null.cpu(), time.perf_counter() - t0)
+
+
+def merge_pair_terms(shards: list[PairTerms]) -> PairTerms:
+    """One set of pair terms from the shards of several processes, batches in order."""
+    order = sorted((k, s, i) for s, shard in enumerate(shards) for i, k in enumerate(shard.batch_ids))
+    return PairTerms(
+        batch_ids=tuple(k for k, _, _ in order),
+        cross=tuple(shards[s].cross[i] for _, s, i in order),
+        null=sum(s.null for s in shards),
+        seconds=max(s.seconds for s in shards),
+    )
+
+
+def finalize(
+    fa: Fingerprint, fb: Fingerprint, terms: PairTerms, subset: SubsetSpec, progress: Progress = no_progress
+) -> AnalysisResult:
+    """Normalise the summed terms into CKA, add each model's read-outs and the bootstrap interval."""
+    options = fa.options
+    t0 = time.perf_counter()
+    la, lb = len(fa.layers), len(fb.layers)
+    pairs = _matched(fa.layers, fb.layers)
+    ia = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+    ib = torch.tensor([j for _, j in pairs], dtype=torch.long)
+    constant = torch.cat([fa.constant, fb.constant])
+
+    def stacked_cka(weights: list[float]) -> tuple[torch.Tensor, list[str | None]]:
+        """CKA of the stacked [A; B] layers, batch k weighted by weights[k] (all 1: the real data)."""
+        hsic = torch.zeros(la + lb, la + lb, dtype=torch.float64)
+        for w, cross, sa, sb in zip(weights, terms.cross, fa.self_hsic, fb.self_hsic, strict=True):
+            if w:
+                hsic[:la, :la] += w * sa
+                hsic[la:, la:] += w * sb
+                hsic[:la, la:] += w * cross
+                hsic[la:, :la] += w * cross.T
+        return normalise_hsic(hsic, constant)
+
+    full, reasons = stacked_cka([1.0] * len(terms.cross))
+    cross = full[:la, la:]
+    self_a, self_b = sum(fa.self_hsic).diagonal(), sum(fb.self_hsic).diagonal()
+    null_cka = cka_from_hsic(terms.null, self_a[ia].expand_as(terms.null), self_b[ib].expand_as(terms.null))
+    g = torch.Generator().manual_seed(options.seed)
+    nb, boot = len(terms.cross), []
+    for r in range(options.resamples):
+        counts = torch.bincount(torch.randint(nb, (nb,), generator=g), minlength=nb).double().tolist()
+        boot.append(stacked_cka(counts)[0][:la, la:][ia, ib])
+        if r % 50 == 49 or r == options.resamples - 1:
+            progress("bootstrap interval over minibatches", r + 1, options.resamples)
+    boot_np = torch.stack(boot).numpy() if boot else np.full((1, len(pairs)), np.nan)
+    ra, rb = readouts(fa, progress), readouts(fb, progress)
+    seconds = {
+        "forward": fa.seconds["forward"] + fb.seconds["forward"],
+        "cka": fa.seconds["cka"]
+        + fb.seconds["cka"]
+        + terms.seconds
+        + time.perf_counter()
+        - t0
+        - ra.probe_seconds
+        - rb.probe_seconds,
+        "probes": ra.probe_seconds + rb.probe_seconds,
+    }
+    with warnings.catch_warnings():  # an undefined (dead) layer has all-NaN null and bootstrap samples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        null_mean = np.nanmean(null_cka, 0) if len(null_cka) else np.full(len(pairs), np.nan)
+        null_p95 = np.nanpercentile(null_cka, 95, 0) if len(null_cka) else np.full(len(pairs), np.nan)
+        low, high = np.nanpercentile(boot_np, 2.5, 0), np.nanpercentile(boot_np, 97.5, 0)
+    return AnalysisResult(
+        model_a=fa.model,
+        model_b=fb.model,
+        subset=subset,
+        options=options,
+        used_images=sum(len(y) for y in fa.labels),
+        layers_a=fa.layers,
+        layers_b=fb.layers,
+        cross=cross.numpy(),
+        self_a=full[:la, :la].numpy(),
+        self_b=full[la:, la:].numpy(),
+        undefined_a=tuple(reasons[:la]),
+        undefined_b=tuple(reasons[la:]),
+        matched=tuple(fa.layers[i] for i, _ in pairs),
+        matched_cka=cross[ia, ib].numpy(),
+        null_mean=null_mean,
+        null_p95=null_p95,
+        interval_low=low,
+        interval_high=high,
+        class_a=ra.class_cka,
+        class_b=rb.class_cka,
+        invariance_a=ra.invariance,
+        invariance_b=rb.invariance,
+        probe_a=ra.probe_accuracy,
+        probe_b=rb.probe_accuracy,
+        seconds=seconds,
+        versions=_versions(),
+    )

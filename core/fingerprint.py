@@ -1,0 +1,161 @@
+"""One network's pass over a subset: everything CKA needs of it, kept per minibatch.
+
+`fingerprint` runs a network once over the subset (plus once over seeded SimCLR views for the
+invariance read-out) and keeps, per minibatch, each layer's centred Gram, together with everything
+that concerns that network alone. Comparing two fingerprints then needs no forward pass at all, so
+N networks cost N forward passes, and a fingerprint is a cache entry keyed by (weights, subset, options).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from core.augment import simclr_views
+from core.cka import centred_rows, is_constant
+from core.data import CLASSES, Subset, normalize
+from core.device import synchronize
+from core.features import FeatureExtractor
+from core.network import ModelIdentity, Network
+from core.options import AnalysisOptions
+from core.probes import pool_features
+from core.progress import Progress, no_progress
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One model's pass over (a shard of) one subset: per-batch centred Grams and summed HSIC terms.
+
+    Everything is kept per batch or as plain sums, so shards from several processes merge exactly.
+    """
+
+    model: ModelIdentity
+    layers: tuple[str, ...]
+    subset_key: str
+    options: AnalysisOptions
+    batch_ids: tuple[int, ...]  # which minibatches of the subset these are
+    rows: tuple[torch.Tensor, ...]  # per batch: [L, b*b] float32 centred Grams (HSIC scale folded in)
+    self_hsic: tuple[torch.Tensor, ...]  # per batch: [L, L] float64
+    pooled: tuple[tuple[torch.Tensor, ...], ...]  # per batch, per layer: pooled probe features, bfloat16
+    labels: tuple[torch.Tensor, ...]  # per batch: class labels
+    label_hsic: torch.Tensor  # [L + 1] HSIC of each layer (and of the labels) with the label kernel
+    inv_cross: torch.Tensor  # [L] HSIC between a layer on x and on t(x)
+    inv_self: torch.Tensor  # [L] HSIC of a layer on t(x) with itself
+    constant: torch.Tensor  # [L] bool: the layer was constant on every batch
+    seconds: dict[str, float]  # time per stage
+
+
+def view_generator(seed: int, batch_id: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of batch `batch_id`'s augmented views (and permutations): one per (seed, batch), so
+    they do not depend on how batches are sharded, and the app can show exactly the views analysed."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + batch_id)
+
+
+def fingerprint(
+    network: Network,
+    subset: Subset,
+    options: AnalysisOptions,
+    device: torch.device,
+    progress: Progress = no_progress,
+    shard: tuple[int, int] = (0, 1),
+) -> Fingerprint:
+    """Run `network` once over the subset and keep what CKA needs.
+
+    `shard` = (rank, world): this process takes minibatches rank, rank + world, ...
+    """
+    identity = network.identity
+    extractor = FeatureExtractor(network.module, network.layers, device)
+    n_layers, n = len(extractor.names), len(subset.labels)
+    rank, world = shard
+    mine = [k for k in range(options.batch_count(n)) if k % world == rank]
+    onehot = F.one_hot(subset.labels, len(CLASSES)).double()
+    seconds = {"forward": 0.0, "cka": 0.0}
+    kept, rows, self_hsic, pooled, labels = [], [], [], [], []
+    label_hsic = torch.zeros(n_layers + 1, dtype=torch.float64, device=device)
+    inv_cross = torch.zeros(n_layers, dtype=torch.float64, device=device)
+    inv_self = torch.zeros(n_layers, dtype=torch.float64, device=device)
+    constant = torch.ones(n_layers, dtype=torch.bool, device=device)
+    kw = {"kernel": options.kernel, "debiased": options.debiased, "sigma": options.sigma}
+    for done, k in enumerate(mine, start=1):
+        batch = slice(k * options.batch_size, (k + 1) * options.batch_size)
+        images = subset.images[batch].to(device)
+        if len(images) < options.min_batch:
+            continue  # a tail too small for the estimator is left out; `used_images` says so
+        t0 = time.perf_counter()
+        feats = extractor(normalize(images, network.mean, network.std))
+        synchronize(device)
+        t1 = time.perf_counter()
+        r = centred_rows(feats, **kw)
+        lab = centred_rows([onehot[batch].to(device)], **(kw | {"kernel": "linear"}))
+        label_hsic += (torch.cat([r, lab]) * lab).sum(1)
+        self_hsic.append((r @ r.T).cpu())
+        constant &= is_constant(feats)
+        # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
+        # standardises each feature, and 3 significant digits change no argmax that matters
+        pooled.append(tuple(pool_features(f).to(torch.bfloat16).cpu() for f in feats) if options.probes else ())
+        del feats  # one batch's activations at a time: the views' forward pass must not find them alive
+        synchronize(device)
+        t2 = time.perf_counter()
+        if options.invariance:
+            augmented = simclr_views(images, view_generator(options.seed, k, device))
+            views = extractor(normalize(augmented, network.mean, network.std))
+            synchronize(device)
+            t3 = time.perf_counter()
+            rv = centred_rows(views, **kw)
+            del views
+            inv_cross += (r * rv).sum(1)
+            inv_self += (rv * rv).sum(1)
+            synchronize(device)
+            seconds["forward"] += t3 - t2
+            seconds["cka"] += time.perf_counter() - t3
+        rows.append(r.float().cpu())
+        labels.append(subset.labels[batch])
+        kept.append(k)
+        seconds["forward"] += t1 - t0
+        seconds["cka"] += t2 - t1
+        progress(f"{identity.source}: forward passes and Grams", done, len(mine))
+    return Fingerprint(
+        model=identity,
+        layers=tuple(extractor.names),
+        subset_key=subset.spec.key(),
+        options=options,
+        batch_ids=tuple(kept),
+        rows=tuple(rows),
+        self_hsic=tuple(self_hsic),
+        pooled=tuple(pooled),
+        labels=tuple(labels),
+        label_hsic=label_hsic.cpu(),
+        inv_cross=inv_cross.cpu(),
+        inv_self=inv_self.cpu(),
+        constant=constant.cpu(),
+        seconds=seconds,
+    )
+
+
+def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:
+    """One fingerprint from the shards of several processes: batches in order, sums added."""
+    first = shards[0]
+    order = sorted((k, s, i) for s, shard in enumerate(shards) for i, k in enumerate(shard.batch_ids))
+
+    def pick(name: str) -> tuple:
+        return tuple(getattr(shards[s], name)[i] for _, s, i in order)
+
+    def total(name: str) -> torch.Tensor:
+        return sum(getattr(s, name) for s in shards)
+
+    return replace(
+        first,
+        batch_ids=tuple(k for k, _, _ in order),
+        rows=pick("rows") if all(len(s.rows) == len(s.batch_ids) for s in shards) else (),
+        self_hsic=pick("self_hsic"),
+        pooled=pick("pooled"),
+        labels=pick("labels"),
+        label_hsic=total("label_hsic"),
+        inv_cross=total("inv_cross"),
+        inv_self=total("inv_self"),
+        constant=torch.stack([s.constant for s in shards]).all(0),
+        seconds={k: max(s.seconds[k] for s in shards) for k in first.seconds},
+    )

@@ -1,0 +1,89 @@
+"""The memory plan: refuse up front, with a setting that fits, an analysis that would not fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from core.errors import MemoryRefusal
+from core.features import FeatureExtractor
+from core.network import Network
+from core.options import AnalysisOptions
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes an analysis will hold at its peak, and what is free to hold it."""
+
+    needed: int
+    available: int
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.available
+
+
+def layer_shapes(network: Network, device: torch.device) -> list[tuple[int, ...]]:
+    """Per-example output shape of every analysed layer, from one forward pass of a single image."""
+    extractor = FeatureExtractor(network.module, network.layers, device)
+    return [tuple(f.shape[1:]) for f in extractor(torch.zeros(1, 3, 32, 32, device=device))]
+
+
+def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions) -> int:
+    """Peak memory of an analysis of n images over models with these layer shapes (all fingerprints held).
+
+    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features
+    (bfloat16). On top, whichever is larger: one batch of activations and its float64 Grams (forward
+    passes), or the widest layer's probe (its features in float32, standardised copies and the
+    eigenbasis projection and its square in float64, the d x d products: ~40 bytes per value plus 24 d^2).
+    """
+    b = min(options.batch_size, n)
+    batches, stored, in_flight, probe = -(-n // b), 0, 0, 0
+    for shapes in models_shapes:
+        sizes = [int(np.prod(s)) for s in shapes]
+        widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]
+        stored += batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
+        in_flight = max(in_flight, b * sum(sizes) * 4 + 3 * len(shapes) * b * b * 8)
+        if options.probes:
+            probe = max(probe, n * max(widths) * 40 + 24 * min(max(widths), n) ** 2)
+    return stored + max(in_flight, probe)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory where the analysis runs: the GPU's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
+
+
+def check_memory(
+    models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions, device: torch.device
+) -> MemoryPlan:
+    """Refuse up front (MemoryRefusal), with a setting that fits, an analysis that would not fit in memory."""
+    plan = MemoryPlan(estimate_bytes(models_shapes, n, options), int(available_bytes(device) * 0.8))
+    if plan.fits:
+        return plan
+    gb = 1024**3
+    advice = []
+    batch = options.batch_size
+    while batch > 16 and estimate_bytes(models_shapes, n, replace(options, batch_size=batch)) > plan.available:
+        batch //= 2
+    if estimate_bytes(models_shapes, n, replace(options, batch_size=batch)) <= plan.available:
+        advice.append(f"a batch size of {batch}")
+    images = n
+    while images > 10 and estimate_bytes(models_shapes, images, options) > plan.available:
+        images //= 2
+    if estimate_bytes(models_shapes, images, options) <= plan.available:
+        advice.append(f"at most {images} images")
+    hint = " or ".join(advice) if advice else "a smaller model or a machine with more memory"
+    raise MemoryRefusal(
+        f"this analysis needs about {plan.needed / gb:.1f} GB but about {plan.available / gb:.1f} GB is free "
+        f"on {device.type}; try {hint}"
+    )

@@ -1,0 +1,43 @@
+"""How an analysis is computed: the options that are part of every cache key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.cka import KERNELS
+from core.errors import OptionsError
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How CKA and the read-outs are computed. Part of every cache key."""
+
+    kernel: str = "linear"  # "linear" or "rbf"
+    debiased: bool = True  # unbiased HSIC (default); biased CKA is inflated for wide features
+    sigma: float = 0.8  # RBF bandwidth as a fraction of the median distance
+    batch_size: int = 250  # images per CKA minibatch: larger lowers variance, costs b^2 memory
+    invariance: bool = True  # also run each model on seeded SimCLR views (a second forward pass)
+    probes: bool = True  # per-layer linear probes on pooled features
+    probe_holdout: float = 0.3  # share of the subset held out to score the probes
+    permutations: int = 20  # permutation-null samples for the matched layers
+    resamples: int = 200  # bootstrap resamples (over minibatches) for the matched-layer interval
+    seed: int = 0  # seeds the augmented views, the permutations and the bootstrap
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise OptionsError(f"kernel must be one of {KERNELS}, not {self.kernel!r}")
+        if self.batch_size < (4 if self.debiased else 2):
+            raise OptionsError("batch size must be at least 4 for the debiased estimator (2 for biased)")
+        if not 0 < self.probe_holdout < 1:
+            raise OptionsError("probe_holdout must be between 0 and 1")
+        if self.sigma <= 0 or self.permutations < 0 or self.resamples < 0:
+            raise OptionsError("sigma must be positive; permutations and resamples must be >= 0")
+
+    @property
+    def min_batch(self) -> int:
+        """The smallest minibatch the estimator accepts (4 debiased, 2 biased)."""
+        return 4 if self.debiased else 2
+
+    def batch_count(self, n: int) -> int:
+        """Minibatches of a subset of n images (the last one may be smaller)."""
+        return -(-n // self.batch_size)

@@ -1,0 +1,102 @@
+"""Every environment variable CKA Lens reads, in one place; nothing else touches os.environ.
+
+Values are read when asked for, not at import, so a test or a launcher can change them at any time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.errors import SettingsError
+
+THREADS = "CKA_LENS_THREADS"  # torch CPU threads for the app; 1 is far faster when other jobs load every core
+NO_FILE_SPECS = "CKA_LENS_DISABLE_FILE_SPECS"  # "1" on public servers: a link must not make the server read its disk
+MAX_UPLOAD_MB = "CKA_LENS_MAX_UPLOAD_MB"
+HUB_TIMEOUT = "CKA_LENS_HUB_TIMEOUT"
+CACHE = "CKA_LENS_CACHE"  # where downloaded CIFAR-10 is kept
+CIFAR10_DIR = "CIFAR10_DIR"  # a folder holding CIFAR-10 (npz pair or cifar-10-batches-py)
+DEFAULT_MAX_UPLOAD_MB = 500.0
+DEFAULT_HUB_TIMEOUT_S = 10.0
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _raw(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def env_number(name: str, default: float, advice: str) -> float:
+    """The number in environment variable `name`; `default` when it is unset or blank.
+
+    Anything else is a SettingsError naming the variable, its value and `advice`, so a typo in a
+    limit is reported instead of silently replaced.
+    """
+    raw = _raw(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} {advice}") from None
+
+
+def env_flag(name: str) -> bool:
+    """Whether `name` is set to 1/true/yes/on."""
+    return _raw(name).lower() in _TRUE
+
+
+def threads() -> int | None:
+    """CKA_LENS_THREADS as a positive whole number, or None when unset."""
+    value = env_number(THREADS, 0, "is not a number of threads; set it to e.g. 1.")
+    if value != int(value) or value < 0:
+        raise SettingsError(f"{THREADS}={_raw(THREADS)!r} is not a number of threads; set it to e.g. 1.")
+    return int(value) or None
+
+
+def file_specs_disabled() -> bool:
+    """Whether file: specs are refused (public servers)."""
+    return _raw(NO_FILE_SPECS) == "1"
+
+
+def max_upload_bytes() -> int:
+    """The size limit for checkpoints: CKA_LENS_MAX_UPLOAD_MB megabytes, 500 if unset."""
+    megabytes = env_number(MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB, "is not a number; set it to megabytes, e.g. 1000.")
+    return int(megabytes * 1_000_000)
+
+
+def hub_timeout() -> float:
+    """Seconds to wait for the Hub's answer: CKA_LENS_HUB_TIMEOUT, default 10 (also for a non-positive value)."""
+    value = env_number(HUB_TIMEOUT, DEFAULT_HUB_TIMEOUT_S, "is not a number of seconds; set it to e.g. 10.")
+    return value if value > 0 else DEFAULT_HUB_TIMEOUT_S
+
+
+def download_dir() -> Path:
+    """Where a downloaded CIFAR-10 is kept: CKA_LENS_CACHE, else ~/.cache/cka-lens."""
+    return Path(_raw(CACHE) or Path.home() / ".cache" / "cka-lens")
+
+
+def cifar10_dir() -> Path | None:
+    """CIFAR10_DIR, if set."""
+    return Path(_raw(CIFAR10_DIR)) if _raw(CIFAR10_DIR) else None
+
+
+def world() -> tuple[int, int, int]:
+    """(world size, rank, local rank) as torchrun sets them; (1, 0, 0) outside torchrun."""
+    return int(_raw("WORLD_SIZE") or 1), int(_raw("RANK") or 0), int(_raw("LOCAL_RANK") or 0)
+
+
+def hub_endpoint() -> str | None:
+    """HF_ENDPOINT as it is now (huggingface_hub read it at import), or None for huggingface_hub's own."""
+    return _raw("HF_ENDPOINT").rstrip("/") or None
+
+
+def hub_cache_dir() -> str | None:
+    """HF_HUB_CACHE, else HF_HOME/hub, as they are now; None leaves huggingface_hub's default."""
+    if _raw("HF_HUB_CACHE"):
+        return _raw("HF_HUB_CACHE")
+    return os.path.join(_raw("HF_HOME"), "hub") if _raw("HF_HOME") else None
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as it is now."""
+    return env_flag("HF_HUB_OFFLINE")

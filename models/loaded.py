@@ -1,0 +1,86 @@
+"""A loaded network and what is known about it: the types every checkpoint source produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from core.network import RGB, ModelIdentity
+from models.resnet import ArchConfig
+
+
+@dataclass(frozen=True)
+class SourceHints:
+    """What a source knows besides the weights: config.json fields or registry metadata (None = unknown)."""
+
+    method: str | None = None
+    mean: RGB | None = None
+    std: RGB | None = None
+    stem_padding: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    origin: str = ""  # "config.json" or "the registry", for notes
+
+    def merged_over(self, fallback: SourceHints) -> SourceHints:
+        """These hints, with gaps filled from `fallback` (config.json over registry, say)."""
+        return SourceHints(
+            method=self.method or fallback.method,
+            mean=self.mean or fallback.mean,
+            std=self.std or fallback.std,
+            stem_padding=self.stem_padding if self.stem_padding is not None else fallback.stem_padding,
+            metrics=fallback.metrics | self.metrics,
+            notes=fallback.notes + self.notes,
+            origin=self.origin or fallback.origin,
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the app shows or needs about a loaded network besides the module itself."""
+
+    arch: ArchConfig
+    stem: str  # "cifar" or "imagenet"
+    method: str  # "simclr", "supervised", another method named by config.json, or "unknown"
+    mean: RGB  # input normalisation the network was trained with
+    std: RGB
+    num_classes: int  # 0: the module returns pooled features
+    source: str  # the spec it was loaded from ("hub:...", "file:...", "bundled:...", "upload:NAME")
+    sha256: str  # hex digest of the weight file's bytes
+    notes: tuple[str, ...]  # what the loader did (prefix stripped, heads dropped, cast, defaults used)
+    metrics: dict[str, float] = field(hash=False)  # from the card/config when known (not hashed: a dict)
+    layers: tuple[tuple[str, str], ...]  # resnet_layers(arch): (readable name, torch.fx node)
+
+    @property
+    def label(self) -> str:
+        """A short human label, e.g. 'simclr resnet50 (hub:edadaltocg/resnet50_simclr_cifar10)'."""
+        return f"{self.method} {self.arch.name} ({self.source})"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network in eval mode taking normalised images, with its description.
+
+    Supervised networks return logits; self-supervised ones return pooled backbone features (their
+    projector was dropped).
+    """
+
+    module: nn.Module
+    info: ModelInfo
+
+    @property
+    def layers(self) -> tuple[tuple[str, str], ...]:
+        return self.info.layers
+
+    @property
+    def mean(self) -> RGB:
+        return self.info.mean
+
+    @property
+    def std(self) -> RGB:
+        return self.info.std
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """What a result records about this network (core.network.Network)."""
+        return ModelIdentity(self.info.source, self.info.sha256, self.info.method, self.info.arch.name)

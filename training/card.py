@@ -1,0 +1,74 @@
+"""The model card a training run writes beside its checkpoint."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from core.data import CIFAR10_MEAN, CIFAR10_STD
+from training.precision import bf16_native
+
+
+def model_card(config, arch, metrics, log, command, source, device) -> str:
+    """The card: what the network is, the exact command, the recipe and what was measured."""
+    epochs = [e for e in log if "epoch" in e]
+    notes = "".join(f"\n- {e['note']}" for e in log if "note" in e) + ("\n" if any("note" in e for e in log) else "")
+    hours = sum(e["seconds"] for e in epochs) / 3600
+    recipe = "\n".join(f"| {k} | {v} |" for k, v in asdict(config).items() if k not in ("out", "data_dir", "device"))
+    measured = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    curve = "\n".join(f"| {e['epoch']} | {e['loss']} | {e['seconds']} |" for e in epochs)
+    simclr = config.objective == "simclr"
+    kind = "SimCLR (contrastive, NT-Xent)" if simclr else "supervised (cross-entropy)"
+    output = (
+        "The projector was dropped: the network returns pooled backbone features."
+        if simclr
+        else "The network returns class logits."
+    )
+    how = (
+        "kNN: k=200, cosine similarity, votes weighted by exp(sim/0.1), bank = 50,000 training images. "
+        "Linear probe: multinomial logistic regression (L-BFGS) on standardised pooled features."
+        if simclr
+        else "Accuracy of the argmax of the logits on the 10,000 test images, unaugmented."
+    )
+    precision = "bf16 autocast" if bf16_native(device) else "float32"
+    where = f"{device.type} ({platform.processor() or platform.machine()}, {precision})"
+    return f"""---
+library_name: cka-lens
+tags: [cifar10, resnet, {config.objective}]
+datasets: [cifar10]
+---
+# {arch.name} trained {kind} on CIFAR-10
+
+A CIFAR-stem {arch.name} (3x3 stride-1 conv1, no max-pool, first-stage width {arch.width}) trained by CKA Lens
+with `python -m cli train`. {output}
+
+## Exact command
+```
+{command}
+```
+
+## Measured (CKA Lens's own evaluation, full CIFAR-10 test split)
+| metric | value |
+|---|---|
+{measured}
+
+{how}
+
+## Recipe
+| setting | value |
+|---|---|
+{recipe}
+| peak lr used | {config.peak_lr()} |
+
+Input normalisation: mean {CIFAR10_MEAN}, std {CIFAR10_STD} (training-split statistics).
+Data: CIFAR-10 training split from `{Path(source).name}` (Krizhevsky 2009).
+Trained on {where}, {hours:.2f} h in all, torch {torch.__version__}.
+
+## Loss per epoch{notes}
+| epoch | loss | seconds |
+|---|---|---|
+{curve}
+"""

@@ -1,0 +1,122 @@
+"""The analyses a session sees: the subset, each network's fingerprint and each pair's result, cached.
+
+Caches, from cheap to expensive: the subset (`st.cache_data`); each network's fingerprint (its one
+forward pass), keyed by (weights sha256, subset, options), so changing model B reuses A's; the finished
+comparison, keyed by (both hashes, subset, options). Shared caches are keyed by content hash, so two
+sessions never see each other's uploads by name.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import streamlit as st
+import torch
+
+from core import settings
+from core.augment import simclr_views
+from core.data import Subset, SubsetSpec, load_subset
+from core.device import pick_device
+from core.distributed import Cluster
+from core.errors import LensError
+from core.fingerprint import Fingerprint, fingerprint, view_generator
+from core.network import Network
+from core.options import AnalysisOptions
+from core.pipeline import compare_many
+from core.progress import Progress
+from core.result import AnalysisResult
+from models import CheckpointError, LoadedModel
+from ui import networks
+from ui.choices import Choices
+
+
+@functools.cache
+def configure_threads() -> None:
+    """Apply CKA_LENS_THREADS once per server process (torch's thread pool is shared by every session)."""
+    threads = settings.threads()
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def device() -> str:
+    return str(pick_device("auto"))
+
+
+@st.cache_data(max_entries=4, show_spinner="Loading CIFAR-10 images...")
+def subset_of(spec: SubsetSpec) -> Subset:
+    return load_subset(spec)
+
+
+@contextmanager
+def progress_panel(title: str) -> Iterator[Progress]:
+    """A status box with a progress bar naming each stage; gone once the work is done.
+
+    Called inside cached functions: everything is drawn in a placeholder created here and emptied at the
+    end, so a cache hit replays nothing visible (and never touches elements made outside the function).
+    """
+    slot = st.empty()
+    with slot.container():
+        status = st.status(title, expanded=True)
+        bar = status.progress(0.0, text="starting")
+
+    def report(stage: str, done: int, total: int) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{stage} ({done}/{total})")
+
+    try:
+        yield report
+    finally:
+        slot.empty()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _fingerprint(sha256: str, spec: SubsetSpec, options: AnalysisOptions, _network: Network, _device: str):
+    subset = subset_of(spec)
+    with progress_panel(f"{_network.identity.source}: {spec.size:,} images") as report:
+        return fingerprint(_network, subset, options, torch.device(_device), report)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _result(sha_a: str, sha_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str):
+    def cached(network: Network) -> Fingerprint:
+        return _fingerprint(network.identity.sha256, spec, options, network, _device)
+
+    cluster = Cluster.single(torch.device(_device))
+    with progress_panel("Comparing A and B") as report:
+        return compare_many(_a, [_b], subset_of(spec), options, cluster, report, cached)[0]
+
+
+def analysis(choices: Choices) -> AnalysisResult | None:
+    """The comparison for the current choices, or None after showing why it cannot be made."""
+    if choices.problem:
+        st.warning(choices.problem)
+        return None
+    loaded: list[LoadedModel] = []
+    for side, spec in (("A", choices.model_a), ("B", choices.model_b)):
+        try:
+            loaded.append(networks.load(spec))
+        except CheckpointError as err:
+            st.error(f"Model {side} ({spec}) could not be loaded: {err}")
+    if len(loaded) < 2:
+        return None
+    a, b = loaded
+    try:
+        result = _result(a.info.sha256, b.info.sha256, choices.subset, choices.options, a, b, device())
+    except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
+        st.error(f"The analysis failed: {err}")
+        return None
+    # The shared cache is keyed by content: name the models as this session knows them.
+    return replace(result, model_a=a.identity, model_b=b.identity)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def augmented_views(spec: SubsetSpec, options: AnalysisOptions, count: int, _device: str):
+    """The first `count` images of the first minibatch and their SimCLR views, drawn exactly as the invariance
+    analysis draws them (same seed, same device, the whole minibatch at once); uint8 HWC arrays and labels."""
+    batch = subset_of(spec).images[: options.batch_size].to(_device)
+    views = simclr_views(batch, view_generator(options.seed, 0, _device))[:count]
+    as_hwc = lambda x: x.permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
+    originals = as_hwc(batch[:count])
+    return originals, (as_hwc(views) * 255).round().astype("uint8"), subset_of(spec).labels[:count].numpy()

@@ -1,0 +1,89 @@
+"""The shared sidebar: models, subset and CKA options, kept in step with the URL."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.data import CLASSES, SPLITS
+from models import registry_entries
+from ui import networks
+from ui.analysis import device
+from ui.choices import (
+    BY_NAME,
+    CHOICES,
+    DEFAULT_A,
+    DEFAULT_B,
+    ESTIMATORS,
+    KERNEL_LABELS,
+    Choices,
+    as_spec,
+    init_from_url,
+    read_choices,
+)
+
+
+def model_options(current: str) -> list[str]:
+    """Bundled checkpoints, the Hub registry, this session's uploads, and the current choice if typed in."""
+    specs = [entry.spec for entry in registry_entries()] + networks.upload_specs()
+    for spec in (DEFAULT_A, DEFAULT_B, current):
+        if spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def sidebar() -> Choices:
+    """Draw the shared sidebar, keep the URL in step with it, and return (and store) the choices."""
+    init_from_url()
+    s = st.session_state
+    with st.sidebar:
+        st.subheader("Models")
+        for side in ("a", "b"):
+            key = BY_NAME[side].key
+            if ":" not in (s[key] or ""):  # typed as owner/repo (or cleared)
+                s[key] = as_spec(s[key]) if s[key] else BY_NAME[side].default
+            st.selectbox(
+                f"Model {side.upper()}",
+                model_options(s[key]),
+                key=key,
+                accept_new_options=True,
+                help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE] (or type OWNER/REPO), file:PATH, or an upload "
+                "from the Models page",
+            )
+        st.subheader("CIFAR-10 subset")
+        st.selectbox("Split", SPLITS, key=BY_NAME["split"].key)
+        st.multiselect(
+            "Classes", list(range(len(CLASSES))), format_func=CLASSES.__getitem__, key=BY_NAME["classes"].key
+        )
+        st.number_input("Images per class", min_value=1, step=10, key=BY_NAME["per_class"].key)
+        st.number_input("Subset seed", min_value=0, step=1, key=BY_NAME["subset_seed"].key)
+        st.subheader("CKA")
+        st.radio("Estimator", list(ESTIMATORS), format_func=ESTIMATORS.__getitem__, key=BY_NAME["estimator"].key)
+        st.radio(
+            "Kernel",
+            list(KERNEL_LABELS),
+            format_func=KERNEL_LABELS.__getitem__,
+            key=BY_NAME["kernel"].key,
+            horizontal=True,
+        )
+        st.number_input(
+            "RBF bandwidth σ (fraction of the median distance)",
+            min_value=0.05,
+            max_value=10.0,
+            step=0.1,
+            key=BY_NAME["sigma"].key,
+            disabled=s[BY_NAME["kernel"].key] != "rbf",
+        )
+        st.number_input(
+            "Minibatch size",
+            min_value=4,
+            step=50,
+            key=BY_NAME["batch"].key,
+            help="CKA is averaged over minibatches of this many images (Nguyen et al. 2021)",
+        )
+        st.caption(f"Device: **{device()}** (CUDA is used automatically when present)")
+        for note in s.pop("url_ignored", []):
+            st.warning(f"Ignored the link's {note}; using the default.")
+    choices = read_choices()
+    st.query_params.from_dict(choices.query())
+    s[CHOICES] = choices
+    return choices
