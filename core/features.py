@@ -1,12 +1,52 @@
-"""The one feature-extraction path: named layers of a network, read in a single forward pass."""
+"""The one feature-extraction path: named layers of a network, read in a single forward pass.
+
+A network may be shared by several analyses running at once (the app's sessions share loaded networks).
+So the extractor never changes the network it is given: it traces a private copy, placed on the compute
+device in the fastest memory format, once per (network, device), under a lock, because torch.fx's tracer
+patches global state while it runs (two traces at once fail with "module is not installed as a submodule"
+or lose nodes). The traced copy is then read by any number of threads at once: an eval-mode forward pass
+changes nothing.
+"""
 
 from __future__ import annotations
 
+import copy
+import threading
+import weakref
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
+
+_LOCK = threading.Lock()  # tracing and the cache of prepared copies
+_PREPARED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Prepared]] = weakref.WeakKeyDictionary()
+
+
+class _Prepared:
+    """A private copy of a network on one device, traced for a set of nodes (or hooked when fx cannot trace)."""
+
+    def __init__(self, module: nn.Module, nodes: tuple[str, ...], device: torch.device):
+        self.module = copy.deepcopy(module).eval().to(device, memory_format=torch.channels_last)
+        self.nodes = nodes
+        self.hook_lock = threading.Lock()  # hooks live on the copy: one hooked forward at a time
+        try:
+            self.graph: nn.Module | None = create_feature_extractor(self.module, {n: n for n in nodes}).eval()
+        except Exception:  # noqa: BLE001 - any tracing failure means: use hooks instead
+            self.graph = None
+            missing = set(nodes) - dict(self.module.named_modules()).keys()
+            if missing:
+                raise ValueError(f"layers not found in the network: {sorted(missing)}") from None
+
+
+def _prepared(module: nn.Module, nodes: tuple[str, ...], device: torch.device) -> _Prepared:
+    """The traced private copy of `module` for these nodes on `device`, made once and then shared."""
+    key = (nodes, str(device))
+    with _LOCK:
+        per_module = _PREPARED.setdefault(module, {})
+        if key not in per_module:
+            per_module[key] = _Prepared(module, nodes, device)
+        return per_module[key]
 
 
 class FeatureExtractor:
@@ -14,8 +54,8 @@ class FeatureExtractor:
 
     Layers are torch.fx graph nodes (`create_feature_extractor`), so a module called twice in one
     forward pass (torchvision's blocks reuse one ReLU) gives each call its own node, and nothing is
-    left registered on the network. Networks that fx cannot trace fall back to forward hooks on
-    module names; the hooks live only for the duration of one call.
+    registered on the network. Networks that fx cannot trace fall back to forward hooks on module
+    names, on the private copy and only for the duration of one call.
     """
 
     def __init__(self, module: nn.Module, layers: Sequence[tuple[str, str]], device: torch.device):
@@ -24,15 +64,7 @@ class FeatureExtractor:
         self.names = [name for name, _ in layers]
         self.nodes = [node for _, node in layers]
         self.device = device
-        module = module.eval().to(device, memory_format=torch.channels_last)
-        try:
-            self._graph: nn.Module | None = create_feature_extractor(module, {n: n for n in self.nodes}).eval()
-            self._module = module
-        except Exception:  # noqa: BLE001 - any tracing failure means: use hooks instead
-            self._graph, self._module = None, module
-            missing = set(self.nodes) - dict(module.named_modules()).keys()
-            if missing:
-                raise ValueError(f"layers not found in the network: {sorted(missing)}") from None
+        self._prepared = _prepared(module, tuple(self.nodes), device)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -40,20 +72,23 @@ class FeatureExtractor:
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with autocast:
-            if self._graph is not None:
-                out = self._graph(x)
+            if self._prepared.graph is not None:
+                out = self._prepared.graph(x)
                 return [out[n] for n in self.nodes]
             return self._hooked(x)
 
     def _hooked(self, x: torch.Tensor) -> list[torch.Tensor]:
         captured: dict[str, torch.Tensor] = {}
-        modules = dict(self._module.named_modules())
-        handles = [
-            modules[n].register_forward_hook(lambda _m, _i, out, n=n: captured.__setitem__(n, out)) for n in self.nodes
-        ]
-        try:
-            self._module(x)
-        finally:
-            for h in handles:
-                h.remove()
+        module = self._prepared.module
+        modules = dict(module.named_modules())
+        with self._prepared.hook_lock:
+            handles = [
+                modules[n].register_forward_hook(lambda _m, _i, out, n=n: captured.__setitem__(n, out))
+                for n in self.nodes
+            ]
+            try:
+                module(x)
+            finally:
+                for h in handles:
+                    h.remove()
         return [captured[n] for n in self.nodes]

@@ -107,6 +107,9 @@ def analysis(choices: Choices) -> AnalysisResult | None:
     except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
         st.error(f"The analysis failed: {err}")
         return None
+    except Exception as err:  # noqa: BLE001 - a bug must reach this session as a message, not hang or leak paths
+        st.error(f"The analysis failed unexpectedly ({type(err).__name__}); please report it with your choices.")
+        return None
     # The shared cache is keyed by content: name the models as this session knows them.
     return replace(result, model_a=a.identity, model_b=b.identity)
 
