@@ -2,16 +2,14 @@
 
 Nothing here runs code from the file: safetensors is parsed by its own (Rust) reader, which checks
 the header against the data, and every PyTorch file goes through `torch.load(weights_only=True)`
-from memory. There is no fallback to `weights_only=False`: a checkpoint that needs it is refused.
+from memory, with the classes it pickles stood in for by inert placeholders (models.safe_pickle).
+There is no fallback to `weights_only=False`.
 """
 
 from __future__ import annotations
 
 import io
-import pickle
-import re
 import struct
-import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from models.errors import CheckpointError
+from models.safe_pickle import DamagedPickle, UnsafeCheckpoint, unpickle
 
 SUPPORTED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar", ".ckpt")
 SUPPORTED_TEXT = "a .safetensors file or a PyTorch state dict (.pt, .pth, .bin, .tar, Lightning .ckpt)"
@@ -119,28 +118,19 @@ def _read_safetensors(data: bytes, filename: str) -> dict[str, torch.Tensor]:
 
 
 def _read_torch(data: bytes, filename: str) -> object:
-    """torch.load(weights_only=True) from memory; refusals name the offending global and the fix."""
+    """The checkpoint's objects, unpickled by torch's weights-only unpickler with every unknown class stood in for
+    by an inert placeholder (models.safe_pickle): nothing named in the file is imported or run."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "detected pickle protocol 4": the refusal below is the message
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise CheckpointError(
-                f"'{filename}' could not be read as a PyTorch checkpoint ({_one_line(err)}); it may be truncated "
-                f"or damaged: download or export it again."
-            ) from None
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f" (it holds {found.group(1)})" if found else ""
+        return unpickle(data)
+    except DamagedPickle as err:
         raise CheckpointError(
-            f"'{filename}' contains pickled Python objects{what} that safe loading (torch.load with "
-            f"weights_only=True) refused to run; if you trust the file, load it yourself and re-save only the "
-            f"weights, e.g. `{RESAVE_HINT}`, then load that."
+            f"'{filename}' could not be read as a PyTorch checkpoint ({err}); it may be truncated or damaged: "
+            "download or export it again."
         ) from None
-    except Exception as err:  # torch raises RuntimeError, EOFError, ValueError, ... on damaged files
+    except UnsafeCheckpoint as err:
         raise CheckpointError(
-            f"'{filename}' could not be read as a PyTorch checkpoint ({_one_line(err)}); it may be truncated or "
-            "damaged: download or export it again."
+            f"'{filename}' was not loaded, and nothing in it ran: {err}. If you trust the file, load it yourself "
+            f"and re-save only the weights, e.g. `{RESAVE_HINT}`, then load that."
         ) from None
 
 

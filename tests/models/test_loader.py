@@ -234,7 +234,7 @@ def test_code_in_a_pickle_never_runs(tmp_path, nets, writer):
         data = nets.torch_bytes(Payload(target))
     else:
         data = nets.torch_bytes({"state_dict": nets.make().state_dict(), "callbacks": Payload(target)})
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="nothing in it ran"):
         load_uploaded(data, "evil.pt")
     assert not target.exists()
 
@@ -247,14 +247,12 @@ class HyperParameters:
 
 
 @pytest.mark.parametrize("hparams", [argparse.Namespace(lr=0.1, arch="resnet18"), HyperParameters()])
-def test_lightning_checkpoint_with_objects_is_refused_with_the_fix(nets, hparams):
-    data = nets.torch_bytes({"state_dict": nets.make().state_dict(), "hyper_parameters": hparams})
-    with pytest.raises(CheckpointError) as err:
-        load_uploaded(data, "lightning.ckpt")
-    message = str(err.value)
-    assert "weights_only=True" in message and "refused" in message
-    assert "torch.save(ckpt['state_dict'], 'weights.pt')" in message
-    assert type(hparams).__name__ in message  # names the object that was refused
+def test_a_lightning_checkpoint_with_objects_loads_its_weights_without_running_them(nets, hparams):
+    """Its objects are stood in for by inert placeholders; the weights are those of the network saved."""
+    net = nets.make()
+    data = nets.torch_bytes({"state_dict": net.state_dict(), "hyper_parameters": hparams})
+    loaded = load_uploaded(data, "lightning.ckpt")
+    nets.assert_same_outputs(net, loaded.module)
 
 
 # --- bad inputs ------------------------------------------------------------------------------------------------------

@@ -86,10 +86,6 @@ def bad_files(marker: Path) -> dict[str, Callable[[], tuple[str, bytes]]]:
         "image renamed .pt": lambda: ("weights.pt", _png()),
         "pickle with a code payload": lambda: ("weights.pkl", pickle.dumps(Payload(marker))),
         "torch.save with a code payload": lambda: ("weights.pt", _torch_bytes({"model": Payload(marker)})),
-        "lightning checkpoint with objects": lambda: (
-            "last.ckpt",
-            _torch_bytes({"state_dict": _state(), "hyper_parameters": argparse.Namespace(lr=0.1)}),
-        ),
         "mobilenet state dict": lambda: ("mobilenet.pth", _other_architecture("mobilenet_v3_small")),
         "squeezenet state dict": lambda: ("squeezenet.pth", _other_architecture("squeezenet1_1")),
         "nan weights": lambda: ("weights.pt", _poisoned(float("nan"))),
@@ -110,6 +106,10 @@ def good_files() -> dict[str, Callable[[], tuple[str, bytes]]]:
     return {
         "half precision": lambda: ("weights.pt", _torch_bytes(_state(torch.float16))),
         "bfloat16 safetensors": lambda: ("model.safetensors", safetensors_bytes(_state(torch.bfloat16))),
+        "lightning checkpoint with a Namespace": lambda: (
+            "last.ckpt",
+            _torch_bytes({"state_dict": _state(), "hyper_parameters": argparse.Namespace(lr=0.1)}),
+        ),
         "unknown wrapper prefix": lambda: (
             "weights.pth",
             _torch_bytes({"module." + k: v for k, v in _state().items()}),

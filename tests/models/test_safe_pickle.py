@@ -1,0 +1,141 @@
+"""Pickled objects in checkpoints: honest ones load without running anything; code payloads never run."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from models import CheckpointError, load_uploaded, safe_pickle
+from tests.models.payloads import PAYLOADS
+
+
+def _save(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: p.name)
+def test_a_code_payload_is_refused_by_the_loader_and_never_runs(payload, tmp_path):
+    sentinel = tmp_path / "ran"
+    data = payload.build(str(sentinel))
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(data, "checkpoint.pt")
+    assert not sentinel.exists(), payload.description
+    message = str(refused.value)
+    assert "checkpoint.pt" in message and len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: p.name)
+def test_placeholders_alone_keep_every_payload_inert(payload, tmp_path, monkeypatch):
+    """The deny list is a second wall: switched off, the placeholders still run nothing."""
+    monkeypatch.setattr(safe_pickle, "_denied", lambda name: False)
+    sentinel = tmp_path / "ran"
+    data = payload.build(str(sentinel))
+    try:
+        safe_pickle.unpickle(data)
+    except safe_pickle.UnsafeCheckpoint:
+        pass
+    assert not sentinel.exists(), payload.description
+
+
+def test_there_are_enough_payloads_of_every_kind():
+    assert len(PAYLOADS) >= 12
+    names = {p.name for p in PAYLOADS}
+    assert {
+        "subprocess_popen",
+        "builtins_eval",
+        "runpy_run_code",
+        "importlib_import_module",
+        "functools_partial",
+        "whole_module_nested",
+        "lightning_hparams",
+        "optimizer_state",
+    } <= names
+
+
+class _FakeLibrary:
+    """Registers classes under a library's real module path while a file is written, as a real file would
+    refer to them (the library itself is not installed here)."""
+
+    def __init__(self, module: str, **classes: type):
+        self.module, self.classes = module, classes
+
+    def __enter__(self):
+        parts = self.module.split(".")
+        self.added = [".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) not in sys.modules]
+        for name in self.added:
+            sys.modules[name] = types.ModuleType(name)
+        for name, cls in self.classes.items():
+            cls.__module__, cls.__qualname__ = self.module, name
+            setattr(sys.modules[self.module], name, cls)
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.added:
+            del sys.modules[name]
+
+
+def test_a_lightning_checkpoint_with_a_namespace_and_a_callback_loads_its_weights(nets):
+    net = nets.make()
+
+    class ModelCheckpoint:  # pickled as a dict key, as PL <= 1.4 does
+        pass
+
+    with _FakeLibrary("pytorch_lightning.callbacks.model_checkpoint", ModelCheckpoint=ModelCheckpoint):
+        data = _save(
+            {
+                "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": {"args": argparse.Namespace(method="simclr", lr=0.1)},
+                "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.9)}},
+                "epoch": 3,
+            }
+        )
+    loaded = load_uploaded(data, "last.ckpt")
+    nets.assert_same_outputs(net, loaded.module)
+
+
+def test_a_whole_pickled_module_gives_its_state_dict(nets):
+    net = nets.make()
+    wrapped = nn.DataParallel(net)
+    data = _save({"net": wrapped, "acc": 91.0, "epoch": 10})
+    got = safe_pickle.unpickle(data)["net"]
+    assert got.keys() == {f"module.{k}" for k in net.state_dict()}
+    assert all(torch.equal(got[f"module.{k}"], v) for k, v in net.state_dict().items())
+
+
+def test_dict_and_list_subclasses_and_configs_become_plain_data():
+    class AttributeDict(dict):
+        pass
+
+    class ListConfig(list):
+        pass
+
+    with _FakeLibrary("lightning_fabric.utilities.data", AttributeDict=AttributeDict):
+        with _FakeLibrary("somelib.lists", ListConfig=ListConfig):
+            data = _save(
+                {
+                    "hparams": AttributeDict(method="byol", depth=18),
+                    "stages": ListConfig([1, 2]),
+                    "w": torch.ones(2),
+                    "order": collections.Counter("aab"),
+                }
+            )
+    got = safe_pickle.unpickle(data)
+    assert got["hparams"] == {"method": "byol", "depth": 18}
+    assert got["stages"] == [1, 2] and got["order"] == {"a": 2, "b": 1}
+    assert torch.equal(got["w"], torch.ones(2))
+
+
+def test_a_torchscript_archive_is_refused_without_being_run():
+    data = io.BytesIO()
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), data)
+    with pytest.raises(safe_pickle.UnsafeCheckpoint, match="TorchScript"):
+        safe_pickle.unpickle(data.getvalue())
