@@ -13,7 +13,7 @@ from models.state_keys import STEM_KEY, SUPPORTED_ARCHS
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 
 
-def infer_arch(tensors: dict[str, torch.Tensor], stem_padding: int = 1) -> ArchConfig:
+def infer_arch(tensors: dict[str, torch.Tensor], stem_padding: int = 1, stem_pool: bool = False) -> ArchConfig:
     """Depth from blocks per stage and block type, width and stem from conv1, classes from fc."""
     conv1 = tensors[STEM_KEY]
     if conv1.ndim != 4 or conv1.shape[1] != 3 or conv1.shape[2] != conv1.shape[3]:
@@ -32,6 +32,7 @@ def infer_arch(tensors: dict[str, torch.Tensor], stem_padding: int = 1) -> ArchC
         width=int(conv1.shape[0]),
         stem="cifar" if kernel == 3 else "imagenet",
         stem_padding=stem_padding if kernel == 3 else 1,
+        stem_pool=stem_pool and kernel == 3,
         num_classes=int(fc.shape[0]) if fc is not None and fc.ndim == 2 else 0,
     )
 

@@ -21,8 +21,8 @@ from safetensors.torch import load as load_safetensors
 from models.errors import CheckpointError
 from models.safe_pickle import DamagedPickle, UnsafeCheckpoint, unpickle
 
-SUPPORTED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar", ".ckpt")
-SUPPORTED_TEXT = "a .safetensors file or a PyTorch state dict (.pt, .pth, .bin, .tar, Lightning .ckpt)"
+SUPPORTED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar", ".ckpt", ".th", ".t7")  # any name: content decides
+SUPPORTED_TEXT = "a .safetensors file or a PyTorch checkpoint (.pt, .pth, .pth.tar, .bin, .th, .t7, Lightning .ckpt)"
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where trainers nest the state dict
 RESAVE_HINT = "torch.save(ckpt['state_dict'], 'weights.pt')"
 
@@ -47,6 +47,7 @@ class ParsedFile:
     format: str  # "safetensors" or "torch"
     notes: tuple[str, ...]
     lightning: bool  # the file was a Lightning-style checkpoint (weights nested under "state_dict")
+    method: str | None = None  # the training method the file's own metadata names (hyper_parameters, args ...)
 
 
 def parse_checkpoint(data: bytes, filename: str) -> ParsedFile:
@@ -54,8 +55,9 @@ def parse_checkpoint(data: bytes, filename: str) -> ParsedFile:
     kind = detect_format(data, filename)
     if kind == "safetensors":
         return ParsedFile(_read_safetensors(data, filename), "safetensors", (), False)
-    tensors, notes, lightning = extract_state_dict(_read_torch(data, filename), filename)
-    return ParsedFile(tensors, "torch", notes, lightning)
+    obj = _read_torch(data, filename)
+    tensors, notes, lightning = extract_state_dict(obj, filename)
+    return ParsedFile(tensors, "torch", notes, lightning, method_in_metadata(obj))
 
 
 def detect_format(data: bytes, filename: str) -> str:
@@ -132,6 +134,24 @@ def _read_torch(data: bytes, filename: str) -> object:
             f"'{filename}' was not loaded, and nothing in it ran: {err}. If you trust the file, load it yourself "
             f"and re-save only the weights, e.g. `{RESAVE_HINT}`, then load that."
         ) from None
+
+
+METADATA_KEYS = ("hyper_parameters", "hparams", "args", "opt", "config", "cfg")  # where trainers keep settings
+
+
+def method_in_metadata(obj: object, depth: int = 0) -> str | None:
+    """A 'method' string in the settings a trainer saved beside the weights (Lightning's hyper_parameters,
+    an argparse Namespace under 'args' or 'opt', a config), searched a few levels deep; None if there is none."""
+    if not isinstance(obj, Mapping) or depth > 3:
+        return None
+    if depth and isinstance(obj.get("method"), str):
+        return obj["method"]
+    for key, value in obj.items():
+        if (depth or key in METADATA_KEYS) and isinstance(value, Mapping):
+            found = method_in_metadata(value, depth + 1)
+            if found:
+                return found
+    return None
 
 
 def extract_state_dict(obj: object, filename: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...], bool]:

@@ -40,7 +40,7 @@ class ModelInfo:
     """Everything the app shows or needs about a loaded network besides the module itself."""
 
     arch: ArchConfig
-    stem: str  # "cifar" or "imagenet"
+    stem: str  # "cifar", "cifar-maxpool" or "imagenet" (ArchConfig.stem_kind)
     method: str  # "simclr", "supervised", another method named by config.json, or "unknown"
     mean: RGB  # input normalisation the network was trained with
     std: RGB

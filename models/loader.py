@@ -26,12 +26,38 @@ from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
 from models.loaded import LoadedModel, ModelInfo, SourceHints
 from models.resnet import ArchConfig, build_resnet, resnet_layers
-from models.state_keys import Normalised, normalise_keys
+from models.state_keys import NOT_HEADS, Normalised, normalise_keys
 
 MAX_CONFIG_BYTES = 1 << 20
 SOLO_LEARN_STEM_PADDING = 2  # solo-learn replaces conv1 by Conv2d(3, w, 3, 1, padding=2) for CIFAR
 FOLDER_WEIGHT_FILES = (WEIGHTS_FILE, "pytorch_model.bin", "model.pt", "model.pth")
 _METHOD = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SELF_SUPERVISED_UNKNOWN = "self-supervised (method unknown)"
+METHOD_NAMES = {  # spellings in trainers' settings -> one name
+    "simclr": "simclr",
+    "byol": "byol",
+    "barlowtwins": "barlow_twins",
+    "barlow": "barlow_twins",
+    "moco": "moco",
+    "mocov1": "moco",
+    "mocov2": "moco",
+    "mocov2plus": "moco",
+    "mocov3": "moco",
+    "swav": "swav",
+    "dino": "dino",
+    "vicreg": "vicreg",
+    "simsiam": "simsiam",
+    "supcon": "supcon",
+    "nnclr": "nnclr",
+    "ressl": "ressl",
+    "deepclusterv2": "deepclusterv2",
+    "wmse": "wmse",
+    "nnbyol": "nnbyol",
+    "supervised": "supervised",
+    "ce": "supervised",
+    "supce": "supervised",
+    "crossentropy": "supervised",
+}
 
 
 def check_size(size: int, name: str, max_bytes: int | None) -> None:
@@ -145,14 +171,14 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
     keys = normalise_keys(parsed.tensors)
     notes = list(hints.notes) + list(parsed.notes) + list(keys.notes)
     padding = _stem_padding(hints, keys, parsed.lightning, notes)
-    arch = infer_arch(keys.tensors, padding)
+    arch = infer_arch(keys.tensors, padding, bool(keys.stem_pool))
     tensors = _as_float32(keys.tensors, notes)
     module = strict_load(arch, tensors, notes)
-    method = _method(hints, keys, arch, notes)
+    method = _method(hints, parsed.method, keys, arch, notes)
     mean, std = _normalisation(hints, notes)
     info = ModelInfo(
         arch=arch,
-        stem=arch.stem,
+        stem=arch.stem_kind,
         method=method,
         mean=mean,
         std=std,
@@ -171,7 +197,7 @@ def _stem_padding(hints: SourceHints, keys: Normalised, lightning: bool, notes: 
     if hints.stem_padding is not None:
         return hints.stem_padding
     cifar_stem = keys.tensors["conv1.weight"].shape[-1] == 3  # solo-learn's ImageNet models keep the 7x7 stem
-    solo_learn = cifar_stem and lightning and keys.prefix in ("backbone.", "encoder.") and keys.classifier_head
+    solo_learn = cifar_stem and lightning and keys.prefix in ("backbone.", "encoder.") and "classifier" in keys.dropped
     if solo_learn:
         notes.append(
             f"looks like a solo-learn checkpoint: used conv1 padding {SOLO_LEARN_STEM_PADDING} as solo-learn does "
@@ -241,17 +267,34 @@ def _mismatch_message(arch: ArchConfig, missing: list[str], unexpected: list[str
     )
 
 
-def _method(hints: SourceHints, keys: Normalised, arch: ArchConfig, notes: list[str]) -> str:
-    """config.json / registry first; else guessed from heads: a projector means SimCLR-style, fc supervised."""
+def _method(hints: SourceHints, saved: str | None, keys: Normalised, arch: ArchConfig, notes: list[str]) -> str:
+    """The training method: as config.json or the registry says; else as the file's own metadata says; else what
+    the keys prove (MoCo's query and key encoders); else only what they allow: self-supervised (method unknown)
+    when heads of a self-supervised method were dropped, supervised for a bare CIFAR classifier. Never a guess."""
     if hints.method:
         return hints.method
-    if keys.self_supervised_heads:
-        notes.append("method guessed as simclr from the projector keys")
-        return "simclr"
+    if saved:
+        name = canonical_method(saved)
+        notes.append(f"method '{name}' read from the checkpoint's own settings ('{saved}')")
+        return name
+    if "encoder_q." in keys.prefix and any(name.endswith(("encoder_k", "queue")) for name in keys.dropped):
+        notes.append("method named moco from its query and key encoders and its queue")
+        return "moco"
+    if "dino_loss_func" in keys.dropped:  # the centre of DINO's loss is saved with the network
+        notes.append("method named dino from its loss's saved centre")
+        return "dino"
+    if any(name not in NOT_HEADS for name in keys.dropped):
+        return SELF_SUPERVISED_UNKNOWN
     if arch.num_classes:
-        notes.append("method guessed as supervised from the fc classifier")
+        notes.append("method taken as supervised: a bare CIFAR classifier with no other heads")
         return "supervised"
     return "unknown"
+
+
+def canonical_method(name: str) -> str:
+    """'SimCLR' -> 'simclr', 'mocov2plus' -> 'moco', 'BarlowTwins' -> 'barlow_twins'; unknown names as written."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    return METHOD_NAMES.get(key, re.sub(r"[^a-z0-9_-]", "", name.lower())[:32] or "unknown")
 
 
 def _normalisation(hints: SourceHints, notes: list[str]) -> tuple[RGB, RGB]:

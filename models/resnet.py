@@ -18,6 +18,7 @@ class ArchConfig:
     width: int = 64  # channels of the first stage; 64 is the standard ResNet
     stem: str = "cifar"  # "cifar": 3x3 stride-1 conv1, no max-pool; "imagenet": 7x7 stride-2 + max-pool
     stem_padding: int = 1  # conv1 padding of the CIFAR stem (solo-learn uses 2)
+    stem_pool: bool = False  # a 3x3 stride-2 max-pool after the CIFAR stem (some codebases keep torchvision's)
     num_classes: int = 10  # 0: no classifier, the network returns pooled features
 
     def __post_init__(self) -> None:
@@ -36,6 +37,11 @@ class ArchConfig:
     def feature_dim(self) -> int:
         """Width of the pooled features (the classifier's input)."""
         return self.width * 8 * (4 if self.bottleneck else 1)
+
+    @property
+    def stem_kind(self) -> str:
+        """'cifar' (3x3 stride 1), 'cifar-maxpool' (the same, then a max-pool) or 'imagenet' (7x7 stride 2 + pool)."""
+        return "cifar-maxpool" if self.stem == "cifar" and self.stem_pool else self.stem
 
     @property
     def name(self) -> str:
@@ -60,7 +66,7 @@ class CifarResNet(ResNet):
         self.inplanes = config.width
         if config.stem == "cifar":
             self.conv1 = nn.Conv2d(3, config.width, 3, 1, config.stem_padding, bias=False)
-            self.maxpool = nn.Identity()
+            self.maxpool = nn.MaxPool2d(3, 2, 1) if config.stem_pool else nn.Identity()
         else:
             self.conv1 = nn.Conv2d(3, config.width, 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -92,7 +98,7 @@ def resnet_layers(config: ArchConfig) -> list[tuple[str, str]]:
     those nodes instead of hooking the module avoids the overwritten-hook bug.
     """
     last_bn, last_relu = ("bn3", "relu_2") if config.bottleneck else ("bn2", "relu_1")
-    layers = [("stem", "maxpool" if config.stem == "imagenet" else "relu")]
+    layers = [("stem", "maxpool" if config.stem == "imagenet" or config.stem_pool else "relu")]
     for stage, count in enumerate(BLOCKS_PER_STAGE[config.depth], start=1):
         for index in range(count):
             block = f"layer{stage}.{index}"

@@ -37,7 +37,7 @@ TORCH_OPCODES = frozenset(
 # Modules a weights file never needs; naming one is refused outright (checked in every spelling).
 DENIED_MODULES = frozenset(
     "os posix nt sys subprocess commands runpy importlib pickle _pickle cPickle marshal shutil socket ctypes _ctypes "
-    "code codeop codecs _codecs pty pdb bdb webbrowser timeit platform multiprocessing _posixsubprocess signal "
+    "code codeop codecs pty pdb bdb webbrowser timeit platform multiprocessing _posixsubprocess signal "
     "asyncio threading thread _thread types inspect operator _operator tempfile pathlib io _io shlex glob "
     "zipimport site sysconfig cProfile profile trace dill cloudpickle joblib yaml IPython _osx_support "
     "torch.hub torch.jit torch._C torch.package torch.ops torch._dynamo torch.cuda torch.distributed "

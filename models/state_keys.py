@@ -1,12 +1,16 @@
-"""State dict key names -> torchvision key names: the backbone found, wrappers stripped, heads dropped.
+"""State dict key names -> torchvision key names: the online backbone found, wrappers stripped, heads dropped.
 
-Checkpoints in the wild wrap the same ResNet in different ways (DDP's `module.`, Lightning's
-`model.`, solo-learn's `backbone.`, heads next to the backbone, kuangliu-style `shortcut`/`linear`
-names). This module undoes those wrappings, so the network can be rebuilt and loaded strictly.
+Checkpoints in the wild hold the same ResNet in many ways: behind DDP's `module.` or Lightning's `model.`,
+under `backbone.`, `encoder.`, `encoder_q.` or `f.`, as an `nn.Sequential` of a ResNet's children
+(`f.0.weight`, `backbone.4.0.conv1.weight`), next to momentum/key copies of itself, queues, projection and
+prediction heads under any name, and with kuangliu-style `shortcut`/`linear` names. This module finds the
+online backbone, maps it to torchvision's names, keeps a classifier that fits CIFAR and drops the rest,
+saying what it dropped, so the network can be rebuilt and loaded strictly.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,11 +18,16 @@ import torch
 
 from models.errors import CheckpointError
 
-WRAPPER_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "_orig_mod.")
-SELF_SUPERVISED_HEADS = ("projector", "projection_head", "prototypes", "predictor", "prediction_head")
-HEAD_NAMES = SELF_SUPERVISED_HEADS + ("classifier",)  # `fc` is not a head to drop: it is the supervised output
 STEM_KEY, FIRST_BLOCK_KEY = "conv1.weight", "layer1.0.conv1.weight"
 SUPPORTED_ARCHS = "torchvision/timm-style ResNet-18, ResNet-34 and ResNet-50 (CIFAR 3x3 or ImageNet 7x7 stem)"
+# Parts of a prefix that mark a copy of the network that is not the one trained by gradient descent.
+COPY_WORDS = ("momentum", "encoder_k", "key_encoder", "teacher", "target", "ema", "_k.")
+CLASSIFIER_NAMES = ("fc", "linear", "classifier")
+PROJECTION_FC = "fc (an MLP projection head)"
+THOP = "thop profiler counters"  # total_ops/total_params buffers the thop FLOP counter leaves on every module
+NOT_HEADS = ("fc", "linear", "classifier", THOP)  # dropped without saying anything about the training method
+IMAGENET_CLASSES = 1000  # a head this wide was trained on (or left from) ImageNet: it cannot classify CIFAR images
+_STAGE_KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.0\.conv1\.weight$")
 
 
 @dataclass(frozen=True)
@@ -27,60 +36,161 @@ class Normalised:
 
     tensors: dict[str, torch.Tensor]
     notes: tuple[str, ...]
-    prefix: str  # the prefix stripped from the backbone keys ("" if none)
-    self_supervised_heads: bool  # projector/predictor/... keys were present (and dropped)
-    classifier_head: bool  # a separate `classifier.*` head was present (and dropped)
+    prefix: str  # the prefix of the backbone's keys ("" if none)
+    dropped: tuple[str, ...]  # top-level names of what was dropped (heads, copies, queues), sorted
+    stem_pool: bool | None  # a max-pool after the stem, where the layout shows it (a Sequential); None: unknown
 
 
 def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
-    """Strip the wrapper prefix, drop heads, rename kuangliu-style keys; not-a-ResNet -> CheckpointError."""
-    prefix = find_backbone_prefix(state)
+    """Find the online backbone and map it to torchvision names; keep a fitting classifier; drop the rest."""
+    prefix, positions = find_backbone(state)
     kept: dict[str, torch.Tensor] = {}
     dropped: Counter[str] = Counter()
     renamed = 0
     for key, tensor in state.items():
-        inside = key.startswith(prefix)
-        name = key[len(prefix) :] if inside else key
-        head = _head_name(name if inside else _strip_wrappers(name))
-        if head:
-            dropped[head] += 1
-            continue
-        if inside:
-            new = _rename(name)
-            renamed += new != name
-            name = new
-        kept[name] = tensor
+        if key.startswith(prefix):
+            name = _positional(key[len(prefix) :], positions) if positions else key[len(prefix) :]
+            if name is not None and not _is_head(name):
+                new = _rename(name)
+                renamed += new != name
+                kept[new] = tensor
+                continue
+        dropped[THOP if key.endswith((".total_ops", ".total_params")) else _group(key, prefix)] += 1
     notes = []
     if prefix:
-        notes.append(f"stripped the prefix '{prefix}' from the backbone keys")
+        notes.append(f"took the backbone from the keys under '{prefix}'")
+    if positions:
+        notes.append(
+            f"mapped the Sequential of a ResNet's children under '{prefix}' to torchvision's names by position"
+        )
     if renamed:
         notes.append(f"renamed {renamed} keys from 'shortcut'/'linear' to torchvision's 'downsample'/'fc'")
+    kept, sibling = _sibling_classifier(state, prefix, kept, dropped)
+    if sibling:
+        notes.append(f"kept '{sibling}' as the classifier of the backbone")
+    if "encoder_q." in prefix and any(k.startswith("fc.") for k in kept):  # MoCo's fc is its embedding head
+        notes.append("dropped encoder_q's fc: MoCo's embedding head, not a classifier")
+        dropped[PROJECTION_FC] += sum(k.startswith("fc.") for k in kept)
+        kept = {k: v for k, v in kept.items() if not k.startswith("fc.")}
+    kept = _fitting_classifier(kept, dropped, notes)
+    if any(_is_copy(name) for name in dropped):
+        notes.append("chose the online network: momentum/key copies of the backbone were dropped on purpose")
     if dropped:
-        notes.append("dropped head keys: " + ", ".join(f"{h}.* ({n})" for h, n in sorted(dropped.items())))
-    return Normalised(
-        kept,
-        tuple(notes),
-        prefix,
-        self_supervised_heads=any(h in SELF_SUPERVISED_HEADS or h.startswith("momentum_") for h in dropped),
-        classifier_head="classifier" in dropped,
-    )
+        notes.append("dropped: " + ", ".join(f"{name} ({n} tensors)" for name, n in sorted(dropped.items())))
+    stem_pool = None if not positions else positions["pool"]
+    return Normalised(kept, tuple(notes), prefix, tuple(sorted(dropped)), stem_pool)
 
 
-def find_backbone_prefix(state: dict[str, torch.Tensor]) -> str:
-    """The prefix P with P+'conv1.weight' and P+'layer1.0.conv1.weight' both present (shortest wins).
+def find_backbone(state: dict[str, torch.Tensor]) -> tuple[str, dict | None]:
+    """The prefix of the online backbone's keys, and the positional map if it is a Sequential of children.
 
-    Momentum/EMA copies ('momentum_backbone.') also match; the online backbone's prefix is shorter.
+    A torchvision-named backbone has P+'conv1.weight' and P+'layer1.0.conv1.weight'; a Sequential one has
+    P+'0.weight' (an RGB convolution) and four consecutive stages P+'k.0.conv1.weight'. Copies (momentum,
+    key, teacher, EMA) are passed over when an online backbone exists; the shortest prefix wins.
     """
-    candidates = [
+    named = [
         key[: -len(STEM_KEY)]
         for key in state
         if key.endswith(STEM_KEY) and key[: -len(STEM_KEY)] + FIRST_BLOCK_KEY in state
     ]
-    candidates = [c for c in candidates if c == "" or c.endswith(".")]
-    candidates = [c for c in candidates if not _head_name(_strip_wrappers(c))] or candidates
+    candidates: dict[str, dict | None] = {p: None for p in named if p == "" or p.endswith(".")}
+    for prefix, positions in _sequential_backbones(state).items():
+        candidates.setdefault(prefix, positions)
     if not candidates:
         raise CheckpointError(not_a_resnet_message(state))
-    return min(candidates, key=len)
+    online = [p for p in candidates if not _is_copy(p)] or list(candidates)
+    prefix = min(online, key=lambda p: (len(p), p))
+    return prefix, candidates[prefix]
+
+
+def _sequential_backbones(state: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Prefixes of nn.Sequential(*resnet.children()) backbones, with the index of each part."""
+    stages: dict[str, set[int]] = {}
+    for key in state:
+        match = _STAGE_KEY.match(key)
+        if match and (match["prefix"] == "" or match["prefix"].endswith(".")):
+            stages.setdefault(match["prefix"], set()).add(int(match["index"]))
+    found = {}
+    for prefix, indices in stages.items():
+        first = min(indices)
+        stem = state.get(prefix + "0.weight")
+        if not {first, first + 1, first + 2, first + 3} <= indices or stem is None or stem.ndim != 4:
+            continue
+        if stem.shape[1] != 3 or prefix + "1.running_mean" not in state:
+            continue
+        if first not in (3, 4):  # conv, bn, relu[, maxpool], layer1: anything else is another network
+            continue
+        found[prefix] = {"first": first, "pool": first == 4}
+    return found
+
+
+def _positional(name: str, positions: dict) -> str | None:
+    """'4.0.conv1.weight' -> 'layer1.0.conv1.weight' in a Sequential of a ResNet's children; None if no part."""
+    index, _, rest = name.partition(".")
+    if not index.isdigit():
+        return None
+    index = int(index)
+    if index == 0:
+        return f"conv1.{rest}"
+    if index == 1:
+        return f"bn1.{rest}"
+    stage = index - positions["first"]
+    return f"layer{stage + 1}.{rest}" if 0 <= stage < 4 else None
+
+
+def _is_copy(prefix: str) -> bool:
+    return any(word in prefix for word in COPY_WORDS)
+
+
+def _is_head(name: str) -> bool:
+    """A key inside the backbone that is not part of it: anything outside the stem, stages and a plain fc, and
+    the counters the thop profiler leaves on every module ('layer1.0.total_ops')."""
+    first, last = name.split(".", 1)[0], name.rsplit(".", 1)[-1]
+    if last in ("total_ops", "total_params"):
+        return True
+    return not (first in ("conv1", "bn1") or re.match(r"layer[1-4]$", first) or first in ("fc", "linear"))
+
+
+def _group(key: str, prefix: str) -> str:
+    """How a dropped key is named in the notes: its first part below the shared wrapper, e.g. 'projector'."""
+    wrapper = prefix.split(".", 1)[0] + "." if prefix.count(".") > 1 else ""
+    rest = key[len(wrapper) :] if wrapper and key.startswith(wrapper) else key
+    inside = key.startswith(prefix) and prefix
+    parts = rest.split(".")
+    return ".".join(parts[: 2 if inside else 1]) if len(parts) > 1 else rest
+
+
+def _sibling_classifier(
+    state: dict[str, torch.Tensor], prefix: str, kept: dict[str, torch.Tensor], dropped: Counter
+) -> tuple[dict[str, torch.Tensor], str]:
+    """A single linear layer beside the backbone ('module.fc' beside 'module.encoder.', 'fc' beside 'f.') is its
+    classifier, unless self-supervised heads sit there too (solo-learn's online linear probe is one of its heads)."""
+    if not prefix or "fc.weight" in kept or any(name not in CLASSIFIER_NAMES for name in dropped):
+        return kept, ""
+    wrapper = prefix.rstrip(".").rpartition(".")[0]
+    wrapper = wrapper + "." if wrapper else ""
+    for name in CLASSIFIER_NAMES:
+        base = f"{wrapper}{name}."
+        parts = {k[len(base) :]: v for k, v in state.items() if k.startswith(base)}
+        if set(parts) == {"weight", "bias"} and parts["weight"].ndim == 2:
+            dropped.pop(name, None)
+            return kept | {f"fc.{part}": v for part, v in parts.items()}, base.rstrip(".")
+    return kept, ""
+
+
+def _fitting_classifier(kept: dict[str, torch.Tensor], dropped: Counter, notes: list[str]) -> dict[str, torch.Tensor]:
+    """An fc that is an MLP (a projection head) or whose size fits no CIFAR dataset is dropped, with a note."""
+    fc = {k: v for k, v in kept.items() if k.startswith("fc.")}
+    if not fc:
+        return kept
+    weight = fc.get("fc.weight")
+    if weight is not None and weight.ndim == 2 and weight.shape[0] < IMAGENET_CLASSES and len(fc) <= 2:
+        return kept
+    mlp = weight is None
+    what = "an MLP projection head" if mlp else f"a {weight.shape[0]}-way ImageNet head, which cannot classify CIFAR"
+    notes.append(f"dropped fc ({what}): the network's output is its pooled features")
+    dropped[PROJECTION_FC if mlp else "fc"] += len(fc)
+    return {k: v for k, v in kept.items() if not k.startswith("fc.")}
 
 
 def not_a_resnet_message(state: dict[str, torch.Tensor]) -> str:
@@ -101,19 +211,6 @@ def not_a_resnet_message(state: dict[str, torch.Tensor]) -> str:
 def _natural(key: str) -> list:
     """Sort key putting 'features.2' before 'features.10'."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in key.split(".")]
-
-
-def _strip_wrappers(name: str) -> str:
-    """Remove leading wrapper prefixes ('module.model.x' -> 'x') to see what a key really is."""
-    while name.startswith(WRAPPER_PREFIXES):
-        name = name.split(".", 1)[1]
-    return name
-
-
-def _head_name(name: str) -> str:
-    """'projector' for 'projector.0.weight', 'momentum_backbone' for its keys; '' if not a head."""
-    first = name.split(".", 1)[0]
-    return first if first in HEAD_NAMES or first.startswith("momentum_") else ""
 
 
 def _rename(name: str) -> str:

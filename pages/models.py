@@ -52,8 +52,9 @@ with by_spec:
             st.error(str(err))
 with by_upload:
     file = st.file_uploader(
-        "Checkpoint file (kept in this browser session only, never written to disk)",
-        type=[suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES],
+        f"Checkpoint file: {', '.join(SUPPORTED_SUFFIXES)} or no suffix, up to the server's size limit (read by its "
+        "content, kept in this browser session only, never written to disk)",
+        type=None,  # the content decides, so a file without a suffix (or with a trainer's own) is accepted
     )
     if file is not None:
         try:

@@ -104,12 +104,9 @@ def test_the_app_uploader_refuses_every_bad_file_and_keeps_working(marker, bundl
     at = AppTest.from_file(APP, default_timeout=300)
     at.query_params.update({"per_class": "4", "batch": "20"})
     at.run().switch_page("pages/models.py").run()
-    allowed = set(at.file_uploader[0].proto.type)
-    assert ".onnx" not in allowed and ".pkl" not in allowed  # the browser refuses these before upload
+    assert not at.file_uploader[0].proto.type  # any file may be chosen: the loader judges the content
     for kind, build in bad_files(marker).items():
         name, data = build()
-        if Path(name).suffix not in allowed:  # the content is what is bad: send it under an accepted name
-            name = Path(name).stem + ".pt"
         with pytest.raises(CheckpointError) as raised:
             load_uploaded(data, name)
         at.file_uploader[0].upload(name, data).run()
