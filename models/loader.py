@@ -172,6 +172,11 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
     notes = list(hints.notes) + list(parsed.notes) + list(keys.notes)
     padding = _stem_padding(hints, keys, parsed.lightning, notes)
     arch = infer_arch(keys.tensors, padding, bool(keys.stem_pool))
+    if arch.stem == "cifar" and keys.stem_pool is None and not hints.origin:
+        notes.append(
+            "uncertain: the weights cannot show whether a max-pool follows the 3x3 stem; loaded without one, as most "
+            "CIFAR codebases train (huyvnphan/PyTorch_CIFAR10 keeps one, and its outputs would differ)"
+        )
     tensors = _as_float32(keys.tensors, notes)
     module = strict_load(arch, tensors, notes)
     method = _method(hints, parsed.method, keys, arch, notes)

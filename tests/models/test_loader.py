@@ -397,3 +397,11 @@ def test_broken_config_json_is_reported(tmp_path, nets):
     (folder / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json' is not valid JSON"):
         load_model(f"file:{folder}")
+
+
+def test_a_stem_pool_the_weights_cannot_show_is_reported_as_uncertain(tmp_path, nets):
+    net = nets.make()
+    bare = load_uploaded(nets.torch_bytes(net.state_dict()), "weights.pt")
+    assert any(n.startswith("uncertain: the weights cannot show whether a max-pool") for n in bare.info.notes)
+    described = load_model(f"file:{nets.folder(tmp_path / 'ours', net, 'supervised')}")  # config.json says
+    assert not any(n.startswith("uncertain") for n in described.info.notes)
