@@ -24,12 +24,12 @@ from core.device import pick_device
 from core.probes import knn_accuracy, linear_probe
 from models.folder_format import save_folder
 from models.resnet import ArchConfig, build_resnet
+from models.specs import SNAPSHOT_DIR
 from training.card import model_card
 from training.objectives import SimCLRNet, lr_at, nt_xent
 from training.precision import bf16_native, training_format
 
 STATE_FILE = "train_state.pt"
-SNAPSHOT_DIR = "snapshots"  # epoch-K.safetensors: the shipped network after epoch K, in float16
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from models import load_model
+from models import CheckpointError, load_model, registry
 from training.objectives import lr_at, nt_xent
 from training.train import TrainConfig, train
 
@@ -29,7 +29,7 @@ def data_dir(tmp_path):
 
 
 @pytest.mark.parametrize("objective", ["supervised", "simclr"])
-def test_train_resume_and_load(objective, data_dir, tmp_path, capsys):
+def test_train_resume_and_load(objective, data_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     config = TrainConfig(
         objective=objective,
@@ -63,6 +63,11 @@ def test_train_resume_and_load(objective, data_dir, tmp_path, capsys):
         assert snapshot["conv1.weight"].dtype == torch.float16
         with safe_open(out / "snapshots" / f"epoch-{epoch}.safetensors", "pt") as f:
             assert json.loads(f.metadata()["metrics"])["epoch"] == epoch
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    early = load_model("bundled:run@epoch-1")  # a snapshot loads with its folder's method and normalisation
+    assert early.info.method == objective and early.info.mean == loaded.info.mean and early.info.metrics == {}
+    with pytest.raises(CheckpointError, match="its snapshots: bundled:run@epoch-1, bundled:run@epoch-2"):
+        load_model("bundled:run@epoch-7")
     final = load_file(out / "snapshots" / "epoch-2.safetensors")["conv1.weight"].float()
     assert torch.allclose(final, loaded.module.conv1.weight, atol=1e-3)  # the last snapshot is the final network
     assert loaded.module(x).shape == (2, 10 if objective == "supervised" else 32)
