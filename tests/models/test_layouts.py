@@ -10,48 +10,20 @@ must be moved out of the list).
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 import torch
 
 from models import CheckpointError, load_uploaded
-from tests.models.layouts import (
-    akamaster,
-    bearpaw,
-    chenyaofo,
-    facebookresearch_moco,
-    hobbitlong_supcontrast,
-    huyvnphan,
-    kuangliu,
-    leftthomas_simclr,
-    lucidrains_byol,
-    p3i0t_simclr_cifar10,
-    spijkervet_simclr,
-    ssl_checkpoints,
-    sthalles_simclr,
-    timm_train,
-    wide_resnet,
-)
+from tests.models import layouts
 
 LAYOUTS = [
     layout
-    for module in (
-        akamaster,
-        bearpaw,
-        chenyaofo,
-        facebookresearch_moco,
-        hobbitlong_supcontrast,
-        huyvnphan,
-        kuangliu,
-        leftthomas_simclr,
-        lucidrains_byol,
-        p3i0t_simclr_cifar10,
-        spijkervet_simclr,
-        ssl_checkpoints,
-        sthalles_simclr,
-        timm_train,
-        wide_resnet,
-    )
-    for layout in module.LAYOUTS
+    for module in pkgutil.iter_modules(layouts.__path__)
+    if module.name != "spec"
+    for layout in importlib.import_module(f"{layouts.__name__}.{module.name}").LAYOUTS
 ]
 UNKNOWN = ("self-supervised (method unknown)", "unknown")
 # Files that say how they were trained (settings saved beside the weights, or keys only one method has): the
