@@ -4,14 +4,14 @@ fingerprint cache and the peers' own end-to-end APIs on the CKA part.
 Three sections, every measurement in its own fresh process (peak memory is that process's VmHWM):
 
 1. pipeline: `compare(A, B, subset, AnalysisOptions())` (defaults: invariance views, probes, 20
-   permutations, 200 bootstrap resamples) for each `--sizes` value. Time by stage as the pipeline
-   reports it (forward passes incl. the augmented views, CKA incl. permutation null and bootstrap,
+   permutations, the jackknife interval) for each `--sizes` value. Time by stage as the pipeline
+   reports it (forward passes incl. the augmented views, CKA incl. permutation null and interval,
    probes) and "other" = wall time of compare() minus those; peak RSS of the whole process.
 2. reuse: fingerprint A, fingerprint B, pair A-B, fingerprint C, pair A-C, against recomputing A:
    comparing a third model with an already fingerprinted one costs one model's forward passes.
 3. peers: the CKA matrix alone (cross-model, every layer pair) through each library's own model +
    data-loader API on the same two networks and the same normalised images in the same order, and
-   ours through compare() with the extras off (no views, probes, permutations or bootstrap).
+   ours through compare() with the extras off (no views, probes or permutations).
 
 Models are randomly initialised CIFAR-stem ResNet-18s (seeds 0, 1, 2; BatchNorm statistics from one
 pass over 512 other test images): the costs do not depend on the weights.
@@ -44,7 +44,7 @@ from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare, compare_many  # noqa: E402
 
 PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
-CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0, resamples=0)
+CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0)
 
 
 def _models(count: int, width: int) -> list:
@@ -141,7 +141,7 @@ def run_peer(peer: str, model_a, model_b, subset, batch: int, device: torch.devi
     """The [La, Lb] cross-model CKA matrix through one tool's own end-to-end API (documented inline)."""
     names = [common.module_name(node) for _, node in model_a.layers]
     if peer == "ours-cka-only":
-        options = AnalysisOptions(batch_size=batch, invariance=False, probes=False, permutations=0, resamples=0)
+        options = AnalysisOptions(batch_size=batch, invariance=False, probes=False, permutations=0)
         return compare(model_a, model_b, subset, options, device).cross
     images = normalize(subset.images, model_a.info.mean, model_a.info.std)  # both share mean/std here
     loader = _loader(images, subset.labels, batch)

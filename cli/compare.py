@@ -40,10 +40,9 @@ def add_parser(sub) -> None:
     c.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
     c.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth, fraction of the median distance")
     c.add_argument("--estimator", default="debiased", choices=("debiased", "biased"))
-    c.add_argument("--batch-size", type=int, default=250)
+    c.add_argument("--batch-size", type=int, default=100, help="images per CKA minibatch")
     c.add_argument("--permutations", type=int, default=20)
-    c.add_argument("--resamples", type=int, default=200)
-    c.add_argument("--seed", type=int, default=0, help="seeds augmented views, permutations and bootstrap")
+    c.add_argument("--seed", type=int, default=0, help="seeds augmented views and permutations")
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
     c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -80,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
         invariance=not args.no_invariance,
         probes=not args.no_probes,
         permutations=args.permutations,
-        resamples=args.resamples,
         seed=args.seed,
     )
     cluster = Cluster.from_env(pick_device(args.device))

@@ -14,6 +14,7 @@ from core.data import SubsetSpec
 from core.device import synchronize
 from core.errors import OptionsError
 from core.fingerprint import Fingerprint, view_generator
+from core.interval import jackknife_interval
 from core.progress import Progress, no_progress
 from core.readouts import readouts
 from core.result import AnalysisResult
@@ -83,10 +84,18 @@ def merge_pair_terms(shards: list[PairTerms]) -> PairTerms:
     )
 
 
+def _leave_one_out(fa: Fingerprint, fb: Fingerprint, terms: PairTerms, ia: torch.Tensor, ib: torch.Tensor):
+    """Matched-layer CKA with each minibatch left out in turn: [batches, matched] (the jackknife's replicates)."""
+    cross = torch.stack([c[ia, ib] for c in terms.cross])
+    self_a = torch.stack([s.diagonal()[ia] for s in fa.self_hsic])
+    self_b = torch.stack([s.diagonal()[ib] for s in fb.self_hsic])
+    return cka_from_hsic(cross.sum(0) - cross, self_a.sum(0) - self_a, self_b.sum(0) - self_b)
+
+
 def finalize(
     fa: Fingerprint, fb: Fingerprint, terms: PairTerms, subset: SubsetSpec, progress: Progress = no_progress
 ) -> AnalysisResult:
-    """Normalise the summed terms into CKA, add each model's read-outs and the bootstrap interval."""
+    """Normalise the summed terms into CKA, add each model's read-outs and the jackknife interval."""
     options = fa.options
     t0 = time.perf_counter()
     la, lb = len(fa.layers), len(fb.layers)
@@ -110,14 +119,7 @@ def finalize(
     cross = full[:la, la:]
     self_a, self_b = sum(fa.self_hsic).diagonal(), sum(fb.self_hsic).diagonal()
     null_cka = cka_from_hsic(terms.null, self_a[ia].expand_as(terms.null), self_b[ib].expand_as(terms.null))
-    g = torch.Generator().manual_seed(options.seed)
-    nb, boot = len(terms.cross), []
-    for r in range(options.resamples):
-        counts = torch.bincount(torch.randint(nb, (nb,), generator=g), minlength=nb).double().tolist()
-        boot.append(stacked_cka(counts)[0][:la, la:][ia, ib])
-        if r % 50 == 49 or r == options.resamples - 1:
-            progress("bootstrap interval over minibatches", r + 1, options.resamples)
-    boot_np = torch.stack(boot).numpy() if boot else np.full((1, len(pairs)), np.nan)
+    leave_one_out = _leave_one_out(fa, fb, terms, ia, ib)
     ra, rb = readouts(fa, progress), readouts(fb, progress)
     seconds = {
         "forward": fa.seconds["forward"] + fb.seconds["forward"],
@@ -130,11 +132,11 @@ def finalize(
         - rb.probe_seconds,
         "probes": ra.probe_seconds + rb.probe_seconds,
     }
-    with warnings.catch_warnings():  # an undefined (dead) layer has all-NaN null and bootstrap samples
+    with warnings.catch_warnings():  # an undefined (dead) layer has an all-NaN null
         warnings.simplefilter("ignore", RuntimeWarning)
         null_mean = np.nanmean(null_cka, 0) if len(null_cka) else np.full(len(pairs), np.nan)
         null_p95 = np.nanpercentile(null_cka, 95, 0) if len(null_cka) else np.full(len(pairs), np.nan)
-        low, high = np.nanpercentile(boot_np, 2.5, 0), np.nanpercentile(boot_np, 97.5, 0)
+    low, high = jackknife_interval(cross[ia, ib].numpy(), leave_one_out)
     return AnalysisResult(
         model_a=fa.model,
         model_b=fb.model,

@@ -15,13 +15,12 @@ class AnalysisOptions:
     kernel: str = "linear"  # "linear" or "rbf"
     debiased: bool = True  # unbiased HSIC (default); biased CKA is inflated for wide features
     sigma: float = 0.8  # RBF bandwidth as a fraction of the median distance
-    batch_size: int = 250  # images per CKA minibatch: larger lowers variance, costs b^2 memory
+    batch_size: int = 100  # images per CKA minibatch (10 minibatches for 1,000 images: enough for an interval)
     invariance: bool = True  # also run each model on seeded SimCLR views (a second forward pass)
     probes: bool = True  # per-layer linear probes on pooled features
     probe_holdout: float = 0.3  # share of the subset held out to score the probes
     permutations: int = 20  # permutation-null samples for the matched layers
-    resamples: int = 200  # bootstrap resamples (over minibatches) for the matched-layer interval
-    seed: int = 0  # seeds the augmented views, the permutations and the bootstrap
+    seed: int = 0  # seeds the augmented views and the permutations
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -30,8 +29,8 @@ class AnalysisOptions:
             raise OptionsError("batch size must be at least 4 for the debiased estimator (2 for biased)")
         if not 0 < self.probe_holdout < 1:
             raise OptionsError("probe_holdout must be between 0 and 1")
-        if self.sigma <= 0 or self.permutations < 0 or self.resamples < 0:
-            raise OptionsError("sigma must be positive; permutations and resamples must be >= 0")
+        if self.sigma <= 0 or self.permutations < 0:
+            raise OptionsError("sigma must be positive; permutations must be >= 0")
 
     @property
     def min_batch(self) -> int:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from core.data import SubsetSpec
+from core.interval import INTERVAL_METHOD
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.readouts import PROBE_METHOD
@@ -32,7 +33,7 @@ class AnalysisResult:
     matched_cka: np.ndarray  # [M]
     null_mean: np.ndarray  # [M] permutation null (rows of B shuffled): mean and 95th percentile
     null_p95: np.ndarray
-    interval_low: np.ndarray  # [M] 2.5 / 97.5 percentiles of a bootstrap over minibatches
+    interval_low: np.ndarray  # [M] 95% jackknife-t interval over minibatches (NaN with fewer than 5 of them)
     interval_high: np.ndarray
     class_a: np.ndarray  # [La] class-structure CKA (one-hot label kernel)
     class_b: np.ndarray
@@ -41,6 +42,7 @@ class AnalysisResult:
     probe_a: np.ndarray  # [La] held-out linear-probe accuracy
     probe_b: np.ndarray
     probe_method: str = PROBE_METHOD
+    interval_method: str = INTERVAL_METHOD
     seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 

@@ -87,7 +87,7 @@ def heatmap(
 
 
 def matched_frame(result: AnalysisResult) -> pd.DataFrame:
-    """The matched curve as a table: layer, kind, CKA, bootstrap interval, permutation null."""
+    """The matched curve as a table: layer, kind, CKA, jackknife interval, permutation null."""
     return pd.DataFrame(
         {
             "layer": list(result.matched),
@@ -105,7 +105,7 @@ def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> a
     """CKA of layer i of A with layer i of B, residual branches and block outputs as separate lines.
 
     The grey band runs from 0 to the permutation null's 95th percentile (the floor); error bars are the
-    bootstrap interval over minibatches; a rule marks `parting_layer` when given.
+    jackknife interval over minibatches; a rule marks `parting_layer` when given.
     """
     data = matched_frame(result)
     order = list(result.matched)
@@ -147,7 +147,7 @@ def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> a
     return alt.layer(*layers).properties(
         title=alt.TitleParams(
             "Matched layers: A's layer i against B's layer i",
-            subtitle="grey band: permutation null (to its 95th percentile); bars: bootstrap 95% interval",
+            subtitle="grey band: permutation null, the floor (to its 95th percentile); bars: 95% jackknife-t interval",
         ),
         height=300,
         autosize=FIT_WIDTH,

@@ -79,7 +79,7 @@ FIELDS = (
     Field("estimator", "debiased", _one_of(ESTIMATORS)),
     Field("kernel", "linear", _one_of(KERNEL_LABELS)),
     Field("sigma", 0.8, _sigma),
-    Field("batch", 250, _int_at_least(4)),
+    Field("batch", 100, _int_at_least(4)),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 

@@ -7,6 +7,7 @@ import re
 
 import streamlit as st
 
+from core.interval import MIN_BATCHES
 from core.result import AnalysisResult, to_csv, to_json_dict
 from models import ModelInfo
 from ui.choices import use
@@ -63,6 +64,13 @@ def result_caption(result: AnalysisResult) -> None:
         f"({len(spec.classes)} classes × {spec.per_class}, subset seed {spec.seed}) · {estimator} {kernel} CKA over "
         f"minibatches of {o.batch_size} · computed in: {took}"
     )
+    batches = o.batch_count(result.used_images)
+    if batches < MIN_BATCHES:
+        st.info(
+            f"No 95% interval is drawn: {result.used_images:,} images in minibatches of {o.batch_size} make {batches}, "
+            f"and an interval from fewer than {MIN_BATCHES} minibatches would not hold its level. Choose a minibatch "
+            f"of at most {result.used_images // MIN_BATCHES} images in the sidebar."
+        )
 
 
 def use_buttons(spec: str) -> None:

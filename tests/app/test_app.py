@@ -236,3 +236,11 @@ def test_a_public_server_refuses_file_paths_from_a_link(bundled_pair, tiny_specs
         f"Model B ({tiny_specs['b']}) could not be loaded: This server does not load file: paths; upload the "
         "checkpoint on the Models page instead."
     ]
+
+
+def test_too_few_minibatches_for_an_interval_are_said_on_screen(bundled_pair):
+    at = visit(open_app({"per_class": "10", "batch": "50"}), "similarity")  # 100 images: 2 minibatches
+    assert_clean(at)
+    assert any("No 95% interval is drawn" in i.value and "at most 20 images" in i.value for i in at.info)
+    at = visit(open_app({"per_class": "10", "batch": "20"}), "similarity")  # 5 minibatches: an interval
+    assert not any("No 95% interval" in i.value for i in at.info)

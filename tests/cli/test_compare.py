@@ -18,7 +18,7 @@ from core.pipeline import compare
 from models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3", "--resamples", "10"]
+SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3"]
 
 
 def test_cli_writes_the_library_result(tiny_specs, tmp_path, capsys):
@@ -41,7 +41,7 @@ def test_cli_writes_the_library_result(tiny_specs, tmp_path, capsys):
     closing = capsys.readouterr().err.strip().splitlines()[-1]
     assert closing.startswith("done in") and "forward" in closing and "probes" in closing
     data = json.loads(out.read_text())
-    options = AnalysisOptions(batch_size=30, permutations=3, resamples=10)
+    options = AnalysisOptions(batch_size=30, permutations=3)
     subset = load_subset(SubsetSpec(per_class=6))
     ref = compare(load_model(tiny_specs["a"]), load_model(tiny_specs["b"]), subset, options, torch.device("cpu"))
     np.testing.assert_allclose(np.array(data["cross"], dtype=float), ref.cross, atol=1e-9)

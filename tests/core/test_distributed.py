@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--resamples", "10", "--device", "cpu"]
+ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--device", "cpu"]
 
 
 def _run(cmd: list[str], out: Path) -> dict:

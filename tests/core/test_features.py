@@ -15,7 +15,7 @@ from core.pipeline import compare
 from models import load_model
 
 CPU = torch.device("cpu")
-OPTIONS = AnalysisOptions(batch_size=20, permutations=2, resamples=5, probes=False)
+OPTIONS = AnalysisOptions(batch_size=20, permutations=2, probes=False)
 
 
 def _in_threads(work, count: int) -> tuple[list, list[str]]:

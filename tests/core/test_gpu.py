@@ -44,7 +44,7 @@ def test_float32_grams_on_the_gpu_match_the_float64_cpu_engine(tf32, monkeypatch
 def test_pipeline_on_the_gpu_matches_the_cpu(tiny_specs):
     """Same models and images: bf16 features move CKA, class structure and invariance only slightly."""
     subset = load_subset(SubsetSpec(per_class=20, seed=0))
-    options = AnalysisOptions(batch_size=50, permutations=0, resamples=0, probes=False)
+    options = AnalysisOptions(batch_size=50, permutations=0, probes=False)
     a, b = load_model(tiny_specs["a"]), load_model(tiny_specs["b"])
     on_cpu = compare(a, b, subset, options, torch.device("cpu"))
     on_gpu = compare(a, b, subset, options, CUDA)

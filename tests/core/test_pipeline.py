@@ -19,8 +19,8 @@ from core.result import to_csv, to_json_dict
 from models import load_model
 
 CPU = torch.device("cpu")
-FAST = AnalysisOptions(batch_size=40, permutations=5, resamples=20)
-CKA_ONLY = AnalysisOptions(batch_size=40, permutations=5, resamples=20, probes=False, invariance=False)
+FAST = AnalysisOptions(batch_size=20, permutations=5)  # 6 minibatches of the 120-image subset: an interval
+CKA_ONLY = AnalysisOptions(batch_size=20, permutations=5, probes=False, invariance=False)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,15 @@ def test_permutation_null_sits_near_zero_and_below_the_real_values(models, subse
     assert np.all(result.matched_cka <= result.interval_high + 1e-9)
 
 
+def test_no_interval_is_given_with_fewer_than_five_minibatches(models, subset):
+    few = compare(
+        models["a"], models["a2"], subset, AnalysisOptions(batch_size=40, probes=False, invariance=False), CPU
+    )
+    assert np.isfinite(few.matched_cka).all()
+    assert np.isnan(few.interval_low).all() and np.isnan(few.interval_high).all()
+    assert "fewer than 5 minibatches" in few.interval_method
+
+
 def test_sharded_fingerprints_merge_to_the_single_process_result(models, subset, ab_run):
     single = ab_run[0]
     shards_a = [fingerprint(models["a"], subset, FAST, CPU, shard=(r, 3)) for r in range(3)]
@@ -108,7 +117,7 @@ def test_progress_names_every_stage(ab_run):
     stages = ab_run[1]
     names = {s for s, _, _ in stages}
     assert any("forward" in s for s in names) and any("probes" in s for s in names)
-    assert any("bootstrap" in s for s in names) and any("permutation" in s for s in names)
+    assert any("permutation" in s for s in names)
     assert all(0 < d <= t for _, d, t in stages)
 
 

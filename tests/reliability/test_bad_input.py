@@ -33,7 +33,7 @@ EXPECTED = {
     "state dict with missing blocks": "BasicBlocks per stage",
     "unsupported extension": "neither a safetensors file nor a PyTorch checkpoint",
 }
-SMALL = ["--per-class", "4", "--batch-size", "20", "--permutations", "2", "--resamples", "5", "--no-probes"]
+SMALL = ["--per-class", "4", "--batch-size", "20", "--permutations", "2", "--no-probes"]
 
 
 @pytest.fixture
