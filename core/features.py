@@ -2,10 +2,11 @@
 
 A network may be shared by several analyses running at once (the app's sessions share loaded networks).
 So the extractor never changes the network it is given: it traces a private copy, placed on the compute
-device in the fastest memory format, once per (network, device), under a lock, because torch.fx's tracer
-patches global state while it runs (two traces at once fail with "module is not installed as a submodule"
-or lose nodes). The traced copy is then read by any number of threads at once: an eval-mode forward pass
-changes nothing.
+device in the fastest memory format, once per (network, device). torch.fx's tracer patches global state
+while it runs (nn.Module.__call__ among it): a trace beside another trace, or beside any forward pass in
+another thread, fails with "module is not installed as a submodule" or loses nodes. So tracing takes a
+lock that excludes every forward pass, and forward passes share it with each other: the traced copies are
+read by any number of threads at once (an eval-mode forward pass changes nothing).
 """
 
 from __future__ import annotations
@@ -13,13 +14,51 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-_LOCK = threading.Lock()  # tracing and the cache of prepared copies
+
+class _SharedExclusive:
+    """Many readers at once (forward passes) or one writer (a trace), writers first so a trace is not starved."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and not self._waiting_writers)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            self._cond.wait_for(lambda: not self._writing and not self._readers)
+            self._waiting_writers -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+_LOCK = _SharedExclusive()  # exclusive: tracing and the cache of prepared copies; shared: forward passes
 _PREPARED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Prepared]] = weakref.WeakKeyDictionary()
 
 
@@ -42,7 +81,7 @@ class _Prepared:
 def _prepared(module: nn.Module, nodes: tuple[str, ...], device: torch.device) -> _Prepared:
     """The traced private copy of `module` for these nodes on `device`, made once and then shared."""
     key = (nodes, str(device))
-    with _LOCK:
+    with _LOCK.exclusive():
         per_module = _PREPARED.setdefault(module, {})
         if key not in per_module:
             per_module[key] = _Prepared(module, nodes, device)
@@ -71,7 +110,7 @@ class FeatureExtractor:
         """Features per layer for `images` (normalised, N x 3 x H x W), each [N, ...]."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
+        with autocast, _LOCK.shared():
             if self._prepared.graph is not None:
                 out = self._prepared.graph(x)
                 return [out[n] for n in self.nodes]

@@ -77,10 +77,54 @@ def test_a_failing_analysis_does_not_stop_others_running_at_the_same_time(tiny_s
         return compare(a, b, subset, OPTIONS, CPU)
 
     results, errors = _in_threads(work, 4)
-    assert len(results) == 3 and len(errors) == 1 and "no.such.node" in errors[0]
+    assert len(results) == 3 and len(errors) == 1 and "no.such.node" in errors[0], errors
 
 
 def test_a_layer_that_does_not_exist_is_named():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
     with pytest.raises(ValueError, match="no.such"):
         FeatureExtractor(net, [("x", "no.such")], CPU)
+
+
+def test_tracing_a_new_network_while_others_run_forward_passes(tiny_specs):
+    """torch.fx's tracer patches nn.Module.__call__ globally: without the shared/exclusive lock a forward pass in
+    another thread during a trace failed with "module is not installed as a submodule" (3 runs in 3 here)."""
+    a, b = load_model(tiny_specs["a"]), load_model(tiny_specs["b"])
+    running = FeatureExtractor(a.module, a.layers, CPU)
+    x = torch.randn(8, 3, 32, 32)
+    done = threading.Event()
+
+    def forward_passes() -> int:
+        count = 0
+        while not done.is_set():
+            running(x)
+            count += 1
+        return count
+
+    def traces() -> int:
+        for _ in range(4):
+            fresh = load_model(tiny_specs["b"])  # a new module each time: a new trace
+            FeatureExtractor(fresh.module, b.layers, CPU)(x)
+        done.set()
+        return 4
+
+    results, errors = _in_threads_each([forward_passes, traces])
+    assert errors == [] and results[1] == 4 and results[0] > 0
+
+
+def _in_threads_each(works) -> tuple[list, list[str]]:
+    """Run each of `works` in its own thread, started together; their results (in order) and errors."""
+    results, errors = [None] * len(works), []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = works[i]()
+        except Exception as error:  # noqa: BLE001 - the test reports every failure
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return results, errors
