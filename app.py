@@ -7,19 +7,19 @@ The page files live in pages/; `ui.router` keeps this file the router on every r
 import streamlit as st
 
 from ui.analysis import configure_threads
-from ui.router import use_app_router
+from ui.router import app_frame
 from ui.sidebar import sidebar
 
-use_app_router()
-configure_threads()
-st.set_page_config(page_title="CKA Lens", page_icon=":material/compare:", layout="wide")
-sidebar()
-st.navigation(
-    [
-        st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page("pages/similarity.py", title="Layer similarity", icon=":material/grid_on:"),
-        st.Page("pages/probes.py", title="Probes and objectives", icon=":material/show_chart:"),
-        st.Page("pages/models.py", title="Models", icon=":material/memory:"),
-        st.Page("pages/images.py", title="Images", icon=":material/image:"),
-    ]
-).run()
+with app_frame():
+    configure_threads()
+    st.set_page_config(page_title="CKA Lens", page_icon=":material/compare:", layout="wide")
+    sidebar()
+    st.navigation(
+        [
+            st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+            st.Page("pages/similarity.py", title="Layer similarity", icon=":material/grid_on:"),
+            st.Page("pages/probes.py", title="Probes and objectives", icon=":material/show_chart:"),
+            st.Page("pages/models.py", title="Models", icon=":material/memory:"),
+            st.Page("pages/images.py", title="Images", icon=":material/image:"),
+        ]
+    ).run()

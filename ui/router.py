@@ -1,21 +1,41 @@
-"""Keep app.py's st.navigation the one router, although the page files live in `pages/`."""
+"""Keep app.py's st.navigation the one router, although the page files live in `pages/`.
+
+Checked against Streamlit 1.67.0. A `pages/` folder beside the entry file makes Streamlit start in its
+legacy multipage mode: until some session has run st.navigation (its docs: "as soon as any session of
+your app executes the st.navigation command, your app will ignore the pages/ directory"), a link to
+/similarity runs pages/similarity.py on its own, without app.py's sidebar. Streamlit has no option to
+ignore `pages/` from the start, so the legacy mode is switched off here (a private class attribute) and
+the run starts again, which runs app.py. Whether app.py framed a run is known per run (a thread-local
+mark: each session's run executes in its own thread), not from the shared flag, so visitors who arrive
+together on a fresh server each get their rerun although the first of them already switched the flag.
+The real-browser tests open /similarity first on a fresh server, and six pages at once.
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+_RUN = threading.local()
+
+
+@contextmanager
+def app_frame() -> Iterator[None]:
+    """app.py's whole run: the legacy mode off (a fresh server's first run starts again), this run marked framed."""
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    _RUN.framed = True
+    try:
+        yield
+    finally:
+        _RUN.framed = False
+
 
 def use_app_router() -> None:
-    """Hand a fresh server's first run of a deep-linked page to app.py's router.
-
-    Checked against Streamlit 1.67.0. A `pages/` folder beside the entry file makes Streamlit start in
-    its legacy multipage mode: until some session has run st.navigation (its docs: "as soon as any
-    session of your app executes the st.navigation command, your app will ignore the pages/
-    directory"), a link to /similarity runs pages/similarity.py on its own, without app.py's sidebar.
-    Streamlit has no option to ignore `pages/` from the start, so this switches the legacy mode off
-    (a private class attribute, set once per server process) and reruns, which runs app.py. A page
-    reached that way is the first code to run, so app.py and every page call this first; after the
-    first run it is a no-op. The real-browser test opens /similarity first on a fresh server.
-    """
-    if PagesManager.uses_pages_directory:
+    """Called first by every page: when app.py did not frame this run (a deep link on a fresh server), rerun."""
+    if not getattr(_RUN, "framed", False):
         PagesManager.uses_pages_directory = False
         st.rerun()

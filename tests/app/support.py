@@ -36,6 +36,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+SERVER_PIDS: dict[str, int] = {}
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process so far (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,7 +53,9 @@ def _free_port() -> int:
 
 @contextmanager
 def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """A fresh `streamlit run app.py` on a free loopback port; yields its base URL, stops it afterwards."""
+    """A fresh `streamlit run app.py` on a free loopback port; yields its base URL, stops it afterwards.
+
+    The server's process id is in `SERVER_PIDS[base]` while it runs (for memory readings)."""
     port = _free_port()
     command = [
         sys.executable,
@@ -77,8 +88,10 @@ def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"streamlit did not start: {process.stdout.read()}") from None
                 time.sleep(0.2)  # polling the health endpoint, not waiting for the page
+        SERVER_PIDS[base] = process.pid
         yield base
     finally:
+        SERVER_PIDS.pop(base, None)
         process.terminate()
         try:
             process.wait(timeout=20)
