@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 from torch import nn
 
@@ -17,11 +18,28 @@ from models.resnet import ArchConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+SNAPSHOT_DIR = "snapshots"  # epoch-K.safetensors: the network after training epoch K, in float16
+
+
+def _tensors(module: nn.Module, floats: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The state dict detached, contiguous and on the CPU; floating-point tensors cast to `floats` if given."""
+    cast = lambda v: v.to(floats) if floats is not None and v.is_floating_point() else v  # noqa: E731
+    return {k: cast(v).detach().contiguous().cpu() for k, v in module.state_dict().items()}
 
 
 def save_folder(module: nn.Module, arch: ArchConfig, meta: dict, folder: Path) -> None:
     """Write the weights (contiguous, detached) and the config with `meta` (method, mean, std, metrics)."""
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(_tensors(module), str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
     (folder / CONFIG_FILE).write_text(json.dumps(asdict(arch) | meta, indent=2) + "\n")
+
+
+def save_snapshot(module: nn.Module, folder: Path, epoch: int, metrics: dict) -> Path:
+    """The network after `epoch` in float16 (a quarter of a training state's size), written atomically."""
+    (folder / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+    path = folder / SNAPSHOT_DIR / f"epoch-{epoch}.safetensors"
+    tmp = path.with_name(path.name + ".tmp")
+    metadata = {"format": "pt", "epoch": str(epoch), "metrics": json.dumps(metrics)}
+    save_file(_tensors(module, torch.float16), str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from models import registry
 from models.errors import CheckpointError
-from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
+from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
 from models.loaded import LoadedModel
 from models.loader import load_path, load_path_bytes, read_config_file
 
 SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
 _NAME = re.compile(r"^[\w.\-]+$")
 _SNAPSHOT = re.compile(r"^epoch-\d+$")
-SNAPSHOT_DIR = "snapshots"  # where training keeps float16 copies after chosen epochs (training.train)
 
 
 def load_model(spec: str) -> LoadedModel:
@@ -61,7 +60,9 @@ def weights_version(spec: str) -> str:
     spec and version reloads retrained weights instead of serving stale ones."""
     scheme, _, rest = spec.strip().partition(":")
     if scheme == "bundled":
-        path = Path(registry.WEIGHTS_DIR) / rest
+        name, _, snapshot = rest.partition("@")
+        path = Path(registry.WEIGHTS_DIR) / name
+        path = path / SNAPSHOT_DIR / f"{snapshot}.safetensors" if snapshot else path
     elif scheme == "file":
         path = Path(rest).expanduser()
     else:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -22,9 +21,8 @@ from core.augment import crop_flip, simclr_views
 from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
 from core.device import pick_device
 from core.probes import knn_accuracy, linear_probe
-from models.folder_format import save_folder
+from models.folder_format import save_folder, save_snapshot
 from models.resnet import ArchConfig, build_resnet
-from models.specs import SNAPSHOT_DIR
 from training.card import model_card
 from training.objectives import SimCLRNet, lr_at, nt_xent
 from training.precision import bf16_native, training_format
@@ -145,19 +143,6 @@ def _shipped(config: TrainConfig, net: nn.Module) -> nn.Module:
     return net if config.objective == "supervised" else net.backbone
 
 
-def _save_snapshot(folder: Path, module: nn.Module, epoch: int, entry: dict) -> None:
-    """The shipped network after `epoch`, in float16 (a quarter of the training state's size)."""
-    (folder / SNAPSHOT_DIR).mkdir(exist_ok=True)
-    tensors = {
-        k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu()
-        for k, v in module.state_dict().items()
-    }
-    metadata = {"format": "pt", "epoch": str(epoch), "metrics": json.dumps(entry)}
-    tmp = folder / SNAPSHOT_DIR / f"epoch-{epoch}.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(tmp.with_suffix(""))
-
-
 def train(config: TrainConfig, command: str) -> dict[str, float]:
     """Train (resuming from the last finished epoch), evaluate, and write the checkpoint folder."""
     if config.threads:
@@ -198,7 +183,7 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
         if snapshot or (config.objective == "simclr" and (epoch + 1) % 5 == 0 and epoch + 1 < config.epochs):
             entry.update(evaluate(config, net, device, quick=True))
         if snapshot:
-            _save_snapshot(folder, _shipped(config, net), epoch + 1, entry)
+            save_snapshot(_shipped(config, net), folder, epoch + 1, entry)
         log.append(entry)
         print(json.dumps(entry), flush=True)
         _save_state(folder, net, optimizer, epoch + 1, config.epochs, log)
