@@ -14,6 +14,7 @@ THREADS = "CKA_LENS_THREADS"  # torch CPU threads for the app; 1 is far faster w
 NO_FILE_SPECS = "CKA_LENS_DISABLE_FILE_SPECS"  # "1" on public servers: a link must not make the server read its disk
 MAX_UPLOAD_MB = "CKA_LENS_MAX_UPLOAD_MB"
 HUB_TIMEOUT = "CKA_LENS_HUB_TIMEOUT"
+CALIBRATION_IMAGES = "CKA_LENS_CALIBRATION_IMAGES"  # test images a loaded network is measured on; 0: not measured
 CACHE = "CKA_LENS_CACHE"  # where downloaded CIFAR-10 is kept
 CIFAR10_DIR = "CIFAR10_DIR"  # a folder holding CIFAR-10 (npz pair or cifar-10-batches-py)
 DEFAULT_MAX_UPLOAD_MB = 500.0
@@ -62,6 +63,14 @@ def max_upload_bytes() -> int:
     """The size limit for checkpoints: CKA_LENS_MAX_UPLOAD_MB megabytes, 500 if unset."""
     megabytes = env_number(MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB, "is not a number; set it to megabytes, e.g. 1000.")
     return int(megabytes * 1_000_000)
+
+
+def calibration_images() -> int:
+    """How many CIFAR-10 test images a loaded network is measured on: CKA_LENS_CALIBRATION_IMAGES, default 256."""
+    value = env_number(CALIBRATION_IMAGES, 256, "is not a number of images; set it to e.g. 256, or 0 to skip.")
+    if value != int(value) or value < 0:
+        raise SettingsError(f"{CALIBRATION_IMAGES}={_raw(CALIBRATION_IMAGES)!r} is not a number of images; e.g. 256.")
+    return int(value)
 
 
 def hub_timeout() -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from core.network import RGB, ModelIdentity
+from models.calibration import Calibration
 from models.resnet import ArchConfig
 
 
@@ -18,9 +19,10 @@ class SourceHints:
     mean: RGB | None = None
     std: RGB | None = None
     stem_padding: int | None = None
+    stem_pool: bool | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    origin: str = ""  # "config.json" or "the registry", for notes
+    origin: str = ""  # "config.json", "the registry" or "your choice", for notes
 
     def merged_over(self, fallback: SourceHints) -> SourceHints:
         """These hints, with gaps filled from `fallback` (config.json over registry, say)."""
@@ -29,6 +31,7 @@ class SourceHints:
             mean=self.mean or fallback.mean,
             std=self.std or fallback.std,
             stem_padding=self.stem_padding if self.stem_padding is not None else fallback.stem_padding,
+            stem_pool=self.stem_pool if self.stem_pool is not None else fallback.stem_pool,
             metrics=fallback.metrics | self.metrics,
             notes=fallback.notes + self.notes,
             origin=self.origin or fallback.origin,
@@ -50,6 +53,8 @@ class ModelInfo:
     notes: tuple[str, ...]  # what the loader did (prefix stripped, heads dropped, cast, defaults used)
     metrics: dict[str, float] = field(hash=False)  # from the card/config when known (not hashed: a dict)
     layers: tuple[tuple[str, str], ...]  # resnet_layers(arch): (readable name, torch.fx node)
+    calibration: Calibration | None = None  # the measured accuracy and the evidence for unstated choices
+    dropped: tuple[str, ...] = ()  # every tensor of the file left out on purpose (heads, copies), as the file names it
 
     @property
     def label(self) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from core import settings
 from core.data import CIFAR10_MEAN, CIFAR10_STD
 from core.network import RGB
 from models.arch_inference import infer_arch
+from models.calibration import calibrate, normalisation_name
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
@@ -141,6 +143,9 @@ def parse_config(data: bytes, name: str) -> SourceHints:
     padding = config.get("stem_padding")
     if padding is not None and not (isinstance(padding, int) and 0 <= padding <= 3):
         raise CheckpointError(f"'{name}' has stem_padding {padding!r}; use 1 (CKA Lens, timm) or 2 (solo-learn).")
+    pool = config.get("stem_pool")
+    if pool is not None and not isinstance(pool, bool):
+        raise CheckpointError(f"'{name}' has stem_pool {pool!r}; use true or false.")
     metrics = config.get("metrics") or {}
     if not isinstance(metrics, dict):
         raise CheckpointError(f"'{name}' has metrics that are not an object; fix or remove them.")
@@ -149,6 +154,7 @@ def parse_config(data: bytes, name: str) -> SourceHints:
         mean=_triple(config.get("mean", pretrained.get("mean")), "mean", name, positive=False),
         std=_triple(config.get("std", pretrained.get("std")), "std", name, positive=True),
         stem_padding=padding,
+        stem_pool=pool,
         metrics={str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
         origin="config.json",
     )
@@ -166,21 +172,27 @@ def _triple(value: Any, what: str, name: str, positive: bool) -> RGB | None:
 
 
 def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> LoadedModel:
-    """The single pipeline: parse, normalise keys, infer the architecture, check values, load strictly."""
+    """The single pipeline: parse, normalise keys, infer the architecture, check values, load strictly, measure."""
     parsed = parse_checkpoint(data, filename)
     keys = normalise_keys(parsed.tensors)
     notes = list(hints.notes) + list(parsed.notes) + list(keys.notes)
     padding = _stem_padding(hints, keys, parsed.lightning, notes)
-    arch = infer_arch(keys.tensors, padding, bool(keys.stem_pool))
-    if arch.stem == "cifar" and keys.stem_pool is None and not hints.origin:
-        notes.append(
-            "uncertain: the weights cannot show whether a max-pool follows the 3x3 stem; loaded without one, as most "
-            "CIFAR codebases train (huyvnphan/PyTorch_CIFAR10 keeps one, and its outputs would differ)"
-        )
+    pool = hints.stem_pool if hints.stem_pool is not None else bool(keys.stem_pool)
+    arch = infer_arch(keys.tensors, padding, pool, keys.stem_relu, keys.preact)
+    notes.extend(_structure_notes(arch))
     tensors = _as_float32(keys.tensors, notes)
     module = strict_load(arch, tensors, notes)
     method = _method(hints, parsed.method, keys, arch, notes)
-    mean, std = _normalisation(hints, notes)
+    mean, std = hints.mean or CIFAR10_MEAN, hints.std or CIFAR10_STD
+    open_choices = tuple(
+        choice
+        for choice, unknown in (
+            ("stem_pool", keys.stem_pool is None and hints.stem_pool is None and not hints.origin),
+            ("stem_padding", hints.stem_padding is None and not hints.origin and padding == 1),
+            ("normalisation", not (hints.mean and hints.std)),
+        )
+        if unknown and (choice == "normalisation" or arch.stem == "cifar")
+    )
     info = ModelInfo(
         arch=arch,
         stem=arch.stem_kind,
@@ -193,8 +205,97 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
         notes=tuple(notes),
         metrics=dict(hints.metrics),
         layers=tuple(resnet_layers(arch)),
+        dropped=keys.dropped_keys,
+    )
+    return measured(LoadedModel(module.eval(), info), tensors, open_choices)
+
+
+def measured(loaded: LoadedModel, tensors: dict[str, torch.Tensor], open_choices: tuple[str, ...]) -> LoadedModel:
+    """`loaded` with its open choices decided on CIFAR-10 test images and its accuracy measured (see
+    models.calibration); without images, the open choices are stated as uncertain."""
+    info = loaded.info
+    arch, mean, std, module, evidence = calibrate(
+        loaded.module, lambda a: strict_load(a, tensors, []).eval(), info.arch, info.mean, info.std, open_choices
+    )
+    notes = [note for note in info.notes if not note.startswith(("uncertain:", "measured on", "no normalisation"))]
+    if evidence is None:
+        if "stem_pool" in open_choices:
+            notes.append(
+                "uncertain: the weights cannot show whether a max-pool follows the 3x3 stem; loaded without one, as "
+                "most CIFAR codebases train (huyvnphan/PyTorch_CIFAR10 keeps one, and its outputs would differ)"
+            )
+        if "normalisation" in open_choices:
+            notes.append(f"no normalisation given: used the CIFAR-10 defaults mean {CIFAR10_MEAN}, std {CIFAR10_STD}")
+    elif evidence.measured:
+        chosen = {
+            "stem_pool": f"max-pool after the stem: {'yes' if arch.stem_pool else 'no'}",
+            "stem_padding": f"stem padding {arch.stem_padding}",
+            "normalisation": f"normalisation {normalisation_name(mean, std)}",
+        }
+        notes.append(
+            f"measured on {evidence.images} CIFAR-10 test images ({evidence.measure}): "
+            + ", ".join(chosen[c] for c in evidence.measured)
+            + " (each candidate's score is on the model card)"
+        )
+    info = replace(
+        info,
+        arch=arch,
+        stem=arch.stem_kind,
+        mean=mean,
+        std=std,
+        notes=tuple(notes),
+        layers=tuple(resnet_layers(arch)),
+        calibration=evidence,
     )
     return LoadedModel(module.eval(), info)
+
+
+def with_choices(loaded: LoadedModel, choices: SourceHints) -> LoadedModel:
+    """The same weights under a person's choices (max-pool, stem padding, normalisation); whatever they leave open
+    and was measured before is measured again."""
+    arch = loaded.info.arch
+    if (choices.stem_pool is not None or choices.stem_padding is not None) and arch.stem != "cifar":
+        raise CheckpointError("Only a 3x3 CIFAR stem can take a max-pool or another padding; this network has a 7x7.")
+    arch = replace(
+        arch,
+        stem_pool=arch.stem_pool if choices.stem_pool is None else choices.stem_pool,
+        stem_padding=arch.stem_padding if choices.stem_padding is None else choices.stem_padding,
+    )
+    tensors = loaded.module.state_dict()
+    module = strict_load(arch, tensors, []).eval()
+    was_open = loaded.info.calibration.measured if loaded.info.calibration else ()
+    chosen = {
+        "stem_pool": choices.stem_pool is not None,
+        "stem_padding": choices.stem_padding is not None,
+        "normalisation": choices.mean is not None,
+    }
+    open_choices = tuple(c for c in was_open if not chosen[c])
+    said = [f"{k.replace('_', ' ')}" for k, v in chosen.items() if v]
+    info = replace(
+        loaded.info,
+        arch=arch,
+        mean=choices.mean or loaded.info.mean,
+        std=choices.std or loaded.info.std,
+        source=loaded.info.source,
+        notes=(*loaded.info.notes, f"set by your choice: {', '.join(said)}"),
+    )
+    return measured(LoadedModel(module, info), tensors, open_choices)
+
+
+def _structure_notes(arch: ArchConfig) -> list[str]:
+    """What was rebuilt that the weights alone do not show."""
+    notes = []
+    if arch.preact:
+        notes.append(
+            f"pre-activation {arch.name}, rebuilt as {arch.dialect} computes it: the projection shortcut reads the "
+            f"{'pre-activated' if arch.shortcut_input == 'pre' else 'raw'} block input and the block's "
+            f"{'second' if arch.stride_on_second else 'first'} conv strides (the key names tell; the weights cannot)"
+        )
+    if arch.shortcut == "pad":
+        notes.append("downsampling shortcuts without weights: subsampling plus zero channels (option A)")
+    if not arch.stem_relu:
+        notes.append("no ReLU after the stem: the backbone is a Sequential of a ResNet's children without one")
+    return notes
 
 
 def _stem_padding(hints: SourceHints, keys: Normalised, lightning: bool, notes: list[str]) -> int:
@@ -300,11 +401,3 @@ def canonical_method(name: str) -> str:
     """'SimCLR' -> 'simclr', 'mocov2plus' -> 'moco', 'BarlowTwins' -> 'barlow_twins'; unknown names as written."""
     key = re.sub(r"[^a-z0-9]", "", name.lower())
     return METHOD_NAMES.get(key, re.sub(r"[^a-z0-9_-]", "", name.lower())[:32] or "unknown")
-
-
-def _normalisation(hints: SourceHints, notes: list[str]) -> tuple[RGB, RGB]:
-    """Mean/std from config.json or the registry, else CIFAR-10's (and say so)."""
-    if hints.mean and hints.std:
-        return hints.mean, hints.std
-    notes.append(f"no normalisation given: used the CIFAR-10 defaults mean {CIFAR10_MEAN}, std {CIFAR10_STD}")
-    return CIFAR10_MEAN, CIFAR10_STD

@@ -7,10 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from models import registry
+from models.calibration import NORMALISATIONS
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
-from models.loaded import LoadedModel
-from models.loader import load_path, load_path_bytes, read_config_file
+from models.loaded import LoadedModel, SourceHints
+from models.loader import load_path, load_path_bytes, read_config_file, with_choices
 
 SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
 _NAME = re.compile(r"^[\w.\-]+$")
@@ -18,9 +19,13 @@ _SNAPSHOT = re.compile(r"^epoch-\d+$")
 
 
 def load_model(spec: str) -> LoadedModel:
-    """Load a checkpoint named by a spec string; every failure is a CheckpointError."""
+    """Load a checkpoint named by a spec string, under the choices after a '#' if any; every failure is a
+    CheckpointError."""
     if not isinstance(spec, str):
         raise CheckpointError(f"A model spec must be a string such as {SPEC_FORMS}, not {type(spec).__name__}.")
+    base, choices = split_choices(spec)
+    if choices is not None:
+        return with_choices(load_model(base), choices)
     spec = spec.strip()
     scheme, sep, rest = spec.partition(":")
     if not sep or not rest:
@@ -34,6 +39,33 @@ def load_model(spec: str) -> LoadedModel:
     if scheme == "file":
         return load_path(Path(rest).expanduser(), spec)
     raise CheckpointError(f"'{scheme}:' is not a known source in '{spec}'; write {SPEC_FORMS}.")
+
+
+def split_choices(spec: str) -> tuple[str, SourceHints | None]:
+    """'SPEC#pool=yes,padding=2,norm=imagenet' -> (SPEC, the choices); (spec, None) without a '#'.
+
+    pool: yes/no (a max-pool after a 3x3 stem); padding: 0-3 (the 3x3 stem's); norm: one of NORMALISATIONS.
+    """
+    base, sep, text = spec.strip().partition("#")
+    if not sep:
+        return base, None
+    values: dict = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = (x.strip().lower() for x in part.partition("="))
+        if key == "pool" and value in ("yes", "no"):
+            values["stem_pool"] = value == "yes"
+        elif key == "padding" and value in ("0", "1", "2", "3"):
+            values["stem_padding"] = int(value)
+        elif key == "norm" and value in NORMALISATIONS:
+            values["mean"], values["std"] = NORMALISATIONS[value]
+        else:
+            raise CheckpointError(
+                f"'{part}' in '{spec}' is not a choice; write SPEC#pool=yes|no,padding=1|2,norm="
+                f"{'|'.join(NORMALISATIONS)} (any of the three)."
+            )
+    if not values:
+        raise CheckpointError(f"'{spec}' has a '#' but no choices after it; write e.g. SPEC#norm=imagenet.")
+    return base, SourceHints(**values, origin="your choice")
 
 
 def load_bundled(name: str, spec: str) -> LoadedModel:

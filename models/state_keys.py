@@ -19,7 +19,10 @@ import torch
 from models.errors import CheckpointError
 
 STEM_KEY, FIRST_BLOCK_KEY = "conv1.weight", "layer1.0.conv1.weight"
-SUPPORTED_ARCHS = "torchvision/timm-style ResNet-18, ResNet-34 and ResNet-50 (CIFAR 3x3 or ImageNet 7x7 stem)"
+SUPPORTED_ARCHS = (
+    "ResNets at any width: torchvision/timm ResNet-18/34/50/101/152 (CIFAR 3x3 or ImageNet 7x7 stem), the 3-stage "
+    "CIFAR ResNet-20/32/44/56/110, pre-activation ResNets and Wide ResNets"
+)
 # Parts of a prefix that mark a copy of the network that is not the one trained by gradient descent.
 COPY_WORDS = ("momentum", "encoder_k", "key_encoder", "teacher", "target", "ema", "_k.")
 CLASSIFIER_NAMES = ("fc", "linear", "classifier")
@@ -32,29 +35,33 @@ _STAGE_KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.0\.conv1\.weight$")
 
 @dataclass(frozen=True)
 class Normalised:
-    """torchvision-named backbone (+ fc) tensors and what was done to get them."""
+    """Canonically named backbone (+ fc) tensors and what was done to get them."""
 
     tensors: dict[str, torch.Tensor]
     notes: tuple[str, ...]
     prefix: str  # the prefix of the backbone's keys ("" if none)
     dropped: tuple[str, ...]  # top-level names of what was dropped (heads, copies, queues), sorted
     stem_pool: bool | None  # a max-pool after the stem, where the layout shows it (a Sequential); None: unknown
+    dropped_keys: tuple[str, ...] = ()  # every key of the file that was dropped, as the file names it
+    stem_relu: bool = True  # False: a Sequential of a ResNet's children without the ReLU module (lightly)
+    preact: str = ""  # pre-activation blocks: whose naming the keys follow ("kuangliu", "bearpaw", ...); "": none
 
 
 def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
-    """Find the online backbone and map it to torchvision names; keep a fitting classifier; drop the rest."""
+    """Find the online backbone and map it to canonical names; keep a fitting classifier; drop the rest."""
+    state = {_unnest(key): tensor for key, tensor in state.items()}
     prefix, positions = find_backbone(state)
     kept: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}  # kept name -> the file's key
     dropped: Counter[str] = Counter()
-    renamed = 0
+    dropped_keys: list[str] = []
     for key, tensor in state.items():
         if key.startswith(prefix):
             name = _positional(key[len(prefix) :], positions) if positions else key[len(prefix) :]
             if name is not None and not _is_head(name):
-                new = _rename(name)
-                renamed += new != name
-                kept[new] = tensor
+                kept[name], origin[name] = tensor, key
                 continue
+        dropped_keys.append(key)
         dropped[THOP if key.endswith((".total_ops", ".total_params")) else _group(key, prefix)] += 1
     notes = []
     if prefix:
@@ -63,22 +70,107 @@ def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
         notes.append(
             f"mapped the Sequential of a ResNet's children under '{prefix}' to torchvision's names by position"
         )
-    if renamed:
-        notes.append(f"renamed {renamed} keys from 'shortcut'/'linear' to torchvision's 'downsample'/'fc'")
-    kept, sibling = _sibling_classifier(state, prefix, kept, dropped)
+    kept, sibling = _sibling_classifier(state, prefix, kept, dropped, origin)
+    dropped_keys = [k for k in dropped_keys if k not in origin.values()]
     if sibling:
         notes.append(f"kept '{sibling}' as the classifier of the backbone")
     if "encoder_q." in prefix and any(k.startswith("fc.") for k in kept):  # MoCo's fc is its embedding head
         notes.append("dropped encoder_q's fc: MoCo's embedding head, not a classifier")
         dropped[PROJECTION_FC] += sum(k.startswith("fc.") for k in kept)
-        kept = {k: v for k, v in kept.items() if not k.startswith("fc.")}
-    kept = _fitting_classifier(kept, dropped, notes)
+        kept = _without_fc(kept, origin, dropped_keys)
+    kept = _fitting_classifier(kept, dropped, notes, origin, dropped_keys)
     if any(_is_copy(name) for name in dropped):
         notes.append("chose the online network: momentum/key copies of the backbone were dropped on purpose")
     if dropped:
         notes.append("dropped: " + ", ".join(f"{name} ({n} tensors)" for name, n in sorted(dropped.items())))
+    preact = _preact_naming(kept)
+    kept, renamed = _canonical(kept, bool(preact))
+    if renamed:
+        notes.append(f"renamed {renamed} keys to CKA Lens's canonical names (shortcut, classifier, final norm)")
+    kept = _merged_split_norms(kept, notes)
     stem_pool = None if not positions else positions["pool"]
-    return Normalised(kept, tuple(notes), prefix, tuple(sorted(dropped)), stem_pool)
+    return Normalised(
+        kept,
+        tuple(notes),
+        prefix,
+        tuple(sorted(dropped)),
+        stem_pool,
+        tuple(dropped_keys),
+        stem_relu=not positions or positions["relu"],
+        preact=preact,
+    )
+
+
+def _unnest(key: str) -> str:
+    """xternalz's Wide ResNet nests each stage's blocks: 'block1.layer.0.conv1' -> 'layer1.0.conv1'."""
+    return re.sub(r"(^|\.)block([1-4])\.layer\.", r"\1layer\2.", key)
+
+
+def _without_fc(kept: dict, origin: dict, dropped_keys: list[str]) -> dict:
+    dropped_keys.extend(origin[k] for k in kept if k.startswith("fc.") and k in origin)
+    return {k: v for k, v in kept.items() if not k.startswith("fc.")}
+
+
+def _preact_naming(tensors: dict[str, torch.Tensor]) -> str:
+    """'' for a post-activation ResNet; else whose pre-activation naming the keys follow.
+
+    A pre-activation block normalises its input, so its bn1 has the width of conv1's input, not output; a
+    stage's first block, where the two differ, tells. The naming then tells what the weights cannot: which
+    input the projection shortcut reads and which conv strides (see models.preact_resnet).
+    """
+    for stage in range(1, 5):
+        bn, conv = tensors.get(f"layer{stage}.0.bn1.weight"), tensors.get(f"layer{stage}.0.conv1.weight")
+        if bn is None or conv is None or conv.shape[0] == conv.shape[1]:
+            continue
+        if bn.numel() != conv.shape[1]:
+            return ""
+        if "conv1.bias" in tensors:
+            return "meliketoy"
+        if any(".convShortcut." in k for k in tensors):
+            return "xternalz"
+        if any(".downsample." in k for k in tensors):
+            return "bearpaw"
+        return "kuangliu"
+    return ""
+
+
+def _canonical(tensors: dict[str, torch.Tensor], preact: bool) -> tuple[dict[str, torch.Tensor], int]:
+    """Codebases' names -> CKA Lens's: torchvision's for post-activation ResNets (kuangliu's 'shortcut' and
+    'linear' become 'downsample' and 'fc'); models.preact_resnet's for pre-activation ones."""
+    out, renamed = {}, 0
+    for name, tensor in tensors.items():
+        new = "fc." + name[len("linear.") :] if name.startswith("linear.") else name
+        if preact:
+            new = re.sub(r"\.(shortcut|downsample|convShortcut)(\.0)?\.", ".shortcut.", new)
+            new = "bn." + new[len("bn1.") :] if new.startswith("bn1.") else new  # the final norm, in these nets
+        else:
+            new = new.replace(".shortcut.", ".downsample.")
+        renamed += new != name
+        out[new] = tensor
+    return out, renamed
+
+
+def _merged_split_norms(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
+    """lightly's SplitBatchNorm keeps running statistics per split (C * splits values) and evaluates with their
+    mean: store that mean, as its eval mode does."""
+    out, splits = dict(tensors), set()
+    for key, tensor in tensors.items():
+        if not key.endswith(".running_mean"):
+            continue
+        base = key[: -len("running_mean")]
+        weight, var = tensors.get(base + "weight"), tensors.get(base + "running_var")
+        if weight is None or var is None or weight.numel() == tensor.numel() or tensor.numel() % weight.numel():
+            continue
+        s = tensor.numel() // weight.numel()
+        out[key] = tensor.view(s, -1).mean(0)
+        out[base + "running_var"] = var.view(s, -1).mean(0)
+        splits.add(s)
+    if splits:
+        notes.append(
+            f"averaged SplitBatchNorm running statistics over {', '.join(map(str, sorted(splits)))} splits, as its "
+            "eval mode does (lightly)"
+        )
+    return out
 
 
 def find_backbone(state: dict[str, torch.Tensor]) -> tuple[str, dict | None]:
@@ -118,9 +210,10 @@ def _sequential_backbones(state: dict[str, torch.Tensor]) -> dict[str, dict]:
             continue
         if stem.shape[1] != 3 or prefix + "1.running_mean" not in state:
             continue
-        if first not in (3, 4):  # conv, bn, relu[, maxpool], layer1: anything else is another network
+        if first not in (2, 3, 4):  # conv, bn[, relu][, maxpool], layer1: anything else is another network
             continue
-        found[prefix] = {"first": first, "pool": first == 4}
+        # lightly builds its backbone from children() of a ResNet whose ReLU is functional: index 2 is layer1
+        found[prefix] = {"first": first, "pool": first == 4, "relu": first != 2}
     return found
 
 
@@ -148,7 +241,7 @@ def _is_head(name: str) -> bool:
     first, last = name.split(".", 1)[0], name.rsplit(".", 1)[-1]
     if last in ("total_ops", "total_params"):
         return True
-    return not (first in ("conv1", "bn1") or re.match(r"layer[1-4]$", first) or first in ("fc", "linear"))
+    return not (first in ("conv1", "bn1", "bn") or re.match(r"layer[1-4]$", first) or first in ("fc", "linear"))
 
 
 def _group(key: str, prefix: str) -> str:
@@ -161,36 +254,42 @@ def _group(key: str, prefix: str) -> str:
 
 
 def _sibling_classifier(
-    state: dict[str, torch.Tensor], prefix: str, kept: dict[str, torch.Tensor], dropped: Counter
+    state: dict[str, torch.Tensor], prefix: str, kept: dict[str, torch.Tensor], dropped: Counter, origin: dict
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """A single linear layer beside the backbone ('module.fc' beside 'module.encoder.', 'fc' beside 'f.') is its
-    classifier, unless self-supervised heads sit there too (solo-learn's online linear probe is one of its heads)."""
-    if not prefix or "fc.weight" in kept or any(name not in CLASSIFIER_NAMES for name in dropped):
+    """A single linear layer beside the backbone ('module.fc' beside 'module.encoder.', 'fc' beside 'f.',
+    mmpretrain's 'head.fc' beside 'backbone.') is its classifier, unless self-supervised heads sit there too
+    (solo-learn's online linear probe is one of its heads)."""
+    has_fc = any(k.startswith(("fc.", "linear.")) for k in kept)
+    if not prefix or has_fc or any(name not in (*CLASSIFIER_NAMES, "head") for name in dropped):
         return kept, ""
     wrapper = prefix.rstrip(".").rpartition(".")[0]
     wrapper = wrapper + "." if wrapper else ""
-    for name in CLASSIFIER_NAMES:
+    for name in (*CLASSIFIER_NAMES, *(f"head.{n}" for n in CLASSIFIER_NAMES)):
         base = f"{wrapper}{name}."
         parts = {k[len(base) :]: v for k, v in state.items() if k.startswith(base)}
         if set(parts) == {"weight", "bias"} and parts["weight"].ndim == 2:
-            dropped.pop(name, None)
+            dropped.pop(name.split(".")[0], None)
+            origin.update({f"fc.{part}": base + part for part in parts})
             return kept | {f"fc.{part}": v for part, v in parts.items()}, base.rstrip(".")
     return kept, ""
 
 
-def _fitting_classifier(kept: dict[str, torch.Tensor], dropped: Counter, notes: list[str]) -> dict[str, torch.Tensor]:
+def _fitting_classifier(
+    kept: dict[str, torch.Tensor], dropped: Counter, notes: list[str], origin: dict, dropped_keys: list[str]
+) -> dict[str, torch.Tensor]:
     """An fc that is an MLP (a projection head) or whose size fits no CIFAR dataset is dropped, with a note."""
-    fc = {k: v for k, v in kept.items() if k.startswith("fc.")}
+    fc = {k: v for k, v in kept.items() if k.startswith(("fc.", "linear."))}
     if not fc:
         return kept
-    weight = fc.get("fc.weight")
+    weight = fc.get("fc.weight", fc.get("linear.weight"))
     if weight is not None and weight.ndim == 2 and weight.shape[0] < IMAGENET_CLASSES and len(fc) <= 2:
         return kept
     mlp = weight is None
     what = "an MLP projection head" if mlp else f"a {weight.shape[0]}-way ImageNet head, which cannot classify CIFAR"
     notes.append(f"dropped fc ({what}): the network's output is its pooled features")
     dropped[PROJECTION_FC if mlp else "fc"] += len(fc)
-    return {k: v for k, v in kept.items() if not k.startswith("fc.")}
+    dropped_keys.extend(origin[k] for k in fc)
+    return {k: v for k, v in kept.items() if k not in fc}
 
 
 def not_a_resnet_message(state: dict[str, torch.Tensor]) -> str:
@@ -211,9 +310,3 @@ def not_a_resnet_message(state: dict[str, torch.Tensor]) -> str:
 def _natural(key: str) -> list:
     """Sort key putting 'features.2' before 'features.10'."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in key.split(".")]
-
-
-def _rename(name: str) -> str:
-    """kuangliu/pytorch-cifar names -> torchvision names (same modules, same order)."""
-    name = name.replace(".shortcut.", ".downsample.")
-    return "fc." + name[len("linear.") :] if name.startswith("linear.") else name

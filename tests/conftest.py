@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from core import settings
 from core.data import CIFAR10_MEAN, CIFAR10_STD
 from models import DEFAULT_PAIR, registry
 from models.folder_format import save_folder
@@ -15,6 +17,9 @@ from models.resnet import ArchConfig, CifarResNet, build_resnet
 from tests.bundled import REAL_PAIR
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
+# Most test networks have random weights, which measuring on test images cannot tell anything about; the tests
+# of calibration (tests/models/test_calibration.py, and the model card in the app's tests) turn it on.
+os.environ[settings.CALIBRATION_IMAGES] = "0"
 
 
 def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Path:

@@ -17,7 +17,7 @@ import torchvision
 from safetensors.torch import save as safetensors_bytes
 
 from core.data import CIFAR10_MEAN, CIFAR10_STD
-from models import CheckpointError, list_bundled, load_model, load_uploaded, resnet_layers
+from models import ArchConfig, CheckpointError, build_resnet, list_bundled, load_model, load_uploaded, resnet_layers
 
 
 def prefixed(state: dict, prefix: str) -> dict:
@@ -329,13 +329,35 @@ def _meta_state(factory) -> dict[str, torch.Tensor]:
     ("factory", "pattern"),
     [
         (torchvision.models.mobilenet_v2, r"not a ResNet \(a torchvision VGG/MobileNet.*'features.0.0.weight'"),
-        (torchvision.models.vgg11, r"not a ResNet .*'classifier.0.bias'.*ResNet-18, ResNet-34 and ResNet-50"),
-        (torchvision.models.resnet101, r"is a ResNet-101; CKA Lens loads .*ResNet-50"),
+        (torchvision.models.vgg11, r"not a ResNet .*'classifier.0.bias'.*ResNet-18/34/50/101/152"),
     ],
 )
 def test_other_architectures_are_named(nets, factory, pattern):
     with pytest.raises(CheckpointError, match=pattern):
         load_uploaded(safetensors_bytes(_meta_state(factory)), "other.safetensors")
+
+
+def test_a_resnext_is_refused_with_the_shapes_that_do_not_fit():
+    state = {k: torch.zeros(v.shape) for k, v in torchvision.models.resnext50_32x4d().state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"do not fit the inferred resnet50 .*wrong shape \(layer1.0.conv1"):
+        load_uploaded(safetensors_bytes(state), "resnext.safetensors")
+
+
+@pytest.mark.parametrize(("depth", "blocks"), [(101, 33), (152, 50)])
+def test_deep_torchvision_resnets_load(depth, blocks):
+    """ResNet-101/152 in torchvision's names (our builder uses torchvision's blocks; narrow, to stay small)."""
+    net = build_resnet(ArchConfig(depth=depth, width=8, stem="imagenet", num_classes=1000)).eval()
+    loaded = load_uploaded(safetensors_bytes(net.state_dict()), "deep.safetensors")
+    assert loaded.info.arch.name == f"resnet{depth}-w8" and loaded.info.stem == "imagenet"
+    assert len(loaded.info.layers) == 2 * blocks + 2  # stem, two readings per block, pooled (the 1000-way fc dropped)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(x), net.avgpool(_trunk(net, x)).flatten(1))
+
+
+def _trunk(net, x):
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
 
 def test_strict_load_lists_missing_unexpected_and_wrong_shapes(nets):

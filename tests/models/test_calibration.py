@@ -1,0 +1,103 @@
+"""What the weights cannot say, measured on CIFAR-10 test images, with real trained networks."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save
+
+from core import settings
+from models import CheckpointError, build_resnet, load_model, load_uploaded, with_choices
+from models.calibration import NORMALISATIONS
+from models.loaded import SourceHints
+from models.registry import WEIGHTS_DIR
+from models.resnet import ArchConfig
+
+
+def _upload(tensors: dict[str, torch.Tensor]) -> bytes:
+    return save({k: v.contiguous() for k, v in tensors.items()})
+
+
+@pytest.fixture(autouse=True)
+def _measured(monkeypatch):
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")
+
+
+@pytest.fixture(scope="module")
+def supervised() -> dict[str, torch.Tensor]:
+    return load_file(Path(WEIGHTS_DIR) / "supervised-resnet18-w16" / "model.safetensors")
+
+
+def test_a_bare_state_dict_is_measured_and_the_trained_structure_wins(supervised):
+    loaded = load_uploaded(_upload(supervised), "model.safetensors")
+    evidence = loaded.info.calibration
+    assert evidence.measured == ("stem_pool", "stem_padding", "normalisation")
+    assert loaded.info.stem == "cifar" and loaded.info.arch.stem_padding == 1
+    assert loaded.info.mean == NORMALISATIONS["cifar10"][0] and loaded.info.std == NORMALISATIONS["cifar10"][1]
+    scores = dict(evidence.scores)
+    assert evidence.accuracy > 0.8 and not evidence.warning
+    assert scores["stem: max-pool, padding 1"] < evidence.accuracy - 0.2  # a wrong structure is far worse
+    assert scores["normalisation: none"] < evidence.accuracy - 0.2
+    assert any(note.startswith("measured on 256 CIFAR-10 test images") for note in loaded.info.notes)
+
+
+def _fold_normalisation(tensors: dict[str, torch.Tensor], mean, std) -> dict[str, torch.Tensor]:
+    """The same network for raw [0, 1] inputs: 1/std into conv1, the mean's response into bn1's running mean
+    (exact away from the image border, where zero padding differs)."""
+    out = dict(tensors)
+    w = tensors["conv1.weight"]
+    s, m = torch.tensor(std).view(1, 3, 1, 1), torch.tensor(mean).view(1, 3, 1, 1)
+    out["conv1.weight"] = w / s
+    out["bn1.running_mean"] = tensors["bn1.running_mean"] + (w * m / s).sum(dim=(1, 2, 3))
+    return out
+
+
+def test_a_network_trained_without_normalisation_is_recognised(supervised):
+    folded = _fold_normalisation(supervised, *NORMALISATIONS["cifar10"])
+    loaded = load_uploaded(_upload(folded), "raw-inputs.safetensors")
+    assert (loaded.info.mean, loaded.info.std) == NORMALISATIONS["none"]
+    assert loaded.info.calibration.accuracy > 0.8
+    assert dict(loaded.info.calibration.scores)["normalisation: cifar10"] < 0.6
+
+
+def test_a_person_s_choice_is_kept_and_the_rest_measured_again(supervised):
+    loaded = load_uploaded(_upload(supervised), "model.safetensors")
+    pooled = with_choices(loaded, SourceHints(stem_pool=True, origin="your choice"))
+    assert pooled.info.stem == "cifar-maxpool"
+    assert pooled.info.calibration.measured == ("stem_padding", "normalisation")
+    assert pooled.info.calibration.accuracy < loaded.info.calibration.accuracy - 0.2
+    assert "set by your choice: stem pool" in pooled.info.notes
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the same weights, one max-pool more: its outputs must differ
+        assert not torch.allclose(pooled.module(x), loaded.module(x))
+
+
+def test_choices_in_a_spec():
+    loaded = load_model("bundled:supervised-resnet18-w16#norm=imagenet")
+    assert (loaded.info.mean, loaded.info.std) == NORMALISATIONS["imagenet"]
+    assert loaded.info.calibration.measured == ()  # the bundled card states everything else
+    assert loaded.info.source == "bundled:supervised-resnet18-w16"
+    with pytest.raises(CheckpointError, match="norm=cifar10"):
+        load_model("bundled:supervised-resnet18-w16#norm=imagenette")
+    with pytest.raises(CheckpointError, match="no choices"):
+        load_model("bundled:supervised-resnet18-w16#")
+
+
+def test_a_network_near_chance_is_flagged():
+    torch.manual_seed(0)
+    net = build_resnet(ArchConfig(depth=18, width=8, num_classes=10))
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    loaded = load_uploaded(buffer.getvalue(), "untrained.pt")
+    assert "near chance" in loaded.info.calibration.warning
+
+
+def test_without_images_the_open_choices_are_stated_as_uncertain(supervised, monkeypatch):
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "0")
+    loaded = load_uploaded(_upload(supervised), "model.safetensors")
+    assert loaded.info.calibration is None
+    assert any(note.startswith("uncertain: the weights cannot show whether a max-pool") for note in loaded.info.notes)
+    assert any(note.startswith("no normalisation given") for note in loaded.info.notes)
