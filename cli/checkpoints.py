@@ -1,10 +1,12 @@
-"""`python -m cli list` and `python -m cli publish`: the checkpoints CKA Lens knows, and sharing one on the Hub."""
+"""`python -m cli list`, `inspect` and `publish`: the checkpoints CKA Lens knows, what it makes of one, sharing one."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from models import ModelInfo, load_model
+from models.calibration import normalisation_name
 from models.hub import publish_folder
 from models.registry import registry_entries
 
@@ -12,6 +14,9 @@ from models.registry import registry_entries
 def add_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list bundled and Hub checkpoints with their metadata")
     ls.set_defaults(func=list_checkpoints)
+    i = sub.add_parser("inspect", help="load one checkpoint and print what CKA Lens made of it, with the evidence")
+    i.add_argument("spec", help="bundled:NAME, hub:OWNER/REPO, file:PATH; add #pool=yes|no,padding=1|2,norm=NAME")
+    i.set_defaults(func=inspect)
     p = sub.add_parser("publish", help="upload a checkpoint folder to a Hugging Face Hub model repo")
     p.add_argument("folder", help="folder with model.safetensors + config.json (+ README.md)")
     p.add_argument("repo_id", help="OWNER/REPO on the Hub (created if missing)")
@@ -35,6 +40,30 @@ def list_checkpoints(args: argparse.Namespace) -> int:
     if not any(row[0].startswith("bundled:") for row in rows):
         print("(no bundled checkpoints finished yet: `python -m cli train` writes them to models/weights)")
     return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """Print a loaded network's card: architecture, method, normalisation, measured accuracy, evidence, notes."""
+    info = load_model(args.spec).info
+    print(describe(info))
+    for label, value in info.calibration.scores if info.calibration else ():
+        print(f"  candidate  {label:<40} {value:.1%}")
+    for note in info.notes:
+        print(f"  note  {note}")
+    return 0
+
+
+def describe(info: ModelInfo) -> str:
+    """One line: what was loaded and how it was measured (also printed by `compare` for each model)."""
+    arch = info.arch
+    measured = info.calibration.summary if info.calibration else "not measured (no CIFAR-10 test images)"
+    line = (
+        f"{info.source}: {info.method} {arch.name}, {info.stem} stem (padding {arch.stem_padding}), "
+        f"normalisation {normalisation_name(info.mean, info.std)}; {measured}"
+    )
+    if info.calibration and info.calibration.warning:
+        line += f"\n  WARNING: {info.calibration.warning}"
+    return line
 
 
 def _triple(values: tuple[float, ...]) -> str:

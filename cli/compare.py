@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cli.checkpoints import describe
 from core.data import DataError, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
@@ -28,7 +29,13 @@ def _classes(text: str) -> tuple[int, ...]:
 
 def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="CKA between every pair of layers, probes, class structure, invariance")
-    c.add_argument("--a", required=True, metavar="SPEC", help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH")
+    c.add_argument(
+        "--a",
+        required=True,
+        metavar="SPEC",
+        help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH; add #pool=yes|no,padding=1|2,norm=NAME to set "
+        "what the weights cannot say (otherwise measured on CIFAR-10 test images where the source does not say)",
+    )
     c.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="one model, or several to compare with A")
     c.add_argument("--out", required=True, help="result JSON file (a folder when --b names several models)")
     c.add_argument("--csv", help="also write the result as long-format CSV")
@@ -90,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         subset = load_subset(spec, args.data_dir)
         reference = load_model(args.a)
         others = [load_model(b) for b in args.b]
+        if cluster.rank == 0:
+            for model in (reference, *others):
+                print(describe(model.info), file=sys.stderr)
         results = compare_many(reference, others, subset, options, cluster, bars)
     finally:
         bars.close()

@@ -18,6 +18,14 @@ class ModelIdentity:
     sha256: str  # hex digest of the weight file's bytes
     method: str  # training method, e.g. "simclr" or "supervised"
     arch: str  # architecture name, e.g. "resnet18-w16"
+    # how the weights were read where they cannot say: stem and input normalisation (same file, other reading:
+    # another network)
+    reading: str = ""
+
+    @property
+    def key(self) -> str:
+        """What caches of features and results are keyed by: the weights and how they were read."""
+        return f"{self.sha256}|{self.reading}"
 
 
 class Network(Protocol):

@@ -19,12 +19,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from models.errors import CheckpointError
-from models.safe_pickle import DamagedPickle, UnsafeCheckpoint, unpickle
+from models.methods import known_method
+from models.safe_pickle import DamagedPickle, UnsafeCheckpoint, strings_in, unpickle
 
 SUPPORTED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar", ".ckpt", ".th", ".t7")  # any name: content decides
 SUPPORTED_TEXT = "a .safetensors file or a PyTorch checkpoint (.pt, .pth, .pth.tar, .bin, .th, .t7, Lightning .ckpt)"
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where trainers nest the state dict
-RESAVE_HINT = "torch.save(ckpt['state_dict'], 'weights.pt')"
 
 # Leading bytes of files people upload by mistake, so the error can say what the file really is.
 _FOREIGN_MAGIC = {
@@ -132,8 +132,21 @@ def _read_torch(data: bytes, filename: str) -> object:
     except UnsafeCheckpoint as err:
         raise CheckpointError(
             f"'{filename}' was not loaded, and nothing in it ran: {err}. If you trust the file, load it yourself "
-            f"and re-save only the weights, e.g. `{RESAVE_HINT}`, then load that."
+            f"and re-save only the weights, e.g. `{resave_hint(data)}`, then load that."
         ) from None
+
+
+def resave_hint(data: bytes) -> str:
+    """How to re-save this file's weights: under the key it keeps them, as far as its pickle's strings tell."""
+    words = set(strings_in(data))
+    key = next((k for k in NESTED_KEYS if k in words), None)
+    if key == "net" and "_modules" in words:  # kuangliu's old files: a whole module under 'net'
+        return "torch.save(ckpt['net'].state_dict(), 'weights.pt')"
+    if key:
+        return f"torch.save(ckpt['{key}'], 'weights.pt')"
+    if "_modules" in words:
+        return "torch.save(model.state_dict(), 'weights.pt')"
+    return "torch.save(ckpt['state_dict'], 'weights.pt')"
 
 
 METADATA_KEYS = ("hyper_parameters", "hparams", "args", "opt", "config", "cfg")  # where trainers keep settings
@@ -141,11 +154,16 @@ METADATA_KEYS = ("hyper_parameters", "hparams", "args", "opt", "config", "cfg") 
 
 def method_in_metadata(obj: object, depth: int = 0) -> str | None:
     """A 'method' string in the settings a trainer saved beside the weights (Lightning's hyper_parameters,
-    an argparse Namespace under 'args' or 'opt', a config), searched a few levels deep; None if there is none."""
+    an argparse Namespace under 'args' or 'opt', a config), or a known method heading a 'model_name', searched
+    a few levels deep; None if there is none."""
     if not isinstance(obj, Mapping) or depth > 3:
         return None
     if depth and isinstance(obj.get("method"), str):
         return obj["method"]
+    if depth and isinstance(obj.get("model_name"), str):  # SupContrast: 'SupCE_cifar10_resnet18_lr_...'
+        found = known_method(obj["model_name"].split("_", 1)[0])
+        if found:
+            return found
     for key, value in obj.items():
         if (depth or key in METADATA_KEYS) and isinstance(value, Mapping):
             found = method_in_metadata(value, depth + 1)

@@ -88,4 +88,7 @@ class LoadedModel:
     @property
     def identity(self) -> ModelIdentity:
         """What a result records about this network (core.network.Network)."""
-        return ModelIdentity(self.info.source, self.info.sha256, self.info.method, self.info.arch.name)
+        info = self.info
+        mean, std = (",".join(f"{v:.4f}" for v in values) for values in (info.mean, info.std))
+        reading = f"{info.stem} stem, padding {info.arch.stem_padding}; mean {mean}; std {std}"
+        return ModelIdentity(info.source, info.sha256, info.method, info.arch.name, reading)

@@ -27,6 +27,7 @@ from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
 from models.loaded import LoadedModel, ModelInfo, SourceHints
+from models.methods import SELF_SUPERVISED_UNKNOWN, canonical_method
 from models.resnet import ArchConfig, build_resnet, resnet_layers
 from models.state_keys import NOT_HEADS, Normalised, normalise_keys
 
@@ -34,32 +35,6 @@ MAX_CONFIG_BYTES = 1 << 20
 SOLO_LEARN_STEM_PADDING = 2  # solo-learn replaces conv1 by Conv2d(3, w, 3, 1, padding=2) for CIFAR
 FOLDER_WEIGHT_FILES = (WEIGHTS_FILE, "pytorch_model.bin", "model.pt", "model.pth")
 _METHOD = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-SELF_SUPERVISED_UNKNOWN = "self-supervised (method unknown)"
-METHOD_NAMES = {  # spellings in trainers' settings -> one name
-    "simclr": "simclr",
-    "byol": "byol",
-    "barlowtwins": "barlow_twins",
-    "barlow": "barlow_twins",
-    "moco": "moco",
-    "mocov1": "moco",
-    "mocov2": "moco",
-    "mocov2plus": "moco",
-    "mocov3": "moco",
-    "swav": "swav",
-    "dino": "dino",
-    "vicreg": "vicreg",
-    "simsiam": "simsiam",
-    "supcon": "supcon",
-    "nnclr": "nnclr",
-    "ressl": "ressl",
-    "deepclusterv2": "deepclusterv2",
-    "wmse": "wmse",
-    "nnbyol": "nnbyol",
-    "supervised": "supervised",
-    "ce": "supervised",
-    "supce": "supervised",
-    "crossentropy": "supervised",
-}
 
 
 def check_size(size: int, name: str, max_bytes: int | None) -> None:
@@ -250,9 +225,9 @@ def measured(loaded: LoadedModel, tensors: dict[str, torch.Tensor], open_choices
     return LoadedModel(module.eval(), info)
 
 
-def with_choices(loaded: LoadedModel, choices: SourceHints) -> LoadedModel:
-    """The same weights under a person's choices (max-pool, stem padding, normalisation); whatever they leave open
-    and was measured before is measured again."""
+def with_choices(loaded: LoadedModel, choices: SourceHints, source: str) -> LoadedModel:
+    """The same weights under a person's choices (max-pool, stem padding, normalisation), named `source` (the spec
+    with its choices); whatever they leave open and was measured before is measured again."""
     arch = loaded.info.arch
     if (choices.stem_pool is not None or choices.stem_padding is not None) and arch.stem != "cifar":
         raise CheckpointError("Only a 3x3 CIFAR stem can take a max-pool or another padding; this network has a 7x7.")
@@ -276,7 +251,7 @@ def with_choices(loaded: LoadedModel, choices: SourceHints) -> LoadedModel:
         arch=arch,
         mean=choices.mean or loaded.info.mean,
         std=choices.std or loaded.info.std,
-        source=loaded.info.source,
+        source=source,
         notes=(*loaded.info.notes, f"set by your choice: {', '.join(said)}"),
     )
     return measured(LoadedModel(module, info), tensors, open_choices)
@@ -391,13 +366,13 @@ def _method(hints: SourceHints, saved: str | None, keys: Normalised, arch: ArchC
         return "dino"
     if any(name not in NOT_HEADS for name in keys.dropped):
         return SELF_SUPERVISED_UNKNOWN
+    if arch.num_classes and keys.sibling:
+        notes.append(
+            f"method unknown: '{keys.sibling}' is a classifier beside the backbone, as linear-evaluation scripts "
+            "save a probe on a frozen backbone, and nothing in the file says how the backbone was trained"
+        )
+        return "unknown"
     if arch.num_classes:
         notes.append("method taken as supervised: a bare CIFAR classifier with no other heads")
         return "supervised"
     return "unknown"
-
-
-def canonical_method(name: str) -> str:
-    """'SimCLR' -> 'simclr', 'mocov2plus' -> 'moco', 'BarlowTwins' -> 'barlow_twins'; unknown names as written."""
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    return METHOD_NAMES.get(key, re.sub(r"[^a-z0-9_-]", "", name.lower())[:32] or "unknown")

@@ -18,9 +18,11 @@ from __future__ import annotations
 import _compat_pickle
 import collections
 import io
+import pickle
 import pickletools
 import re
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -126,6 +128,27 @@ def _pickles(data: bytes) -> list[bytes] | io.BytesIO:
         return [archive.read(pickle_name)]
 
 
+def strings_in(data: bytes, limit: int = 10_000) -> list[str]:
+    """The first `limit` strings a checkpoint's pickle holds (dict keys among them), read without running it;
+    [] when the pickle does not parse."""
+    found: list[str] = []
+    try:
+        source = _pickles(data)
+        streams = [io.BytesIO(p) for p in source] if isinstance(source, list) else [source] * 5
+        for stream in streams:
+            for op, arg, _ in pickletools.genops(stream):
+                if (
+                    op.name in ("BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "SHORT_BINSTRING")
+                    and len(found) < limit
+                ):
+                    found.append(str(arg))
+                if op.name == "STOP":
+                    break
+    except Exception:  # noqa: BLE001 - a hint, never a reason to fail
+        pass
+    return found
+
+
 def _spellings(name: str) -> set[str]:
     """A global as written, as torch looks it up, and as plain pickle would import it (protocol 2 writes
     Python 2 names: subprocess.Popen is saved as commands.Popen)."""
@@ -212,9 +235,103 @@ def unpickle(data: bytes) -> Any:
             if which and "append to lists" in message and names[int(which.group(1))] not in list_like:
                 list_like.add(names[int(which.group(1))])
                 continue
+            if "persistent_load of storage" in message and not data.startswith(b"PK"):
+                return plain(_legacy_with_modules(data, names))
             reason = message.split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
             raise UnsafeCheckpoint(f"safe loading refused it ({reason[:200]})") from None
         return plain(loaded)
+    raise UnsafeCheckpoint("its objects could not be stood in for")
+
+
+# What the legacy reader below hands out as itself: torch's tensor rebuilders and storage types (read for their
+# dtype only), and OrderedDict. Every other global becomes a placeholder.
+_LEGACY_OWN = {
+    "collections.OrderedDict": collections.OrderedDict,
+    "builtins.set": set,
+    "builtins.frozenset": frozenset,
+    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+} | {
+    f"torch.{kind}Storage": getattr(torch, f"{kind}Storage")
+    for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
+}
+
+
+class _LegacyReader(pickle.Unpickler):
+    """The object pickle of a PyTorch < 1.6 file (no zip) that pickled whole modules, which torch's weights-only
+    unpickler refuses: a 'module' record (a class with its source code, kept for a warning) gives the class's
+    placeholder and its source is ignored, storages are made empty and filled from the file afterwards, and
+    every global is a placeholder unless torch's own above."""
+
+    def __init__(self, stream: io.BytesIO, stand_ins: dict[str, type]) -> None:
+        super().__init__(stream)
+        self.stand_ins = stand_ins
+        self.storages: dict[str, torch.UntypedStorage] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        full = _torch_name(f"{module}.{name}")
+        found = _LEGACY_OWN.get(full) or self.stand_ins.get(full)
+        if found is None:  # the static scan named every global this pickle holds: anything else is damage
+            raise UnsafeCheckpoint(f"it names {full}, which the scan did not find")
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not isinstance(pid, tuple) or not pid:
+            raise UnsafeCheckpoint("it holds a persistent record that is not a storage")
+        if pid[0] == "module":  # ('module', class, source file, source): the class, already a placeholder
+            if len(pid) == 4 and isinstance(pid[1], type) and issubclass(pid[1], Placeholder):
+                return pid[1]
+            raise UnsafeCheckpoint("it holds a module record whose class is not stood in for")
+        if pid[0] != "storage" or len(pid) != 6 or pid[1] not in _LEGACY_OWN.values():
+            raise UnsafeCheckpoint(f"it holds a persistent record of kind {str(pid[0])[:20]!r}")
+        _, kind, key, _location, numel, view = pid
+        if view is not None or not isinstance(numel, int) or not 0 <= numel < 1 << 40:
+            raise UnsafeCheckpoint("it holds a storage record this reader does not know")
+        dtype = kind.dtype
+        if key not in self.storages:
+            self.storages[key] = torch.UntypedStorage(numel * torch._utils._element_size(dtype))
+        with warnings.catch_warnings():  # TypedStorage is what torch's own tensor rebuilders take here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.TypedStorage(wrap_storage=self.storages[key], dtype=dtype, _internal=True)
+
+
+def _legacy_with_modules(data: bytes, names: list[str]) -> Any:
+    """A legacy file's object with its storages' bytes read in (see _LegacyReader)."""
+    stream = io.BytesIO(data)
+    dict_like: set[str] = set()
+    list_like: set[str] = set()
+    for _ in range(MAX_RETRIES):
+        stream.seek(0)
+        stand_ins = {name: cls for cls, name in _stand_ins(names, dict_like, list_like)}
+        try:
+            for _ in range(3):  # magic number, protocol version, system info: plain values
+                _LegacyReader(stream, {}).load()
+            reader = _LegacyReader(stream, stand_ins)
+            obj = reader.load()
+            keys = _LegacyReader(stream, {}).load()
+        except (TypeError, AttributeError) as err:
+            which = _PLACEHOLDER_IN_ERROR.search(str(err))
+            name = names[int(which.group(1))] if which else None
+            if name and "item assignment" in str(err) and name not in dict_like:
+                dict_like.add(name)
+                continue
+            if name and "append" in str(err) and name not in list_like:
+                list_like.add(name)
+                continue
+            raise UnsafeCheckpoint(f"its objects could not be stood in for ({type(err).__name__})") from None
+        except (pickle.UnpicklingError, EOFError, ValueError) as err:
+            raise DamagedPickle(f"its pickle does not parse ({type(err).__name__})") from None
+        if not isinstance(keys, list) or set(keys) != set(reader.storages):
+            raise DamagedPickle("its storage list does not match its tensors")
+        for key in keys:  # each: an int64 element count, then the raw bytes
+            storage = reader.storages[key]
+            head = stream.read(8)
+            nbytes = storage.nbytes()
+            raw = stream.read(nbytes)
+            if len(head) != 8 or len(raw) != nbytes:
+                raise DamagedPickle("it ends before its last tensor's bytes")
+            storage.copy_(torch.frombuffer(bytearray(raw), dtype=torch.uint8).untyped_storage())
+        return obj
     raise UnsafeCheckpoint("its objects could not be stood in for")
 
 

@@ -25,7 +25,7 @@ def load_model(spec: str) -> LoadedModel:
         raise CheckpointError(f"A model spec must be a string such as {SPEC_FORMS}, not {type(spec).__name__}.")
     base, choices = split_choices(spec)
     if choices is not None:
-        return with_choices(load_model(base), choices)
+        return with_choices(load_model(base), choices, spec.strip())
     spec = spec.strip()
     scheme, sep, rest = spec.partition(":")
     if not sep or not rest:
@@ -68,6 +68,21 @@ def split_choices(spec: str) -> tuple[str, SourceHints | None]:
     return base, SourceHints(**values, origin="your choice")
 
 
+def with_choice_text(spec: str, pool: bool | None, padding: int | None, norm: str | None) -> str:
+    """The spec with these choices after '#' (None: measured, or as the source says); the inverse of split_choices."""
+    base = split_choices(spec)[0]
+    parts = [
+        f"{key}={value}"
+        for key, value in (
+            ("pool", None if pool is None else "yes" if pool else "no"),
+            ("padding", padding),
+            ("norm", norm),
+        )
+        if value is not None
+    ]
+    return base + ("#" + ",".join(parts) if parts else "")
+
+
 def load_bundled(name: str, spec: str) -> LoadedModel:
     """A folder of models/weights, with its config.json's method, normalisation and metrics; `NAME@epoch-K` is
     the float16 snapshot its training kept after epoch K (same config, its own quick metrics)."""
@@ -90,7 +105,7 @@ def load_bundled(name: str, spec: str) -> LoadedModel:
 def weights_version(spec: str) -> str:
     """Modification times of a bundled or file checkpoint's files ('' for other sources), so a cache keyed by
     spec and version reloads retrained weights instead of serving stale ones."""
-    scheme, _, rest = spec.strip().partition(":")
+    scheme, _, rest = split_choices(spec)[0].partition(":")
     if scheme == "bundled":
         name, _, snapshot = rest.partition("@")
         path = Path(registry.WEIGHTS_DIR) / name

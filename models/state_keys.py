@@ -27,6 +27,7 @@ SUPPORTED_ARCHS = (
 COPY_WORDS = ("momentum", "encoder_k", "key_encoder", "teacher", "target", "ema", "_k.")
 CLASSIFIER_NAMES = ("fc", "linear", "classifier")
 PROJECTION_FC = "fc (an MLP projection head)"
+THOP_COUNTERS = ("total_ops", "total_params")
 THOP = "thop profiler counters"  # total_ops/total_params buffers the thop FLOP counter leaves on every module
 NOT_HEADS = ("fc", "linear", "classifier", THOP)  # dropped without saying anything about the training method
 IMAGENET_CLASSES = 1000  # a head this wide was trained on (or left from) ImageNet: it cannot classify CIFAR images
@@ -45,6 +46,7 @@ class Normalised:
     dropped_keys: tuple[str, ...] = ()  # every key of the file that was dropped, as the file names it
     stem_relu: bool = True  # False: a Sequential of a ResNet's children without the ReLU module (lightly)
     preact: str = ""  # pre-activation blocks: whose naming the keys follow ("kuangliu", "bearpaw", ...); "": none
+    sibling: str = ""  # a classifier found beside the backbone rather than in it ('module.fc'), else ""
 
 
 def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
@@ -62,7 +64,7 @@ def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
                 kept[name], origin[name] = tensor, key
                 continue
         dropped_keys.append(key)
-        dropped[THOP if key.endswith((".total_ops", ".total_params")) else _group(key, prefix)] += 1
+        dropped[THOP if key.rsplit(".", 1)[-1] in THOP_COUNTERS else _group(key, prefix)] += 1
     notes = []
     if prefix:
         notes.append(f"took the backbone from the keys under '{prefix}'")
@@ -98,6 +100,7 @@ def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
         tuple(dropped_keys),
         stem_relu=not positions or positions["relu"],
         preact=preact,
+        sibling=sibling,
     )
 
 
@@ -239,7 +242,7 @@ def _is_head(name: str) -> bool:
     """A key inside the backbone that is not part of it: anything outside the stem, stages and a plain fc, and
     the counters the thop profiler leaves on every module ('layer1.0.total_ops')."""
     first, last = name.split(".", 1)[0], name.rsplit(".", 1)[-1]
-    if last in ("total_ops", "total_params"):
+    if last in THOP_COUNTERS:
         return True
     return not (first in ("conv1", "bn1", "bn") or re.match(r"layer[1-4]$", first) or first in ("fc", "linear"))
 
@@ -260,7 +263,7 @@ def _sibling_classifier(
     mmpretrain's 'head.fc' beside 'backbone.') is its classifier, unless self-supervised heads sit there too
     (solo-learn's online linear probe is one of its heads)."""
     has_fc = any(k.startswith(("fc.", "linear.")) for k in kept)
-    if not prefix or has_fc or any(name not in (*CLASSIFIER_NAMES, "head") for name in dropped):
+    if not prefix or has_fc or any(name not in (*CLASSIFIER_NAMES, "head", THOP) for name in dropped):
         return kept, ""
     wrapper = prefix.rstrip(".").rpartition(".")[0]
     wrapper = wrapper + "." if wrapper else ""

@@ -16,7 +16,9 @@ choices = current()
 for column, side, spec in zip(st.columns(2), ("A", "B"), (choices.model_a, choices.model_b), strict=True):
     with column:
         try:
-            widgets.model_card(networks.load(spec).info, f"Model {side}")
+            info = networks.load(spec).info
+            widgets.model_card(info, f"Model {side}")
+            widgets.choice_form(spec, info, side.lower())
         except CheckpointError as err:
             st.error(f"Model {side} ({spec}) could not be loaded: {err}")
 

@@ -1,9 +1,9 @@
 """The analyses a session sees: the subset, each network's fingerprint and each pair's result, cached.
 
 Caches, from cheap to expensive: the subset (`st.cache_data`); each network's fingerprint (its one
-forward pass), keyed by (weights sha256, subset, options), so changing model B reuses A's; the finished
-comparison, keyed by (both hashes, subset, options). Shared caches are keyed by content hash, so two
-sessions never see each other's uploads by name.
+forward pass), keyed by (weights sha256 and how they were read, subset, options), so changing model B
+reuses A's; the finished comparison, keyed by (both keys, subset, options). Shared caches are keyed by
+content, so two sessions never see each other's uploads by name.
 """
 
 from __future__ import annotations
@@ -72,16 +72,16 @@ def progress_panel(title: str) -> Iterator[Progress]:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _fingerprint(sha256: str, spec: SubsetSpec, options: AnalysisOptions, _network: Network, _device: str):
+def _fingerprint(key: str, spec: SubsetSpec, options: AnalysisOptions, _network: Network, _device: str):
     subset = subset_of(spec)
     with progress_panel(f"{_network.identity.source}: {spec.size:,} images") as report:
         return fingerprint(_network, subset, options, torch.device(_device), report)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _result(sha_a: str, sha_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str):
+def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str):
     def cached(network: Network) -> Fingerprint:
-        return _fingerprint(network.identity.sha256, spec, options, network, _device)
+        return _fingerprint(network.identity.key, spec, options, network, _device)
 
     cluster = Cluster.single(torch.device(_device))
     with progress_panel("Comparing A and B") as report:
@@ -103,7 +103,7 @@ def analysis(choices: Choices) -> AnalysisResult | None:
         return None
     a, b = loaded
     try:
-        result = _result(a.info.sha256, b.info.sha256, choices.subset, choices.options, a, b, device())
+        result = _result(a.identity.key, b.identity.key, choices.subset, choices.options, a, b, device())
     except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
         st.error(f"The analysis failed: {err}")
         return None

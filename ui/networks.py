@@ -12,7 +12,15 @@ import time
 import streamlit as st
 
 from core import settings
-from models import CheckpointError, LoadedModel, load_model, load_uploaded, weights_version
+from models import (
+    CheckpointError,
+    LoadedModel,
+    load_model,
+    load_uploaded,
+    split_choices,
+    weights_version,
+    with_choices,
+)
 
 UPLOADS = "uploads"  # session_state: {"upload:NAME": LoadedModel}, this session's uploads only
 FAILED = "failed_loads"  # session_state: {spec: (time, message)}, so a dead Hub is not retried on every rerun
@@ -28,11 +36,14 @@ def load(spec: str) -> LoadedModel:
     """The network for a spec: this session's upload, or a shared cached load. Raises CheckpointError."""
     if spec.startswith("upload:"):
         uploads = st.session_state.get(UPLOADS, {})
-        if spec not in uploads:
+        base, choices = split_choices(spec)
+        if base not in uploads:
             raise CheckpointError(
-                f"'{spec}' is not among this session's uploads (uploads stay in the session that made them); "
+                f"'{base}' is not among this session's uploads (uploads stay in the session that made them); "
                 "upload the file again on the Models page."
             )
+        if choices is not None and spec not in uploads:
+            uploads[spec] = with_choices(uploads[base], choices, spec)
         return uploads[spec]
     if spec.startswith("file:") and settings.file_specs_disabled():
         raise CheckpointError(
@@ -49,8 +60,8 @@ def load(spec: str) -> LoadedModel:
 
 
 def upload_specs() -> list[str]:
-    """This session's uploads, as specs ('upload:NAME')."""
-    return list(st.session_state.get(UPLOADS, {}))
+    """This session's uploads, as specs ('upload:NAME'), without the same upload under other choices."""
+    return [spec for spec in st.session_state.get(UPLOADS, {}) if "#" not in spec]
 
 
 def upload(file) -> str:

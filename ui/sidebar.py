@@ -47,7 +47,8 @@ def sidebar() -> Choices:
                 key=key,
                 accept_new_options=True,
                 help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE] (or type OWNER/REPO), file:PATH, or an upload "
-                "from the Models page",
+                "from the Models page; add #pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the "
+                "weights cannot say (or use the Models page)",
             )
         st.subheader("CIFAR-10 subset")
         st.selectbox("Split", SPLITS, key=BY_NAME["split"].key)

@@ -1,4 +1,4 @@
-"""Small drawing helpers shared by the pages: model cards, result captions, downloads, use buttons."""
+"""Small drawing helpers shared by the pages: model cards and choices, result captions, downloads, use buttons."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import streamlit as st
 
 from core.interval import MIN_BATCHES
 from core.result import AnalysisResult, to_csv, to_json_dict
-from models import ModelInfo
+from models import ModelInfo, split_choices
+from models.calibration import NORMALISATIONS, normalisation_name
+from models.loaded import SourceHints
+from models.specs import with_choice_text
 from ui.choices import use
 
 
@@ -24,17 +27,79 @@ def model_card(info: ModelInfo, heading: str) -> None:
     metrics = ", ".join(f"{k.replace('_', ' ')} {_percent_or_number(v)}" for k, v in info.metrics.items())
     rows = {
         "source": f"`{info.source}`",
-        "architecture": f"ResNet-{arch.depth}, width {arch.width}, {info.stem} stem; {head}",
+        "architecture": f"{arch.name}, {info.stem} stem (padding {arch.stem_padding}); {head}",
         "method": info.method,
         "weights sha256": f"`{info.sha256[:16]}…`",
-        "measured accuracy": metrics or "not reported",
+        "measured here": info.calibration.summary if info.calibration else "not measured (no CIFAR-10 test images)",
+        "reported by its source": metrics or "nothing",
         "normalisation": f"mean {tuple(round(m, 4) for m in info.mean)}, std {tuple(round(s, 4) for s in info.std)}",
         "layers read": f"{len(info.layers)} ({info.layers[0][0]} … {info.layers[-1][0]})",
     }
     lines = [f"| {k} | {v} |" for k, v in rows.items()]
     st.markdown(f"#### {heading}\n" + "\n".join([lines[0], "|---|---|", *lines[1:]]))  # the source heads the table
+    evidence = info.calibration
+    if evidence and evidence.warning:
+        st.warning(f"{heading}: {evidence.warning}.")
+    if evidence and evidence.scores:
+        with st.expander("What the weights cannot say: each candidate's score"):
+            st.caption(
+                f"Scored by {evidence.measure} on {evidence.images} CIFAR-10 test images; a candidate replaces the "
+                "default only when it beats it by more than two standard errors. Change any choice below."
+            )
+            st.dataframe(
+                [{"candidate": label, "score": value} for label, value in evidence.scores],
+                hide_index=True,
+                column_config={"score": st.column_config.NumberColumn(format="percent")},
+            )
     if info.notes:
         st.caption("Loader notes: " + "; ".join(info.notes) + ".")
+
+
+POOL_LABELS = {None: "as measured", True: "yes", False: "no"}
+
+
+def choice_form(spec: str, info: ModelInfo, side: str) -> None:
+    """Override what the weights cannot say (max-pool, stem padding, normalisation) for model A or B."""
+    base, chosen = split_choices(spec)
+    chosen = chosen or SourceHints()
+    cifar = info.arch.stem == "cifar"
+    now = normalisation_name(chosen.mean, chosen.std) if chosen.mean else None
+    norms = [None, *NORMALISATIONS]
+    with st.form(f"choices_{side}"):
+        st.caption("What the weights cannot say: keep what was measured (or what the source states), or set it.")
+        st.selectbox(
+            "Max-pool after the 3x3 stem",
+            list(POOL_LABELS),
+            format_func=POOL_LABELS.__getitem__,
+            index=list(POOL_LABELS).index(chosen.stem_pool),
+            disabled=not cifar,
+            key=f"choice_{side}_pool",
+        )
+        st.selectbox(
+            "Stem padding",
+            PADDINGS,
+            format_func=lambda p: "as measured" if p is None else str(p),
+            index=PADDINGS.index(chosen.stem_padding),
+            disabled=not cifar,
+            key=f"choice_{side}_padding",
+        )
+        st.selectbox(
+            "Input normalisation",
+            norms,
+            format_func=lambda n: "as measured" if n is None else n,
+            index=norms.index(now) if now in norms else 0,
+            key=f"choice_{side}_norm",
+        )
+        st.form_submit_button(f"Apply to model {side.upper()}", on_click=_apply_choices, args=(side, base))
+
+
+PADDINGS = [None, 0, 1, 2, 3]
+
+
+def _apply_choices(side: str, base: str) -> None:
+    s = st.session_state
+    spec = with_choice_text(base, s[f"choice_{side}_pool"], s[f"choice_{side}_padding"], s[f"choice_{side}_norm"])
+    use(side, spec)
 
 
 def _slug(text: str) -> str:

@@ -13,6 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.analysis
+import ui.networks
+from core import settings
 from models import DEFAULT_PAIR, CheckpointError, load_model, load_uploaded
 from tests.app.support import APP, chart_specs, chart_values
 from ui.names import shared_order
@@ -187,7 +189,8 @@ def test_an_upload_shows_its_card_and_can_be_compared(bundled_pair, tiny_specs):
     at.file_uploader[0].upload("tiny.safetensors", data).run()
     assert_clean(at)
     card = next(m.value for m in at.markdown if m.value.startswith("#### upload:tiny.safetensors"))
-    assert "ResNet-18, width 8, cifar stem" in card and load_uploaded(data, "tiny.safetensors").info.sha256[:16] in card
+    sha = load_uploaded(data, "tiny.safetensors").info.sha256[:16]
+    assert "resnet18-w8, cifar stem (padding 1)" in card and sha in card
     at.button(key="use_a_upload:tiny.safetensors").click().run()
     assert at.selectbox(key="sb_a").value == "upload:tiny.safetensors"
     assert at.query_params["a"] == "upload:tiny.safetensors"
@@ -210,6 +213,27 @@ def test_a_bad_upload_shows_the_loaders_error_and_the_app_keeps_working(bundled_
     assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
     assert_clean(visit(at, "similarity"))
     assert len(chart_specs(at)) == 4
+
+
+def test_what_the_weights_cannot_say_is_measured_shown_and_can_be_set(monkeypatch):
+    """With the real supervised network: its card shows the accuracy measured here; a person sets the
+    normalisation on the Models page and model A becomes the same weights under that choice."""
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")
+    ui.networks._network.clear()  # other tests loaded it unmeasured (this process runs them all)
+    supervised = "bundled:supervised-resnet18-w16"
+    at = visit(open_app(SMALL | {"a": supervised}), "models")
+    assert_clean(at)
+    card = next(m.value for m in at.markdown if m.value.startswith("#### Model A"))
+    accuracy = load_model(supervised).info.calibration.accuracy
+    assert f"{accuracy:.1%} classifier accuracy on 256 CIFAR-10 test images" in card and accuracy > 0.8
+    at.selectbox(key="choice_a_norm").select("imagenet")
+    at.button(key="FormSubmitter:choices_a-Apply to model A").click().run()
+    assert_clean(at)
+    assert at.selectbox(key="sb_a").value == supervised + "#norm=imagenet"
+    assert at.query_params["a"] == supervised + "#norm=imagenet"
+    card = next(m.value for m in at.markdown if m.value.startswith("#### Model A"))
+    assert "std (0.229, 0.224, 0.225)" in card
+    assert any("set by your choice: normalisation" in c.value for c in at.caption)
 
 
 @pytest.mark.slow

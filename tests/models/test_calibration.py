@@ -65,7 +65,10 @@ def test_a_network_trained_without_normalisation_is_recognised(supervised):
 
 def test_a_person_s_choice_is_kept_and_the_rest_measured_again(supervised):
     loaded = load_uploaded(_upload(supervised), "model.safetensors")
-    pooled = with_choices(loaded, SourceHints(stem_pool=True, origin="your choice"))
+    pooled = with_choices(
+        loaded, SourceHints(stem_pool=True, origin="your choice"), "upload:model.safetensors#pool=yes"
+    )
+    assert pooled.identity.key != loaded.identity.key  # same file, another network: caches must tell them apart
     assert pooled.info.stem == "cifar-maxpool"
     assert pooled.info.calibration.measured == ("stem_padding", "normalisation")
     assert pooled.info.calibration.accuracy < loaded.info.calibration.accuracy - 0.2
@@ -79,7 +82,7 @@ def test_choices_in_a_spec():
     loaded = load_model("bundled:supervised-resnet18-w16#norm=imagenet")
     assert (loaded.info.mean, loaded.info.std) == NORMALISATIONS["imagenet"]
     assert loaded.info.calibration.measured == ()  # the bundled card states everything else
-    assert loaded.info.source == "bundled:supervised-resnet18-w16"
+    assert loaded.info.source == "bundled:supervised-resnet18-w16#norm=imagenet"
     with pytest.raises(CheckpointError, match="norm=cifar10"):
         load_model("bundled:supervised-resnet18-w16#norm=imagenette")
     with pytest.raises(CheckpointError, match="no choices"):

@@ -43,8 +43,6 @@ NOT_YET: dict[str, str] = {
     # network gives the measurement nothing to go on, so here the loader keeps its default (no pool) and says so.
     "huyvnphan-resnet18-state-dict": "a max-pool after a 3x3 stem is not in the weights (random weights)",
     "huyvnphan-resnet18-lightning-ckpt": "a max-pool after a 3x3 stem is not in the weights (random weights)",
-    "kuangliu-resnet18-legacy-whole-module": "a PyTorch < 1.6 whole pickled module cannot be opened weights-only",
-    "leftthomas-simclr-resnet50-linear": "a linear probe on a SimCLR backbone is named supervised: nothing says so",
 }
 
 

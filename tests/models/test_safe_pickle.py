@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import subprocess
 import sys
 import types
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from models import CheckpointError, load_uploaded, safe_pickle
-from tests.models.payloads import PAYLOADS
+from tests.models.payloads import PAYLOADS, _Reduce
 
 
 def _save(obj) -> bytes:
@@ -139,3 +140,20 @@ def test_a_torchscript_archive_is_refused_without_being_run():
     torch.jit.save(torch.jit.script(nn.Linear(2, 2)), data)
     with pytest.raises(safe_pickle.UnsafeCheckpoint, match="TorchScript"):
         safe_pickle.unpickle(data.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("where", "hint"),
+    [
+        ("model", "torch.save(ckpt['model'], 'weights.pt')"),
+        ("net", "torch.save(ckpt['net'], 'weights.pt')"),
+        ("state_dict", "torch.save(ckpt['state_dict'], 'weights.pt')"),
+    ],
+)
+def test_a_refusal_names_the_key_this_file_keeps_its_weights_under(where, hint, tmp_path):
+    sentinel = tmp_path / "ran"
+    gadget = _Reduce(subprocess.call, (["touch", str(sentinel)],))
+    data = _save({where: nn.Linear(2, 2).state_dict(), "epoch": 3, "extra": gadget})
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(data, "ckpt.pth")
+    assert f"`{hint}`" in str(refused.value) and not sentinel.exists()
