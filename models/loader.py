@@ -311,9 +311,11 @@ def strict_load(arch: ArchConfig, tensors: dict[str, torch.Tensor], notes: list[
     """Build the network and load every tensor with strict=True; list what is missing or unexpected.
 
     BatchNorm's `num_batches_tracked` counters are the one thing filled in when absent: they do not
-    affect eval-mode outputs and some exporters omit them.
+    affect eval-mode outputs and some exporters omit them. The network is built without memory and takes the
+    tensors as they are (no random initialisation to overwrite, no copy).
     """
-    module = build_resnet(arch)
+    with torch.device("meta"):
+        module = build_resnet(arch)
     expected = module.state_dict()
     missing_counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in tensors]
     if missing_counters:
@@ -329,7 +331,7 @@ def strict_load(arch: ArchConfig, tensors: dict[str, torch.Tensor], notes: list[
     if missing or unexpected or wrong:
         raise CheckpointError(_mismatch_message(arch, missing, unexpected, wrong))
     try:
-        module.load_state_dict(tensors, strict=True)
+        module.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:
         raise CheckpointError(f"The weights do not fit a {arch.name} ({' '.join(str(err).split())[:300]}).") from None
     return module
@@ -366,10 +368,11 @@ def _method(hints: SourceHints, saved: str | None, keys: Normalised, arch: ArchC
         return "dino"
     if any(name not in NOT_HEADS for name in keys.dropped):
         return SELF_SUPERVISED_UNKNOWN
-    if arch.num_classes and keys.sibling:
+    if arch.num_classes and keys.sibling and keys.stem_pool is not None:
         notes.append(
-            f"method unknown: '{keys.sibling}' is a classifier beside the backbone, as linear-evaluation scripts "
-            "save a probe on a frozen backbone, and nothing in the file says how the backbone was trained"
+            f"method unknown: '{keys.sibling}' is a classifier beside a backbone rebuilt from a ResNet's children, "
+            "as self-supervised code keeps its encoder and linear evaluation adds a probe; nothing in the file says "
+            "how the backbone was trained"
         )
         return "unknown"
     if arch.num_classes:
