@@ -109,3 +109,15 @@ def test_without_images_the_open_choices_are_stated_as_uncertain(supervised, mon
     assert loaded.info.calibration is None
     assert any(note.startswith("uncertain: the weights cannot show whether a max-pool") for note in loaded.info.notes)
     assert any(note.startswith("no normalisation given") for note in loaded.info.notes)
+
+
+def test_a_max_pool_the_weights_cannot_show_is_found():
+    """A network trained with a max-pool after its 3x3 stem (tests/models/fixtures/make_pooled.py), uploaded as a
+    bare state dict, as huyvnphan/PyTorch_CIFAR10 ships its weights."""
+    data = (Path(__file__).parent / "fixtures" / "pooled-resnet18-w8.safetensors").read_bytes()
+    loaded = load_uploaded(data, "resnet18.pt")
+    assert loaded.info.stem == "cifar-maxpool" and loaded.info.arch.stem_padding == 1
+    scores = _scores(loaded.info.calibration)
+    assert loaded.info.calibration.accuracy > 0.45
+    assert scores["stem: padding 1"] < loaded.info.calibration.accuracy - 0.1
+    assert any("max-pool after the stem: yes" in note for note in loaded.info.notes)

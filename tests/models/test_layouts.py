@@ -39,8 +39,9 @@ TELLS = {
     "solo-dino",  # the centre of DINO's loss
 }
 NOT_YET: dict[str, str] = {
-    # Nothing in these files shows the max-pool; with trained weights, calibration finds it on test images. A random
-    # network gives the measurement nothing to go on, so here the loader keeps its default (no pool) and says so.
+    # Nothing in these files shows the max-pool; with trained weights, calibration finds it on test images
+    # (test_calibration.py: a network trained with one). A random network gives the measurement nothing to go on,
+    # so here the loader keeps its default (no pool) and says so.
     "huyvnphan-resnet18-state-dict": "a max-pool after a 3x3 stem is not in the weights (random weights)",
     "huyvnphan-resnet18-lightning-ckpt": "a max-pool after a 3x3 stem is not in the weights (random weights)",
 }
