@@ -21,5 +21,6 @@ with app_frame():
             st.Page("pages/probes.py", title="Probes and objectives", icon=":material/show_chart:"),
             st.Page("pages/models.py", title="Models", icon=":material/memory:"),
             st.Page("pages/images.py", title="Images", icon=":material/image:"),
+            st.Page("pages/open_result.py", title="Open a result", icon=":material/folder_open:"),
         ]
     ).run()

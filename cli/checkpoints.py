@@ -46,8 +46,8 @@ def inspect(args: argparse.Namespace) -> int:
     """Print a loaded network's card: architecture, method, normalisation, measured accuracy, evidence, notes."""
     info = load_model(args.spec).info
     print(describe(info))
-    for label, value in info.calibration.scores if info.calibration else ():
-        print(f"  candidate  {label:<40} {value:.1%}")
+    for label, value, images in info.calibration.scores if info.calibration else ():
+        print(f"  candidate  {label:<40} {value:.1%} on {images} images")
     for note in info.notes:
         print(f"  note  {note}")
     return 0

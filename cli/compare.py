@@ -17,6 +17,7 @@ from core.distributed import Cluster
 from core.options import AnalysisOptions
 from core.pipeline import compare_many
 from core.result import to_csv, to_json_dict
+from core.store import default_store, result_key
 from models import load_model
 
 
@@ -106,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         cluster.close()
     if cluster.rank != 0:
         return 0
+    store = default_store()
+    if store:
+        for other, result in zip(others, results, strict=True):
+            store.put_result(result_key(reference.identity.key, other.identity.key, spec, options), result)
     written = []
     for b_spec, result in zip(args.b, results, strict=True):
         out = Path(args.out) / f"{_slug(b_spec)}.json" if many else Path(args.out)

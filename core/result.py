@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -63,6 +63,39 @@ def to_json_dict(result: AnalysisResult) -> dict:
     for key, value in asdict(result).items():
         out[key] = clean(value) if not isinstance(value, dict) else {k: clean(v) for k, v in value.items()}
     return out
+
+
+_ARRAYS = {f.name for f in fields(AnalysisResult) if f.type == "np.ndarray"}
+_TUPLES = {f.name for f in fields(AnalysisResult) if str(f.type).startswith("tuple")}
+
+
+def from_json_dict(data: dict) -> AnalysisResult:
+    """The result `to_json_dict` wrote (null values back to NaN); a ValueError saying what is wrong otherwise."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a result is a JSON object, not {type(data).__name__}")
+    missing = sorted({f.name for f in fields(AnalysisResult) if f.default is MISSING} - set(data))
+    if missing:
+        raise ValueError(f"this is not a CKA Lens result: {', '.join(missing[:4])} missing")
+    known = {f.name for f in fields(AnalysisResult)}
+    values = {k: v for k, v in data.items() if k in known}
+    try:
+        for key in _ARRAYS:
+            values[key] = np.array(values[key], dtype=np.float64)  # null -> nan
+        for key in _TUPLES:
+            values[key] = tuple(values[key])
+        values["model_a"], values["model_b"] = (ModelIdentity(**values[k]) for k in ("model_a", "model_b"))
+        subset = dict(values["subset"])
+        values["subset"] = SubsetSpec(**(subset | {"classes": tuple(subset["classes"])}))
+        values["options"] = AnalysisOptions(**values["options"])
+        result = AnalysisResult(**values)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"this result cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
+    la, lb, m = len(result.layers_a), len(result.layers_b), len(result.matched)
+    shapes = {"cross": (la, lb), "self_a": (la, la), "self_b": (lb, lb), "matched_cka": (m,), "probe_a": (la,)}
+    wrong = [k for k, shape in shapes.items() if getattr(result, k).shape != shape]
+    if wrong:
+        raise ValueError(f"this result's {', '.join(wrong)} do not match its layers")
+    return result
 
 
 def to_csv(result: AnalysisResult) -> str:

@@ -15,6 +15,8 @@ NO_FILE_SPECS = "CKA_LENS_DISABLE_FILE_SPECS"  # "1" on public servers: a link m
 MAX_UPLOAD_MB = "CKA_LENS_MAX_UPLOAD_MB"
 HUB_TIMEOUT = "CKA_LENS_HUB_TIMEOUT"
 CALIBRATION_IMAGES = "CKA_LENS_CALIBRATION_IMAGES"  # test images a loaded network is measured on; 0: not measured
+STORE = "CKA_LENS_STORE"  # the result store's folder; "off" keeps nothing on disk
+STORE_MB = "CKA_LENS_STORE_MB"  # its size bound
 CACHE = "CKA_LENS_CACHE"  # where downloaded CIFAR-10 is kept
 CIFAR10_DIR = "CIFAR10_DIR"  # a folder holding CIFAR-10 (npz pair or cifar-10-batches-py)
 DEFAULT_MAX_UPLOAD_MB = 500.0
@@ -82,6 +84,22 @@ def hub_timeout() -> float:
 def download_dir() -> Path:
     """Where a downloaded CIFAR-10 is kept: CKA_LENS_CACHE, else ~/.cache/cka-lens."""
     return Path(_raw(CACHE) or Path.home() / ".cache" / "cka-lens")
+
+
+def store_dir() -> Path | None:
+    """The result store's folder: CKA_LENS_STORE, else `store` in the download cache; None when set to 'off'."""
+    raw = _raw(STORE)
+    if raw.lower() in ("off", "0", "none"):
+        return None
+    return Path(raw) if raw else download_dir() / "store"
+
+
+def store_bytes() -> int:
+    """The result store's bound: CKA_LENS_STORE_MB megabytes, 2000 if unset."""
+    megabytes = env_number(STORE_MB, 2000, "is not a number; set it to megabytes, e.g. 2000.")
+    if megabytes <= 0:
+        raise SettingsError(f"{STORE_MB}={_raw(STORE_MB)!r} must be positive; set {STORE}=off to keep nothing.")
+    return int(megabytes * 1_000_000)
 
 
 def cifar10_dir() -> Path | None:

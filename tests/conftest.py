@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 # Most test networks have random weights, which measuring on test images cannot tell anything about; the tests
 # of calibration (tests/models/test_calibration.py, and the model card in the app's tests) turn it on.
 os.environ[settings.CALIBRATION_IMAGES] = "0"
+# The result store lives in a fresh folder per test run, never in the user's cache.
+os.environ[settings.STORE] = tempfile.mkdtemp(prefix="cka-lens-test-store-")
 
 
 def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Path:

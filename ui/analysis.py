@@ -3,12 +3,14 @@
 Caches, from cheap to expensive: the subset (`st.cache_data`); each network's fingerprint (its one
 forward pass), keyed by (weights sha256 and how they were read, subset, options), so changing model B
 reuses A's; the finished comparison, keyed by (both keys, subset, options). Shared caches are keyed by
-content, so two sessions never see each other's uploads by name.
+content, so two sessions never see each other's uploads by name. Behind both memory caches, the result store
+on disk (core.store) keeps fingerprints and results across restarts and shares them with the CLI.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,7 +29,8 @@ from core.network import Network
 from core.options import AnalysisOptions
 from core.pipeline import compare_many
 from core.progress import Progress
-from core.result import AnalysisResult
+from core.result import AnalysisResult, from_json_dict
+from core.store import default_store, fingerprint_key, result_key
 from models import CheckpointError, LoadedModel
 from ui import networks
 from ui.choices import Choices
@@ -73,9 +76,16 @@ def progress_panel(title: str) -> Iterator[Progress]:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _fingerprint(key: str, spec: SubsetSpec, options: AnalysisOptions, _network: Network, _device: str):
+    store, entry = default_store(), fingerprint_key(key, spec, options)
+    kept = store.fingerprint(entry) if store else None
+    if kept is not None:
+        return replace(kept, model=_network.identity)
     subset = subset_of(spec)
     with progress_panel(f"{_network.identity.source}: {spec.size:,} images") as report:
-        return fingerprint(_network, subset, options, torch.device(_device), report)
+        computed = fingerprint(_network, subset, options, torch.device(_device), report)
+    if store:
+        store.put_fingerprint(entry, computed)
+    return computed
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -83,13 +93,54 @@ def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, 
     def cached(network: Network) -> Fingerprint:
         return _fingerprint(network.identity.key, spec, options, network, _device)
 
+    store, entry = default_store(), result_key(key_a, key_b, spec, options)
+    kept = store.result(entry) if store else None
+    if kept is not None:
+        return kept
     cluster = Cluster.single(torch.device(_device))
     with progress_panel("Comparing A and B") as report:
-        return compare_many(_a, [_b], subset_of(spec), options, cluster, report, cached)[0]
+        result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, cached)[0]
+    if store:
+        store.put_result(entry, result)
+    return result
+
+
+OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Models page
+MAX_RESULT_BYTES = 50_000_000
+
+
+def open_result(name: str, data: bytes) -> AnalysisResult:
+    """Read a result file the CLI (or a download) wrote and show it on every page of this session; a
+    ValueError says why a file cannot be read."""
+    if len(data) > MAX_RESULT_BYTES:
+        raise ValueError(f"'{name}' is {len(data) / 1e6:.0f} MB; a result file is far smaller (limit 50 MB)")
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"'{name}' is not JSON ({str(err)[:80]}); open a .json file that CKA Lens wrote") from None
+    try:
+        result = from_json_dict(parsed)
+    except ValueError as err:
+        raise ValueError(f"'{name}' cannot be opened: {err}") from None
+    st.session_state[OPENED] = (name, result)
+    return result
+
+
+def _close_opened() -> None:
+    st.session_state.pop(OPENED, None)
 
 
 def analysis(choices: Choices) -> AnalysisResult | None:
-    """The comparison for the current choices, or None after showing why it cannot be made."""
+    """The comparison for the current choices (or the result file this session opened), or None after showing
+    why it cannot be made."""
+    if OPENED in st.session_state:
+        name, result = st.session_state[OPENED]
+        st.info(
+            f"Showing `{name}`, a result opened from a file (A = `{result.model_a.source}`, "
+            f"B = `{result.model_b.source}`), not the sidebar's choice."
+        )
+        st.button("Close it and show the sidebar's choice", on_click=_close_opened, key="close_opened")
+        return result
     if choices.problem:
         st.warning(choices.problem)
         return None

@@ -43,11 +43,12 @@ def model_card(info: ModelInfo, heading: str) -> None:
     if evidence and evidence.scores:
         with st.expander("What the weights cannot say: each candidate's score"):
             st.caption(
-                f"Scored by {evidence.measure} on {evidence.images} CIFAR-10 test images; a candidate replaces the "
-                "default only when it beats it by more than two standard errors. Change any choice below."
+                f"Scored by {evidence.measure} on CIFAR-10 test images: the starting choice on all {evidence.images}, "
+                "the others on the first half; a candidate that leads there is scored on all of them, and replaces "
+                "the starting choice only if it wins by more than two standard errors. Change any choice below."
             )
             st.dataframe(
-                [{"candidate": label, "score": value} for label, value in evidence.scores],
+                [{"candidate": label, "score": value, "images": n} for label, value, n in evidence.scores],
                 hide_index=True,
                 column_config={"score": st.column_config.NumberColumn(format="percent")},
             )

@@ -6,17 +6,23 @@ These use the bundled pair when it is trained and tiny stand-ins under the same 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.analysis
 import ui.networks
 from core import settings
+from core.result import to_json_dict
 from models import DEFAULT_PAIR, CheckpointError, load_model, load_uploaded
-from tests.app.support import APP, chart_specs, chart_values
+from tests.app.support import APP, chart_specs, chart_values, synthetic_result
 from ui.names import shared_order
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
@@ -234,6 +240,85 @@ def test_what_the_weights_cannot_say_is_measured_shown_and_can_be_set(monkeypatc
     card = next(m.value for m in at.markdown if m.value.startswith("#### Model A"))
     assert "std (0.229, 0.224, 0.225)" in card
     assert any("set by your choice: normalisation" in c.value for c in at.caption)
+
+
+def test_a_result_file_opens_on_every_page_until_closed(bundled_pair):
+    falling = [0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    result = synthetic_result([0.95, 0.94, 0.92, 0.9, 0.88, 0.85, 0.5, 0.31], falling)
+    at = visit(open_app(SMALL), "open_result")
+    at.file_uploader(key="result_file").upload("cluster-run.json", json.dumps(to_json_dict(result)).encode()).run()
+    assert_clean(at)
+    assert "Opened `cluster-run.json`: `bundled:a` vs `bundled:b`" in at.success[0].value
+    at = visit(at, "similarity")
+    assert_clean(at)
+    assert at.info[0].value.startswith("Showing `cluster-run.json`, a result opened from a file")
+    heat = chart_specs(at)[0]
+    np.testing.assert_allclose(np.sort(chart_values(heat, "cka")), np.sort(result.cross.ravel()))
+    assert_clean(visit(at, "probes"))
+    at.button(key="close_opened").click().run()
+    assert_clean(at)
+    assert not any(i.value.startswith("Showing `cluster-run.json`") for i in at.info)
+    assert any(f"A = `{DEFAULT_A}`" in c.value for c in at.caption)  # the sidebar's pair again
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not json at all", "'bad.json' is not JSON"),
+        (b'{"cross": [1]}', "'bad.json' cannot be opened: this is not a CKA Lens result: "),
+        (b"[]", "'bad.json' cannot be opened: a result is a JSON object, not list"),
+    ],
+)
+def test_a_file_that_is_not_a_result_is_refused_with_the_reason(bundled_pair, data, message):
+    at = visit(open_app(SMALL), "open_result")
+    at.file_uploader(key="result_file").upload("bad.json", data).run()
+    assert not at.exception
+    assert at.error[0].value.startswith(message)
+    assert_clean(visit(at, "overview"))  # nothing was opened: the sidebar's pair is shown
+
+
+def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_specs, tmp_path, monkeypatch):
+    """One store for the CLI and the app: the app serves what `python -m cli compare` computed, after a restart
+    (a new process)."""
+    monkeypatch.setenv(settings.STORE, str(tmp_path / "store"))
+    query = {"a": tiny_specs["a"], "b": tiny_specs["b"], "per_class": "6", "batch": "20"}
+    out = tmp_path / "result.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "compare",
+            "--a",
+            query["a"],
+            "--b",
+            query["b"],
+            "--per-class",
+            "6",
+            "--batch-size",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=Path(APP).parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {settings.STORE: str(tmp_path / "store")},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list((tmp_path / "store").glob("*.json"))
+
+    def no_computing(*args, **kwargs):
+        raise AssertionError("the app computed a result the store holds")
+
+    monkeypatch.setattr(ui.analysis, "compare_many", no_computing)
+    ui.analysis._result.clear()
+    at = visit(open_app(query), "similarity")
+    assert_clean(at)
+    stored = json.loads(out.read_text())
+    heat = chart_specs(at)[0]
+    np.testing.assert_allclose(np.sort(chart_values(heat, "cka")), np.sort(np.array(stored["cross"]).ravel()))
 
 
 @pytest.mark.slow

@@ -1,0 +1,28 @@
+"""Open a result: a file that `python -m cli compare` wrote (on a GPU cluster, say), explored here."""
+
+import streamlit as st
+
+from ui.analysis import OPENED, open_result
+from ui.router import use_app_router
+
+use_app_router()
+
+st.title("Open a result")
+st.markdown(
+    "A result file (`.json`) that `python -m cli compare` wrote, on this machine or elsewhere (under torchrun on "
+    "a GPU cluster, say), or that a Download JSON button gave. Once opened, the Overview, Layer similarity and "
+    "Probes pages show it, in this browser session only, until you close it there."
+)
+opened = st.file_uploader("Result file", type=["json"], key="result_file")
+if opened is not None and st.session_state.get("opened_file_id") != opened.file_id:
+    st.session_state["opened_file_id"] = opened.file_id  # opened once: closing it on a page is not undone here
+    try:
+        result = open_result(opened.name, opened.getvalue())
+        st.success(
+            f"Opened `{opened.name}`: `{result.model_a.source}` vs `{result.model_b.source}` on "
+            f"{result.used_images:,} images. The Overview, Layer similarity and Probes pages now show it."
+        )
+    except ValueError as err:
+        st.error(str(err))
+elif OPENED in st.session_state:
+    st.info(f"Showing `{st.session_state[OPENED][0]}` on the other pages.")

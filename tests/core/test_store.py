@@ -1,0 +1,145 @@
+"""The result store: entries survive a restart, damage is detected and recomputed, the size bound holds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import store as store_module
+from core.data import SubsetSpec, load_subset
+from core.fingerprint import fingerprint
+from core.options import AnalysisOptions
+from core.pipeline import compare
+from core.result import to_json_dict
+from core.store import ENGINE_VERSION, Store, content_key, fingerprint_key, result_key
+from models import load_model
+
+CPU = torch.device("cpu")
+FAST = AnalysisOptions(batch_size=20, permutations=5)
+SPEC = SubsetSpec(per_class=6, seed=1)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_specs):
+    return {k: load_model(v) for k, v in tiny_specs.items()}
+
+
+@pytest.fixture(scope="module")
+def result(models):
+    return compare(models["a"], models["b"], load_subset(SPEC), FAST, CPU)
+
+
+def test_a_result_comes_back_exactly_and_from_a_new_store_object(tmp_path, models, result):
+    key = result_key(models["a"].identity.key, models["b"].identity.key, SPEC, FAST)
+    Store(tmp_path, 10**8).put_result(key, result)
+    again = Store(tmp_path, 10**8).result(key)  # a restarted server: nothing in memory
+    assert to_json_dict(again) == to_json_dict(result)
+    np.testing.assert_array_equal(again.cross, result.cross)
+
+
+def test_a_fingerprint_comes_back_exactly_and_compares_the_same(tmp_path, models, result):
+    fp = fingerprint(models["a"], load_subset(SPEC), FAST, CPU)
+    key = fingerprint_key(models["a"].identity.key, SPEC, FAST)
+    store = Store(tmp_path, 10**8)
+    store.put_fingerprint(key, fp)
+    back = Store(tmp_path, 10**8).fingerprint(key)
+    assert back.layers == fp.layers and back.batch_ids == fp.batch_ids and back.model == fp.model
+    for mine, theirs in zip(back.rows + back.self_hsic + back.labels, fp.rows + fp.self_hsic + fp.labels, strict=True):
+        assert torch.equal(mine, theirs)
+    for mine, theirs in zip(back.pooled, fp.pooled, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(mine, theirs, strict=True))
+
+
+def test_keys_change_with_every_input_and_the_engine_version(models, monkeypatch):
+    a, b = models["a"].identity.key, models["b"].identity.key
+    base = result_key(a, b, SPEC, FAST)
+    assert base == result_key(a, b, SPEC, FAST)
+    assert base != result_key(b, a, SPEC, FAST)
+    assert base != result_key(a, b, replace(SPEC, seed=2), FAST)
+    assert base != result_key(a, b, SPEC, replace(FAST, batch_size=30))
+    assert base != content_key("result", a + "x", b, SPEC, FAST)
+    monkeypatch.setattr(store_module, "ENGINE_VERSION", ENGINE_VERSION + "-next")
+    assert base != result_key(a, b, SPEC, FAST)
+
+
+def test_an_entry_from_another_engine_version_is_not_read(tmp_path, result, monkeypatch):
+    Store(tmp_path, 10**8).put_result("3" * 32, result)
+    monkeypatch.setattr(store_module, "ENGINE_VERSION", ENGINE_VERSION + "-next")
+    assert Store(tmp_path, 10**8).result("3" * 32) is None
+
+
+@pytest.mark.parametrize("suffix", [".json", ".pt"])
+def test_a_damaged_entry_is_never_shown_and_is_removed(tmp_path, models, result, suffix):
+    store = Store(tmp_path, 10**8)
+    key = "0" * 32
+    if suffix == ".json":
+        store.put_result(key, result)
+    else:
+        store.put_fingerprint(key, fingerprint(models["a"], load_subset(SPEC), FAST, CPU))
+    path = tmp_path / f"{key}{suffix}"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, in the middle of the numbers
+    path.write_bytes(bytes(data))
+    read = store.result(key) if suffix == ".json" else store.fingerprint(key)
+    assert read is None and not path.exists()
+
+
+def test_the_least_recently_used_entries_go_first(tmp_path, result):
+    size = len(Path(_one(tmp_path / "probe", result)).read_bytes())
+    store = Store(tmp_path / "s", int(size * 3.5))
+    for i in range(3):
+        store.put_result(f"{i:032d}", result)
+        os.utime(tmp_path / "s" / f"{i:032d}.json", (time.time() - 100 + i, time.time() - 100 + i))
+    assert store.result(f"{0:032d}") is not None  # read: now the most recently used
+    store.put_result(f"{3:032d}", result)
+    kept = sorted(p.stem for p in (tmp_path / "s").glob("*.json"))
+    assert kept == [f"{i:032d}" for i in (0, 2, 3)] and store.size() <= store.max_bytes
+
+
+def _one(folder: Path, result) -> str:
+    Store(folder, 10**8).put_result("9" * 32, result)
+    return str(folder / f"{'9' * 32}.json")
+
+
+def test_a_writer_killed_mid_write_leaves_no_entry_and_the_next_one_is_written(tmp_path, result):
+    """A process killed while it writes a large entry: no entry under the key, the half file is swept later,
+    and the entry computed again is kept."""
+    writer = textwrap.dedent(
+        f"""
+        from core.store import Store
+        store = Store({str(tmp_path)!r}, 10**10)
+        store._write("{"1" * 32}", ".json", b"x" * 400_000_000)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], cwd=Path(__file__).parents[2])
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".tmp") and p.stat().st_size for p in tmp_path.glob(".*")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any(p.name.endswith(".tmp") for p in tmp_path.glob(".*")), "the writer never started writing"
+    store = Store(tmp_path, 10**10)
+    assert store.result("1" * 32) is None  # nothing half-written is ever read
+    for tmp in tmp_path.glob(".*.tmp"):
+        os.utime(tmp, (0, 0))  # long dead
+    store.put_result("1" * 32, result)
+    assert to_json_dict(store.result("1" * 32)) == to_json_dict(result)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_unwritable_store_keeps_nothing_and_raises_nothing(tmp_path, result):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    store = Store(blocked / "store", 10**8)
+    store.put_result("2" * 32, result)
+    assert store.result("2" * 32) is None
