@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint browser bench clean
+.PHONY: run test lint browser bench container-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(VENV)/.dev
 	$(PY) -c "import importlib.metadata as m, sys; v = m.version('torch'); sys.exit(0 if v.startswith('2.14.1') else f'torch changed: {v}')"
 	$(PY) bench/cka_engine.py --json bench/results/cka_engine.json
 	$(PY) bench/end_to_end.py --sizes 1000,10000 --peer-sizes 1000 --timeout 3600 --json bench/results/end_to_end.json
+
+# The Space's image built and visited for real (slow, needs root for dockerd and debootstrap; not in `make test`).
+container-test: $(VENV)/.dev browser
+	$(PY) tests/container/drive.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
