@@ -11,6 +11,10 @@ from models.resnet import ArchConfig
 from models.state_keys import STEM_KEY, SUPPORTED_ARCHS
 
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
+# Blocks per stage of the published 4-stage ResNets (ResNet-10, -18, -34; -50, -101, -152); 3-stage CIFAR ResNets
+# and Wide ResNets have the same number n in each stage.
+STANDARD_BASIC = {(1, 1, 1, 1), (2, 2, 2, 2), (3, 4, 6, 3)}
+STANDARD_BOTTLENECK = {(3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)}
 # What a pre-activation checkpoint's naming tells about what its weights cannot show:
 # (the projection shortcut reads the pre-activated input, the block's second conv strides, whose forward pass)
 PREACT_NAMINGS = {
@@ -82,10 +86,13 @@ def _stages(tensors: dict[str, torch.Tensor]) -> tuple[int, ...]:
             stage, index = int(match.group(1)) - 1, int(match.group(2))
             counts[stage] = max(counts[stage], index + 1)
     stages = tuple(counts[:3] if counts[3] == 0 else counts)
-    if 0 in stages:
+    bottleneck = "layer1.0.conv3.weight" in tensors
+    standard = STANDARD_BOTTLENECK if bottleneck else STANDARD_BASIC
+    if 0 in stages or (len(stages) == 4 and stages not in standard) or (len(stages) == 3 and len(set(stages)) > 1):
         raise CheckpointError(
-            f"This checkpoint has a ResNet with {tuple(counts)} blocks per stage (an empty stage); CKA Lens loads "
-            f"{SUPPORTED_ARCHS}."
+            f"This checkpoint has a ResNet with {tuple(counts)} {'Bottleneck' if bottleneck else 'BasicBlock'}s per "
+            "stage, which no standard ResNet has (ResNet-18: (2, 2, 2, 2); the 3-stage CIFAR ResNets: n in each): "
+            f"blocks may be missing from the file. CKA Lens loads {SUPPORTED_ARCHS}."
         )
     return stages
 
