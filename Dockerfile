@@ -41,11 +41,12 @@ HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http:/
 # HF_HOME (Hub downloads) and CKA_LENS_CACHE (CIFAR-10 train split, the result store) go on the persistent
 # /data volume when the Space has one; it is mounted at run time, so this is decided here, not at build time,
 # and the build's stored results are copied there once.
+# ui.serve is `streamlit run app.py` with the imports, the default networks and result loaded first.
 # XSRF protection is off because the Space shows the app in an iframe, where Streamlit's XSRF cookie is
 # blocked and every upload would fail with 403 (huggingface.co/docs/hub/spaces-cookie-limitations).
 CMD if [ -d /data ] && [ -w /data ]; then \
         export HF_HOME=/data/huggingface CKA_LENS_CACHE=/data/cka-lens; \
         mkdir -p /data/cka-lens/store && cp -n /home/user/.cache/cka-lens/store/* /data/cka-lens/store/; \
     fi; \
-    exec streamlit run app.py --server.port 8501 --server.address 0.0.0.0 --server.headless true \
+    exec python -m ui.serve --server.port 8501 --server.address 0.0.0.0 --server.headless true \
         --browser.gatherUsageStats false --server.enableXsrfProtection false

@@ -17,7 +17,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime
-	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+	$(PY) -m ui.serve --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
 # Debian's Chromium for the real-browser test (Playwright drives it; it never downloads a browser).
 browser:

@@ -105,6 +105,11 @@ def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, 
     return result
 
 
+def cached_result(a: LoadedModel, b: LoadedModel, spec: SubsetSpec, options: AnalysisOptions) -> AnalysisResult:
+    """The comparison from the caches (memory, then the result store), computed only when neither has it."""
+    return _result(a.identity.key, b.identity.key, spec, options, a, b, device())
+
+
 OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Models page
 MAX_RESULT_BYTES = 50_000_000
 
@@ -154,7 +159,7 @@ def analysis(choices: Choices) -> AnalysisResult | None:
         return None
     a, b = loaded
     try:
-        result = _result(a.identity.key, b.identity.key, choices.subset, choices.options, a, b, device())
+        result = cached_result(a, b, choices.subset, choices.options)
     except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
         st.error(f"The analysis failed: {err}")
         return None

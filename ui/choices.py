@@ -124,20 +124,32 @@ def read_choices() -> Choices:
     v = dict(values)
     subset, options, problem = None, None, None
     try:
-        subset = SubsetSpec(v["split"], tuple(v["classes"]), int(v["per_class"]), int(v["subset_seed"]))
+        subset = _subset(v)
     except DataError as err:
         problem = f"The CIFAR-10 subset cannot be used: {err}."
-    rbf = v["kernel"] == "rbf"
     try:
-        options = AnalysisOptions(
-            kernel=v["kernel"],
-            debiased=v["estimator"] == "debiased",
-            sigma=float(v["sigma"]) if rbf else AnalysisOptions.sigma,
-            batch_size=int(v["batch"]),
-        )
+        options = _options(v)
     except ValueError as err:
         problem = problem or f"The CKA options cannot be used: {err}."
     return Choices(v["a"], v["b"], subset, options, problem, values)
+
+
+def subset_and_options(v: dict) -> tuple[SubsetSpec, AnalysisOptions]:
+    """The subset and options that field values ask for (raises what they raise)."""
+    return _subset(v), _options(v)
+
+
+def _subset(v: dict) -> SubsetSpec:
+    return SubsetSpec(v["split"], tuple(v["classes"]), int(v["per_class"]), int(v["subset_seed"]))
+
+
+def _options(v: dict) -> AnalysisOptions:
+    return AnalysisOptions(
+        kernel=v["kernel"],
+        debiased=v["estimator"] == "debiased",
+        sigma=float(v["sigma"]) if v["kernel"] == "rbf" else AnalysisOptions.sigma,
+        batch_size=int(v["batch"]),
+    )
 
 
 def current() -> Choices:

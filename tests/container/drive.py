@@ -72,7 +72,12 @@ def base_image() -> None:
     if not (rootfs / "usr/bin/python3").exists():
         sh("debootstrap", "--variant=minbase", "--include=python3,python3-pip,python3-venv,python-is-python3,"
            "ca-certificates", "bookworm", str(rootfs), "http://deb.debian.org/debian")  # fmt: skip
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    # this machine reaches the package index through a proxy whose certificate only its own bundle trusts
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/ca-certificates.crt")
+    tar = subprocess.Popen(
+        ["tar", "-C", str(rootfs), "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*", "-c", "."],
+        stdout=subprocess.PIPE,
+    )
     subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
     tar.wait()
 

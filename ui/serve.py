@@ -1,0 +1,52 @@
+"""`python -m ui.serve [streamlit options]`: the app's server, warm before its first visitor.
+
+A fresh `streamlit run` imports torch, torchvision and the app's modules (5 s here), loads the networks and
+reads the default result only when the first visitor's script runs. This imports and loads them first, in the
+server's own process (Streamlit's caches are per process), then starts the server, so the first visitor gets
+what every later one gets. `make run` and the container use it.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def warm() -> None:
+    """Import what the app imports, load the default pair into the shared network cache, and read (or compute)
+    its default result into the result store. (Streamlit's data caches start only with the server, so the first
+    visitor still reads the result from the store: milliseconds.)"""
+    import logging
+
+    from core.errors import LensError
+    from models import DEFAULT_PAIR, CheckpointError
+    from ui import analysis, charts, choices, findings, networks, sidebar, widgets  # noqa: F401 - imported to be warm
+
+    # the caches are called outside a script run: Streamlit warns at every call that it is in "bare mode"
+    logging.disable(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            a, b = (networks.load(spec) for spec in DEFAULT_PAIR)
+            defaults = {f.name: f.default for f in choices.FIELDS}
+            subset, options = choices.subset_and_options(defaults)
+            analysis.cached_result(a, b, subset, options)
+        except (CheckpointError, LensError, OSError) as err:  # the app will say the same to its visitor
+            print(f"warm-up skipped: {err}", file=sys.stderr)
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def main() -> int:
+    from streamlit.web import cli
+
+    warm()
+    sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
+    return cli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
