@@ -2,7 +2,9 @@
 
 Each visitor is a real Chromium page opening the overview with its own subset in the URL (the bundled pair,
 a different subset seed each, so nothing is served from a cache or the result store, which starts empty), all
-arriving together. The server's peak resident memory is read from /proc (VmHWM).
+arriving together. The server computes as many analyses at once as its cores hold at its torch thread count
+(ui.analysis.computing_slot); the others wait their turn. The server's peak resident memory is read from /proc
+(VmHWM).
 
     .venv/bin/python bench/visitors.py --sessions 6,12 --json bench/results/visitors.json
 """
@@ -59,12 +61,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", default="6,12")
     parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2, help="CKA_LENS_THREADS of the server (2: all cores here)")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
     for count in (int(n) for n in args.sessions.split(",")):
         store = tempfile.mkdtemp(prefix="cka-lens-bench-store-")
-        with streamlit_server({"CKA_LENS_STORE": store}) as base:
+        with streamlit_server({"CKA_LENS_STORE": store, "CKA_LENS_THREADS": str(args.threads)}) as base:
             urls = [f"{base}/?per_class={args.per_class}&subset_seed={100 + i}" for i in range(count)]
             t0 = time.monotonic()
             seconds = asyncio.run(_together(urls))
@@ -81,7 +84,8 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"per_class": args.per_class, "runs": rows}, indent=1) + "\n")
+        report = {"per_class": args.per_class, "threads": args.threads, "runs": rows}
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

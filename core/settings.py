@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.errors import SettingsError
 
+CONCURRENT = "CKA_LENS_CONCURRENT"  # analyses computed at once by one server; the rest wait their turn
 THREADS = "CKA_LENS_THREADS"  # torch CPU threads for the app; 1 is far faster when other jobs load every core
 NO_FILE_SPECS = "CKA_LENS_DISABLE_FILE_SPECS"  # "1" on public servers: a link must not make the server read its disk
 MAX_UPLOAD_MB = "CKA_LENS_MAX_UPLOAD_MB"
@@ -53,6 +54,14 @@ def threads() -> int | None:
     value = env_number(THREADS, 0, "is not a number of threads; set it to e.g. 1.")
     if value != int(value) or value < 0:
         raise SettingsError(f"{THREADS}={_raw(THREADS)!r} is not a number of threads; set it to e.g. 1.")
+    return int(value) or None
+
+
+def concurrent_analyses() -> int | None:
+    """CKA_LENS_CONCURRENT as a positive whole number, or None when unset (the server decides)."""
+    value = env_number(CONCURRENT, 0, "is not a number of analyses; set it to e.g. 2.")
+    if value != int(value) or value < 0:
+        raise SettingsError(f"{CONCURRENT}={_raw(CONCURRENT)!r} is not a number of analyses; set it to e.g. 2.")
     return int(value) or None
 
 
