@@ -1,0 +1,25 @@
+"""ui.serve's warm-up: the default pair's result is in the result store before the server takes visitors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import models
+from core import settings
+from core.store import Store, result_key
+from models import load_model
+from ui import choices, serve
+
+
+def test_the_warm_up_leaves_the_default_result_in_the_store(tiny_specs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(settings.STORE, str(tmp_path / "store"))
+    monkeypatch.setattr(models, "DEFAULT_PAIR", (tiny_specs["a"], tiny_specs["b"]))
+    defaults = {f.name: f.default for f in choices.FIELDS} | {"per_class": 6, "batch": 20}
+    small = tuple(replace(f, default=defaults[f.name]) for f in choices.FIELDS)
+    monkeypatch.setattr(choices, "FIELDS", small)
+    serve.warm()
+    assert "warm-up skipped" not in capsys.readouterr().err
+    subset, options = choices.subset_and_options(defaults)
+    a, b = (load_model(tiny_specs[k]) for k in ("a", "b"))
+    stored = Store(tmp_path / "store", 10**9).result(result_key(a.identity.key, b.identity.key, subset, options))
+    assert stored is not None and stored.used_images == 60
