@@ -12,7 +12,6 @@ arriving together. The server computes as many analyses at once as its cores hol
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, SERVER_PIDS, peak_rss_mb, streamlit_server  # noqa: E402
+from tests.app.support import SERVER_PIDS, peak_rss_mb, streamlit_server, together  # noqa: E402
 
 CHART = '[data-testid="stVegaLiteChart"]'
 
@@ -39,17 +38,6 @@ async def _visit(browser, url: str) -> float:
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     await context.close()
     return seconds
-
-
-async def _together(urls: list[str]) -> list[float]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            return await asyncio.gather(*(_visit(browser, url) for url in urls))
-        finally:
-            await browser.close()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -70,7 +58,7 @@ def main() -> None:
         with streamlit_server({"CKA_LENS_STORE": store, "CKA_LENS_THREADS": str(args.threads)}) as base:
             urls = [f"{base}/?per_class={args.per_class}&subset_seed={100 + i}" for i in range(count)]
             t0 = time.monotonic()
-            seconds = asyncio.run(_together(urls))
+            seconds = together([lambda browser, url=url: _visit(browser, url) for url in urls])
             wall = time.monotonic() - t0
             peak = peak_rss_mb(SERVER_PIDS[base])
         row = {

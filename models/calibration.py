@@ -88,6 +88,9 @@ class _Outputs:
     logits: torch.Tensor
     features: torch.Tensor
 
+    def first(self, count: int) -> _Outputs:
+        return _Outputs(self.logits[:count], self.features[:count])
+
     def __add__(self, more: _Outputs) -> _Outputs:
         return _Outputs(torch.cat([self.logits, more.logits]), torch.cat([self.features, more.features]))
 
@@ -163,8 +166,8 @@ def calibrate(
 
     def race(start: tuple, start_label: str, start_out: _Outputs, others: list[tuple]) -> tuple:
         """others: (label, state, module, mean, std); returns the winner's (state, module, outputs on all)."""
-        start_half = _Outputs(start_out.logits[:half], start_out.features[:half]).score(labels, classify)
-        tried.append((start_label, start_out.score(labels, classify), n))
+        start_half, start_all = start_out.first(half).score(labels, classify), start_out.score(labels, classify)
+        tried.append((start_label, start_all, n))
         leader = None
         shared = len({id(net) for _, _, net, _, _ in others}) == 1  # one module, several inputs: one batch
         batched = run_many(others[0][2], images[:half], [(m, s) for *_, m, s in others]) if shared else None
@@ -180,7 +183,7 @@ def calibrate(
         full = out + run(net, images[half:], m, s)
         value = full.score(labels, classify)
         tried.append((label, value, n))
-        if better(value, start_out.score(labels, classify)):
+        if better(value, start_all):
             return state, net, full
         return start + (start_out,)
 

@@ -245,7 +245,7 @@ def with_choices(loaded: LoadedModel, choices: SourceHints, source: str) -> Load
         "normalisation": choices.mean is not None,
     }
     open_choices = tuple(c for c in was_open if not chosen[c])
-    said = [f"{k.replace('_', ' ')}" for k, v in chosen.items() if v]
+    said = [k.replace("_", " ") for k, v in chosen.items() if v]
     info = replace(
         loaded.info,
         arch=arch,

@@ -73,7 +73,8 @@ def normalise_keys(state: dict[str, torch.Tensor]) -> Normalised:
             f"mapped the Sequential of a ResNet's children under '{prefix}' to torchvision's names by position"
         )
     kept, sibling = _sibling_classifier(state, prefix, kept, dropped, origin)
-    dropped_keys = [k for k in dropped_keys if k not in origin.values()]
+    from_file = set(origin.values())
+    dropped_keys = [k for k in dropped_keys if k not in from_file]
     if sibling:
         notes.append(f"kept '{sibling}' as the classifier of the backbone")
     if "encoder_q." in prefix and any(k.startswith("fc.") for k in kept):  # MoCo's fc is its embedding head

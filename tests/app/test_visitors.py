@@ -7,7 +7,6 @@ checkpoint, one uploading a broken file and one asking for a Hub model while the
 
 from __future__ import annotations
 
-import asyncio
 import time
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 from safetensors.torch import save
 
 from models.resnet import ArchConfig, build_resnet
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, SERVER_PIDS, peak_rss_mb, streamlit_server
+from tests.app.support import CHROMIUM, SERVER_PIDS, peak_rss_mb, streamlit_server, together
 from tests.bundled import REAL_PAIR
 
 WAIT_MS = 300_000  # cold analyses computed side by side on a busy 2-core CPU
@@ -87,17 +86,6 @@ async def _upload(browser, base: str, query: dict[str, str], name: str, data: by
     return text
 
 
-async def _together(base: str, visits) -> list:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            return await asyncio.gather(*(visit(browser, base) for visit in visits))
-        finally:
-            await browser.close()
-
-
 def test_six_visitors_arriving_together_each_see_only_their_own(tiny_specs):
     models = {} if REAL_PAIR else {"a": tiny_specs["a"], "b": tiny_specs["b"]}
     subsets = [
@@ -122,7 +110,7 @@ def test_six_visitors_arriving_together_each_see_only_their_own(tiny_specs):
         )
     )
     with streamlit_server() as base:
-        results = asyncio.run(_together(base, visits))
+        results = together([lambda browser, visit=visit: visit(browser, base) for visit in visits])
         with urllib.request.urlopen(f"{base}/_stcore/health", timeout=10) as reply:
             assert reply.read() == b"ok"  # the server is still up
         peak_mb = peak_rss_mb(SERVER_PIDS[base])

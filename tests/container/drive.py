@@ -14,7 +14,6 @@ Steps (each reported with its figures, written to tests/container/report.json):
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import json
 import os
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from safetensors.torch import save  # noqa: E402
 
 from models import ArchConfig, build_resnet  # noqa: E402
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.app.support import together  # noqa: E402
 
 BASE_IMAGE = "cka-lens-base:bookworm"
 IMAGE = "cka-lens:container-test"
@@ -125,40 +124,35 @@ def checkpoint(marker: str) -> bytes:
     return save({k: v.contiguous() for k, v in net.state_dict().items()}, metadata={"marker": marker})
 
 
-async def visit(marker: str) -> dict:
-    from playwright.async_api import async_playwright, expect
+async def visit(browser, marker: str) -> dict:
+    from playwright.async_api import expect
 
     out: dict = {}
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        base = f"http://127.0.0.1:{PORT}"
-        context = await browser.new_context(viewport={"width": 1300, "height": 900})
-        page = await context.new_page()
-        t0 = time.monotonic()
-        await page.goto(base + "/")
-        await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
-        out["first_chart_s"] = round(time.monotonic() - t0, 2)
-        for path in PAGES[1:]:
-            await page.goto(f"{base}/{path}")
-            await expect(page.locator('[data-testid="stMain"]')).to_be_visible(timeout=WAIT_MS)
-            await page.wait_for_timeout(1500)
-            await expect(page.locator('[data-testid="stSpinner"]')).to_have_count(0, timeout=WAIT_MS)
-            await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-        out["pages"] = len(PAGES)
-        await page.goto(base + "/models")
-        await page.get_by_role("tab", name="Upload a checkpoint").click()
-        chooser = page.locator('[data-testid="stFileUploader"] input[type="file"]')
-        await chooser.set_input_files(
-            files=[
-                {"name": "visitor.safetensors", "mimeType": "application/octet-stream", "buffer": checkpoint(marker)}
-            ]
-        )
-        await expect(page.get_by_text("upload:visitor.safetensors").first).to_be_visible(timeout=WAIT_MS)
-        out["upload"] = "card shown"
-        await page.goto(base + "/?a=file:/etc/passwd")
-        await expect(page.get_by_text("does not load file: paths").first).to_be_visible(timeout=WAIT_MS)
-        out["file_spec"] = "refused"
-        await browser.close()
+    base = f"http://127.0.0.1:{PORT}"
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    t0 = time.monotonic()
+    await page.goto(base + "/")
+    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    out["first_chart_s"] = round(time.monotonic() - t0, 2)
+    for path in PAGES[1:]:
+        await page.goto(f"{base}/{path}")
+        await expect(page.locator('[data-testid="stMain"]')).to_be_visible(timeout=WAIT_MS)
+        await page.wait_for_timeout(1500)
+        await expect(page.locator('[data-testid="stSpinner"]')).to_have_count(0, timeout=WAIT_MS)
+        await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    out["pages"] = len(PAGES)
+    await page.goto(base + "/models")
+    await page.get_by_role("tab", name="Upload a checkpoint").click()
+    chooser = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    await chooser.set_input_files(
+        files=[{"name": "visitor.safetensors", "mimeType": "application/octet-stream", "buffer": checkpoint(marker)}]
+    )
+    await expect(page.get_by_text("upload:visitor.safetensors").first).to_be_visible(timeout=WAIT_MS)
+    out["upload"] = "card shown"
+    await page.goto(base + "/?a=file:/etc/passwd")
+    await expect(page.get_by_text("does not load file: paths").first).to_be_visible(timeout=WAIT_MS)
+    out["file_spec"] = "refused"
     return out
 
 
@@ -177,7 +171,7 @@ def run_container(data: Path | None) -> dict:
             except OSError:
                 time.sleep(1)
         marker = secrets.token_hex(16)
-        report = asyncio.run(visit(marker))
+        report = together([lambda browser: visit(browser, marker)])[0]
         stats = sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name).stdout.strip()
         report["memory"] = stats.split("/")[0].strip()
         changed = [line.split(" ", 1)[1] for line in sh("docker", "diff", name).stdout.splitlines()]
