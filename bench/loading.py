@@ -5,7 +5,8 @@ warm-up load (so the CIFAR-10 test split is already read, as it is in a running 
 
 - `bare`: a bare state dict with nothing beside it: max-pool, stem padding and normalisation all measured
   (the starting choice on all 256 calibration images, 3 other stem structures and 3 other normalisations on
-  the first 128: 1,024 images forwarded, a quarter of them behind a max-pool);
+  the first 128: 1,024 images forwarded, a quarter of them behind a max-pool; random weights send no finalist
+  to the second half);
 - `stated`: the same weights with a config.json-like source (a bundled or Hub model): accuracy measured once;
 - `unmeasured`: CKA_LENS_CALIBRATION_IMAGES=0, parsing and the strict load alone.
 

@@ -9,6 +9,7 @@ of the difference; the scores are kept as evidence for the model card.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from core import settings
 from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
@@ -107,13 +110,31 @@ class _Outputs:
         return float((votes.argmax(1) == labels).float().mean())
 
 
+def folded(module: nn.Module) -> nn.Module:
+    """A copy of a post-activation ResNet in eval mode with each batch norm folded into the convolution before
+    it (the same outputs to float rounding, ~8% faster on our CPU); other networks are returned as they are."""
+    if not isinstance(module, ResNet):
+        return module
+    net = copy.deepcopy(module).eval()
+    pairs = [(net, "conv1", "bn1")]
+    for block in net.modules():
+        if isinstance(block, (BasicBlock, Bottleneck)):
+            pairs += [(block, f"conv{i}", f"bn{i}") for i in (1, 2, 3) if hasattr(block, f"bn{i}")]
+            if isinstance(block.downsample, nn.Sequential):
+                pairs.append((block.downsample, "0", "1"))
+    for owner, conv, norm in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, norm)))
+        setattr(owner, norm, nn.Identity())
+    return net
+
+
 def run(module: nn.Module, images: torch.Tensor, mean: RGB, std: RGB) -> _Outputs:
-    """The module's outputs and the pooled features fc receives. The module is left in the channels-last memory
-    format, 1.6x faster than NCHW for these convolutions on our CPU (its outputs are the same)."""
+    """The module's outputs and the pooled features fc receives, computed on a folded copy (see `folded`) in the
+    channels-last memory format, 1.6x faster than NCHW for these convolutions on our CPU."""
     captured: list[torch.Tensor] = []
+    module = folded(module).to(memory_format=torch.channels_last)  # outside inference mode: plain tensors
     hook = module.fc.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
     batch = normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
-    module.to(memory_format=torch.channels_last)  # outside inference mode: its weights stay ordinary tensors
     try:
         with torch.inference_mode():
             out = module(batch)
@@ -145,9 +166,10 @@ def calibrate(
 
     Structure first (max-pool x padding, under the starting normalisation), then the normalisation under the
     chosen structure. Each group is a race: the starting choice runs on every image, the other candidates on
-    the first half; the best of them, if it leads there, runs on the second half too, and replaces the starting
-    choice only if it wins on all the images by more than two standard errors (and is itself clearly above
-    chance). Returns the chosen arch, mean, std, module and the evidence (None without images).
+    the first half; the best of them, if it leads there and is clearly above chance there, runs on the second
+    half too, and replaces the starting choice only if it wins on all the images by more than two standard
+    errors (and is itself clearly above chance). Returns the chosen arch, mean, std, module and the evidence
+    (None without images).
     """
     data = sample()
     if data is None:
@@ -157,12 +179,15 @@ def calibrate(
     chance = 1 / 10
     n, half = len(labels), len(labels) // 2
     tried: list[tuple[str, float, int]] = []
-    informative = chance + 3 * math.sqrt(chance * (1 - chance) / n)  # below it: indistinguishable from chance
+
+    def informative(count: int) -> float:
+        """Below this score on `count` images a network is indistinguishable from chance."""
+        return chance + 3 * math.sqrt(chance * (1 - chance) / count)
 
     def better(best: float, default: float) -> bool:
         """Clearly above the default and clearly above chance: noise in an untrained network decides nothing."""
         spread = math.sqrt(max(best * (1 - best) + default * (1 - default), 1e-12) / n)
-        return best - default > 2 * spread and best > informative
+        return best - default > 2 * spread and best > informative(n)
 
     def race(start: tuple, start_label: str, start_out: _Outputs, others: list[tuple]) -> tuple:
         """others: (label, state, module, mean, std); returns the winner's (state, module, outputs on all)."""
@@ -175,7 +200,9 @@ def calibrate(
             out = batched[index] if batched else run(net, images[:half], m, s)
             value = out.score(labels, classify)
             tried.append((label, value, half))
-            if value > start_half and (leader is None or value > leader[0]):
+            # a leader must also be clearly above chance on its half: noise in a network that reads nothing
+            # (random or wrongly loaded weights) is not worth a second pass
+            if value > max(start_half, informative(half)) and (leader is None or value > leader[0]):
                 leader = (value, label, state, net, m, s, out)
         if leader is None:
             return start + (start_out,)
@@ -205,7 +232,7 @@ def calibrate(
         (mean, std), _, current = race(((mean, std), module), f"normalisation: {start}", current, others)
     accuracy = current.score(labels, classify)
     warning = ""
-    if accuracy < informative:
+    if accuracy < informative(n):
         warning = (
             f"{accuracy:.1%} on {n} CIFAR-10 test images is near chance ({chance:.0%}): this network probably did "
             "not load as it was trained (or was not trained on CIFAR-10 images)"

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save
 
 from core import settings
 from models import CheckpointError, build_resnet, load_model, load_uploaded, with_choices
-from models.calibration import NORMALISATIONS
+from models.calibration import NORMALISATIONS, folded
 from models.loaded import SourceHints
 from models.registry import WEIGHTS_DIR
 from models.resnet import ArchConfig
@@ -121,3 +121,28 @@ def test_a_max_pool_the_weights_cannot_show_is_found():
     assert loaded.info.calibration.accuracy > 0.45
     assert scores["stem: padding 1"] < loaded.info.calibration.accuracy - 0.1
     assert any("max-pool after the stem: yes" in note for note in loaded.info.notes)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        ArchConfig(depth=18, width=8),
+        ArchConfig(depth=50, width=8, stem_pool=True),
+        ArchConfig(depth=20, width=8, stages=(3, 3, 3), shortcut="pad"),
+    ],
+    ids=["basic", "bottleneck", "three-stage"],
+)
+def test_the_folded_copy_computes_what_the_network_does_and_leaves_it_untouched(arch):
+    torch.manual_seed(0)
+    net = build_resnet(arch).eval()
+    for norm in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics of a trained net
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.data.uniform_(0.5, 1.5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    copy = folded(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x), net(x), atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
