@@ -1,0 +1,105 @@
+"""The server killed while it writes to the result store: after a restart the entry is recomputed, never read half.
+
+A real `streamlit run` computes the overview's analysis for a real browser page; the moment a temporary file
+of the store appears (an entry being written), the server gets SIGKILL, as from the out-of-memory killer or a
+pulled plug. A second server on the same store must show the page, recompute what was being written, and keep
+it as a whole entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core import settings
+from core.store import Store
+from tests.app.support import CHROMIUM, SERVER_PIDS, streamlit_server, together
+from tests.bundled import REAL_PAIR
+
+WAIT_MS = 300_000
+CHART = '[data-testid="stVegaLiteChart"]'
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
+]
+
+
+def _kill_on_first_write(store: Path, pid: int, caught: list[str], stop: threading.Event) -> None:
+    """SIGKILL `pid` as soon as a temporary store file exists (polled every 0.2 ms); its name goes in `caught`."""
+    while not stop.is_set():
+        try:
+            names = [p.name for p in os.scandir(store) if p.name.endswith(".tmp")]
+        except FileNotFoundError:
+            names = []
+        if names:
+            os.kill(pid, signal.SIGKILL)
+            caught.extend(names)
+            return
+        time.sleep(0.0002)
+
+
+async def _chart(browser, base: str, query: str) -> None:
+    """Open the overview with `query` and wait for its chart, with no exception box."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{base}/?{query}")
+    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    await context.close()
+
+
+def _killed_mid_write(store: Path, env: dict[str, str], query: str) -> tuple[list[str], list[str]]:
+    """Open the page on a fresh server and kill the server at its first store write; the temporary files seen
+    then, and what the store holds afterwards."""
+    caught: list[str] = []
+    stop = threading.Event()
+    with streamlit_server(env) as base:
+        pid = SERVER_PIDS[base]
+        watcher = threading.Thread(target=_kill_on_first_write, args=(store, pid, caught, stop), daemon=True)
+        watcher.start()
+
+        async def visit(browser) -> None:
+            context = await browser.new_context(viewport={"width": 1300, "height": 900})
+            page = await context.new_page()
+            await page.goto(f"{base}/?{query}")
+            deadline = time.monotonic() + WAIT_MS / 1000
+            while not caught and watcher.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # the page stays open while its analysis runs
+            await context.close()
+
+        together([visit])
+        stop.set()
+        watcher.join(timeout=5)
+    return caught, sorted(p.name for p in store.iterdir()) if store.is_dir() else []
+
+
+def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tmp_path, tiny_specs):
+    store = tmp_path / "store"
+    env = {settings.STORE: str(store)}
+    models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
+    query = f"{models}per_class=60&subset_seed=5"
+    caught, left = _killed_mid_write(store, env, query)
+    assert caught, f"no write was caught in progress; the store holds {left}"
+    tmp_name = caught[0]
+    key, suffix = tmp_name[1:].split(".")[:2]  # ".{key}.{suffix}.{pid}.{token}.tmp"
+    final = store / f"{key}.{suffix}"
+    assert not final.exists(), "the entry being written when the server died must not exist as an entry"
+    assert all(name.endswith(".tmp") for name in left), left  # the kill came at the first write: nothing whole
+
+    with streamlit_server(env) as base:
+        together([lambda browser: _chart(browser, base, query)])
+    assert final.exists(), "the interrupted entry was not computed again and kept"
+    reopened = Store(store, 1 << 30)
+    entry = reopened.fingerprint(key) if suffix == "pt" else reopened.result(key)
+    assert entry is not None, "the rewritten entry must read back whole"
+    whole = sorted(p.name for p in store.iterdir() if not p.name.endswith(".tmp"))
+    assert len(whole) >= 3, whole  # both fingerprints and the result, all written this time
