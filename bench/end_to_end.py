@@ -104,7 +104,7 @@ def work_reuse(args: argparse.Namespace, device: torch.device) -> dict:
         """The pipeline on fingerprints already taken (no forward pass; the memory check runs one image)."""
         taken = {id(model_a): fa, id(other): fo}
         cluster = Cluster.single(device)
-        return compare_many(model_a, [other], subset, options, cluster, fingerprints=lambda net: taken[id(net)])
+        return compare_many(model_a, [other], subset, options, cluster, fingerprints=lambda net: [taken[id(net)]])
 
     fa, times["fingerprint A"] = _timed(lambda: fingerprint(model_a, subset, options, device), device)
     fb, times["fingerprint B"] = _timed(lambda: fingerprint(model_b, subset, options, device), device)

@@ -54,7 +54,40 @@ def add_parser(sub) -> None:
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
     c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    c.add_argument(
+        "--progress-json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write a preview after every minibatch as a line of JSON (to FILE, or stderr without one, instead of "
+        "the progress bars), then a last line for each finished result; one process only",
+    )
     c.set_defaults(func=run)
+
+
+class _PreviewLines:
+    """`--progress-json`: one JSON object per line, flushed, for notebooks and dashboards.
+
+    {"event": "preview", "b": B's source, "batches_done": k, "batches": n, "elapsed_s": t, "result": {...}} after
+    every minibatch (its result without the null and the read-outs, which come at the end), then
+    {"event": "final", "b": ..., "elapsed_s": t, "result": {...}} for each comparison."""
+
+    def __init__(self, target: str, t0: float):
+        self.stream = sys.stderr if target == "-" else open(target, "w")  # noqa: SIM115 - closed by close()
+        self.t0 = t0
+
+    def write(self, event: str, result, **extra) -> None:
+        head = {"event": event, "b": result.model_b.source, **extra}
+        line = head | {"elapsed_s": round(time.perf_counter() - self.t0, 3), "result": to_json_dict(result)}
+        self.stream.write(json.dumps(line) + "\n")
+        self.stream.flush()
+
+    def preview(self, result, done: int, total: int) -> None:
+        self.write("preview", result, batches_done=done, batches=total)
+
+    def close(self) -> None:
+        if self.stream is not sys.stderr:
+            self.stream.close()
 
 
 class _Bars:
@@ -90,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     cluster = Cluster.from_env(pick_device(args.device))
-    bars = _Bars(cluster.rank == 0)
+    lines = _PreviewLines(args.progress_json, t0) if args.progress_json and cluster.rank == 0 else None
+    bars = _Bars(cluster.rank == 0 and args.progress_json != "-")
     many = len(args.b) > 1
     if many:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -101,10 +135,14 @@ def run(args: argparse.Namespace) -> int:
         if cluster.rank == 0:
             for model in (reference, *others):
                 print(describe(model.info), file=sys.stderr)
-        results = compare_many(reference, others, subset, options, cluster, bars)
+        results = compare_many(reference, others, subset, options, cluster, bars, preview=lines and lines.preview)
+        for result in results if lines else ():
+            lines.write("final", result)
     finally:
         bars.close()
         cluster.close()
+        if lines:
+            lines.close()
     if cluster.rank != 0:
         return 0
     store = default_store()

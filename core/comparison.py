@@ -16,7 +16,7 @@ from core.errors import OptionsError
 from core.fingerprint import Fingerprint, view_generator
 from core.interval import jackknife_interval
 from core.progress import Progress, no_progress
-from core.readouts import readouts
+from core.readouts import no_readouts, readouts
 from core.result import AnalysisResult
 
 
@@ -92,10 +92,28 @@ def _leave_one_out(fa: Fingerprint, fb: Fingerprint, terms: PairTerms, ia: torch
     return cka_from_hsic(cross.sum(0) - cross, self_a.sum(0) - self_a, self_b.sum(0) - self_b)
 
 
+def preview_terms(fa: Fingerprint, fb: Fingerprint, kept: dict[int, torch.Tensor], device: torch.device) -> PairTerms:
+    """The cross-model HSIC of the batches two fingerprints share, without the null; `kept` holds each batch's
+    product once computed, so a preview after every batch costs one product per batch in all."""
+    pairs = len(_matched(fa.layers, fb.layers))
+    for k, ra, rb in zip(fa.batch_ids, fa.rows, fb.rows, strict=True):
+        if k not in kept:
+            kept[k] = (ra.to(device, torch.float64) @ rb.to(device, torch.float64).T).cpu()
+    cross = tuple(kept[k] for k in fa.batch_ids)
+    return PairTerms(fa.batch_ids, cross, torch.zeros(0, pairs, dtype=torch.float64), 0.0)
+
+
 def finalize(
-    fa: Fingerprint, fb: Fingerprint, terms: PairTerms, subset: SubsetSpec, progress: Progress = no_progress
+    fa: Fingerprint,
+    fb: Fingerprint,
+    terms: PairTerms,
+    subset: SubsetSpec,
+    progress: Progress = no_progress,
+    with_readouts: bool = True,
 ) -> AnalysisResult:
-    """Normalise the summed terms into CKA, add each model's read-outs and the jackknife interval."""
+    """Normalise the summed terms into CKA, add each model's read-outs and the jackknife interval.
+
+    Without read-outs (a preview of the batches so far), class structure, invariance and probes are NaN."""
     options = fa.options
     t0 = time.perf_counter()
     la, lb = len(fa.layers), len(fb.layers)
@@ -120,7 +138,7 @@ def finalize(
     self_a, self_b = sum(fa.self_hsic).diagonal(), sum(fb.self_hsic).diagonal()
     null_cka = cka_from_hsic(terms.null, self_a[ia].expand_as(terms.null), self_b[ib].expand_as(terms.null))
     leave_one_out = _leave_one_out(fa, fb, terms, ia, ib)
-    ra, rb = readouts(fa, progress), readouts(fb, progress)
+    ra, rb = (readouts(f, progress) if with_readouts else no_readouts(f) for f in (fa, fb))
     seconds = {
         "forward": fa.seconds["forward"] + fb.seconds["forward"],
         "cka": fa.seconds["cka"]

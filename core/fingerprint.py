@@ -9,6 +9,7 @@ N networks cost N forward passes, and a fingerprint is a cache entry keyed by (w
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -47,6 +48,17 @@ class Fingerprint:
     constant: torch.Tensor  # [L] bool: the layer was constant on every batch
     seconds: dict[str, float]  # time per stage
 
+    def first(self, count: int) -> Fingerprint:
+        """The per-batch parts of the first `count` batches, for a preview (the summed parts stay whole)."""
+        return replace(
+            self,
+            batch_ids=self.batch_ids[:count],
+            rows=self.rows[:count],
+            self_hsic=self.self_hsic[:count],
+            pooled=self.pooled[:count],
+            labels=self.labels[:count],
+        )
+
 
 def view_generator(seed: int, batch_id: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The generator of batch `batch_id`'s augmented views (and permutations): one per (seed, batch), so
@@ -66,6 +78,20 @@ def fingerprint(
 
     `shard` = (rank, world): this process takes minibatches rank, rank + world, ...
     """
+    *_, whole = fingerprint_steps(network, subset, options, device, progress, shard)
+    return whole
+
+
+def fingerprint_steps(
+    network: Network,
+    subset: Subset,
+    options: AnalysisOptions,
+    device: torch.device,
+    progress: Progress = no_progress,
+    shard: tuple[int, int] = (0, 1),
+) -> Iterator[Fingerprint]:
+    """`fingerprint`, one minibatch at a time: yields the fingerprint of the batches so far after each one
+    (a subset too small for any batch yields one empty fingerprint); the last is the whole one."""
     identity = network.identity
     extractor = FeatureExtractor(network.module, network.layers, device)
     n_layers, n = len(extractor.names), len(subset.labels)
@@ -117,9 +143,41 @@ def fingerprint(
         seconds["forward"] += t1 - t0
         seconds["cka"] += t2 - t1
         progress(f"{identity.source}: forward passes and Grams", done, len(mine))
+        if done < len(mine):
+            yield _assembled(
+                identity,
+                extractor.names,
+                subset,
+                options,
+                kept,
+                rows,
+                self_hsic,
+                pooled,
+                labels,
+                (label_hsic.clone(), inv_cross.clone(), inv_self.clone(), constant.clone()),
+                seconds,
+            )
+    yield _assembled(
+        identity,
+        extractor.names,
+        subset,
+        options,
+        kept,
+        rows,
+        self_hsic,
+        pooled,
+        labels,
+        (label_hsic, inv_cross, inv_self, constant),
+        seconds,
+    )
+
+
+def _assembled(identity, names, subset, options, kept, rows, self_hsic, pooled, labels, sums, seconds) -> Fingerprint:
+    """A Fingerprint of the batches kept so far (its own tuples and sums: later batches change neither)."""
+    label_hsic, inv_cross, inv_self, constant = sums
     return Fingerprint(
         model=identity,
-        layers=tuple(extractor.names),
+        layers=tuple(names),
         subset_key=subset.spec.key(),
         options=options,
         batch_ids=tuple(kept),
@@ -131,7 +189,7 @@ def fingerprint(
         inv_cross=inv_cross.cpu(),
         inv_self=inv_self.cpu(),
         constant=constant.cpu(),
-        seconds=seconds,
+        seconds=dict(seconds),
     )
 
 

@@ -45,6 +45,13 @@ def readouts(fp: Fingerprint, progress: Progress = no_progress) -> Readouts:
     return Readouts(self_cka.numpy(), tuple(reasons), class_cka, invariance, probes, time.perf_counter() - t0)
 
 
+def no_readouts(fp: Fingerprint) -> Readouts:
+    """Own CKA only, the other read-outs NaN: for a preview, whose sums and probe features are not complete."""
+    self_cka, reasons = normalise_hsic(sum(fp.self_hsic), fp.constant)
+    missing = np.full(len(fp.layers), np.nan)
+    return Readouts(self_cka.numpy(), tuple(reasons), missing, missing, missing, 0.0)
+
+
 def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:
     """Held-out accuracy of a linear probe per layer; the subset's seeded order fixes the split."""
     y = torch.cat(fp.labels)

@@ -116,8 +116,8 @@ def computing_slot() -> Iterator[None]:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str):
-    def cached(network: Network) -> Fingerprint:
-        return _fingerprint(network.identity.key, spec, options, network, _device)
+    def cached(network: Network) -> list[Fingerprint]:
+        return [_fingerprint(network.identity.key, spec, options, network, _device)]
 
     store, entry = default_store(), result_key(key_a, key_b, spec, options)
     kept = store.result(entry) if store else None

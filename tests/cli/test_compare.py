@@ -70,6 +70,28 @@ def test_many_models_against_one_reference_write_one_file_each(tiny_specs, tmp_p
     assert {json.loads(f.read_text())["model_b"]["source"] for f in files} == {tiny_specs["a2"], tiny_specs["b"]}
 
 
+def test_progress_json_writes_a_preview_per_minibatch_then_the_final_results(tiny_specs, tmp_path):
+    lines_file, out = tmp_path / "progress.jsonl", tmp_path / "many"
+    args = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["a2"], tiny_specs["b"], "--out", str(out)]
+    assert main([*args, "--progress-json", str(lines_file), *SMALL]) == 0  # 60 images: 2 minibatches of 30
+    lines = [json.loads(line) for line in lines_file.read_text().splitlines()]
+    events = [(line["event"], line["b"], line.get("batches_done")) for line in lines]
+    assert events == [
+        ("preview", tiny_specs["a2"], 1),
+        ("preview", tiny_specs["a2"], 2),
+        ("preview", tiny_specs["b"], 1),
+        ("preview", tiny_specs["b"], 2),
+        ("final", tiny_specs["a2"], None),
+        ("final", tiny_specs["b"], None),
+    ]
+    assert [line["result"]["used_images"] for line in lines[:2]] == [30, 60]
+    assert all(line["result"]["null_p95"] == [None] * len(line["result"]["matched"]) for line in lines[:4])
+    written = json.loads((out / f"{tiny_specs['b'].replace(':', '_').replace('/', '_')}.json").read_text())
+    assert lines[-1]["result"]["cross"] == written["cross"] and written["null_p95"][0] is not None
+    elapsed = [line["elapsed_s"] for line in lines]
+    assert elapsed == sorted(elapsed)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -11,10 +11,11 @@ import torch
 from core.cka import MinibatchCKA
 from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
+from core.distributed import Cluster
 from core.features import FeatureExtractor
-from core.fingerprint import fingerprint, merge_fingerprints
+from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints
 from core.options import AnalysisOptions
-from core.pipeline import compare
+from core.pipeline import compare, compare_many
 from core.result import to_csv, to_json_dict
 from models import load_model
 
@@ -145,3 +146,49 @@ def test_dead_layer_is_reported_undefined_with_its_reason(models, subset):
     assert np.all(np.isnan(result.cross[:, k]))
     assert to_json_dict(result)["cross"][0][k] is None
     assert all(reason is None for reason in result.undefined_a)
+
+
+def _arrays(result) -> dict[str, np.ndarray]:
+    return {k: v for k, v in vars(result).items() if isinstance(v, np.ndarray)}
+
+
+def test_previews_refine_batch_by_batch_and_the_final_result_is_the_one_computed_in_one_go(models, subset):
+    cluster = Cluster.single(CPU)
+    seen: list[tuple] = []
+    with_previews = compare_many(
+        models["a"],
+        [models["b"]],
+        subset,
+        FAST,
+        cluster,
+        preview=lambda r, done, total: seen.append((r, done, total)),
+    )[0]
+    in_one_go = compare_many(models["a"], [models["b"]], subset, FAST, cluster)[0]
+    for name, value in _arrays(in_one_go).items():
+        np.testing.assert_array_equal(getattr(with_previews, name), value, err_msg=name)  # to the last bit
+    assert [done for _, done, _ in seen] == [1, 2, 3, 4, 5, 6] and {total for *_, total in seen} == {6}
+    for preview, done, _ in seen:
+        assert preview.used_images == 20 * done
+        assert np.isnan(preview.probe_a).all() and np.isnan(preview.null_p95).all()  # they follow at the end
+        assert np.isnan(preview.interval_low).all() == (done < 5)  # no interval on fewer than 5 minibatches
+    # the preview of every batch is the final CKA (the read-outs are what follows)
+    np.testing.assert_allclose(seen[-1][0].cross, in_one_go.cross, rtol=0, atol=1e-12)
+    first_error = np.abs(seen[0][0].matched_cka - in_one_go.matched_cka).max()
+    assert 0 < first_error < 0.3  # an estimate from 20 images: near, not equal
+
+
+def test_a_cached_reference_previews_with_each_batch_of_the_other(models, subset):
+    whole_a = fingerprint(models["a"], subset, FAST, CPU)
+    seen: list[int] = []
+    result = compare_many(
+        models["a"],
+        [models["b"], models["a"]],
+        subset,
+        FAST,
+        Cluster.single(CPU),
+        fingerprints=lambda net: [whole_a] if net is models["a"] else fingerprint_steps(net, subset, FAST, CPU),
+        preview=lambda r, done, total: seen.append(done),
+    )
+    # B a batch at a time against the cached A; then A (cached) against itself: one preview of every batch
+    assert len(result) == 2 and seen == [1, 2, 3, 4, 5, 6, 6]
+    np.testing.assert_allclose(np.diag(result[1].cross), 1.0, atol=1e-9)
