@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 from models import registry
@@ -11,11 +10,11 @@ from models.calibration import NORMALISATIONS
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
 from models.loaded import LoadedModel, SourceHints
-from models.loader import load_path, load_path_bytes, read_config_file, with_choices
+from models.loader import load_path, with_choices
+from models.snapshots import load_snapshot
 
 SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
 _NAME = re.compile(r"^[\w.\-]+$")
-_SNAPSHOT = re.compile(r"^epoch-\d+$")
 
 
 def load_model(spec: str) -> LoadedModel:
@@ -85,21 +84,16 @@ def with_choice_text(spec: str, pool: bool | None, padding: int | None, norm: st
 
 def load_bundled(name: str, spec: str) -> LoadedModel:
     """A folder of models/weights, with its config.json's method, normalisation and metrics; `NAME@epoch-K` is
-    the float16 snapshot its training kept after epoch K (same config, its own quick metrics)."""
+    the float16 snapshot its training kept after epoch K (models.snapshots: loadable before the run finishes)."""
     name, _, snapshot = name.partition("@")
     folder = Path(registry.WEIGHTS_DIR) / name
-    if not _NAME.match(name) or name.startswith(".") or not folder.is_dir() or not (folder / CONFIG_FILE).is_file():
+    known = _NAME.match(name) and not name.startswith(".") and folder.is_dir()
+    if known and snapshot:
+        return load_snapshot(folder, snapshot, spec)
+    if not known or not (folder / CONFIG_FILE).is_file():
         ready = ", ".join(e.spec for e in registry.list_bundled()) or "none yet (`python -m cli train` makes one)"
         raise CheckpointError(f"There is no finished bundled checkpoint '{name}'; available: {ready}.")
-    if not snapshot:
-        return load_path(folder, spec)
-    path = folder / SNAPSHOT_DIR / f"{snapshot}.safetensors"
-    if not _SNAPSHOT.match(snapshot) or not path.is_file():
-        kept = sorted(p.stem for p in (folder / SNAPSHOT_DIR).glob("epoch-*.safetensors"))
-        have = ", ".join(f"bundled:{name}@{k}" for k in kept) or "none"
-        raise CheckpointError(f"'{spec}' names no snapshot of {name}; its snapshots: {have}.")
-    hints = read_config_file(folder / CONFIG_FILE)
-    return load_path_bytes(path, spec, replace(hints, metrics={}))
+    return load_path(folder, spec)
 
 
 def weights_version(spec: str) -> str:
