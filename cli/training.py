@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from cli.compare import _Bars, add_subset_and_cka_arguments, subset_and_options
 from core.data import load_subset
@@ -17,10 +17,10 @@ from core.fingerprint import Fingerprint, fingerprint
 from core.network import Network
 from core.pipeline import compare_many
 from core.result import AnalysisResult
-from core.series import Series, SeriesPlan, series_curves, series_of_files, to_csv, to_json_dict
+from core.series import SeriesPlan, series_curves, to_csv, to_json_dict
 from core.store import default_store, result_key
-from models import load_model, split_choices
-from models.snapshots import bundled_series_named
+from models import load_model
+from models.specs import series_of_specs
 
 SERIES_HELP = (
     "bundled:NAME for a run's snapshots (e.g. bundled:simclr-resnet18-w16-seed1), or several specs (file:PATH, "
@@ -42,18 +42,10 @@ def add_parser(sub) -> None:
     t.set_defaults(func=run)
 
 
-def series_from(specs: list[str], side: str) -> Series:
-    """One bundled run by name, or a person's specs ordered by the number in their names."""
-    if len(specs) == 1 and specs[0].startswith("bundled:") and "@" not in specs[0] and "#" not in specs[0]:
-        return bundled_series_named(specs[0])
-    named = [(spec, PurePosixPath(split_choices(spec)[0].partition(":")[2].rstrip("/")).name) for spec in specs]
-    return series_of_files(f"series {side}", named)
-
-
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec, options = subset_and_options(args, invariance=False, probes=False, permutations=0)
-    plan = SeriesPlan.of(series_from(args.a, "A"), series_from(args.b, "B"))
+    plan = SeriesPlan.of(series_of_specs(args.a, "series A"), series_of_specs(args.b, "series B"))
     cluster = Cluster.from_env(pick_device(args.device))
     bars = _Bars(cluster.rank == 0)
     kept: dict[str, Fingerprint] = {}

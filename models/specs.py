@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from core.series import Series, series_of_files
 from models import registry
 from models.calibration import NORMALISATIONS
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
 from models.loaded import LoadedModel, SourceHints
 from models.loader import load_path, with_choices
-from models.snapshots import load_snapshot
+from models.snapshots import bundled_series_named, load_snapshot
 
 SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
 _NAME = re.compile(r"^[\w.\-]+$")
@@ -110,3 +111,12 @@ def weights_version(spec: str) -> str:
         return ""
     files = [path] if path.is_file() else [path / WEIGHTS_FILE, path / CONFIG_FILE] if path.is_dir() else []
     return ";".join(f"{p.name}:{p.stat().st_mtime_ns}" for p in files if p.is_file())
+
+
+def series_of_specs(specs: list[str], name: str) -> Series:
+    """A series from what a person names: one bundled run ('bundled:NAME'), or several checkpoint specs (file:,
+    hub:, upload:, bundled:NAME@epoch-K) ordered by the epoch or step in the name of the file each points at."""
+    if len(specs) == 1 and specs[0].startswith("bundled:") and not any(c in specs[0] for c in "@#"):
+        return bundled_series_named(specs[0])
+    named = [(spec, PurePosixPath(split_choices(spec)[0].partition(":")[2].rstrip("/")).name) for spec in specs]
+    return series_of_files(name, named)
