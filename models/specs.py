@@ -118,5 +118,8 @@ def series_of_specs(specs: list[str], name: str) -> Series:
     hub:, upload:, bundled:NAME@epoch-K) ordered by the epoch or step in the name of the file each points at."""
     if len(specs) == 1 and specs[0].startswith("bundled:") and not any(c in specs[0] for c in "@#"):
         return bundled_series_named(specs[0])
-    named = [(spec, PurePosixPath(split_choices(spec)[0].partition(":")[2].rstrip("/")).name) for spec in specs]
+    bases = [split_choices(spec)[0] for spec in specs]
+    named = [
+        (spec, PurePosixPath((b.partition(":")[2] or b).rstrip("/")).name) for spec, b in zip(specs, bases, strict=True)
+    ]
     return series_of_files(name, named)

@@ -386,3 +386,27 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
     assert any(line.startswith("- B (supervised): ") and "settle" in line for line in lines)
     if a.final is None:
         assert any("has no final network yet" in i.value for i in at.info)
+
+
+def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_path):
+    if not any(s.method == "supervised" for s in bundled_series()):
+        pytest.skip("no bundled supervised run with snapshots here")
+    specs = {
+        k: "file:" + str(nets.folder(tmp_path / f"mine_epoch{k}", nets.make(width=4, seed=k), "simclr"))
+        for k in (20, 5)
+    }
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"per_class": "5", "batch": "25"})
+    at.switch_page("pages/training.py").run()
+    at.selectbox(key="series_A").set_value(ui.series.OWN).run()
+    assert any("Give series A's snapshots" in i.value for i in at.info)
+    at.text_area(key="series_specs_A").input(f"{specs[20]}\nfile:{tmp_path / 'best.pt'}").run()
+    assert [e.value for e in at.error] == [
+        "Series A: 'best.pt' carries no number, so its place in training is unknown; "
+        "name each snapshot with its epoch or step (ckpt_epoch5.pt, ckpt_epoch20.pt, ...)"
+    ]
+    at.text_area(key="series_specs_A").input(f"{specs[20]}\n{specs[5]}").run()
+    assert_clean(at)
+    assert at.dataframe[0].value["A"].tolist() == ["mine_epoch5", "mine_epoch20"]
+    assert not any(str(tmp_path) in m.value for m in (*at.markdown, *at.caption))  # no server path on the page
+    assert len(chart_specs(at)) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run
