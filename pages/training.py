@@ -27,7 +27,7 @@ with left:
 with right:
     b = series.choose_series("B", "supervised")
 per_class = st.number_input(
-    "Images per class",
+    "Images per class on this page",
     1,
     5000,
     min(50, choices.subset.per_class) if choices.subset else 50,
