@@ -40,20 +40,11 @@ def add_parser(sub) -> None:
     c.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="one model, or several to compare with A")
     c.add_argument("--out", required=True, help="result JSON file (a folder when --b names several models)")
     c.add_argument("--csv", help="also write the result as long-format CSV")
-    c.add_argument("--split", default="test", choices=("test", "train"))
-    c.add_argument("--classes", type=_classes, default=tuple(range(10)), help="comma-separated, e.g. 0,1,cat")
-    c.add_argument("--per-class", type=int, default=100)
-    c.add_argument("--subset-seed", type=int, default=0)
-    c.add_argument("--data-dir", default=None, help="CIFAR-10 folder (npz pair or cifar-10-batches-py)")
-    c.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
-    c.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth, fraction of the median distance")
-    c.add_argument("--estimator", default="debiased", choices=("debiased", "biased"))
-    c.add_argument("--batch-size", type=int, default=100, help="images per CKA minibatch")
+    add_subset_and_cka_arguments(c, per_class=100)
     c.add_argument("--permutations", type=int, default=20)
     c.add_argument("--seed", type=int, default=0, help="seeds augmented views and permutations")
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
-    c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     c.add_argument(
         "--progress-json",
         nargs="?",
@@ -63,6 +54,27 @@ def add_parser(sub) -> None:
         "the progress bars), then a last line for each finished result; one process only",
     )
     c.set_defaults(func=run)
+
+
+def add_subset_and_cka_arguments(parser, per_class: int) -> None:
+    """The subset, CKA and device options every analysing command takes (`compare`, `training`)."""
+    parser.add_argument("--split", default="test", choices=("test", "train"))
+    parser.add_argument("--classes", type=_classes, default=tuple(range(10)), help="comma-separated, e.g. 0,1,cat")
+    parser.add_argument("--per-class", type=int, default=per_class)
+    parser.add_argument("--subset-seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (npz pair or cifar-10-batches-py)")
+    parser.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
+    parser.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth, fraction of the median distance")
+    parser.add_argument("--estimator", default="debiased", choices=("debiased", "biased"))
+    parser.add_argument("--batch-size", type=int, default=100, help="images per CKA minibatch")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def subset_and_options(args: argparse.Namespace, **options) -> tuple[SubsetSpec, AnalysisOptions]:
+    """The subset and analysis options of `add_subset_and_cka_arguments`; `options` sets the others."""
+    spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
+    cka = {"kernel": args.kernel, "debiased": args.estimator == "debiased", "sigma": args.sigma}
+    return spec, AnalysisOptions(**cka, batch_size=args.batch_size, **options)
 
 
 class _PreviewLines:
@@ -111,12 +123,8 @@ class _Bars:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
-    options = AnalysisOptions(
-        kernel=args.kernel,
-        debiased=args.estimator == "debiased",
-        sigma=args.sigma,
-        batch_size=args.batch_size,
+    spec, options = subset_and_options(
+        args,
         invariance=not args.no_invariance,
         probes=not args.no_probes,
         permutations=args.permutations,

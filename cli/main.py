@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import checkpoints, compare, train
+from cli import checkpoints, compare, train, training
 from core.errors import LensError
 
 USAGE_ERROR = 2
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cli", description="CKA Lens: compare the layers of networks with CKA.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     compare.add_parser(sub)
+    training.add_parser(sub)
     train.add_parser(sub)
     checkpoints.add_parsers(sub)
     return parser

@@ -25,3 +25,7 @@ class SettingsError(LensError):
 
 class MemoryRefusal(LensError):
     """An analysis refused up front because it would not fit in memory; the message names a setting that fits."""
+
+
+class SeriesError(LensError):
+    """A series of training snapshots that cannot be ordered or paired (names without a number, say)."""

@@ -8,10 +8,10 @@ models/weights/*/config.json at call time, so a checkpoint appears as soon as tr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
+from models.folder_format import CONFIG_FILE, WEIGHTS_FILE, arch_from_config
 from models.loaded import SourceHints
 from models.resnet import ArchConfig
 
@@ -91,7 +91,7 @@ def _bundled_entry(folder: Path) -> RegistryEntry | None:
         return None
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
-        arch = ArchConfig(**{f.name: config[f.name] for f in fields(ArchConfig) if f.name in config})
+        arch = arch_from_config(config)
         mean, std = tuple(map(float, config["mean"])), tuple(map(float, config["std"]))
     except (OSError, ValueError, TypeError, KeyError):
         return None

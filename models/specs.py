@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from core.series import Series, series_of_files
 from models import registry
 from models.calibration import NORMALISATIONS
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
 from models.loaded import LoadedModel, SourceHints
-from models.loader import load_path, load_path_bytes, read_config_file, with_choices
+from models.loader import load_path, with_choices
+from models.snapshots import bundled_series_named, load_snapshot
 
 SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
 _NAME = re.compile(r"^[\w.\-]+$")
-_SNAPSHOT = re.compile(r"^epoch-\d+$")
 
 
 def load_model(spec: str) -> LoadedModel:
@@ -85,21 +85,16 @@ def with_choice_text(spec: str, pool: bool | None, padding: int | None, norm: st
 
 def load_bundled(name: str, spec: str) -> LoadedModel:
     """A folder of models/weights, with its config.json's method, normalisation and metrics; `NAME@epoch-K` is
-    the float16 snapshot its training kept after epoch K (same config, its own quick metrics)."""
+    the float16 snapshot its training kept after epoch K (models.snapshots: loadable before the run finishes)."""
     name, _, snapshot = name.partition("@")
     folder = Path(registry.WEIGHTS_DIR) / name
-    if not _NAME.match(name) or name.startswith(".") or not folder.is_dir() or not (folder / CONFIG_FILE).is_file():
+    known = _NAME.match(name) and not name.startswith(".") and folder.is_dir()
+    if known and snapshot:
+        return load_snapshot(folder, snapshot, spec)
+    if not known or not (folder / CONFIG_FILE).is_file():
         ready = ", ".join(e.spec for e in registry.list_bundled()) or "none yet (`python -m cli train` makes one)"
         raise CheckpointError(f"There is no finished bundled checkpoint '{name}'; available: {ready}.")
-    if not snapshot:
-        return load_path(folder, spec)
-    path = folder / SNAPSHOT_DIR / f"{snapshot}.safetensors"
-    if not _SNAPSHOT.match(snapshot) or not path.is_file():
-        kept = sorted(p.stem for p in (folder / SNAPSHOT_DIR).glob("epoch-*.safetensors"))
-        have = ", ".join(f"bundled:{name}@{k}" for k in kept) or "none"
-        raise CheckpointError(f"'{spec}' names no snapshot of {name}; its snapshots: {have}.")
-    hints = read_config_file(folder / CONFIG_FILE)
-    return load_path_bytes(path, spec, replace(hints, metrics={}))
+    return load_path(folder, spec)
 
 
 def weights_version(spec: str) -> str:
@@ -116,3 +111,15 @@ def weights_version(spec: str) -> str:
         return ""
     files = [path] if path.is_file() else [path / WEIGHTS_FILE, path / CONFIG_FILE] if path.is_dir() else []
     return ";".join(f"{p.name}:{p.stat().st_mtime_ns}" for p in files if p.is_file())
+
+
+def series_of_specs(specs: list[str], name: str) -> Series:
+    """A series from what a person names: one bundled run ('bundled:NAME'), or several checkpoint specs (file:,
+    hub:, upload:, bundled:NAME@epoch-K) ordered by the epoch or step in the name of the file each points at."""
+    if len(specs) == 1 and specs[0].startswith("bundled:") and not any(c in specs[0] for c in "@#"):
+        return bundled_series_named(specs[0])
+    bases = [split_choices(spec)[0] for spec in specs]
+    named = [
+        (spec, PurePosixPath((b.partition(":")[2] or b).rstrip("/")).name) for spec, b in zip(specs, bases, strict=True)
+    ]
+    return series_of_files(name, named)

@@ -9,7 +9,41 @@ from pathlib import Path
 import torch
 
 from core.data import CIFAR10_MEAN, CIFAR10_STD
+from models.folder_format import SNAPSHOT_DIR
 from training.precision import bf16_native
+
+SNAPSHOT_BUDGET_MB = 40  # all snapshots in the repository together (tests/models/test_snapshots.py checks it)
+
+
+def snapshot_section(config, log) -> str:
+    """The card's Snapshots section: which epochs were kept, their size on disk and the quick metrics at each."""
+    folder = Path(config.out) / SNAPSHOT_DIR
+    files = {k: folder / f"epoch-{k}.safetensors" for k in config.snapshots}
+    kept = [k for k, path in files.items() if path.is_file()]
+    if not kept:
+        return ""
+    sizes = [files[k].stat().st_size / 1e6 for k in kept]
+    at = {e["epoch"]: e for e in log if e.get("epoch") in kept}
+    names = sorted({key for k in kept for key in at.get(k, {}) if key not in ("epoch", "loss", "seconds")})
+    rows = "\n".join(
+        f"| {k} | {at.get(k, {}).get('loss', '-')} | "
+        + " | ".join(f"{at[k][n]:.4f}" if n in at.get(k, {}) else "-" for n in names)
+        + f" | {size:.2f} |"
+        for k, size in zip(kept, sizes, strict=True)
+    )
+    return f"""
+## Snapshots
+Float16 copies of the network after epochs {", ".join(map(str, kept))} of {config.epochs}, loadable as
+`bundled:{Path(config.out).name}@epoch-K` and compared over training on the app's Training page and by
+`python -m cli training`. `snapshots/config.json` (training writes it when it starts) gives their architecture,
+method, normalisation and the run's length, so they load before the final network exists. Size: {sum(sizes):.1f} MB
+for {len(kept)} snapshots; all snapshots in the repository together stay under {SNAPSHOT_BUDGET_MB} MB. Quick
+metrics at each (the first 2,000 test images; for SimCLR a kNN bank of 10,000 training images):
+
+| epoch | loss | {" | ".join(names)} | MB |
+|---|---|{"---|" * len(names)}---|
+{rows}
+"""
 
 
 def model_card(config, arch, metrics, log, command, source, device) -> str:
@@ -56,7 +90,7 @@ with `python -m cli train`. {output}
 {measured}
 
 {how}
-
+{snapshot_section(config, log)}
 ## Recipe
 | setting | value |
 |---|---|

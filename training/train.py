@@ -21,7 +21,7 @@ from core.augment import crop_flip, simclr_views
 from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
 from core.device import pick_device
 from core.probes import knn_accuracy, linear_probe
-from models.folder_format import save_folder, save_snapshot
+from models.folder_format import save_folder, save_snapshot, save_snapshot_config
 from models.resnet import ArchConfig, build_resnet
 from training.card import model_card
 from training.objectives import SimCLRNet, lr_at, nt_xent
@@ -169,6 +169,9 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
             before = state.get("epochs", "unrecorded")
             log.append({"note": f"resumed after epoch {start} with --epochs {config.epochs} (schedule was {before})"})
         print(f"resuming after epoch {start}", flush=True)
+    meta = {"method": config.objective, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    if config.snapshots:  # snapshots load as what they are before the final network (and its config) exists
+        save_snapshot_config(arch, meta, config.epochs, folder)
     images_np, labels_np, source = load_split("train", config.data_dir)
     images = torch.from_numpy(images_np.transpose(0, 3, 1, 2).copy()).to(device)
     labels = torch.from_numpy(labels_np).to(device)
@@ -190,7 +193,6 @@ def train(config: TrainConfig, command: str) -> dict[str, float]:
     metrics = evaluate(config, net, device)
     print(json.dumps({"final": metrics}), flush=True)
     module = _shipped(config, net)
-    meta = {"method": config.objective, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
     save_folder(module, arch, meta | {"metrics": metrics}, folder)
     (folder / "README.md").write_text(model_card(config, arch, metrics, log, command, source, device))
     return metrics

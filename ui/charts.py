@@ -192,3 +192,44 @@ def readout_chart(result: AnalysisResult, metric: str) -> alt.LayerChart:
     return alt.layer(*layers).properties(
         title=alt.TitleParams(title, subtitle=subtitle), height=220, autosize=FIT_WIDTH
     )
+
+
+def progress_curves(
+    matrix: np.ndarray,
+    layers: Sequence[str],
+    progress: Sequence[float],
+    snapshots: Sequence[str],
+    *,
+    title: str,
+    kinds: Sequence[str] = (OUTPUT, RESIDUAL, OTHER),
+) -> alt.LayerChart:
+    """Per-layer CKA over training: one line per layer of the given kinds, x the fraction of training done,
+    coloured by depth (light: early layers, dark: late ones); undefined values are left out of the lines."""
+    if matrix.shape != (len(layers), len(progress)) or len(snapshots) != len(progress):
+        raise ValueError(f"matrix is {matrix.shape}, but there are {len(layers)} layers and {len(progress)} snapshots")
+    shown = [i for i, name in enumerate(layers) if kind(name) in kinds]
+    data = pd.DataFrame.from_records(
+        {"layer": layers[i], "progress": float(p), "snapshot": s, "cka": _value(matrix[i, k])}
+        for i in shown
+        for k, (p, s) in enumerate(zip(progress, snapshots, strict=True))
+    )
+    order = [layers[i] for i in shown]
+    lowest = min(0.0, float(np.nanmin(data["cka"].to_numpy(dtype=float), initial=0.0)))
+    base = (
+        alt.Chart(data)
+        .transform_filter("isValid(datum.cka)")
+        .encode(
+            x=alt.X("progress:Q", title="training done", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            y=alt.Y("cka:Q", title="matched-layer CKA", scale=alt.Scale(domain=[lowest, 1.0])),
+            color=alt.Color("layer:O", sort=order, scale=alt.Scale(scheme="viridis", reverse=True), title="layer"),
+            tooltip=[
+                "layer:N",
+                "snapshot:N",
+                alt.Tooltip("progress:Q", format=".0%"),
+                alt.Tooltip("cka:Q", format=".3f"),
+            ],
+        )
+    )
+    return alt.layer(base.mark_line(), base.mark_point(filled=True)).properties(
+        title=title, height=280, autosize=FIT_WIDTH
+    )

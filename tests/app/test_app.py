@@ -19,9 +19,12 @@ from streamlit.testing.v1 import AppTest
 
 import ui.analysis
 import ui.networks
+import ui.series
 from core import settings
 from core.result import to_json_dict
+from core.series import pair_by_progress
 from models import DEFAULT_PAIR, CheckpointError, load_model, load_uploaded
+from models.snapshots import bundled_series
 from tests.app.support import APP, chart_specs, chart_values, synthetic_result
 from ui.names import shared_order
 
@@ -353,3 +356,57 @@ def test_too_few_minibatches_for_an_interval_are_said_on_screen(bundled_pair):
     assert any("No 95% interval is drawn" in i.value and "at most 20 images" in i.value for i in at.info)
     at = visit(open_app({"per_class": "10", "batch": "20"}), "similarity")  # 5 minibatches: an interval
     assert not any("No 95% interval" in i.value for i in at.info)
+
+
+def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
+    runs = bundled_series()
+    a = next((s for s in runs if s.method == "simclr"), None)
+    b = next((s for s in runs if s.method == "supervised"), None)
+    if a is None or b is None:
+        pytest.skip("no bundled SimCLR and supervised runs with snapshots here")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"per_class": "10", "batch": "50"})  # 100 images: the page's own default follows (10)
+    at.switch_page("pages/training.py").run()
+    assert_clean(at)
+    assert at.number_input(key="training_per_class").value == 10
+    pairing = at.dataframe[0].value
+    assert pairing["A"].tolist() == [s.label for s in a.snapshots]
+    assert pairing["B"].tolist() == [b.snapshots[j].label for j in pair_by_progress(a, b)]
+    if "epoch 10" in pairing["A"].tolist() and b.length == 18:  # 20% of SimCLR's 50 epochs meets 4 of 18 (22%)
+        assert pairing.set_index("A").loc["epoch 10", "B"] == "epoch 4"
+    cross, *others = chart_specs(at)
+    frame = next(f for f in cross["data"].values() if "cka" in f)
+    layers = [name for name, _ in load_model(a.snapshots[0].spec).info.layers if name != "logits"]
+    assert len(frame) == len(layers) * len(a.snapshots)
+    assert set(frame["row"]) == set(layers) and set(frame["col"]) == set(ui.series.column_labels(a))
+    assert frame["cka"].notna().all() and frame["cka"].between(0, 1).all()
+    assert len(others) == 2 + (a.final is not None) + (b.final is not None)  # two curve panels, a heatmap per final
+    lines = next(m.value for m in at.markdown if m.value.startswith("- ")).splitlines()
+    assert any(line.startswith("- The last stage's block outputs (layer4) agree across the methods") for line in lines)
+    assert any(line.startswith("- B (supervised): ") and "settle" in line for line in lines)
+    if a.final is None:
+        assert any("has no final network yet" in i.value for i in at.info)
+
+
+def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_path):
+    if not any(s.method == "supervised" for s in bundled_series()):
+        pytest.skip("no bundled supervised run with snapshots here")
+    specs = {
+        k: "file:" + str(nets.folder(tmp_path / f"mine_epoch{k}", nets.make(width=4, seed=k), "simclr"))
+        for k in (20, 5)
+    }
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"per_class": "5", "batch": "25"})
+    at.switch_page("pages/training.py").run()
+    at.selectbox(key="series_A").set_value(ui.series.OWN).run()
+    assert any("Give series A's snapshots" in i.value for i in at.info)
+    at.text_area(key="series_specs_A").input(f"{specs[20]}\nfile:{tmp_path / 'best.pt'}").run()
+    assert [e.value for e in at.error] == [
+        "Series A: 'best.pt' carries no number, so its place in training is unknown; "
+        "name each snapshot with its epoch or step (ckpt_epoch5.pt, ckpt_epoch20.pt, ...)"
+    ]
+    at.text_area(key="series_specs_A").input(f"{specs[20]}\n{specs[5]}").run()
+    assert_clean(at)
+    assert at.dataframe[0].value["A"].tolist() == ["mine_epoch5", "mine_epoch20"]
+    assert not any(str(tmp_path) in m.value for m in (*at.markdown, *at.caption))  # no server path on the page
+    assert len(chart_specs(at)) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run

@@ -10,14 +10,18 @@ import urllib.parse
 
 import pytest
 
+from models.snapshots import bundled_series
 from tests.app.support import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
+RUNS = bundled_series()  # the Training page opens on the first SimCLR and the first supervised run with snapshots
+FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
     ("similarity", {"charts": 4}),  # first: a deep link on a fresh server must still get the sidebar
     ("", {"charts": 1}),
     ("probes", {"charts": 3}),
+    ("training", {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
     ("models", {"text": "Known checkpoints", "table": 1}),
     ("images", {"images": 10 * 10 + 2 * 12}),  # 10 classes x 10 images, then 12 originals and 12 views
 ]

@@ -63,6 +63,11 @@ def test_train_resume_and_load(objective, data_dir, tmp_path, capsys, monkeypatc
         assert snapshot["conv1.weight"].dtype == torch.float16
         with safe_open(out / "snapshots" / f"epoch-{epoch}.safetensors", "pt") as f:
             assert json.loads(f.metadata()["metrics"])["epoch"] == epoch
+    run_config = json.loads((out / "snapshots" / "config.json").read_text())  # written when the run (re)started
+    assert run_config["epochs"] == 2 and run_config["method"] == objective and run_config["width"] == 4
+    assert "## Snapshots" in card and "`bundled:run@epoch-K`" in card
+    size = sum(p.stat().st_size for p in (out / "snapshots").glob("*.safetensors")) / 1e6
+    assert f"Size: {size:.1f} MB\nfor 2 snapshots" in card
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
     early = load_model("bundled:run@epoch-1")  # a snapshot loads with its folder's method and normalisation
     assert weights_version("bundled:run@epoch-1").startswith("epoch-1.safetensors:")  # the app's cache key

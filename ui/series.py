@@ -1,0 +1,221 @@
+"""The Training page's series: which two runs, their pairs computed through the shared caches, and the findings.
+
+Every pair of snapshots is an ordinary comparison (ui.analysis.cached_result: the memory caches, then the result
+store, then the pipeline), so a snapshot's fingerprint is computed once and a pair the CLI stored is not computed
+again. The gathered layer x snapshot tables are cached too, keyed by the networks' content and the pairing, so a
+rerun loads no network; the names a person gave their files stay in their session, outside that shared cache.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from core import settings
+from core.data import SubsetSpec
+from core.errors import LensError
+from core.options import AnalysisOptions
+from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv, to_json_dict
+from models import CheckpointError, weights_version
+from models.snapshots import bundled_series
+from models.specs import series_of_specs
+from ui import networks
+from ui.analysis import cached_result, progress_panel
+from ui.names import OUTPUT, kind, side_labels, stage
+
+OWN = "your own snapshots"
+PROGRESS_COLUMNS = ("A's training done", "B's training done")
+SETTLED = 0.05  # a layer has settled once its CKA with its run's final network stays within this of 1
+
+
+def choose_series(side: str, method: str) -> Series | None:
+    """Series A or B: a bundled run with snapshots (by default the first trained with `method`), or the person's
+    own snapshots (uploads, or file: specs where this server allows them); None after saying what is missing."""
+    runs = {series.name: series for series in bundled_series()}
+    names = [*runs, OWN]
+    default = next((i for i, s in enumerate(runs.values()) if s.method == method), 0)
+    picked = st.selectbox(f"Series {side}", names, index=default, key=f"series_{side}")
+    if picked != OWN:
+        return runs[picked]
+    files = st.file_uploader(
+        f"Snapshots of series {side}, each named with its epoch or step (ckpt_epoch5.pt, ckpt_epoch20.pt, ...)",
+        accept_multiple_files=True,
+        key=f"series_files_{side}",
+    )
+    typed = ""
+    if not settings.file_specs_disabled():
+        typed = st.text_area(f"or file: specs of series {side}, one per line", key=f"series_specs_{side}")
+    try:
+        specs = [networks.upload(file) for file in files or []]
+        specs += [line.strip() for line in typed.splitlines() if line.strip()]
+        if not specs:
+            st.info(f"Give series {side}'s snapshots: the largest number in their names is taken as the final network.")
+            return None
+        return series_of_specs(specs, f"your series {side}")
+    except LensError as err:  # CheckpointError or SeriesError
+        st.error(f"Series {side}: {err}")
+        return None
+
+
+def pairing_table(plan: SeriesPlan) -> pd.DataFrame:
+    """Which snapshot of B each snapshot of A is compared with, and how far through training each was taken."""
+    return pd.DataFrame(
+        [
+            {"A": s.label, PROGRESS_COLUMNS[0]: s.progress, "B": b.label, PROGRESS_COLUMNS[1]: b.progress}
+            for s, b in ((s, plan.b.snapshots[j]) for s, j in zip(plan.a.snapshots, plan.pairing, strict=True))
+        ]
+    )
+
+
+def show_pairing(plan: SeriesPlan) -> None:
+    """The pairing as a table, with how each run's progress and final network were found."""
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(pairing_table(plan), hide_index=True, column_config=dict.fromkeys(PROGRESS_COLUMNS, percent))
+    st.caption(f"A = `{plan.a.name}`: {plan.a.rule}. B = `{plan.b.name}`: {plan.b.rule}.")
+
+
+def column_labels(series: Series) -> list[str]:
+    """Heatmap columns: how far through training, and which snapshot ('20% · epoch 10')."""
+    return [f"{s.progress:.0%} · {s.label}" for s in series.snapshots]
+
+
+def _content_key(spec: str | None) -> str | None:
+    """What a network's results depend on, without loading it: an upload's weights (it is in this session), else
+    the spec and its files' modification times (as the shared network cache is keyed)."""
+    if spec is None or not spec.startswith("upload:"):
+        return spec and f"{spec}|{weights_version(spec)}"
+    return networks.load(spec).identity.key
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _curves(key: tuple, spec: SubsetSpec, options: AnalysisOptions, _plan: SeriesPlan) -> SeriesCurves:
+    pairs = _plan.pairs()
+    labels = {s.spec: f"{name} {s.label}" for name, r in (("A", _plan.a), ("B", _plan.b)) for s in r.snapshots}
+    labels |= {_plan.a.final: "A's final network", _plan.b.final: "B's final network"}
+    results = {}
+    with progress_panel(f"Training series: {len(pairs)} pair analyses") as report:
+        for done, (reference, other) in enumerate(pairs):
+            report(f"{labels[reference]} against {labels[other]}", done, len(pairs))
+            results[(reference, other)] = cached_result(networks.load(reference), networks.load(other), spec, options)
+    return series_curves(_plan, lambda reference, other: results[(reference, other)])
+
+
+def series_analysis(plan: SeriesPlan, spec: SubsetSpec, options: AnalysisOptions) -> SeriesCurves | None:
+    """The plan's layer x snapshot tables from the caches, computed where they lack them; None after saying why."""
+    try:
+        key = tuple(
+            (tuple(_content_key(s.spec) for s in series.snapshots), _content_key(series.final))
+            for series in (plan.a, plan.b)
+        )
+        return _curves((key, plan.pairing), spec, options, plan)
+    except CheckpointError as err:
+        st.error(f"A snapshot could not be loaded: {err}")
+    except (LensError, MemoryError, torch.OutOfMemoryError) as err:
+        st.error(f"The analysis failed: {err}")
+    except Exception as err:  # noqa: BLE001 - a bug must reach this session as a message, not hang or leak paths
+        st.error(f"The analysis failed unexpectedly ({type(err).__name__}); please report it with your choices.")
+    return None
+
+
+def findings(plan: SeriesPlan, curves: SeriesCurves) -> tuple[str, ...]:
+    """Which layers settle first in each run, when the last stage's block outputs part ways, what changed most."""
+    label_a, label_b = side_labels(plan.a.method, plan.b.method)
+    lines = [
+        _settling_line(label, series, matrix, curves.layers)
+        for label, series, matrix in ((label_a, plan.a, curves.final_a), (label_b, plan.b, curves.final_b))
+    ]
+    progress = [s.progress for s in plan.a.snapshots]
+    return tuple(line for line in (*lines, _parting_line(curves, progress), _change_line(curves, progress)) if line)
+
+
+def _names(layers: list[str]) -> str:
+    return ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+
+
+def _settling_line(label: str, series: Series, matrix: np.ndarray | None, layers: tuple[str, ...]) -> str:
+    """The layers whose CKA with the final network reaches and keeps 1 - SETTLED earliest, and the latest."""
+    if matrix is None:
+        latest = series.snapshots[-1]
+        return (
+            f"{label} has no final network yet (its run goes on; latest snapshot {latest.label}, "
+            f"{latest.progress:.0%} of training), so when its layers settle cannot be told yet."
+        )
+    settled: dict[str, float] = {}
+    for name, row in zip(layers, matrix, strict=True):
+        k = len(row)
+        while k > 0 and row[k - 1] >= 1 - SETTLED:
+            k -= 1
+        if k < len(row) and np.isfinite(row).any():
+            settled[name] = series.snapshots[k].progress
+    if not settled:
+        return ""
+    first, last = min(settled.values()), max(settled.values())
+    early = [name for name, p in settled.items() if p == first]
+    late = [name for name, p in settled.items() if p == last]
+    keep = f"CKA ≥ {1 - SETTLED:.2f} with the final network"
+    if last == first:
+        return f"{label}: every layer keeps {keep} from {first:.0%} of training on."
+    verb = "settles" if len(early) == 1 else "settle"
+    return (
+        f"{label}: {_names(early)} {verb} first ({keep} from {first:.0%} of training on); "
+        f"{_names(late)} last ({last:.0%})."
+    )
+
+
+def _parting_line(curves: SeriesCurves, progress: list[float]) -> str:
+    """From what progress on the last stage's block outputs agree across the methods less than the earlier ones'."""
+    outputs = [i for i, name in enumerate(curves.layers) if kind(name) == OUTPUT]
+    if not outputs:
+        return ""
+    last_stage = stage(curves.layers[outputs[-1]])
+    late = [i for i in outputs if stage(curves.layers[i]) == last_stage]
+    early = [i for i in outputs if stage(curves.layers[i]) != last_stage]
+    if not early:
+        return ""
+    m_late, m_early = np.nanmean(curves.cross[late], axis=0), np.nanmean(curves.cross[early], axis=0)
+    k = len(progress)
+    while k > 0 and m_late[k - 1] < m_early[k - 1]:
+        k -= 1
+    n = len(progress) - 1
+    now = f"{m_late[n]:.2f} vs {m_early[n]:.2f} at {progress[n]:.0%}"
+    what = f"The last stage's block outputs ({last_stage}) agree across the methods"
+    if k == len(progress):
+        return f"{what} at least as much as the earlier stages' at the latest pair ({now}): no parting there yet."
+    if k == 0:
+        first = f"{m_late[0]:.2f} vs {m_early[0]:.2f} at {progress[0]:.0%}"
+        return f"{what} less than the earlier stages' from the first pair on ({first}; {now})."
+    return (
+        f"{what} less than the earlier stages' from {progress[k]:.0%} of A's training on "
+        f"({m_late[k]:.2f} vs {m_early[k]:.2f}; {now}); at {progress[k - 1]:.0%} still {m_late[k - 1]:.2f} vs "
+        f"{m_early[k - 1]:.2f}: the methods part ways there."
+    )
+
+
+def _change_line(curves: SeriesCurves, progress: list[float]) -> str:
+    """The layer whose cross-method CKA fell most between the first and the latest pair (and rose most, if any)."""
+    if len(progress) < 2 or not np.isfinite(curves.cross[:, [0, -1]]).all(axis=1).any():
+        return ""
+    change = curves.cross[:, -1] - curves.cross[:, 0]
+    fell, rose = int(np.nanargmin(change)), int(np.nanargmax(change))
+
+    def moved(i: int) -> str:
+        return f"{curves.layers[i]} ({curves.cross[i, 0]:.2f} → {curves.cross[i, -1]:.2f})"
+
+    text = f"From the first pair ({progress[0]:.0%}) to the latest ({progress[-1]:.0%}), CKA across the methods "
+    text += f"fell most at {moved(fell)}" if change[fell] < 0 else f"fell nowhere; it rose least at {moved(fell)}"
+    return text + (f" and rose most at {moved(rose)}." if change[rose] > 0 else ".")
+
+
+def download_buttons(plan: SeriesPlan, curves: SeriesCurves, spec: SubsetSpec, options: AnalysisOptions) -> None:
+    """The layer x snapshot tables as long-format CSV and as JSON (what `python -m cli training` writes)."""
+    body = json.dumps(to_json_dict(plan, curves, spec, options), indent=1)
+    left, right = st.columns(2)
+    for column, label, data, suffix, mime in (
+        (left, "Download CSV", to_csv(plan, curves), "csv", "text/csv"),
+        (right, "Download JSON", body, "json", "application/json"),
+    ):
+        column.download_button(label, data, f"cka-training.{suffix}", mime, on_click="ignore", width="stretch")
