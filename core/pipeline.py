@@ -1,8 +1,9 @@
 """The one assembly of an analysis: memory check -> fingerprints -> pair terms -> result.
 
 The app, the command line (one process or torchrun) and the benchmarks all call `compare_many` (or
-`compare` for one pair in one process); they differ only in where fingerprints come from (computed,
-or a cache) and how many processes share the work.
+`compare` for one pair in one process, or `compare_pairs` for pairs that share networks, such as a pair and
+its ceilings); they differ only in where fingerprints come from (computed, or a cache) and how many processes
+share the work.
 """
 
 from __future__ import annotations
@@ -58,6 +59,35 @@ def compare_many(
         if cluster.rank == 0:
             merged_a, merged_b = merge_fingerprints(fa_all), merge_fingerprints(fb_all)
             results.append(finalize(merged_a, merged_b, merge_pair_terms(terms_all), subset.spec, progress))
+    return results
+
+
+def compare_pairs(
+    pairs: list[tuple[Network, Network]],
+    subset: Subset,
+    options: AnalysisOptions,
+    cluster: Cluster,
+    progress: Progress = no_progress,
+) -> list[AnalysisResult]:
+    """Compare each (first, second) pair, every network's pass computed once however many pairs it is in.
+
+    A pair and its ceilings ((A, B), (A, A'), (B, B')) cost four forward passes, not six. A fingerprint is
+    kept only until the last pair that needs it. Results in the pairs' order on rank 0, an empty list elsewhere.
+    """
+    last_use = {network.identity.key: k for k, pair in enumerate(pairs) for network in pair}
+    kept: dict[str, Fingerprint] = {}
+
+    def once(network: Network) -> Fingerprint:
+        key = network.identity.key
+        if key not in kept:
+            kept[key] = fingerprint(network, subset, options, cluster.device, progress, cluster.shard)
+        return kept[key]
+
+    results: list[AnalysisResult] = []
+    for k, (first, second) in enumerate(pairs):
+        results += compare_many(first, [second], subset, options, cluster, progress, once)
+        for key in [key for key in kept if last_use[key] == k]:
+            del kept[key]
     return results
 
 

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
+from core.findings import summarise
 from ui import charts, widgets
 from ui.analysis import analysis
 from ui.choices import current
-from ui.findings import summarise
 from ui.router import use_app_router
 
 use_app_router()

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
+from core.findings import summarise
+from core.names import side_labels
 from ui import charts, widgets
 from ui.analysis import analysis
 from ui.choices import current
-from ui.findings import summarise
-from ui.names import side_labels
 from ui.router import use_app_router
 
 use_app_router()

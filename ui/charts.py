@@ -8,8 +8,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 from core.result import AnalysisResult
-from ui.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 
 UNDEFINED_FILL = "#d0d0d0"  # undefined CKA cells: grey, labelled "n/a", never a silent blank
 KIND_COLOURS = {OUTPUT: "#1f77b4", RESIDUAL: "#ff7f0e", OTHER: "#7f7f7f"}

@@ -23,7 +23,7 @@ def warm() -> None:
 
     from core.errors import LensError
     from models import DEFAULT_PAIR, CheckpointError
-    from ui import analysis, charts, choices, findings, networks, sidebar, widgets  # noqa: F401 - imported to be warm
+    from ui import analysis, charts, choices, networks, sidebar, widgets  # noqa: F401 - imported to be warm
 
     # the caches are called outside a script run: Streamlit warns at every call that it is in "bare mode"
     logging.disable(logging.WARNING)

@@ -20,10 +20,10 @@ from streamlit.testing.v1 import AppTest
 import ui.analysis
 import ui.networks
 from core import settings
+from core.names import shared_order
 from core.result import to_json_dict
 from models import DEFAULT_PAIR, CheckpointError, load_model, load_uploaded
 from tests.app.support import APP, chart_specs, chart_values, synthetic_result
-from ui.names import shared_order
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from core.names import OUTPUT, RESIDUAL, shared_order
 from tests.app.support import synthetic_result
 from ui import charts
-from ui.names import OUTPUT, RESIDUAL, shared_order
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from core.findings import summarise
 from tests.app.support import synthetic_result
-from ui.findings import summarise
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]  # residual branches that fall off early
 
