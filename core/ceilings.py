@@ -29,10 +29,6 @@ class Ceilings:
         """('a' or 'b') -> that side's ceiling result and note."""
         return (self.a, self.note_a) if side == "a" else (self.b, self.note_b)
 
-    @property
-    def any(self) -> bool:
-        return self.a is not None or self.b is not None
-
 
 @dataclass(frozen=True)
 class Matched:

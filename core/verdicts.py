@@ -96,7 +96,8 @@ class _Pair:
         widths = (result.interval_high - result.interval_low) / 2
         finite = widths[np.isfinite(widths)]
         self.readout_half = float(np.median(finite)) if finite.size else np.nan
-        self.outputs = [n for n in result.matched if kind(n) == OUTPUT]
+        defined = np.isfinite(result.matched_cka)
+        self.outputs = [n for n, ok in zip(result.matched, defined, strict=True) if kind(n) == OUTPUT and ok]
         final = stage(self.outputs[-1]) if self.outputs else ""
         self.intermediate = [n for n in self.outputs if stage(n) != final]
         self.final = [n for n in self.outputs if stage(n) == final]
