@@ -11,6 +11,7 @@ import torch
 from core.cka import MinibatchCKA
 from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
+from core.distributed import Cluster
 from core.features import FeatureExtractor
 from core.fingerprint import fingerprint, merge_fingerprints
 from core.options import AnalysisOptions
@@ -145,3 +146,20 @@ def test_dead_layer_is_reported_undefined_with_its_reason(models, subset):
     assert np.all(np.isnan(result.cross[:, k]))
     assert to_json_dict(result)["cross"][0][k] is None
     assert all(reason is None for reason in result.undefined_a)
+
+
+def test_pairs_that_share_networks_run_each_network_once(models, subset, monkeypatch):
+    import core.pipeline
+
+    runs = []
+    real = core.pipeline.fingerprint
+    monkeypatch.setattr(
+        core.pipeline, "fingerprint", lambda net, *a, **k: runs.append(net.identity.source) or real(net, *a, **k)
+    )
+    a, a2, b = models["a"], models["a2"], models["b"]
+    results = core.pipeline.compare_pairs([(a, b), (a, a2), (b, a2)], subset, CKA_ONLY, Cluster.single(CPU))
+    assert sorted(runs) == sorted(m.identity.source for m in (a, a2, b))  # three networks, three passes
+    for (first, second), result in zip([(a, b), (a, a2), (b, a2)], results, strict=True):
+        alone = compare(first, second, subset, CKA_ONLY, CPU)
+        assert result.model_a == first.identity and result.model_b == second.identity
+        np.testing.assert_allclose(result.cross, alone.cross, atol=1e-12)
