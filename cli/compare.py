@@ -11,14 +11,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cli.checkpoints import describe
+from core.ceilings import Ceilings
 from core.data import DataError, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
+from core.errors import LensError
+from core.names import side_labels
 from core.options import AnalysisOptions
-from core.pipeline import compare_many
-from core.result import to_csv, to_json_dict
+from core.pipeline import compare_pairs
+from core.report import report_csv, report_json
+from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
-from models import load_model
+from core.verdicts import findings_table
+from models import CheckpointError, LoadedModel, choose_sibling, load_model
 
 
 def _classes(text: str) -> tuple[int, ...]:
@@ -38,6 +43,15 @@ def add_parser(sub) -> None:
         "what the weights cannot say (otherwise measured on CIFAR-10 test images where the source does not say)",
     )
     c.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="one model, or several to compare with A")
+    c.add_argument(
+        "--a-sibling",
+        metavar="SPEC",
+        help="another seed of A's method: A vs it is the ceiling A vs B is read against (default: the registry's, "
+        "for bundled models; 'none' for no ceiling)",
+    )
+    c.add_argument(
+        "--b-sibling", nargs="+", metavar="SPEC", help="another seed of B's method, one per --b (defaults as for A)"
+    )
     c.add_argument("--out", required=True, help="result JSON file (a folder when --b names several models)")
     c.add_argument("--csv", help="also write the result as long-format CSV")
     add_subset_and_cka_arguments(c, per_class=100)
@@ -80,16 +94,17 @@ def subset_and_options(args: argparse.Namespace, **options) -> tuple[SubsetSpec,
 class _PreviewLines:
     """`--progress-json`: one JSON object per line, flushed, for notebooks and dashboards.
 
-    {"event": "preview", "b": B's source, "batches_done": k, "batches": n, "elapsed_s": t, "result": {...}} after
-    every minibatch (its result without the null and the read-outs, which come at the end), then
-    {"event": "final", "b": ..., "elapsed_s": t, "result": {...}} for each comparison."""
+    {"event": "preview", "a": A's source, "b": B's source, "batches_done": k, "batches": n, "elapsed_s": t,
+    "result": {...}} after every minibatch (its result without the null and the read-outs, which come at the end), then
+    {"event": "final", "a": ..., "b": ..., "elapsed_s": t, "result": {...}} for each comparison (ceilings
+    included: a pair of two seeds of one method is a comparison too)."""
 
     def __init__(self, target: str, t0: float):
         self.stream = sys.stderr if target == "-" else open(target, "w")  # noqa: SIM115 - closed by close()
         self.t0 = t0
 
     def write(self, event: str, result, **extra) -> None:
-        head = {"event": event, "b": result.model_b.source, **extra}
+        head = {"event": event, "a": result.model_a.source, "b": result.model_b.source, **extra}
         line = head | {"elapsed_s": round(time.perf_counter() - self.t0, 3), "result": to_json_dict(result)}
         self.stream.write(json.dumps(line) + "\n")
         self.stream.flush()
@@ -134,16 +149,24 @@ def run(args: argparse.Namespace) -> int:
     lines = _PreviewLines(args.progress_json, t0) if args.progress_json and cluster.rank == 0 else None
     bars = _Bars(cluster.rank == 0 and args.progress_json != "-")
     many = len(args.b) > 1
+    chosen_b = args.b_sibling or [None] * len(args.b)
+    if len(chosen_b) != len(args.b):
+        raise LensError(f"--b-sibling names {len(chosen_b)} models for {len(args.b)} --b models: give one per --b")
     if many:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         subset = load_subset(spec, args.data_dir)
         reference = load_model(args.a)
         others = [load_model(b) for b in args.b]
+        sibling_a, note_a = _sibling(args.a, args.a_sibling)
+        siblings_b = [_sibling(b, chosen) for b, chosen in zip(args.b, chosen_b, strict=True)]
+        pairs = [(reference, other) for other in others]
+        pairs += [(reference, sibling_a)] if sibling_a else []
+        pairs += [(other, sibling) for other, (sibling, _) in zip(others, siblings_b, strict=True) if sibling]
         if cluster.rank == 0:
-            for model in (reference, *others):
+            for model in dict.fromkeys(m for pair in pairs for m in pair):
                 print(describe(model.info), file=sys.stderr)
-        results = compare_many(reference, others, subset, options, cluster, bars, preview=lines and lines.preview)
+        results = compare_pairs(pairs, subset, options, cluster, bars, preview=lines and lines.preview)
         for result in results if lines else ():
             lines.write("final", result)
     finally:
@@ -155,15 +178,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     store = default_store()
     if store:
-        for other, result in zip(others, results, strict=True):
-            store.put_result(result_key(reference.identity.key, other.identity.key, spec, options), result)
+        for (first, second), result in zip(pairs, results, strict=True):
+            store.put_result(result_key(first.identity.key, second.identity.key, spec, options), result)
+    later = iter(results[len(others) :])
+    ceiling_a = next(later) if sibling_a else None
     written = []
-    for b_spec, result in zip(args.b, results, strict=True):
+    for b_spec, result, (sibling_b, note_b) in zip(args.b, results[: len(others)], siblings_b, strict=True):
+        ceilings = Ceilings(ceiling_a, next(later) if sibling_b else None, note_a, note_b)
         out = Path(args.out) / f"{_slug(b_spec)}.json" if many else Path(args.out)
-        out.write_text(json.dumps(to_json_dict(result), indent=1) + "\n")
+        out.write_text(json.dumps(report_json(result, ceilings), indent=1) + "\n")
         written.append(str(out))
         if args.csv and not many:
-            Path(args.csv).write_text(to_csv(result))
+            Path(args.csv).write_text(report_csv(result, ceilings))
+        print(_findings_text(result, ceilings))
     seconds = {k: sum(r.seconds[k] for r in results) for k in ("forward", "cka", "probes")}
     total = time.perf_counter() - t0
     other = total - sum(seconds.values())
@@ -174,6 +201,31 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _sibling(spec: str, chosen: str | None) -> tuple[LoadedModel | None, str]:
+    """The loaded other seed of `spec` (named, or the registry's) and a note when there is none. A named one
+    that does not load is an error; the registry's is skipped with the reason."""
+    sibling, note = choose_sibling(spec, chosen)
+    if sibling is None:
+        return None, note
+    try:
+        return load_model(sibling), ""
+    except CheckpointError as err:
+        if chosen:
+            raise
+        return None, f"its other seed {sibling} could not be loaded ({err})"
+
+
+def _findings_text(result: AnalysisResult, ceilings: Ceilings) -> str:
+    """The ceilings' notes and the findings table, for the terminal."""
+    labels = side_labels(result.model_a.method, result.model_b.method)
+    lines = [f"A = {result.model_a.source}, B = {result.model_b.source}"]
+    for label, side in zip(labels, "ab", strict=True):
+        ceiling, note = ceilings.side(side)
+        lines.append(f"ceiling for {label}: " + (ceiling.model_b.source if ceiling else f"none ({note})"))
+    lines += [f"{f.key:>10}  {f.verdict:<13}  {f.shows}" for f in findings_table(result, ceilings)]
+    return "\n".join(lines)
 
 
 def _slug(spec: str) -> str:

@@ -1,8 +1,9 @@
 """The one assembly of an analysis: memory check -> fingerprints -> pair terms -> result.
 
 The app, the command line (one process or torchrun) and the benchmarks all call `compare_many` (or
-`compare` for one pair in one process); they differ only in where fingerprints come from (computed,
-or a cache), how many processes share the work, and whether they want previews as the batches arrive.
+`compare` for one pair in one process, or `compare_pairs` for pairs that share networks, such as a pair and
+its ceilings); they differ only in where fingerprints come from (computed, or a cache), how many processes
+share the work, and whether they want previews as the batches arrive.
 """
 
 from __future__ import annotations
@@ -110,6 +111,40 @@ def _previewed(
             partial = finalize(fa, fb, preview_terms(fa, fb, kept, device), subset.spec, with_readouts=False)
             preview(partial, len(fa.batch_ids), fa.options.batch_count(len(subset.labels)))
     return fa, fb
+
+
+def compare_pairs(
+    pairs: list[tuple[Network, Network]],
+    subset: Subset,
+    options: AnalysisOptions,
+    cluster: Cluster,
+    progress: Progress = no_progress,
+    preview: Preview | None = None,
+) -> list[AnalysisResult]:
+    """Compare each (first, second) pair, every network's pass computed once however many pairs it is in.
+
+    A pair and its ceilings ((A, B), (A, A'), (B, B')) cost four forward passes, not six. A fingerprint is
+    kept only until the last pair that needs it. `preview` as in `compare_many`. Results in the pairs' order on
+    rank 0, an empty list elsewhere.
+    """
+    last_use = {network.identity.key: k for k, pair in enumerate(pairs) for network in pair}
+    kept: dict[str, Fingerprint] = {}
+
+    def once(network: Network) -> Iterator[Fingerprint]:
+        key = network.identity.key
+        if key in kept:
+            yield kept[key]
+            return
+        for step in fingerprint_steps(network, subset, options, cluster.device, progress, cluster.shard):
+            yield step
+        kept[key] = step
+
+    results: list[AnalysisResult] = []
+    for k, (first, second) in enumerate(pairs):
+        results += compare_many(first, [second], subset, options, cluster, progress, once, preview)
+        for key in [key for key in kept if last_use[key] == k]:
+            del kept[key]
+    return results
 
 
 def compare(

@@ -15,7 +15,16 @@ Every failure is a CheckpointError whose message says what was wrong and what wo
 from models.errors import CheckpointError
 from models.loaded import LoadedModel, ModelInfo
 from models.loader import load_uploaded, with_choices
-from models.registry import DEFAULT_PAIR, HUB_ENTRIES, RegistryEntry, list_bundled, registry_entries
+from models.registry import (
+    DEFAULT_PAIR,
+    HUB_ENTRIES,
+    RegistryEntry,
+    Siblings,
+    choose_sibling,
+    list_bundled,
+    registry_entries,
+    siblings,
+)
 from models.resnet import ArchConfig, build_resnet, resnet_layers
 from models.specs import load_model, split_choices, weights_version
 
@@ -27,12 +36,15 @@ __all__ = [
     "LoadedModel",
     "ModelInfo",
     "RegistryEntry",
+    "Siblings",
     "build_resnet",
+    "choose_sibling",
     "list_bundled",
     "load_model",
     "load_uploaded",
     "registry_entries",
     "resnet_layers",
+    "siblings",
     "split_choices",
     "weights_version",
     "with_choices",

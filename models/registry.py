@@ -3,11 +3,17 @@
 Hub entries carry what their model cards say but the weight files do not: the training method,
 the input normalisation and the reported accuracy. Bundled entries are read from
 models/weights/*/config.json at call time, so a checkpoint appears as soon as training writes it.
+
+An entry can name its siblings: the same method and recipe trained with another seed, whose similarity to it
+is the ceiling a cross-method CKA is read against. Bundled folders are siblings by name (NAME and NAME-seedK);
+a seed still training (a folder without its final weights) is named as pending, and becomes a sibling the
+moment its config.json and model.safetensors are written.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_PAIR = ("bundled:simclr-resnet18-w16", "bundled:supervised-resnet18-w16")  # what the app opens with
 EDADALTOCG_MEAN = (0.4914, 0.4822, 0.4465)  # from the edadaltocg model cards (the `detectors` package)
 EDADALTOCG_STD = (0.2023, 0.1994, 0.2010)
+_SEED = re.compile(r"-seed\d+$")  # a bundled folder's seed suffix: NAME-seed1 is seed 1 of NAME
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class RegistryEntry:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     reported_accuracy: float | None  # as reported by the card / measured by our training; None if unknown
+    siblings: tuple[str, ...] = ()  # specs of the same method and recipe with other seeds (the ceiling)
 
     def hints(self) -> SourceHints:
         """The entry's metadata in the form the loader merges with config.json."""
@@ -124,3 +132,58 @@ def _card_title(folder: Path) -> str:
 def registry_entries() -> list[RegistryEntry]:
     """Every named checkpoint: bundled ones first (they work offline), then the Hub's."""
     return list_bundled() + list(HUB_ENTRIES)
+
+
+@dataclass(frozen=True)
+class Siblings:
+    """A model's other seeds, as the registry knows them: the finished ones, and why there are none."""
+
+    specs: tuple[str, ...]  # finished siblings, in name order (seed 0 first)
+    note: str  # a plain sentence saying why there is none, or what is still missing; "" when nothing is
+
+
+def siblings(spec: str) -> Siblings:
+    """The registered other seeds of `spec` (bundled folders by name, Hub entries as listed).
+
+    Choices after '#' (how the weights are read) are passed on to the siblings, so both seeds are read alike.
+    Anything else (an upload, a file, an unlisted Hub repo, a training snapshot) has none: a person can name
+    them instead.
+    """
+    base, sep, choices = spec.strip().partition("#")
+    suffix = sep + choices
+    scheme, _, rest = base.partition(":")
+    if scheme == "hub":
+        entry = find_hub_entry(rest.split("@", 1)[0].split(":", 1)[0])
+        if entry is None or not entry.siblings:
+            return Siblings((), f"the registry names no other seed of `{base}`")
+        return Siblings(tuple(s + suffix for s in entry.siblings), "")
+    if scheme != "bundled" or "@" in rest:
+        return Siblings((), f"`{base}` has no registered other seed")
+    family = _SEED.sub("", rest)
+    own = _bundled_entry(Path(WEIGHTS_DIR) / rest)
+    finished, pending = [], []
+    for folder in sorted(Path(WEIGHTS_DIR).glob("*/")):
+        if folder.name == rest or _SEED.sub("", folder.name) != family:
+            continue
+        entry = _bundled_entry(folder)
+        if entry is None:
+            pending.append(folder.name)
+        elif own is None or entry.method == own.method:
+            finished.append(entry.spec + suffix)
+    if finished:
+        return Siblings(tuple(finished), "")
+    if pending:
+        names = ", ".join(f"`{name}`" for name in pending)
+        return Siblings((), f"its other seed {names} is still training (no final weights yet)")
+    return Siblings((), f"`{base}` has no other seed in models/weights")
+
+
+def choose_sibling(spec: str, chosen: str | None) -> tuple[str | None, str]:
+    """The other seed to read `spec` against: `chosen` when a person named one, none for 'none', else the
+    registry's first (None or 'auto'). Returns (spec or None, a plain note saying why there is none)."""
+    if chosen == "none":
+        return None, "none was asked for"
+    if chosen and chosen != "auto":
+        return chosen, ""
+    found = siblings(spec)
+    return (found.specs[0], "") if found.specs else (None, found.note)

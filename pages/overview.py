@@ -2,10 +2,10 @@
 
 import streamlit as st
 
+from core.findings import summarise
 from ui import charts, widgets
-from ui.analysis import analysis
+from ui.analysis import analysis, ceilings
 from ui.choices import current
-from ui.findings import summarise
 from ui.router import use_app_router
 
 use_app_router()
@@ -29,12 +29,17 @@ Below, the same measurements for the two networks chosen in the sidebar.
 """
 )
 
-result = analysis(current())
+choices = current()
+result = analysis(choices)
 if result is not None:
-    found = summarise(result)
+    seeds = ceilings(choices)
+    found = summarise(result, ceilings=seeds)
     st.subheader("What this pair shows")
     widgets.result_caption(result)
     st.markdown("\n".join(f"- {line}" for line in found.lines))
-    st.altair_chart(charts.matched_curve(result, found.parting_layer), width="stretch")
+    widgets.ceiling_notes(result, seeds)
+    st.altair_chart(charts.matched_curve(result, found.parting_layer, seeds), width="stretch")
+    st.subheader("The study's findings, checked on this pair")
+    widgets.verdict_table(result, seeds)
     st.caption("More on the Layer similarity and Probes pages. The numbers behind every chart:")
-    widgets.download_buttons(result)
+    widgets.download_buttons(result, seeds)

@@ -2,30 +2,38 @@
 
 import streamlit as st
 
+from core.findings import summarise
+from core.names import side_labels
 from ui import charts, widgets
-from ui.analysis import analysis
+from ui.analysis import analysis, ceilings
 from ui.choices import current
-from ui.findings import summarise
-from ui.names import side_labels
 from ui.router import use_app_router
 
 use_app_router()
 
 st.title("Layer similarity")
-result = analysis(current())
+choices = current()
+result = analysis(choices)
 if result is not None:
+    seeds = ceilings(choices)
     widgets.result_caption(result)
     label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
+    across = {f"{label_a} vs {label_b}": (result, label_a, label_b)}
+    for side, label, seed in (("A", label_a, seeds.a), ("B", label_b, seeds.b)):
+        if seed is not None:
+            across[f"{label} vs another seed"] = (seed, label, f"{side}'s other seed")
+    shown = st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
+    pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
     st.altair_chart(
         charts.heatmap(
-            result.cross,
-            result.layers_a,
-            result.layers_b,
-            title="Across the models: every layer of A against every layer of B",
-            row_title=f"layer of {label_a}",
-            col_title=f"layer of {label_b}",
-            undefined_rows=result.undefined_a,
-            undefined_cols=result.undefined_b,
+            pair.cross,
+            pair.layers_a,
+            pair.layers_b,
+            title=f"Across the models: every layer of {rows} against every layer of {cols}",
+            row_title=f"layer of {rows}",
+            col_title=f"layer of {cols}",
+            undefined_rows=pair.undefined_a,
+            undefined_cols=pair.undefined_b,
         ),
         width="stretch",
     )
@@ -34,7 +42,8 @@ if result is not None:
         "Layer i of A against layer i of B. Block outputs (after the addition and ReLU) and residual branches "
         "(after the branch's last BatchNorm, before the addition) are drawn as separate lines."
     )
-    st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer), width="stretch")
+    widgets.ceiling_notes(result, seeds)
+    st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer, seeds), width="stretch")
     st.subheader("Within each model")
     for column, label, matrix, layers, undefined in zip(
         st.columns(2),
@@ -55,4 +64,4 @@ if result is not None:
             undefined_cols=undefined,
         )
         column.altair_chart(chart, width="stretch")
-    widgets.download_buttons(result)
+    widgets.download_buttons(result, seeds)

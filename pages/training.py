@@ -5,10 +5,10 @@ from dataclasses import replace
 import streamlit as st
 
 from core.data import DataError
+from core.names import OTHER, OUTPUT, RESIDUAL
 from core.series import SeriesPlan
 from ui import charts, series
 from ui.choices import current
-from ui.names import OTHER, OUTPUT, RESIDUAL
 from ui.router import use_app_router
 
 use_app_router()

@@ -22,6 +22,7 @@ import torch
 
 from core import settings
 from core.augment import simclr_views
+from core.ceilings import Ceilings
 from core.data import Subset, SubsetSpec, load_subset
 from core.device import pick_device
 from core.distributed import Cluster
@@ -31,9 +32,10 @@ from core.network import Network
 from core.options import AnalysisOptions
 from core.pipeline import compare_many
 from core.progress import Progress
-from core.result import AnalysisResult, from_json_dict
+from core.report import read_report
+from core.result import AnalysisResult
 from core.store import default_store, fingerprint_key, result_key
-from models import CheckpointError, LoadedModel
+from models import CheckpointError, LoadedModel, choose_sibling
 from ui import networks
 from ui.choices import Choices
 
@@ -137,6 +139,7 @@ def cached_result(a: LoadedModel, b: LoadedModel, spec: SubsetSpec, options: Ana
 
 
 OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Models page
+OPENED_CEILINGS = "opened_ceilings"  # session_state: the opened file's Ceilings
 MAX_RESULT_BYTES = 50_000_000
 
 
@@ -150,15 +153,17 @@ def open_result(name: str, data: bytes) -> AnalysisResult:
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"'{name}' is not JSON ({str(err)[:80]}); open a .json file that CKA Lens wrote") from None
     try:
-        result = from_json_dict(parsed)
+        result, ceilings = read_report(parsed)
     except ValueError as err:
         raise ValueError(f"'{name}' cannot be opened: {err}") from None
     st.session_state[OPENED] = (name, result)
+    st.session_state[OPENED_CEILINGS] = ceilings
     return result
 
 
 def _close_opened() -> None:
     st.session_state.pop(OPENED, None)
+    st.session_state.pop(OPENED_CEILINGS, None)
 
 
 def analysis(choices: Choices) -> AnalysisResult | None:
@@ -194,6 +199,30 @@ def analysis(choices: Choices) -> AnalysisResult | None:
         return None
     # The shared cache is keyed by content: name the models as this session knows them.
     return replace(result, model_a=a.identity, model_b=b.identity)
+
+
+def ceilings(choices: Choices) -> Ceilings:
+    """Each model against its other seed (the sidebar's choice, or the registry's), from the same caches as the
+    pair: one forward pass per other seed. A side without one gets a plain note, never an error; an opened
+    result file brings its own."""
+    if OPENED in st.session_state:
+        return st.session_state.get(OPENED_CEILINGS, Ceilings())
+    found: dict[str, AnalysisResult | None] = {}
+    notes: dict[str, str] = {}
+    for side, spec, chosen in (("a", choices.model_a, choices.sibling_a), ("b", choices.model_b, choices.sibling_b)):
+        sibling, notes[side] = choose_sibling(spec, chosen)
+        found[side] = None
+        if sibling is None:
+            continue
+        try:
+            model, other = networks.load(spec), networks.load(sibling)
+            result = cached_result(model, other, choices.subset, choices.options)
+            found[side] = replace(result, model_a=model.identity, model_b=other.identity)
+        except CheckpointError as err:
+            notes[side] = f"its other seed ({sibling}) could not be loaded: {err}"
+        except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
+            notes[side] = f"the comparison with its other seed ({sibling}) failed: {err}"
+    return Ceilings(found["a"], found["b"], notes["a"], notes["b"])
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

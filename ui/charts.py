@@ -8,12 +8,14 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.ceilings import Ceilings, matched_at
+from core.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 from core.result import AnalysisResult
-from ui.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 
 UNDEFINED_FILL = "#d0d0d0"  # undefined CKA cells: grey, labelled "n/a", never a silent blank
 KIND_COLOURS = {OUTPUT: "#1f77b4", RESIDUAL: "#ff7f0e", OTHER: "#7f7f7f"}
 MODEL_COLOURS = ("#1f77b4", "#d62728")
+CEILING_COLOURS = ("#2ca02c", "#9467bd")  # A vs another seed of A's method, B vs another seed of B's
 ROW_PX = 20  # height of one heatmap row
 LAYER_AXIS = alt.Axis(labelAngle=-45, labelOverlap=False)  # every layer named, even when labels are tight
 # Streamlit's default autosize "fit" squeezes the plot to make room for the rotated layer names; fit-x keeps
@@ -101,16 +103,44 @@ def matched_frame(result: AnalysisResult) -> pd.DataFrame:
     )
 
 
-def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> alt.LayerChart:
+def ceiling_frame(result: AnalysisResult, ceilings: Ceilings) -> pd.DataFrame:
+    """Each ceiling's matched curve on the result's matched layers: layer, kind, comparison, its CKA and interval
+    (columns named apart from the main curve's, so the two tables are never confused)."""
+    rows = []
+    labels = side_labels(result.model_a.method, result.model_b.method)
+    for label, (ceiling, _) in zip(labels, (ceilings.side("a"), ceilings.side("b")), strict=True):
+        if ceiling is None:
+            continue
+        for layer in result.matched:
+            m = matched_at(ceiling, layer)
+            rows.append(
+                {
+                    "layer": layer,
+                    "kind": kind(layer),
+                    "comparison": f"{label} vs another seed",
+                    "ceiling": _value(m.value),
+                    "ceiling_low": _value(m.low),
+                    "ceiling_high": _value(m.high),
+                }
+            )
+    return pd.DataFrame(rows, columns=["layer", "kind", "comparison", "ceiling", "ceiling_low", "ceiling_high"])
+
+
+def matched_curve(
+    result: AnalysisResult, parting_layer: str | None = None, ceilings: Ceilings | None = None
+) -> alt.LayerChart:
     """CKA of layer i of A with layer i of B, residual branches and block outputs as separate lines.
 
     The grey band runs from 0 to the permutation null's 95th percentile (the floor); error bars are the
-    jackknife interval over minibatches; a rule marks `parting_layer` when given.
+    jackknife interval over minibatches; a rule marks `parting_layer` when given. Each of `ceilings` (a model
+    against another seed of its method) is drawn dashed in its own colour, with its interval.
     """
     data = matched_frame(result)
+    extra = ceiling_frame(result, ceilings or Ceilings())
     order = list(result.matched)
     x = alt.X("layer:N", sort=order, title="layer (same name in both models)", axis=LAYER_AXIS)
-    lowest = min(0.0, float(np.nanmin(data[["cka", "low", "null_p95"]].to_numpy(dtype=float), initial=0.0)))
+    values = [data[["cka", "low", "null_p95"]].to_numpy(dtype=float), extra[["ceiling_low"]].to_numpy(dtype=float)]
+    lowest = min(0.0, *(float(np.nanmin(v, initial=0.0)) for v in values))
     y_scale = alt.Scale(domain=[lowest, 1.0])
     colour = alt.Color(
         "kind:N", title="representation", scale=alt.Scale(domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values()))
@@ -135,6 +165,10 @@ def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> a
     )
     points = base.mark_point(filled=True, size=50).encode(y="cka:Q", color=colour, tooltip=tooltip)
     layers = [null, interval, lines, points]
+    subtitle = "grey band: permutation null, the floor (to its 95th percentile); bars: 95% jackknife-t interval"
+    if len(extra):
+        layers += _ceiling_layers(extra, x)
+        subtitle += "; dashed: each model against another seed of its method, the ceiling"
     if parting_layer is not None and parting_layer in order:
         mark = pd.DataFrame({"layer": [parting_layer], "text": ["they part ways"]})
         rule = alt.Chart(mark).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("layer:N", sort=order))
@@ -144,14 +178,38 @@ def matched_curve(result: AnalysisResult, parting_layer: str | None = None) -> a
             .encode(x=alt.X("layer:N", sort=order), y=alt.datum(1.0), text="text:N")
         )
         layers += [rule, text]
-    return alt.layer(*layers).properties(
-        title=alt.TitleParams(
-            "Matched layers: A's layer i against B's layer i",
-            subtitle="grey band: permutation null, the floor (to its 95th percentile); bars: 95% jackknife-t interval",
-        ),
+    chart = alt.layer(*layers).properties(
+        title=alt.TitleParams("Matched layers: A's layer i against B's layer i", subtitle=subtitle),
         height=300,
         autosize=FIT_WIDTH,
     )
+    return chart.resolve_scale(color="independent") if len(extra) else chart
+
+
+def _ceiling_layers(extra: pd.DataFrame, x: alt.X) -> list[alt.Chart]:
+    """The ceilings' dashed lines (block outputs and residual branches apart), points and interval bars."""
+    names = list(dict.fromkeys(extra["comparison"]))
+    colour = alt.Color(
+        "comparison:N",
+        title="ceiling (same method, other seed)",
+        scale=alt.Scale(domain=names, range=list(CEILING_COLOURS[: len(names)])),
+    )
+    tooltip = [
+        "comparison:N",
+        "layer:N",
+        alt.Tooltip("ceiling:Q", title="CKA", format=".3f"),
+        alt.Tooltip("ceiling_low:Q", title="interval low", format=".3f"),
+        alt.Tooltip("ceiling_high:Q", title="interval high", format=".3f"),
+    ]
+    base = alt.Chart(extra).encode(x=x, color=colour)
+    lines = (
+        base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
+        .mark_line(strokeDash=[6, 3], strokeWidth=1.5)
+        .encode(y="ceiling:Q", detail="kind:N")
+    )
+    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q")
+    points = base.mark_point(size=30).encode(y="ceiling:Q", tooltip=tooltip)
+    return [lines, bars, points]
 
 
 def readout_frame(result: AnalysisResult, metric: str) -> pd.DataFrame:

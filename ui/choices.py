@@ -69,9 +69,20 @@ def as_spec(text: str) -> str:
     return text if ":" in text else f"hub:{text}"
 
 
+AUTO, NO_SIBLING = "auto", "none"  # other-seed choices: the registry's sibling, or no ceiling
+
+
+def as_sibling(text: str) -> str:
+    """An other-seed choice as typed: 'auto', 'none' or a model spec."""
+    text = text.strip()
+    return text if text in (AUTO, NO_SIBLING) else as_spec(text)
+
+
 FIELDS = (
     Field("a", DEFAULT_A, as_spec),
     Field("b", DEFAULT_B, as_spec),
+    Field("a_seed", AUTO, as_sibling),
+    Field("b_seed", AUTO, as_sibling),
     Field("split", "test", _one_of(SPLITS)),
     Field("classes", list(range(10)), lambda text: list(parse_classes(text)), lambda v: ",".join(map(str, v))),
     Field("per_class", 100, _int_at_least(1)),
@@ -90,6 +101,8 @@ class Choices:
 
     model_a: str
     model_b: str
+    sibling_a: str  # A's other seed: AUTO (the registry's), NO_SIBLING or a spec
+    sibling_b: str
     subset: SubsetSpec | None
     options: AnalysisOptions | None
     problem: str | None
@@ -131,7 +144,7 @@ def read_choices() -> Choices:
         options = _options(v)
     except ValueError as err:
         problem = problem or f"The CKA options cannot be used: {err}."
-    return Choices(v["a"], v["b"], subset, options, problem, values)
+    return Choices(v["a"], v["b"], v["a_seed"], v["b_seed"], subset, options, problem, values)
 
 
 def subset_and_options(v: dict) -> tuple[SubsetSpec, AnalysisOptions]:

@@ -18,6 +18,7 @@ import torch
 from core import settings
 from core.data import SubsetSpec
 from core.errors import LensError
+from core.names import OUTPUT, kind, side_labels, stage
 from core.options import AnalysisOptions
 from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv, to_json_dict
 from models import CheckpointError, weights_version
@@ -25,7 +26,6 @@ from models.snapshots import bundled_series
 from models.specs import series_of_specs
 from ui import networks
 from ui.analysis import cached_result, progress_panel
-from ui.names import OUTPUT, kind, side_labels, stage
 
 OWN = "your own snapshots"
 PROGRESS_COLUMNS = ("A's training done", "B's training done")

@@ -17,13 +17,13 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 
 def warm() -> None:
     """Import what the app imports, load the default pair into the shared network cache, and read (or compute)
-    its default result into the result store. (Streamlit's data caches start only with the server, so the first
-    visitor still reads the result from the store: milliseconds.)"""
+    its default result and ceilings into the result store. (Streamlit's data caches start only with the server, so
+    the first visitor still reads the result from the store: milliseconds.)"""
     import logging
 
     from core.errors import LensError
-    from models import DEFAULT_PAIR, CheckpointError
-    from ui import analysis, charts, choices, findings, networks, sidebar, widgets  # noqa: F401 - imported to be warm
+    from models import DEFAULT_PAIR, CheckpointError, choose_sibling
+    from ui import analysis, charts, choices, networks, sidebar, widgets  # noqa: F401 - imported to be warm
 
     # the caches are called outside a script run: Streamlit warns at every call that it is in "bare mode"
     logging.disable(logging.WARNING)
@@ -34,6 +34,10 @@ def warm() -> None:
             defaults = {f.name: f.default for f in choices.FIELDS}
             subset, options = choices.subset_and_options(defaults)
             analysis.cached_result(a, b, subset, options)
+            for model, spec in ((a, DEFAULT_PAIR[0]), (b, DEFAULT_PAIR[1])):  # the ceilings the overview shows
+                sibling, _ = choose_sibling(spec, None)
+                if sibling:
+                    analysis.cached_result(model, networks.load(sibling), subset, options)
         except (CheckpointError, LensError, OSError) as err:  # the app will say the same to its visitor
             print(f"warm-up skipped: {err}", file=sys.stderr)
         finally:

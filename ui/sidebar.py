@@ -5,17 +5,20 @@ from __future__ import annotations
 import streamlit as st
 
 from core.data import CLASSES, SPLITS
-from models import registry_entries
+from models import choose_sibling, registry_entries
 from ui import networks
 from ui.analysis import device
 from ui.choices import (
+    AUTO,
     BY_NAME,
     CHOICES,
     DEFAULT_A,
     DEFAULT_B,
     ESTIMATORS,
     KERNEL_LABELS,
+    NO_SIBLING,
     Choices,
+    as_sibling,
     as_spec,
     init_from_url,
     read_choices,
@@ -29,6 +32,29 @@ def model_options(current: str) -> list[str]:
         if spec not in specs:
             specs.append(spec)
     return specs
+
+
+def sibling_picker(side: str) -> None:
+    """An optional 'same method, other seed' model for A or B: the registry's (bundled models name theirs),
+    none, or any model; A against it is the ceiling that A vs B is read against."""
+    s, key = st.session_state, BY_NAME[f"{side}_seed"].key
+    if not s[key]:  # cleared: back to the registry's
+        s[key] = AUTO
+    elif s[key] not in (AUTO, NO_SIBLING) and ":" not in s[key]:
+        s[key] = as_sibling(s[key])
+    registered, _ = choose_sibling(s[BY_NAME[side].key] or "", AUTO)
+    auto = f"its registered other seed ({registered})" if registered else "its registered other seed (none)"
+    labels = {AUTO: auto, NO_SIBLING: "none (no ceiling)"}
+    models = model_options(DEFAULT_A if s[key] in labels else s[key])  # (the default adds nothing new)
+    st.selectbox(
+        f"Other seed of model {side.upper()} (ceiling)",
+        [AUTO, NO_SIBLING, *models],
+        key=key,
+        format_func=lambda spec: labels.get(spec, spec),
+        accept_new_options=True,
+        help="A model trained with the same method and recipe but another seed: how alike two networks get when "
+        "only chance differs. Bundled models name theirs; for an upload, Hub or file model pick one here.",
+    )
 
 
 def sidebar() -> Choices:
@@ -50,6 +76,8 @@ def sidebar() -> Choices:
                 "from the Models page; add #pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the "
                 "weights cannot say (or use the Models page)",
             )
+        for side in ("a", "b"):
+            sibling_picker(side)
         st.subheader("CIFAR-10 subset")
         st.selectbox("Split", SPLITS, key=BY_NAME["split"].key)
         st.multiselect(

@@ -7,8 +7,12 @@ import re
 
 import streamlit as st
 
+from core.ceilings import Ceilings
 from core.interval import MIN_BATCHES
-from core.result import AnalysisResult, to_csv, to_json_dict
+from core.names import side_labels
+from core.report import report_csv, report_json
+from core.result import AnalysisResult
+from core.verdicts import findings_table
 from models import ModelInfo, split_choices
 from models.calibration import NORMALISATIONS, normalisation_name
 from models.loaded import SourceHints
@@ -107,13 +111,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_")[:60]
 
 
-def download_buttons(result: AnalysisResult) -> None:
-    """The full result as long-format CSV and as JSON."""
+def download_buttons(result: AnalysisResult, ceilings: Ceilings | None = None) -> None:
+    """The full result (with its ceilings and findings table, when given) as long-format CSV and as JSON."""
     name = f"cka-{_slug(result.model_a.source)}-vs-{_slug(result.model_b.source)}"
     left, right = st.columns(2)
-    body = json.dumps(to_json_dict(result), indent=1)
+    ceilings = ceilings or Ceilings()
+    body = json.dumps(report_json(result, ceilings), indent=1)
     for column, label, data, suffix, mime in (
-        (left, "Download CSV", to_csv(result), "csv", "text/csv"),
+        (left, "Download CSV", report_csv(result, ceilings), "csv", "text/csv"),
         (right, "Download JSON", body, "json", "application/json"),
     ):
         column.download_button(label, data, f"{name}.{suffix}", mime, on_click="ignore", width="stretch")
@@ -146,3 +151,25 @@ def use_buttons(spec: str) -> None:
         column.button(
             f"Use as model {side.upper()}", key=f"use_{side}_{spec}", on_click=use, args=(side, spec), width="stretch"
         )
+
+
+def ceiling_notes(result: AnalysisResult, ceilings: Ceilings) -> None:
+    """Say plainly which model has no ceiling and why (a missing other seed is not an error)."""
+    for label, side in zip(side_labels(result.model_a.method, result.model_b.method), "ab", strict=True):
+        ceiling, note = ceilings.side(side)
+        if ceiling is None:
+            st.caption(f"No ceiling for {label}: {note}. The sidebar can name another seed of its method.")
+
+
+def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
+    """The study's findings, what this pair shows and the verdict of each, with how verdicts are decided."""
+    rows = [
+        {"finding": f.key, "the study reported": f.study, "this pair shows": f.shows, "verdict": f.verdict}
+        for f in findings_table(result, ceilings)
+    ]
+    st.table(rows)
+    st.caption(
+        "Each verdict is computed from the numbers shown: a finding holds when every comparison it makes clears its "
+        "threshold by more than the 95% interval (± values), does not hold when one falls short by more than that, "
+        "and cannot be told at this sample size otherwise. The rules are in core/verdicts.py."
+    )

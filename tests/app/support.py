@@ -18,11 +18,11 @@ import numpy as np
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 from core.data import SubsetSpec
+from core.names import OUTPUT, RESIDUAL, kind
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.result import AnalysisResult
 from models.resnet import ArchConfig, resnet_layers
-from ui.names import OUTPUT, RESIDUAL, kind
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 CHROMIUM = Path("/usr/bin/chromium")

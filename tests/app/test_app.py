@@ -21,12 +21,13 @@ import ui.analysis
 import ui.networks
 import ui.series
 from core import settings
+from core.names import OUTPUT, kind, shared_order
 from core.result import to_json_dict
 from core.series import pair_by_progress
-from models import DEFAULT_PAIR, CheckpointError, load_model, load_uploaded
+from core.verdicts import FAILS, HOLDS, STUDY, UNSURE
+from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
 from tests.app.support import APP, chart_specs, chart_values, synthetic_result
-from ui.names import shared_order
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 
@@ -134,15 +135,16 @@ def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, 
         ui.analysis, "fingerprint", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
     )
     at = open_app(SMALL | {"subset_seed": "101"})  # a seed no other test uses: a cold cache
-    assert calls == [DEFAULT_A, DEFAULT_B]
+    seeds = [s for s in (choose_sibling(spec, None)[0] for spec in DEFAULT_PAIR) if s]  # the ceilings' networks
+    assert calls == [DEFAULT_A, DEFAULT_B, *seeds]  # one pass per network, the pair's reused by its ceilings
     visit(at, "models").text_input[0].set_value(tiny_specs["a2"]).run()  # a path typed on the Models page
     assert any(m.value.startswith(f"#### {tiny_specs['a2']}") for m in at.markdown)
     at.button(key=f"use_b_{tiny_specs['a2']}").click().run()
     assert at.selectbox(key="sb_b").value == tiny_specs["a2"]
     assert_clean(visit(at, "overview"))
-    assert calls == [DEFAULT_A, DEFAULT_B, tiny_specs["a2"]]
+    assert calls == [DEFAULT_A, DEFAULT_B, *seeds, tiny_specs["a2"]]
     visit(at, "similarity")
-    assert len(calls) == 3
+    assert len(calls) == 3 + len(seeds)
 
 
 def test_a_second_visit_is_served_from_the_cache_and_leaves_no_progress_box(bundled_pair):
@@ -410,3 +412,40 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     assert at.dataframe[0].value["A"].tolist() == ["mine_epoch5", "mine_epoch20"]
     assert not any(str(tmp_path) in m.value for m in (*at.markdown, *at.caption))  # no server path on the page
     assert len(chart_specs(at)) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run
+
+
+def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_findings(bundled_pair):
+    """The bundled pair's registered other seeds give ceilings (one curve each, beside A vs B), a missing one is
+    said plainly, the one-line findings quote the ceiling the chart draws, and the findings table has a verdict
+    for every finding."""
+    at = open_app({"per_class": "10", "batch": "20"})  # 5 minibatches: intervals
+    assert_clean(at)
+    found = {side: siblings(spec) for side, spec in zip("AB", DEFAULT_PAIR, strict=True)}
+    (curve,) = chart_specs(at)
+    frames = [f for f in curve["data"].values() if "comparison" in f]
+    drawn = set(frames[0]["comparison"]) if frames else set()
+    labels = {"A": "A (simclr)", "B": "B (supervised)"}
+    assert drawn == {f"{labels[side]} vs another seed" for side, s in found.items() if s.specs}
+    line = next(m.value for m in at.markdown if "Block outputs, mean over" in m.value)
+    captions = [c.value for c in at.caption]
+    for side, s in found.items():
+        if s.specs:
+            rows = frames[0][(frames[0]["comparison"] == f"{labels[side]} vs another seed")]
+            outputs = rows[[kind(n) == OUTPUT for n in rows["layer"]]]
+            assert f"{labels[side]} vs another seed {outputs['ceiling'].mean():.2f}" in line
+        else:
+            assert f"{labels[side]} vs another seed: none" in line
+            note = f"No ceiling for {labels[side]}: {s.note}. The sidebar can name another seed of its method."
+            assert note in captions
+    if bundled_pair:  # the real pair: B's seed 1 is trained
+        assert found["B"].specs == ("bundled:supervised-resnet18-w16-seed1",)
+    (table,) = at.table
+    shown = table.value
+    assert list(shown["finding"]) == list(STUDY)
+    assert list(shown["the study reported"]) == list(STUDY.values())
+    assert set(shown["verdict"]) <= {HOLDS, FAILS, UNSURE}
+
+    at.selectbox(key="sb_b_seed").set_value("none").run()
+    assert_clean(at)
+    assert "No ceiling for B (supervised): none was asked for." in " ".join(c.value for c in at.caption)
+    assert at.query_params["b_seed"] == "none"

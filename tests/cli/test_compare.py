@@ -130,3 +130,44 @@ def test_module_entry_point_runs_without_a_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_siblings_give_ceilings_and_the_findings_table_in_the_result(tiny_specs, tmp_path, capsys):
+    out, csv = tmp_path / "r.json", tmp_path / "r.csv"
+    args = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(out), "--csv", str(csv)]
+    assert main([*args, "--a-sibling", tiny_specs["a2"], "--b-sibling", "none", *SMALL]) == 0
+    data = json.loads(out.read_text())
+    ceilings = data["ceilings"]
+    assert ceilings["b"] is None and ceilings["note_b"] == "none was asked for"
+    assert ceilings["a"]["model_b"]["source"] == tiny_specs["a2"]
+    options = AnalysisOptions(batch_size=30, permutations=3)
+    subset = load_subset(SubsetSpec(per_class=6))
+    ref = compare(load_model(tiny_specs["a"]), load_model(tiny_specs["a2"]), subset, options, torch.device("cpu"))
+    np.testing.assert_allclose(np.array(ceilings["a"]["matched_cka"], dtype=float), ref.matched_cka, atol=1e-9)
+    np.testing.assert_allclose(np.array(ceilings["a"]["interval_low"], dtype=float), ref.interval_low, atol=1e-9)
+    assert [f["key"] for f in data["findings"]] == ["1", "2", "3", "4", "5", "6a", "6b", "conclusion"]
+    assert {f["verdict"] for f in data["findings"]} <= {"holds", "does not hold", "cannot tell"}
+    rows = [line.split(",") for line in csv.read_text().splitlines() if line.startswith("ceiling_a_matched_cka,")]
+    assert [r[1] for r in rows] == list(ref.matched)
+    np.testing.assert_allclose([float(r[3]) for r in rows], ref.matched_cka, atol=1e-12)
+    printed = capsys.readouterr().out
+    assert f"ceiling for A (simclr): {tiny_specs['a2']}" in printed
+    assert "ceiling for B (supervised): none (none was asked for)" in printed
+    assert all(f"{f['key']}  {f['verdict']}" in printed for f in data["findings"])
+
+
+def test_bundled_models_default_to_their_registered_siblings(tiny_specs, weights_dir, tmp_path, nets):
+    nets.folder(weights_dir / "tiny", nets.make(width=8, num_classes=0), "simclr")
+    nets.folder(weights_dir / "tiny-seed1", nets.make(width=8, num_classes=0, seed=1), "simclr")
+    out = tmp_path / "r.json"
+    args = ["compare", "--a", "bundled:tiny", "--b", tiny_specs["b"], "--out", str(out), "--no-probes", *SMALL]
+    assert main(args) == 0
+    ceilings = json.loads(out.read_text())["ceilings"]
+    assert ceilings["a"]["model_b"]["source"] == "bundled:tiny-seed1"
+    assert ceilings["note_b"] == f"`{tiny_specs['b']}` has no registered other seed" and ceilings["b"] is None
+
+
+def test_one_b_sibling_per_b_model(tiny_specs, tmp_path, capsys):
+    argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], tiny_specs["a2"], "--b-sibling", "none"]
+    assert main([*argv, "--out", str(tmp_path / "many"), *SMALL]) == 2
+    assert capsys.readouterr().err.strip() == "error: --b-sibling names 1 models for 2 --b models: give one per --b"

@@ -192,3 +192,20 @@ def test_a_cached_reference_previews_with_each_batch_of_the_other(models, subset
     # B a batch at a time against the cached A; then A (cached) against itself: one preview of every batch
     assert len(result) == 2 and seen == [1, 2, 3, 4, 5, 6, 6]
     np.testing.assert_allclose(np.diag(result[1].cross), 1.0, atol=1e-9)
+
+
+def test_pairs_that_share_networks_run_each_network_once(models, subset, monkeypatch):
+    import core.pipeline
+
+    runs = []
+    real = core.pipeline.fingerprint_steps
+    monkeypatch.setattr(
+        core.pipeline, "fingerprint_steps", lambda net, *a, **k: runs.append(net.identity.source) or real(net, *a, **k)
+    )
+    a, a2, b = models["a"], models["a2"], models["b"]
+    results = core.pipeline.compare_pairs([(a, b), (a, a2), (b, a2)], subset, CKA_ONLY, Cluster.single(CPU))
+    assert sorted(runs) == sorted(m.identity.source for m in (a, a2, b))  # three networks, three passes
+    for (first, second), result in zip([(a, b), (a, a2), (b, a2)], results, strict=True):
+        alone = compare(first, second, subset, CKA_ONLY, CPU)
+        assert result.model_a == first.identity and result.model_b == second.identity
+        np.testing.assert_allclose(result.cross, alone.cross, atol=1e-12)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from core.ceilings import Ceilings
+from core.names import OUTPUT, RESIDUAL, shared_order
 from tests.app.support import synthetic_result
 from ui import charts
-from ui.names import OUTPUT, RESIDUAL, shared_order
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
 
@@ -99,3 +100,24 @@ def test_readout_chart_lists_undefined_layers():
 def test_readout_chart_refuses_an_unknown_metric():
     with pytest.raises(ValueError, match="metric must be one of"):
         charts.readout_chart(synthetic_result([0.95] * 8, FALLING), "accuracy")
+
+
+def test_matched_curve_draws_each_ceiling_dashed_with_its_interval():
+    result = synthetic_result([0.95, 0.94, 0.92, 0.9, 0.88, 0.85, 0.5, 0.31], FALLING)
+    seeds_b = synthetic_result([0.97] * 8, [0.8] * 8, methods=("supervised", "supervised"))
+    spec = charts.matched_curve(result, None, Ceilings(b=seeds_b, note_a="none was asked for")).to_dict()
+    rows = _rows(spec, "ceiling")
+    assert [r["layer"] for r in rows] == list(result.matched)
+    assert {r["comparison"] for r in rows} == {"B (supervised) vs another seed"}
+    assert [r["ceiling"] for r in rows] == pytest.approx(list(seeds_b.matched_cka))
+    assert [r["ceiling_high"] - r["ceiling_low"] for r in rows] == pytest.approx([0.1] * len(rows))
+    dashed = [layer for layer in _layers(spec) if layer["mark"].get("strokeDash") == [6, 3]]
+    assert len(dashed) == 1 and dashed[0]["encoding"]["y"]["field"] == "ceiling"
+    assert spec["resolve"] == {"scale": {"color": "independent"}}
+    assert spec["title"]["subtitle"].endswith("dashed: each model against another seed of its method, the ceiling")
+    assert len(_rows(spec, "cka")) == len(result.matched)  # the pair's own curve is unchanged
+
+
+def test_matched_curve_without_ceilings_draws_none():
+    spec = charts.matched_curve(synthetic_result([0.95] * 8, FALLING), None, Ceilings(note_a="x", note_b="y"))
+    assert "ceiling" not in str(spec.to_dict()["title"]) and len(spec.to_dict()["layer"]) == 4

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.names import OTHER, OUTPUT
 from core.series import Series, SeriesCurves, SeriesPlan, Snapshot
 from ui import charts, series
-from ui.names import OTHER, OUTPUT
 
 LAYERS = ("stem", "layer1.0 residual", "layer1.0 output", "layer2.0 output", "layer3.0 output", "layer4.0 output")
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from core.ceilings import Ceilings
+from core.findings import summarise
 from tests.app.support import synthetic_result
-from ui.findings import summarise
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]  # residual branches that fall off early
 
@@ -87,3 +88,16 @@ def test_objectives_and_probes_name_the_model_and_layer():
 def test_same_method_pair_keeps_sides_apart():
     lines = summarise(synthetic_result([0.95] * 8, FALLING, methods=("simclr", "simclr"))).lines
     assert "A (simclr)" in lines[3] and "B (simclr)" in lines[3]
+
+
+def test_each_kind_of_layer_is_read_against_the_ceilings_and_the_floor():
+    result = synthetic_result([0.7] * 8, [0.5] * 8, null_p95=0.004)
+    seeds_b = synthetic_result([0.96] * 8, [0.8] * 8, methods=("supervised", "supervised"))
+    lines = summarise(result, ceilings=Ceilings(b=seeds_b, note_a="none was asked for")).lines
+    assert lines[2] == (
+        "Block outputs, mean over 8 layers: A (simclr) vs B (supervised) 0.70; A (simclr) vs another seed: none; "
+        "B (supervised) vs another seed 0.96; permutation null below 0.01."
+    )
+    assert lines[3].startswith("Residual branches, mean over 8 layers: A (simclr) vs B (supervised) 0.50;")
+    assert "B (supervised) vs another seed 0.80" in lines[3]
+    assert len(summarise(result).lines) == len(lines) - 2  # without ceilings, no such lines

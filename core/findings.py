@@ -1,4 +1,5 @@
-"""One-line findings computed from a result: where the two networks agree, where they part ways."""
+"""One-line findings computed from a result: where the two networks agree, where they part ways, and how the
+cross-method numbers compare with the ceiling (two seeds of one method) and the floor (the permutation null)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.ceilings import Ceilings, matched_at
+from core.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
 from core.result import AnalysisResult
-from ui.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
 
 AGREE = 0.8  # matched-layer CKA at or above this counts as "the networks agree here"
 SAME = 0.02  # read-outs closer than this are reported as equal
@@ -21,14 +23,17 @@ class Findings:
     lines: tuple[str, ...]
 
 
-def summarise(result: AnalysisResult, threshold: float = AGREE) -> Findings:
-    """Findings in reading order: block outputs, residual branches, the null, the objectives, the probes."""
+def summarise(result: AnalysisResult, threshold: float = AGREE, ceilings: Ceilings | None = None) -> Findings:
+    """Findings in reading order: block outputs, residual branches, (given `ceilings`) each kind against the
+    ceiling and the floor, the null, the objectives, the probes."""
     curve = {name: float(v) for name, v in zip(result.matched, result.matched_cka, strict=True)}
     outputs = [(name, v) for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
     parting, output_line = _outputs_line(outputs, threshold)
+    against = [] if ceilings is None else [_against_ceilings(result, ceilings, k) for k in (OUTPUT, RESIDUAL)]
     lines = [
         output_line,
         _residual_line(curve, threshold),
+        *against,
         _null_line(result),
         _objectives_line(result),
         _probe_line(result),
@@ -89,6 +94,28 @@ def _residual_line(curve: dict[str, float], t: float) -> str:
             "similar outputs reached through dissimilar residual updates."
         )
     return f"Residual branches agree about as much as block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below})."
+
+
+def _against_ceilings(result: AnalysisResult, ceilings: Ceilings, which: str) -> str:
+    """One kind of layer (block outputs or residual branches), mean CKA over its matched layers: A vs B, each
+    model against another seed of its method (the ceiling) and the permutation null's 95th percentile (the
+    floor)."""
+    names = [n for n, v in zip(result.matched, result.matched_cka, strict=True) if kind(n) == which and np.isfinite(v)]
+    if not names:
+        return ""
+    label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
+    cross = np.mean([matched_at(result, n).value for n in names])
+    parts = [f"{label_a} vs {label_b} {cross:.2f}"]
+    for label, (ceiling, _) in ((label_a, ceilings.side("a")), (label_b, ceilings.side("b"))):
+        values = [matched_at(ceiling, n).value for n in names]
+        known = [v for v in values if np.isfinite(v)]
+        parts.append(f"{label} vs another seed {np.mean(known):.2f}" if known else f"{label} vs another seed: none")
+    floors = [result.null_p95[result.matched.index(n)] for n in names]
+    known_floors = [v for v in floors if np.isfinite(v)]
+    if known_floors:
+        parts.append(f"permutation null below {max(np.ceil(max(known_floors) * 100) / 100, 0.01):.2f}")
+    title = "Block outputs" if which == OUTPUT else "Residual branches"
+    return f"{title}, mean over {len(names)} layers: " + "; ".join(parts) + "."
 
 
 def _null_line(result: AnalysisResult) -> str:

@@ -1,0 +1,272 @@
+"""The findings table: each verdict rule on constructed results whose answer is known (holds, does not hold,
+cannot tell), with and without ceilings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.ceilings import Ceilings
+from core.names import OUTPUT, kind, stage
+from core.result import AnalysisResult
+from core.verdicts import (
+    FAILS,
+    HOLDS,
+    STUDY,
+    UNSURE,
+    Estimate,
+    _Pair,
+    above,
+    all_of,
+    below,
+    block_structure,
+    class_structure,
+    findings_table,
+    implicitly_fits,
+    invariance,
+    outputs_part_at_the_end,
+    probes_rise,
+    residuals_differ,
+    stalls_then_catches_up,
+)
+from tests.app.support import synthetic_result
+
+FLAT = [0.9] * 8
+PARTING = [0.9, 0.9, 0.88, 0.88, 0.85, 0.85, 0.5, 0.3]  # block outputs: alike, then apart in layer4
+LOW_RESIDUALS = [0.5] * 8
+
+
+def verdict(rule, result: AnalysisResult, *args) -> str:
+    return rule(_Pair(result), *args)[1]
+
+
+def with_values(result: AnalysisResult, field: str, side: str, values: dict[str, float], rest: float) -> AnalysisResult:
+    """`result` with read-out `field` ('class', 'invariance', 'probe') of model `side` set by layer name."""
+    layers = result.layers_a if side == "a" else result.layers_b
+    return replace(result, **{f"{field}_{side}": np.array([values.get(n, rest) for n in layers])})
+
+
+@pytest.mark.parametrize(
+    ("estimate", "threshold", "expected"),
+    [
+        (Estimate(0.5, 0.1), 0.3, HOLDS),
+        (Estimate(0.35, 0.1), 0.3, UNSURE),
+        (Estimate(0.15, 0.1), 0.3, FAILS),
+        (Estimate(float("nan"), 0.1), 0.3, UNSURE),
+        (Estimate(0.9, float("nan")), 0.3, UNSURE),
+    ],
+)
+def test_a_comparison_holds_only_when_its_whole_interval_clears_the_threshold(estimate, threshold, expected):
+    assert above(estimate, threshold) == expected
+    assert below(estimate, threshold) == {HOLDS: FAILS, FAILS: HOLDS, UNSURE: UNSURE}[expected]
+
+
+def test_a_finding_fails_on_any_failure_and_holds_only_when_all_hold():
+    assert all_of([HOLDS, HOLDS]) == HOLDS
+    assert all_of([HOLDS, UNSURE]) == UNSURE
+    assert all_of([UNSURE, FAILS, HOLDS]) == FAILS
+    assert all_of([]) == UNSURE
+
+
+def test_differences_add_their_uncertainties():
+    assert (Estimate(0.9, 0.02) - Estimate(0.4, 0.03)) == Estimate(pytest.approx(0.5), pytest.approx(0.05))
+
+
+def own_map(layers: tuple[str, ...], within: float, across: float) -> np.ndarray:
+    """A self-CKA map whose neighbouring block outputs are `within` inside a stage and `across` a boundary."""
+    own = np.eye(len(layers))
+    outputs = [n for n in layers if kind(n) == OUTPUT]
+    for x, y in zip(outputs, outputs[1:], strict=False):
+        i, j = layers.index(x), layers.index(y)
+        own[i, j] = own[j, i] = within if stage(x) == stage(y) else across
+    return own
+
+
+@pytest.mark.parametrize(("within", "across", "expected"), [(0.9, 0.6, HOLDS), (0.6, 0.9, FAILS), (0.8, 0.78, UNSURE)])
+def test_block_structure_compares_neighbours_within_and_across_stages(within, across, expected):
+    r = synthetic_result(FLAT, LOW_RESIDUALS)  # intervals ± 0.05: a difference is uncertain by ± 0.1
+    r = replace(r, self_a=own_map(r.layers_a, within, across), self_b=own_map(r.layers_b, within, across))
+    assert verdict(block_structure, r) == expected
+
+
+def test_block_structure_fails_when_one_network_lacks_it():
+    r = synthetic_result(FLAT, LOW_RESIDUALS)
+    r = replace(r, self_a=own_map(r.layers_a, 0.9, 0.6), self_b=own_map(r.layers_b, 0.6, 0.9))
+    assert verdict(block_structure, r) == FAILS
+
+
+@pytest.mark.parametrize(
+    ("outputs", "expected"),
+    [
+        (PARTING, HOLDS),  # 0.85 before layer4, 0.30 at its end: a drop of 0.55 ± 0.10
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.92], FAILS),  # no drop at all
+        ([0.9, 0.9, 0.88, 0.88, 0.85, 0.85, 0.8, 0.7], UNSURE),  # a drop of 0.15 ± 0.10
+        ([0.45, 0.45, 0.4, 0.4, 0.4, 0.4, 0.1, 0.1], FAILS),  # a drop, but never alike before it
+    ],
+)
+def test_block_outputs_part_in_the_final_stage(outputs, expected):
+    assert verdict(outputs_part_at_the_end, synthetic_result(outputs, LOW_RESIDUALS), Ceilings()) == expected
+
+
+def test_a_drop_that_two_seeds_show_too_is_not_the_methods_parting():
+    result = synthetic_result(PARTING, LOW_RESIDUALS)  # a drop of 0.55 ± 0.10
+    steady = synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))
+    same_drop = synthetic_result(PARTING, LOW_RESIDUALS, methods=("simclr", "simclr"))
+    larger_drop = synthetic_result(PARTING[:6] + [0.4, 0.1], LOW_RESIDUALS, methods=("simclr", "simclr"))
+    assert verdict(outputs_part_at_the_end, result, Ceilings(a=steady)) == HOLDS
+    assert verdict(outputs_part_at_the_end, result, Ceilings(a=same_drop)) == UNSURE  # 0.00 ± 0.20 vs 0.1
+    shows, found = outputs_part_at_the_end(_Pair(result), Ceilings(a=larger_drop))
+    assert found == FAILS
+    assert "A (simclr) vs another seed: 0.85 to 0.10 (a drop of 0.75 ± 0.10)" in shows
+
+
+def test_block_outputs_of_one_stage_cannot_tell():
+    r = synthetic_result(PARTING, LOW_RESIDUALS)
+    keep = [i for i, n in enumerate(r.matched) if not (kind(n) == OUTPUT and stage(n) != "layer4")]
+    r = replace(
+        r,
+        matched=tuple(r.matched[i] for i in keep),
+        matched_cka=r.matched_cka[keep],
+        interval_low=r.interval_low[keep],
+        interval_high=r.interval_high[keep],
+    )
+    assert verdict(outputs_part_at_the_end, r, Ceilings()) == UNSURE
+
+
+@pytest.mark.parametrize(
+    ("outputs", "residuals", "expected"),
+    [
+        (FLAT, LOW_RESIDUALS, HOLDS),  # outputs 0.9, residuals 0.5
+        ([0.7] * 8, [0.9] * 8, FAILS),  # residuals more alike than outputs
+        ([0.9] * 8, [0.85] * 8, UNSURE),  # 0.05 ± 0.10
+    ],
+)
+def test_residual_branches_are_less_alike_than_block_outputs(outputs, residuals, expected):
+    assert verdict(residuals_differ, synthetic_result(outputs, residuals), Ceilings()) == expected
+
+
+def test_a_residual_gap_two_seeds_share_as_much_is_not_the_methods():
+    result = synthetic_result(FLAT, LOW_RESIDUALS)
+    seeds_close = synthetic_result([0.95] * 8, [0.93] * 8, methods=("supervised", "supervised"))
+    seeds_gap = synthetic_result([0.95] * 8, [0.25] * 8, methods=("supervised", "supervised"))
+    assert verdict(residuals_differ, result, Ceilings(b=seeds_close)) == HOLDS
+    assert verdict(residuals_differ, result, Ceilings(b=seeds_gap)) == FAILS
+
+
+def stalling(result: AnalysisResult, lag: float, behind: float, ssl: str = "a") -> AnalysisResult:
+    """A cross map where, in each stage after the first, the self-supervised network's first block output is
+    `lag` more like the supervised network's previous block than its own, and its last block `behind` more."""
+    cross = np.full((len(result.layers_a), len(result.layers_b)), 0.3)
+    outputs = [n for n in result.matched if kind(n) == OUTPUT]
+    for before, first, last in zip(outputs[1::2], outputs[2::2], outputs[3::2], strict=False):
+        for own, other, value in (
+            (first, before, 0.6 + lag),
+            (first, first, 0.6),
+            (last, first, 0.8 + behind),
+            (last, last, 0.8),
+        ):
+            i, j = (own, other) if ssl == "a" else (other, own)
+            cross[result.layers_a.index(i), result.layers_b.index(j)] = value
+    return replace(result, cross=cross)
+
+
+@pytest.mark.parametrize(
+    ("lag", "behind", "expected"),
+    [
+        (0.3, -0.3, HOLDS),  # lags at each stage's start, caught up by its end
+        (-0.3, -0.3, FAILS),  # never lags
+        (0.3, 0.3, FAILS),  # still behind at each stage's end
+        (0.02, -0.3, UNSURE),  # a lag within the uncertainty
+    ],
+)
+def test_simclr_stalls_at_the_start_of_each_stage_then_catches_up(lag, behind, expected):
+    result = synthetic_result(FLAT, LOW_RESIDUALS)
+    assert verdict(stalls_then_catches_up, stalling(result, lag, behind)) == expected
+
+
+def test_the_stall_is_read_with_simclr_as_model_b_too():
+    result = synthetic_result(FLAT, LOW_RESIDUALS, methods=("supervised", "simclr"))
+    assert verdict(stalls_then_catches_up, stalling(result, 0.3, -0.3, ssl="b")) == HOLDS
+    assert verdict(stalls_then_catches_up, stalling(result, 0.3, -0.3, ssl="a")) == FAILS
+
+
+@pytest.mark.parametrize("rule", [stalls_then_catches_up, class_structure, invariance, implicitly_fits])
+def test_findings_about_the_two_methods_cannot_tell_on_a_same_method_pair(rule):
+    shows, found = rule(_Pair(synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))))
+    assert found == UNSURE
+    assert shows == "needs one self-supervised and one supervised network; this pair is A (simclr) vs B (simclr)."
+
+
+def test_probes_rise_with_depth_and_flat_probes_need_enough_images_to_say_so():
+    result = synthetic_result(FLAT, LOW_RESIDUALS)  # probes rise from 0.10 to 0.90 and 0.95
+    assert verdict(probes_rise, result) == HOLDS
+    flat = with_values(with_values(result, "probe", "a", {}, 0.5), "probe", "b", {}, 0.5)
+    assert verdict(probes_rise, flat) == UNSURE  # 30 held-out images: ± 0.18 each
+    assert verdict(probes_rise, replace(flat, used_images=10_000)) == FAILS  # 3,000: ± 0.02
+    assert probes_rise(_Pair(replace(result, probe_a=np.full(len(result.layers_a), np.nan)))) == (
+        "Linear probes were not computed for this result.",
+        UNSURE,
+    )
+
+
+def objectives(result: AnalysisResult, what: str, ssl: dict[str, float], sup: dict[str, float]) -> AnalysisResult:
+    """Set a read-out at the stem, the last block output before layer4 and the pooled features (0.1 elsewhere)."""
+    keys = ("stem", "layer3.1 output", "pooled")
+    result = with_values(result, what, "a", dict(zip(keys, ssl.values(), strict=True)), 0.1)
+    return with_values(result, what, "b", dict(zip(keys, sup.values(), strict=True)), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("ssl", "sup", "expected"),
+    [
+        ((0.1, 0.2, 0.35), (0.1, 0.3, 0.9), HOLDS),  # both rise; supervised much faster over layer4
+        ((0.1, 0.1, 0.9), (0.1, 0.5, 0.8), FAILS),  # SimCLR rises faster at the end
+        ((0.2, 0.1, 0.1), (0.1, 0.3, 0.9), FAILS),  # SimCLR gains no class structure
+        ((0.1, 0.2, 0.35), (0.1, 0.3, 0.6), UNSURE),  # supervised 0.15 faster: ± 0.2
+    ],
+)
+def test_class_structure_rises_much_faster_in_supervised_final_layers(ssl, sup, expected):
+    result = objectives(synthetic_result(FLAT, LOW_RESIDUALS), "class", dict(enumerate(ssl)), dict(enumerate(sup)))
+    assert verdict(class_structure, result) == expected
+
+
+@pytest.mark.parametrize(
+    ("ssl", "sup", "expected"),
+    [
+        ((0.5, 0.5, 0.85), (0.5, 0.5, 0.4), HOLDS),  # SimCLR +0.35 over layer4, supervised -0.10
+        ((0.5, 0.5, 0.85), (0.5, 0.4, 0.8), FAILS),  # supervised rises steeply too
+        ((0.5, 0.5, 0.45), (0.5, 0.5, 0.4), FAILS),  # SimCLR does not rise
+        ((0.5, 0.5, 0.65), (0.5, 0.5, 0.4), UNSURE),  # SimCLR +0.15 ± 0.10
+    ],
+)
+def test_invariance_rises_in_simclr_final_layers_only(ssl, sup, expected):
+    result = objectives(synthetic_result(FLAT, LOW_RESIDUALS), "invariance", dict(enumerate(ssl)), dict(enumerate(sup)))
+    assert verdict(invariance, result) == expected
+
+
+@pytest.mark.parametrize(
+    ("ssl_class", "sup_invariance", "expected"),
+    [
+        ((0.1, 0.5, 0.6), (0.5, 0.4, 0.45), HOLDS),  # SimCLR gains 0.4 (half of supervised's: 0.15); never invariant
+        ((0.2, 0.1, 0.6), (0.5, 0.4, 0.45), FAILS),  # SimCLR's intermediate layers gain no class structure
+        ((0.1, 0.5, 0.6), (0.5, 0.4, 0.9), FAILS),  # the supervised network becomes as invariant
+        ((0.1, 0.2, 0.6), (0.5, 0.4, 0.45), UNSURE),  # SimCLR gains 0.10 against 0.15: ± 0.15
+    ],
+)
+def test_simclr_implicitly_fits_the_supervised_objective_and_not_the_reverse(ssl_class, sup_invariance, expected):
+    result = synthetic_result(FLAT, LOW_RESIDUALS)
+    result = objectives(result, "class", dict(enumerate(ssl_class)), dict(enumerate((0.1, 0.4, 0.9))))
+    result = objectives(result, "invariance", dict(enumerate((0.5, 0.5, 0.85))), dict(enumerate(sup_invariance)))
+    assert verdict(implicitly_fits, result) == expected
+
+
+def test_the_table_has_every_finding_in_order_and_no_interval_means_cannot_tell():
+    result = synthetic_result(PARTING, LOW_RESIDUALS)
+    table = findings_table(result)
+    assert [f.key for f in table] == list(STUDY) and [f.study for f in table] == list(STUDY.values())
+    nan = np.full(len(result.matched), np.nan)
+    no_interval = findings_table(replace(result, interval_low=nan, interval_high=nan.copy()))
+    uncertain = [f.key for f in no_interval if f.verdict == UNSURE]
+    assert uncertain == [f.key for f in no_interval if f.key != "5"]  # probes keep their binomial uncertainty
