@@ -13,10 +13,7 @@ from cli.compare import _Bars, add_subset_and_cka_arguments, subset_and_options
 from core.data import load_subset
 from core.device import pick_device
 from core.distributed import Cluster
-from core.fingerprint import Fingerprint, fingerprint
-from core.network import Network
-from core.pipeline import compare_many
-from core.result import AnalysisResult
+from core.pipeline import compare_pairs
 from core.series import SeriesPlan, series_curves, to_csv, to_json_dict
 from core.store import default_store, result_key
 from models import load_model
@@ -48,23 +45,12 @@ def run(args: argparse.Namespace) -> int:
     plan = SeriesPlan.of(series_of_specs(args.a, "series A"), series_of_specs(args.b, "series B"))
     cluster = Cluster.from_env(pick_device(args.device))
     bars = _Bars(cluster.rank == 0)
-    kept: dict[str, Fingerprint] = {}
-
-    def fingerprints(network: Network) -> Fingerprint:  # each network runs once, whatever its number of pairs
-        key = network.identity.key
-        if key not in kept:
-            kept[key] = fingerprint(network, subset, options, cluster.device, bars, cluster.shard)
-        return kept[key]
-
-    results: dict[tuple[str, str], AnalysisResult] = {}
     try:
         subset = load_subset(spec, args.data_dir)
         networks = {s: load_model(s) for s in dict.fromkeys(s for pair in plan.pairs() for s in pair)}
-        for reference, others in plan.grouped().items():
-            found = compare_many(
-                networks[reference], [networks[o] for o in others], subset, options, cluster, bars, fingerprints
-            )
-            results.update(((reference, o), r) for o, r in zip(others, found, strict=False))
+        # each network runs once, whatever its number of pairs
+        found = compare_pairs([(networks[r], networks[o]) for r, o in plan.pairs()], subset, options, cluster, bars)
+        results = dict(zip(plan.pairs(), found, strict=False))  # empty on ranks other than 0
     finally:
         bars.close()
         cluster.close()

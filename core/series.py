@@ -119,8 +119,8 @@ class SeriesPlan:
         return cls(a, b, pair_by_progress(a, b))
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
-        """Every (reference, other) spec pair to analyse, each once, grouped so that a reference comes with all
-        its others: B's snapshot with the A snapshots paired with it, then each final with its run's snapshots."""
+        """Every (reference, other) spec pair to analyse, each once: B's snapshot with the A snapshots paired with
+        it, then each final with its run's snapshots (core.pipeline.compare_pairs runs each network once)."""
         out: list[tuple[str, str]] = []
         for j in sorted(set(self.pairing)):
             out += [(self.b.snapshots[j].spec, s.spec) for k, s in enumerate(self.a.snapshots) if self.pairing[k] == j]
@@ -128,13 +128,6 @@ class SeriesPlan:
             if series.final is not None:
                 out += [(series.final, s.spec) for s in series.snapshots]
         return tuple(dict.fromkeys(out))
-
-    def grouped(self) -> dict[str, list[str]]:
-        """The pairs as {reference: [others]}, for core.pipeline.compare_many (the reference runs once)."""
-        groups: dict[str, list[str]] = {}
-        for reference, other in self.pairs():
-            groups.setdefault(reference, []).append(other)
-        return groups
 
 
 @dataclass(frozen=True)

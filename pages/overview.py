@@ -30,7 +30,7 @@ Below, the same measurements for the two networks chosen in the sidebar.
 )
 
 choices = current()
-result = analysis(choices)
+result = analysis(choices, lambda preview: [charts.matched_curve(preview)])
 if result is not None:
     seeds = ceilings(choices)
     found = summarise(result, ceilings=seeds)

@@ -5,6 +5,9 @@ forward pass), keyed by (weights sha256 and how they were read, subset, options)
 reuses A's; the finished comparison, keyed by (both keys, subset, options). Shared caches are keyed by
 content, so two sessions never see each other's uploads by name. Behind both memory caches, the result store
 on disk (core.store) keeps fingerprints and results across restarts and shares them with the CLI.
+
+While a comparison is computed, the page that asked for it shows previews: its charts from the minibatches so
+far, refined as they arrive (core.pipeline), then replaced by the final result.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import functools
 import json
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import altair as alt
 import streamlit as st
 import torch
 
@@ -27,10 +33,10 @@ from core.data import Subset, SubsetSpec, load_subset
 from core.device import pick_device
 from core.distributed import Cluster
 from core.errors import LensError
-from core.fingerprint import Fingerprint, fingerprint, view_generator
+from core.fingerprint import Fingerprint, fingerprint_steps, view_generator
 from core.network import Network
 from core.options import AnalysisOptions
-from core.pipeline import compare_many
+from core.pipeline import FingerprintSource, Preview, compare_many
 from core.progress import Progress
 from core.report import read_report
 from core.result import AnalysisResult
@@ -78,18 +84,82 @@ def progress_panel(title: str) -> Iterator[Progress]:
         slot.empty()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _fingerprint(key: str, spec: SubsetSpec, options: AnalysisOptions, _network: Network, _device: str):
-    store, entry = default_store(), fingerprint_key(key, spec, options)
+MAX_FINGERPRINTS = 8  # fingerprints kept in memory, least recently used dropped first (the store keeps more)
+_FINGERPRINTS: OrderedDict[str, Fingerprint] = OrderedDict()
+_FINGERPRINTS_LOCK = threading.Lock()
+
+
+def _kept_fingerprint(entry: str) -> Fingerprint | None:
+    """A finished fingerprint from memory, else from the result store (then kept in memory too)."""
+    with _FINGERPRINTS_LOCK:
+        if entry in _FINGERPRINTS:
+            _FINGERPRINTS.move_to_end(entry)
+            return _FINGERPRINTS[entry]
+    store = default_store()
     kept = store.fingerprint(entry) if store else None
     if kept is not None:
-        return replace(kept, model=_network.identity)
-    subset = subset_of(spec)
-    with progress_panel(f"{_network.identity.source}: {spec.size:,} images") as report:
-        computed = fingerprint(_network, subset, options, torch.device(_device), report)
-    if store:
-        store.put_fingerprint(entry, computed)
-    return computed
+        _remember(entry, kept)
+    return kept
+
+
+def _remember(entry: str, fp: Fingerprint) -> None:
+    with _FINGERPRINTS_LOCK:
+        _FINGERPRINTS[entry] = fp
+        _FINGERPRINTS.move_to_end(entry)
+        while len(_FINGERPRINTS) > MAX_FINGERPRINTS:
+            _FINGERPRINTS.popitem(last=False)
+
+
+def _fingerprints(spec: SubsetSpec, options: AnalysisOptions, device: str, report: Progress) -> FingerprintSource:
+    """Each network's fingerprint from the caches whole, or computed a minibatch at a time (for previews) and
+    kept once finished, in memory and in the result store."""
+
+    def source(network: Network) -> Iterator[Fingerprint]:
+        entry = fingerprint_key(network.identity.key, spec, options)
+        kept = _kept_fingerprint(entry)
+        if kept is not None:
+            yield replace(kept, model=network.identity)
+            return
+        for step in fingerprint_steps(network, subset_of(spec), options, torch.device(device), report):
+            yield step
+        _remember(entry, step)
+        store = default_store()
+        if store:
+            store.put_fingerprint(entry, step)
+
+    return source
+
+
+Charts = Callable[[AnalysisResult], list[alt.Chart]]  # a page's charts of a preview
+PREVIEW_EVERY_S = 1.0  # at most one preview drawn per second: each redraw costs the browser a chart
+
+
+@contextmanager
+def previews(charts_of: Charts | None, images: int) -> Iterator[Preview | None]:
+    """A `Preview` that draws `charts_of(the result so far)` with a line saying what it rests on, in a placeholder
+    emptied at the end (like `progress_panel`, it is drawn inside a cached function); None without `charts_of`."""
+    if charts_of is None:
+        yield None
+        return
+    slot, last = st.empty(), [-PREVIEW_EVERY_S]
+
+    def show(result: AnalysisResult, done: int, total: int) -> None:
+        if done < total and time.monotonic() - last[0] < PREVIEW_EVERY_S and done > 1:
+            return
+        last[0] = time.monotonic()
+        with slot.container():
+            st.info(
+                f"Preview from the first {result.used_images:,} of {images:,} images ({done} of {total} minibatches), "
+                "refined as the rest arrive: the interval appears from 5 minibatches, the permutation null and the "
+                "read-outs once all are in."
+            )
+            for chart in charts_of(result):
+                st.altair_chart(chart, width="stretch")
+
+    try:
+        yield show
+    finally:
+        slot.empty()
 
 
 @functools.cache
@@ -117,25 +187,26 @@ def computing_slot() -> Iterator[None]:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str):
-    def cached(network: Network) -> list[Fingerprint]:
-        return [_fingerprint(network.identity.key, spec, options, network, _device)]
-
+def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str, _charts=None):
     store, entry = default_store(), result_key(key_a, key_b, spec, options)
     kept = store.result(entry) if store else None
     if kept is not None:
         return kept
     cluster = Cluster.single(torch.device(_device))
-    with computing_slot(), progress_panel("Comparing A and B") as report:
-        result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, cached)[0]
+    with computing_slot(), progress_panel("Comparing A and B") as report, previews(_charts, spec.size) as preview:
+        source = _fingerprints(spec, options, _device, report)
+        result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, source, preview)[0]
     if store:
         store.put_result(entry, result)
     return result
 
 
-def cached_result(a: LoadedModel, b: LoadedModel, spec: SubsetSpec, options: AnalysisOptions) -> AnalysisResult:
-    """The comparison from the caches (memory, then the result store), computed only when neither has it."""
-    return _result(a.identity.key, b.identity.key, spec, options, a, b, device())
+def cached_result(
+    a: LoadedModel, b: LoadedModel, spec: SubsetSpec, options: AnalysisOptions, charts: Charts | None = None
+) -> AnalysisResult:
+    """The comparison from the caches (memory, then the result store), computed only when neither has it; while
+    it is computed, `charts` of each preview are shown."""
+    return _result(a.identity.key, b.identity.key, spec, options, a, b, device(), charts)
 
 
 OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Models page
@@ -166,9 +237,9 @@ def _close_opened() -> None:
     st.session_state.pop(OPENED_CEILINGS, None)
 
 
-def analysis(choices: Choices) -> AnalysisResult | None:
+def analysis(choices: Choices, charts: Charts | None = None) -> AnalysisResult | None:
     """The comparison for the current choices (or the result file this session opened), or None after showing
-    why it cannot be made."""
+    why it cannot be made; while it is computed, the page's `charts` of each preview are shown in its place."""
     if OPENED in st.session_state:
         name, result = st.session_state[OPENED]
         st.info(
@@ -190,7 +261,7 @@ def analysis(choices: Choices) -> AnalysisResult | None:
         return None
     a, b = loaded
     try:
-        result = cached_result(a, b, choices.subset, choices.options)
+        result = cached_result(a, b, choices.subset, choices.options, charts)
     except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
         st.error(f"The analysis failed: {err}")
         return None

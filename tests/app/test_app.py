@@ -130,9 +130,9 @@ def test_a_changed_subset_changes_the_numbers(bundled_pair):
 
 def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, monkeypatch):
     calls = []
-    real = ui.analysis.fingerprint
+    real = ui.analysis.fingerprint_steps
     monkeypatch.setattr(
-        ui.analysis, "fingerprint", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
+        ui.analysis, "fingerprint_steps", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
     )
     at = open_app(SMALL | {"subset_seed": "101"})  # a seed no other test uses: a cold cache
     seeds = [s for s in (choose_sibling(spec, None)[0] for spec in DEFAULT_PAIR) if s]  # the ceilings' networks

@@ -1,0 +1,55 @@
+"""Previews in a real browser: the charts of the first minibatches appear while the rest are computed, then the
+final result takes their place."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core import settings
+from tests.app.support import CHROMIUM, streamlit_server, together
+from tests.bundled import REAL_PAIR
+
+WAIT_MS = 300_000
+CHART = '[data-testid="stVegaLiteChart"]'
+PREVIEW = "Preview from the first"
+FINAL = "What this pair shows"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
+]
+
+
+async def _watch(browser, url: str) -> dict:
+    """When the first preview and the final result appeared on the page, and what the preview said."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    t0 = time.monotonic()
+    await page.goto(url)
+    preview = page.get_by_text(PREVIEW)
+    await expect(preview).to_be_visible(timeout=WAIT_MS)
+    seen = {"preview_s": time.monotonic() - t0, "said": await preview.inner_text()}
+    await expect(page.locator(CHART).first).to_be_visible(timeout=WAIT_MS)
+    seen["first_chart_s"] = time.monotonic() - t0
+    seen["preview_at_first_chart"] = await page.get_by_text(PREVIEW).count()
+    await expect(page.get_by_text(FINAL)).to_be_visible(timeout=WAIT_MS)
+    seen["final_s"] = time.monotonic() - t0
+    seen["preview_left"] = await page.get_by_text(PREVIEW).count()
+    seen["exceptions"] = await page.locator('[data-testid="stException"]').count()
+    await context.close()
+    return seen
+
+
+def test_a_preview_is_drawn_before_the_result_and_gives_way_to_it(tiny_specs):
+    models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
+    query = f"{models}per_class=100&subset_seed=17&batch=20"  # 1,000 images in 50 minibatches
+    with streamlit_server({settings.STORE: "off"}) as base:
+        (seen,) = together([lambda browser: _watch(browser, f"{base}/?{query}")])
+    assert seen["preview_at_first_chart"] == 1  # the first chart on the page was a preview's
+    assert "of 1,000 images" in seen["said"] and "of 50 minibatches" in seen["said"], seen["said"]
+    assert seen["first_chart_s"] < seen["final_s"]
+    assert seen["preview_left"] == 0 and seen["exceptions"] == 0
