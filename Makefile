@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint browser bench container-test clean
+.PHONY: run test lint browser bench gpu-wheels container-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(VENV)/.dev browser lint
+test: $(VENV)/.dev browser lint gpu-wheels
 	$(PY) -m pytest
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
@@ -39,6 +39,19 @@ bench: $(VENV)/.dev
 	$(PY) -c "import importlib.metadata as m, sys; v = m.version('torch'); sys.exit(0 if v.startswith('2.14.1') else f'torch changed: {v}')"
 	$(PY) bench/cka_engine.py --json bench/results/cka_engine.json
 	$(PY) bench/end_to_end.py --sizes 1000,10000 --peer-sizes 1000 --timeout 3600 --json bench/results/end_to_end.json
+
+# Wheels for bench/gpu_check.sh, whose GPU machine has no network: for its Python (3.12, x86_64) and for
+# this venv's (the CPU dry run in `make test`). Git-ignored; carry bench/gpu_wheels/cp312 to that machine.
+GPU_WHEELS := bench/gpu_wheels
+GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+$(GPU_WHEELS)/.ready: bench/gpu_requirements.txt $(VENV)/.runtime
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -r bench/gpu_requirements.txt -d $(GPU_WHEELS)/cp312 \
+		--python-version 3.12 --implementation cp --abi cp312 $(GPU_PLATFORMS)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -r bench/gpu_requirements.txt \
+		-d $(GPU_WHEELS)/$$($(PY) -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+	touch $@
+
+gpu-wheels: $(GPU_WHEELS)/.ready
 
 # The Space's image built and visited for real (slow, needs root for dockerd and debootstrap; not in `make test`).
 container-test: $(VENV)/.dev browser

@@ -66,7 +66,7 @@ def extract_features(n: int, width: int, folder: Path, forward_batch: int = 250)
     t0 = time.perf_counter()
     meta: dict = {"key": key, "models": {}}
     for side, seed in zip("ab", SEEDS, strict=True):
-        model = common.random_resnet18(seed, width, calibration)
+        model = common.random_resnet(seed, width, calibration)
         extractor = FeatureExtractor(model.module, model.layers, torch.device("cpu"))
         stores: list[np.ndarray] = []
         for start in range(0, n, forward_batch):

@@ -93,10 +93,10 @@ def _calibrate_batchnorm(module: torch.nn.Module, images: torch.Tensor) -> None:
     module.eval()
 
 
-def random_resnet18(seed: int, width: int = 64, calibration: torch.Tensor | None = None) -> LoadedModel:
-    """A randomly initialised CIFAR-stem ResNet-18 (torch.manual_seed(seed)), wrapped like a loaded
+def random_resnet(seed: int, width: int = 64, calibration: torch.Tensor | None = None, depth: int = 18) -> LoadedModel:
+    """A randomly initialised CIFAR-stem ResNet-`depth` (torch.manual_seed(seed)), wrapped like a loaded
     checkpoint. `calibration` images (uint8) set its BatchNorm statistics when given."""
-    arch = ArchConfig(depth=18, width=width, stem="cifar", num_classes=10)
+    arch = ArchConfig(depth=depth, width=width, stem="cifar", num_classes=10)
     torch.manual_seed(seed)
     module = build_resnet(arch).eval()
     if calibration is not None:
@@ -109,7 +109,7 @@ def random_resnet18(seed: int, width: int = 64, calibration: torch.Tensor | None
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
         num_classes=arch.num_classes,
-        source=f"random:resnet18-w{width}-seed{seed}",
+        source=f"random:resnet{depth}-w{width}-seed{seed}",
         sha256=_weights_sha256(module),
         notes=(f"random initialisation, torch.manual_seed({seed}); BatchNorm statistics from one pass",),
         metrics={},

@@ -13,8 +13,8 @@ Three sections, every measurement in its own fresh process (peak memory is that 
    data-loader API on the same two networks and the same normalised images in the same order, and
    ours through compare() with the extras off (no views, probes or permutations).
 
-Models are randomly initialised CIFAR-stem ResNet-18s (seeds 0, 1, 2; BatchNorm statistics from one
-pass over 512 other test images): the costs do not depend on the weights.
+Models are randomly initialised CIFAR-stem ResNet-18s (`--depth 50`: ResNet-50s; seeds 0, 1, 2;
+BatchNorm statistics from one pass over 512 other test images): the costs do not depend on the weights.
 
     .venv/bin/python bench/end_to_end.py --sizes 1000,10000 --json bench/results/end_to_end.json
 """
@@ -45,12 +45,14 @@ from core.pipeline import compare, compare_many  # noqa: E402
 
 PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
 CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0)
+# per-layer read-outs of model A whose finite entries the pipeline section reports: proof they were computed
+READOUTS = ("class_a", "invariance_a", "probe_a")
 
 
-def _models(count: int, width: int) -> list:
-    """`count` random ResNet-18s with seeds 0, 1, ... and calibrated BatchNorm statistics."""
+def _models(count: int, width: int, depth: int) -> list:
+    """`count` random ResNets with seeds 0, 1, ... and calibrated BatchNorm statistics."""
     calibration = common.cifar_images(512, seed=1).images
-    return [common.random_resnet18(seed, width, calibration) for seed in range(count)]
+    return [common.random_resnet(seed, width, calibration, depth) for seed in range(count)]
 
 
 def _gpu_peak_mb(device: torch.device) -> float | None:
@@ -70,17 +72,31 @@ def _timed(fn, device: torch.device) -> tuple[object, float]:
 
 
 def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
-    """compare() on n images with the default options; stage times and peak RSS."""
-    model_a, model_b = _models(2, args.width)
+    """compare() on n images with the default options; stage times and peak RSS.
+
+    With --warmup-n, compare() first runs once on that many images, timed apart, so the timed run is
+    that of a process that has already served an analysis (the device started, the networks traced),
+    as in a running app.
+    """
+    model_a, model_b = _models(2, args.width, args.depth)
     subset = common.cifar_images(args.n)
     options = AnalysisOptions(batch_size=args.batch)
+    warmup_s = None
+    if args.warmup_n:
+        warm = common.cifar_images(args.warmup_n)
+        _, warmup_s = _timed(lambda: compare(model_a, model_b, warm, options, device), device)
     setup_mb = common.rss_mb()
     result, wall = _timed(lambda: compare(model_a, model_b, subset, options, device), device)
     stages = {k: float(v) for k, v in result.seconds.items()}
     stages["other"] = wall - sum(stages.values())
     return {
         "n": args.n,
+        "depth": args.depth,
         "used_images": result.used_images,
+        "layers": len(result.layers_a),
+        "finite": {name: int(np.isfinite(getattr(result, name)).sum()) for name in READOUTS},
+        "warmup_n": args.warmup_n,
+        "warmup_s": warmup_s,
         "wall_s": wall,
         "stages_s": stages,
         "non_forward_share": 1 - stages["forward"] / wall,
@@ -95,7 +111,7 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
 
 def work_reuse(args: argparse.Namespace, device: torch.device) -> dict:
     """Fingerprint A, B, C once each; pairs A-B and A-C from the fingerprints; A again for scale."""
-    model_a, model_b, model_c = _models(3, args.width)
+    model_a, model_b, model_c = _models(3, args.width, args.depth)
     subset = common.cifar_images(args.n)
     options = AnalysisOptions(batch_size=args.batch)
     times: dict[str, float] = {}
@@ -168,7 +184,7 @@ def run_peer(peer: str, model_a, model_b, subset, batch: int, device: torch.devi
 
 def work_peer(args: argparse.Namespace, device: torch.device) -> dict:
     """One tool's CKA matrix on n images: time, peak RSS over the set-up, the matrix to args.out."""
-    model_a, model_b = _models(2, args.width)
+    model_a, model_b = _models(2, args.width, args.depth)
     subset = common.cifar_images(args.n)
     setup_mb = common.rss_mb()
     reset_ok = common.reset_peak_rss()
@@ -201,7 +217,8 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _spawn(args: argparse.Namespace, section: str, n: int, extra: list[str] | None = None) -> dict:
-    cmd = ["--worker", section, "--n", str(n), "--width", str(args.width), "--batch", str(args.batch)]
+    cmd = ["--worker", section, "--n", str(n), "--width", str(args.width), "--depth", str(args.depth)]
+    cmd += ["--batch", str(args.batch), "--warmup-n", str(args.warmup_n)]
     cmd += ["--threads", str(args.threads), "--device", args.device, *(extra or [])]
     res = common.run_worker(Path(__file__), cmd, args.timeout)
     return res.data if res.ok else {"error": res.error, "wall_s": res.wall_s}
@@ -324,7 +341,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--peers", type=lambda s: s.split(","), default=list(PEERS), help="comma-separated, of: " + ", ".join(PEERS)
     )
-    p.add_argument("--width", type=int, default=64, help="ResNet-18 first-stage width (default 64)")
+    p.add_argument("--depth", type=int, default=18, help="ResNet depth, 18 or 50 (default 18)")
+    p.add_argument("--width", type=int, default=64, help="ResNet first-stage width (default 64)")
+    p.add_argument(
+        "--warmup-n", type=int, default=0, help="pipeline: first run compare() once on this many images (default 0)"
+    )
     p.add_argument("--batch", type=int, default=250, help="minibatch size, ours and the peers' loaders (default 250)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads per process (0: default)")
