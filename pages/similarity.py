@@ -14,7 +14,7 @@ use_app_router()
 st.title("Layer similarity")
 
 
-def across(pair, rows: str, cols: str):
+def across_heatmap(pair, rows: str, cols: str):
     """The heatmap of every layer of one model against every layer of the other."""
     return charts.heatmap(
         pair.cross,
@@ -29,7 +29,7 @@ def across(pair, rows: str, cols: str):
 
 
 choices = current()
-result = analysis(choices, lambda preview: [across(preview, "A", "B"), charts.matched_curve(preview)])
+result = analysis(choices, lambda preview: [across_heatmap(preview, "A", "B"), charts.matched_curve(preview)])
 if result is not None:
     seeds = ceilings(choices)
     widgets.result_caption(result)
@@ -40,7 +40,7 @@ if result is not None:
             across[f"{label} vs another seed"] = (seed, label, f"{side}'s other seed")
     shown = st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
     pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
-    st.altair_chart(across(pair, rows, cols), width="stretch")
+    st.altair_chart(across_heatmap(pair, rows, cols), width="stretch")
     st.subheader("Matched layers")
     st.caption(
         "Layer i of A against layer i of B. Block outputs (after the addition and ReLU) and residual branches "

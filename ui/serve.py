@@ -45,8 +45,12 @@ def warm() -> None:
 
 
 def main() -> int:
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
+    # app.py's st.navigation is the router (ui.router): with the legacy pages/ mode off before the server reads
+    # the folder, a first visitor's run is not started twice
+    PagesManager.uses_pages_directory = False
     warm()
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
     return cli.main()

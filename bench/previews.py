@@ -1,0 +1,76 @@
+"""The wait a person feels: time to the first chart (a preview) over time to the final result, in a real browser.
+
+A fresh `streamlit run app.py` with its result store off, so nothing is cached; one Chromium page opens the
+overview on a subset no earlier run used (the bundled pair unless --a/--b say otherwise) and records when the
+first chart appears (a preview from the first minibatches) and when the final result replaces it ("What this
+pair shows"). Targets (issue "speed you can feel"): first chart after at most 20% of the time to the final result.
+
+    .venv/bin/python bench/previews.py --json bench/results/previews.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from core import settings  # noqa: E402
+from tests.app.support import streamlit_server, together  # noqa: E402
+
+CHART = '[data-testid="stVegaLiteChart"]'
+
+
+async def _visit(browser, url: str) -> dict:
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    t0 = time.monotonic()
+    await page.goto(url)
+    await expect(page.locator(CHART).first).to_be_visible(timeout=1_800_000)
+    first = time.monotonic() - t0
+    preview = await page.get_by_text("Preview from the first").count()
+    await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=1_800_000)
+    final = time.monotonic() - t0
+    await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    await context.close()
+    return {"first_chart_s": round(first, 2), "first_chart_was_a_preview": preview > 0, "final_s": round(final, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--seeds", default="301,302,303", help="subset seeds, one cold visit each")
+    parser.add_argument("--threads", default="2", help="CKA_LENS_THREADS of the server")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    env = {settings.STORE: "off", "CKA_LENS_THREADS": args.threads}
+    runs = []
+    for seed in args.seeds.split(","):
+        with streamlit_server(env) as base:  # a fresh server each time: no memory cache either
+            url = f"{base}/?per_class={args.per_class}&subset_seed={seed}"
+            (run,) = together([lambda browser, url=url: _visit(browser, url)])
+        run["ratio"] = round(run["first_chart_s"] / run["final_s"], 3)
+        runs.append(run)
+        print(f"subset seed {seed}: {run}", flush=True)
+    out = {
+        "what": "first chart / final result, overview, bundled pair, cold (store off, fresh server), real Chromium",
+        "images": 10 * args.per_class,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "runs": runs,
+    }
+    print(json.dumps(out, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
