@@ -46,13 +46,15 @@ def _kill_on_first_write(store: Path, pid: int, caught: list[str], stop: threadi
 
 
 async def _chart(browser, base: str, query: str) -> None:
-    """Open the overview with `query` and wait for its chart, with no exception box."""
+    """Open the overview with `query` and wait for its final result and chart (not a preview's), with no
+    exception box."""
     from playwright.async_api import expect
 
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
     await page.goto(f"{base}/?{query}")
-    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(CHART).first).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     await context.close()
 

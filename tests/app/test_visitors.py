@@ -42,13 +42,15 @@ async def _open(browser, base: str, path: str, query: dict[str, str]):
 
 
 async def _analysis(browser, base: str, query: dict[str, str]) -> tuple[str, float, str]:
-    """The overview with `query`: its result caption, the seconds to the first chart, and the page's text."""
+    """The overview with `query`: its result caption, the seconds to the first chart (a preview), and the page's
+    text once the final result is shown."""
     from playwright.async_api import expect
 
     t0 = time.monotonic()
     context, page = await _open(browser, base, "", query)
-    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
-    seconds = time.monotonic() - t0
+    await expect(page.locator(CHART).first).to_be_visible(timeout=WAIT_MS)
+    seconds = time.monotonic() - t0  # the first chart: a preview while the result is computed
+    await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     caption = await page.get_by_text("A = ").first.inner_text()
     text = await page.locator("body").inner_text()

@@ -7,7 +7,11 @@ Steps (each reported with its figures, written to tests/container/report.json):
    this machine's package folders (served on the loopback address) and anything else from the package index;
 4. the container run as the Space runs it (uid 1000, port 8501, the app owned by root), once with a /data
    volume and once without: time to the first chart for a first visitor, every page, an upload through the
-   browser, a file: spec refused, memory; `docker diff` shows no uploaded bytes anywhere and the caches on /data.
+   browser, a Hub model from a local stand-in for the Hub (HF_ENDPOINT on the loopback address), a file: spec
+   refused, memory; `docker diff` shows no uploaded bytes anywhere, and the result store and the Hub cache on
+   /data when it is mounted;
+5. the floor: a one-chart Streamlit page served by the same image, visited the same way (what Streamlit and Vega
+   alone take on this machine before any chart of ours).
 
     .venv/bin/python tests/container/drive.py
 """
@@ -33,8 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from safetensors.torch import save  # noqa: E402
 
+from core.data import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from models import ArchConfig, build_resnet  # noqa: E402
+from models.folder_format import save_folder  # noqa: E402
 from tests.app.support import together  # noqa: E402
+from tests.models.fake_hub import FakeHub, serve_hub  # noqa: E402
 
 BASE_IMAGE = "cka-lens-base:bookworm"
 IMAGE = "cka-lens:container-test"
@@ -42,7 +49,12 @@ WORK = Path(tempfile.gettempdir()) / "cka-lens-container"
 PORT = 8501
 CHART = '[data-testid="stVegaLiteChart"]'
 WAIT_MS = 600_000
-PAGES = ("", "similarity", "probes", "models", "images", "open_result")
+PAGES = ("", "similarity", "probes", "training", "models", "images", "open_result")
+HUB_REPO = "cka-lens-test/tiny-supervised"
+FLOOR_APP = """import altair as alt, pandas as pd, streamlit as st
+st.title("floor")
+st.altair_chart(alt.Chart(pd.DataFrame({"x": [1, 2, 3], "y": [1, 3, 2]})).mark_line().encode(x="x", y="y"))
+"""
 
 
 def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -118,6 +130,19 @@ def build(port: int) -> dict:
     return {"build_s": round(seconds, 1), "image_bytes": size, "image_gb": round(size / 1e9, 2)}
 
 
+def fake_hub() -> tuple[FakeHub, list]:
+    """A stand-in for the Hub on the loopback address (the container shares the host's network) holding one small
+    network in our folder format; its servers, to shut down."""
+    hub = FakeHub()
+    folder = WORK / "hub-model"
+    net = build_resnet(ArchConfig(width=4, num_classes=10))
+    save_folder(net, net.config, {"method": "supervised", "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}, folder)
+    hub.add(HUB_REPO, {name: (folder / name).read_bytes() for name in ("model.safetensors", "config.json")})
+    servers = [serve_hub(hub), serve_hub(hub)]
+    hub.url, hub.cdn_url = (f"http://127.0.0.1:{server.server_address[1]}" for server in servers)
+    return hub, servers
+
+
 def checkpoint(marker: str) -> bytes:
     """A small checkpoint whose bytes carry `marker` (in the safetensors header), to look for on disk."""
     net = build_resnet(ArchConfig(width=4, num_classes=10))
@@ -153,23 +178,64 @@ async def visit(browser, marker: str) -> dict:
     await page.goto(base + "/?a=file:/etc/passwd")
     await expect(page.get_by_text("does not load file: paths").first).to_be_visible(timeout=WAIT_MS)
     out["file_spec"] = "refused"
+    await page.goto(f"{base}/?b=hub:{HUB_REPO}&per_class=5")
+    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    out["hub_model"] = "compared"
     return out
 
 
-def run_container(data: Path | None) -> dict:
+async def first_chart(browser, url: str) -> float:
+    """Seconds from opening `url` in a fresh browser context to its first chart."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    t0 = time.monotonic()
+    await page.goto(url)
+    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    seconds = time.monotonic() - t0
+    await context.close()
+    return round(seconds, 2)
+
+
+def wait_healthy(port: int) -> None:
+    for _ in range(180):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                if reply.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"nothing healthy on port {port}")
+
+
+def streamlit_floor() -> dict:
+    """The same image serving a one-chart Streamlit page: what Streamlit and Vega alone take here, three visits."""
+    name = f"cka-lens-floor-{secrets.token_hex(3)}"
+    command = (
+        f"printf '%s' '{FLOOR_APP}' > /tmp/floor.py && exec python -m streamlit run /tmp/floor.py "
+        "--server.port 8502 --server.headless true --browser.gatherUsageStats false"
+    )
+    sh("docker", "run", "-d", "--name", name, "--network", "host", "--user", "1000", IMAGE, "sh", "-c", command)
+    try:
+        wait_healthy(8502)
+        times = [together([lambda browser: first_chart(browser, "http://127.0.0.1:8502/")])[0] for _ in range(3)]
+        return {"first_chart_s": times, "median_s": sorted(times)[1]}
+    finally:
+        sh("docker", "rm", "-f", name, check=False)
+
+
+def run_container(data: Path | None, hub: FakeHub) -> dict:
     name = f"cka-lens-test-{secrets.token_hex(3)}"
     args = ["docker", "run", "-d", "--name", name, "--network", "host", "--user", "1000"]
+    args += ["-e", f"HF_ENDPOINT={hub.url}", "-e", "CKA_LENS_HUB_TIMEOUT=10"]
     if data is not None:
         args += ["-v", f"{data}:/data"]
     sh(*args, IMAGE)
     try:
-        for _ in range(180):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/_stcore/health", timeout=2) as reply:
-                    if reply.read() == b"ok":
-                        break
-            except OSError:
-                time.sleep(1)
+        wait_healthy(PORT)
+        hub.requests.clear()
         marker = secrets.token_hex(16)
         report = together([lambda browser: visit(browser, marker)])[0]
         stats = sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name).stdout.strip()
@@ -186,9 +252,12 @@ def run_container(data: Path | None) -> dict:
                 if marker.encode() in target.read_bytes():
                     holding.append(path)
         report["files_holding_the_upload"] = holding
+        report["hub_requests"] = len(hub.requests)
+        report["hub_cache_in_container"] = [c for c in changed if "huggingface" in c]
         if data is not None:
             on_data = [str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()]
             report["store_entries_on_data"] = sum("cka-lens/store/" in p for p in on_data)
+            report["hub_files_on_data"] = sum(p.startswith("huggingface/") for p in on_data)
             report["upload_on_data"] = [p for p in on_data if marker.encode() in (data / p).read_bytes()]
         return report
     finally:
@@ -199,6 +268,7 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     daemon = docker_daemon()
     server = None
+    hub, hub_servers = fake_hub()
     report: dict = {}
     try:
         base_image()
@@ -208,11 +278,13 @@ def main() -> int:
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir()
         os.chown(data, 1000, 1000)
-        report["with_data"] = run_container(data)
-        report["without_data"] = run_container(None)
+        report["with_data"] = run_container(data, hub)
+        report["without_data"] = run_container(None, hub)
+        report["streamlit_floor"] = streamlit_floor()
     finally:
-        if server:
-            server.shutdown()
+        for running in [server, *hub_servers]:
+            if running:
+                running.shutdown()
         if daemon:
             daemon.terminate()
             daemon.wait(timeout=60)
@@ -225,8 +297,12 @@ def main() -> int:
             failures.append(f"{run}: uploaded bytes or app changes on disk")
         if r["first_chart_s"] > 2.0:
             failures.append(f"{run}: first chart after {r['first_chart_s']} s (target 2 s)")
+        if not r["hub_requests"]:
+            failures.append(f"{run}: the Hub model never reached the stand-in Hub")
     if not report["with_data"].get("store_entries_on_data"):
         failures.append("the result store is not on /data")
+    if not report["with_data"].get("hub_files_on_data") or report["with_data"]["hub_cache_in_container"]:
+        failures.append("the Hub cache is not on /data, or parts of it are in the container")
     print("\n".join(failures) or "container test passed")
     return 1 if failures else 0
 

@@ -1,10 +1,7 @@
 """The real download path (huggingface_hub's hf_hub_download) against a local stand-in for the Hub.
 
-The server answers like huggingface.co does for `/{repo_id}/resolve/{revision}/{filename}`:
-weight files (LFS) answer HEAD with a 302 to a CDN on another origin plus X-Linked-Etag,
-X-Linked-Size and X-Repo-Commit; small files answer 200 with ETag, X-Repo-Commit and
-Content-Length; errors carry X-Error-Code (RepoNotFound as a 401, RevisionNotFound and
-EntryNotFound as 404s). It serves checkpoints in the exact layouts of the registry's repos.
+The server (tests/models/fake_hub.py) answers like huggingface.co; it serves checkpoints in the exact layouts of
+the registry's repos.
 """
 
 from __future__ import annotations
@@ -12,114 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
 
 import pytest
 
 from models import HUB_ENTRIES, CheckpointError, load_model
 from models.hub import parse_hub_spec
+from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, SLOW_SECONDS, FakeHub, serve_hub
 
-COMMIT_MAIN = "a" * 40
-COMMIT_OLD = "b" * 40
-SLOW_SECONDS = 4.0
 TIMEOUT_SECONDS = 1.0
-
-
-@dataclass
-class FakeHub:
-    """Repos as {repo_id: {revision: {filename: bytes}}} plus a log of (method, path) requests."""
-
-    repos: dict[str, dict[str, dict[str, bytes]]] = field(default_factory=dict)
-    commits: dict[str, str] = field(default_factory=lambda: {"main": COMMIT_MAIN})
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    url: str = ""
-    cdn_url: str = ""
-
-    def add(self, repo_id: str, files: dict[str, bytes], revision: str = "main") -> None:
-        self.repos.setdefault(repo_id, {})[revision] = files
-        if revision not in self.commits:  # a commit hash is its own commit
-            self.commits[revision] = revision
-
-    def blob(self, sha: str) -> bytes | None:
-        for revisions in self.repos.values():
-            for files in revisions.values():
-                for data in files.values():
-                    if hashlib.sha256(data).hexdigest() == sha:
-                        return data
-        return None
-
-
-def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
-
-        def do_HEAD(self) -> None:
-            self._serve(body=False)
-
-        def do_GET(self) -> None:
-            self._serve(body=True)
-
-        def _serve(self, body: bool) -> None:
-            hub.requests.append((self.command, self.path))
-            if self.path.startswith("/cdn/"):
-                return self._send(200, {}, hub.blob(self.path[5:]) or b"", body)
-            parts = self.path.lstrip("/").split("/", 4)
-            if len(parts) < 5 or parts[2] != "resolve":
-                return self._send(404, {}, b"", body)
-            repo_id, revision, filename = f"{parts[0]}/{parts[1]}", unquote(parts[3]), unquote(parts[4])
-            if parts[0] == "slow":
-                time.sleep(SLOW_SECONDS)
-            if parts[0] == "broken":
-                return self._send(500, {}, b"Internal Error", body)
-            if repo_id not in hub.repos:
-                return self._send(401, {"X-Error-Code": "RepoNotFound"}, b"", body)
-            if revision not in hub.repos[repo_id]:
-                return self._send(404, {"X-Error-Code": "RevisionNotFound"}, b"", body)
-            commit = hub.commits[revision]
-            files = hub.repos[repo_id][revision]
-            if filename not in files:
-                return self._send(404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b"", body)
-            data = files[filename]
-            if filename.endswith((".bin", ".safetensors", ".pt", ".pth", ".ckpt")):  # LFS: redirect to the CDN
-                sha = hashlib.sha256(data).hexdigest()
-                headers = {
-                    "Location": f"{hub.cdn_url}/cdn/{sha}",
-                    "X-Linked-Etag": f'"{sha}"',
-                    "X-Linked-Size": str(len(data)),
-                    "X-Repo-Commit": commit,
-                    "ETag": '"git-pointer-etag"',
-                }
-                return self._send(302, headers, b"", body)
-            etag = hashlib.sha1(data).hexdigest()  # noqa: S324 - git's blob id, as the Hub uses
-            return self._send(200, {"ETag": f'"{etag}"', "X-Repo-Commit": commit}, data, body)
-
-        def _send(self, status: int, headers: dict[str, str], data: bytes, body: bool) -> None:
-            try:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (slow-server test)
-                pass
-
-    return Handler
-
-
-def _start(hub: FakeHub) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    server.daemon_threads = True
-    server.block_on_close = False  # do not wait for the slow handler at teardown
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
 
 
 @pytest.fixture
@@ -132,7 +31,7 @@ def hub(tmp_path, monkeypatch, weights_dir, nets) -> Iterator[FakeHub]:
     """
     nets.folder(weights_dir / "tiny-simclr", nets.make(num_classes=0), "simclr")
     fake = FakeHub()
-    main, cdn = _start(fake), _start(fake)
+    main, cdn = serve_hub(fake), serve_hub(fake)
     fake.url, fake.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in (main, cdn))
     monkeypatch.setenv("HF_ENDPOINT", fake.url)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
