@@ -105,6 +105,28 @@ def fingerprint_steps(
     inv_self = torch.zeros(n_layers, dtype=torch.float64, device=device)
     constant = torch.ones(n_layers, dtype=torch.bool, device=device)
     kw = {"kernel": options.kernel, "debiased": options.debiased, "sigma": options.sigma}
+
+    def so_far(whole: bool) -> Fingerprint:
+        """The fingerprint of the batches kept so far; a preview's has its own copy of the sums."""
+        sums = [label_hsic, inv_cross, inv_self, constant]
+        label, cross, own, flat = sums if whole else [t.clone() for t in sums]
+        return Fingerprint(
+            model=identity,
+            layers=tuple(extractor.names),
+            subset_key=subset.spec.key(),
+            options=options,
+            batch_ids=tuple(kept),
+            rows=tuple(rows),
+            self_hsic=tuple(self_hsic),
+            pooled=tuple(pooled),
+            labels=tuple(labels),
+            label_hsic=label.cpu(),
+            inv_cross=cross.cpu(),
+            inv_self=own.cpu(),
+            constant=flat.cpu(),
+            seconds=dict(seconds),
+        )
+
     for done, k in enumerate(mine, start=1):
         batch = slice(k * options.batch_size, (k + 1) * options.batch_size)
         images = subset.images[batch].to(device)
@@ -144,53 +166,8 @@ def fingerprint_steps(
         seconds["cka"] += t2 - t1
         progress(f"{identity.source}: forward passes and Grams", done, len(mine))
         if done < len(mine):
-            yield _assembled(
-                identity,
-                extractor.names,
-                subset,
-                options,
-                kept,
-                rows,
-                self_hsic,
-                pooled,
-                labels,
-                (label_hsic.clone(), inv_cross.clone(), inv_self.clone(), constant.clone()),
-                seconds,
-            )
-    yield _assembled(
-        identity,
-        extractor.names,
-        subset,
-        options,
-        kept,
-        rows,
-        self_hsic,
-        pooled,
-        labels,
-        (label_hsic, inv_cross, inv_self, constant),
-        seconds,
-    )
-
-
-def _assembled(identity, names, subset, options, kept, rows, self_hsic, pooled, labels, sums, seconds) -> Fingerprint:
-    """A Fingerprint of the batches kept so far (its own tuples and sums: later batches change neither)."""
-    label_hsic, inv_cross, inv_self, constant = sums
-    return Fingerprint(
-        model=identity,
-        layers=tuple(names),
-        subset_key=subset.spec.key(),
-        options=options,
-        batch_ids=tuple(kept),
-        rows=tuple(rows),
-        self_hsic=tuple(self_hsic),
-        pooled=tuple(pooled),
-        labels=tuple(labels),
-        label_hsic=label_hsic.cpu(),
-        inv_cross=inv_cross.cpu(),
-        inv_self=inv_self.cpu(),
-        constant=constant.cpu(),
-        seconds=dict(seconds),
-    )
+            yield so_far(whole=False)
+    yield so_far(whole=True)
 
 
 def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:

@@ -316,17 +316,25 @@ def _final_stage_rise(pair: _Pair, what: str, side: str) -> Estimate:
     return pair.readout(what, side, pair.deepest) - pair.readout(what, side, pair.intermediate[-1])
 
 
+def _objective_sides(pair: _Pair) -> tuple[str, str, dict[str, str]] | str:
+    """(self-supervised side, supervised side, labels by side) for the objective findings, or why they cannot be
+    read: the methods are not one of each, or there are no block outputs before the final stage."""
+    sides = pair.methods()
+    if sides is None:
+        return NEEDS_METHODS.format(*pair.labels()) + "."
+    if not pair.intermediate:
+        return "Needs block outputs before the final stage."
+    return (*sides, dict(zip("ab", pair.labels(), strict=True)))
+
+
 def class_structure(pair: _Pair) -> tuple[str, str]:
     """Finding 6a. Class-structure CKA at the deepest shared layer minus at the first layer is above DROP in both
     networks, and over the final stage the supervised network's rise exceeds the self-supervised one's by more
     than DROP."""
-    sides = pair.methods()
-    if sides is None:
-        return NEEDS_METHODS.format(*pair.labels()) + ".", UNSURE
-    if not pair.intermediate:
-        return "Needs block outputs before the final stage.", UNSURE
-    ssl, sup = sides
-    labels = dict(zip("ab", pair.labels(), strict=True))
+    sides = _objective_sides(pair)
+    if isinstance(sides, str):
+        return sides, UNSURE
+    ssl, sup, labels = sides
     rises = {s: pair.readout("class", s, pair.deepest) - pair.readout("class", s, pair.first) for s in "ab"}
     final = {s: _final_stage_rise(pair, "class", s) for s in "ab"}
     text = (
@@ -340,13 +348,10 @@ def class_structure(pair: _Pair) -> tuple[str, str]:
 def invariance(pair: _Pair) -> tuple[str, str]:
     """Finding 6b. Over the final stage the self-supervised network's invariance rises by more than DROP and the
     supervised network's by less than DROP."""
-    sides = pair.methods()
-    if sides is None:
-        return NEEDS_METHODS.format(*pair.labels()) + ".", UNSURE
-    if not pair.intermediate:
-        return "Needs block outputs before the final stage.", UNSURE
-    ssl, sup = sides
-    labels = dict(zip("ab", pair.labels(), strict=True))
+    sides = _objective_sides(pair)
+    if isinstance(sides, str):
+        return sides, UNSURE
+    ssl, sup, labels = sides
     final = {s: _final_stage_rise(pair, "invariance", s) for s in "ab"}
     if not all(np.isfinite(final[s].value) for s in "ab"):
         return "Augmentation invariance was not computed for this result.", UNSURE
@@ -362,13 +367,10 @@ def implicitly_fits(pair: _Pair) -> tuple[str, str]:
     self-supervised network gains at least SHARE of the class structure the supervised one gains; (ii) the
     supervised network's invariance, at every matched layer, stays below the self-supervised network's at the
     deepest shared layer by more than DROP."""
-    sides = pair.methods()
-    if sides is None:
-        return NEEDS_METHODS.format(*pair.labels()) + ".", UNSURE
-    if not pair.intermediate:
-        return "Needs block outputs before the final stage.", UNSURE
-    ssl, sup = sides
-    labels = dict(zip("ab", pair.labels(), strict=True))
+    sides = _objective_sides(pair)
+    if isinstance(sides, str):
+        return sides, UNSURE
+    ssl, sup, labels = sides
     mid = pair.intermediate[-1]
     gains = {s: pair.readout("class", s, mid) - pair.readout("class", s, pair.first) for s in "ab"}
     invariances = [pair.readout("invariance", sup, n) for n in pair.result.matched]

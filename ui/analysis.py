@@ -193,7 +193,8 @@ def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, 
     if kept is not None:
         return kept
     cluster = Cluster.single(torch.device(_device))
-    with computing_slot(), progress_panel("Comparing A and B") as report, previews(_charts, spec.size) as preview:
+    title = f"Comparing {_a.identity.source} with {_b.identity.source}"
+    with computing_slot(), progress_panel(title) as report, previews(_charts, spec.size) as preview:
         source = _fingerprints(spec, options, _device, report)
         result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, source, preview)[0]
     if store:
