@@ -96,9 +96,9 @@ def preview_terms(fa: Fingerprint, fb: Fingerprint, kept: dict[int, torch.Tensor
     """The cross-model HSIC of the batches two fingerprints share, without the null; `kept` holds each batch's
     product once computed, so a preview after every batch costs one product per batch in all."""
     pairs = len(_matched(fa.layers, fb.layers))
-    for k, ra, rb in zip(fa.batch_ids, fa.rows, fb.rows, strict=True):
-        if k not in kept:
-            kept[k] = (ra.to(device, torch.float64) @ rb.to(device, torch.float64).T).cpu()
+    for i, k in enumerate(fa.batch_ids):
+        if k not in kept:  # rows are read (perhaps from disk) only for a batch not seen before
+            kept[k] = (fa.rows[i].to(device, torch.float64) @ fb.rows[i].to(device, torch.float64).T).cpu()
     cross = tuple(kept[k] for k in fa.batch_ids)
     return PairTerms(fa.batch_ids, cross, torch.zeros(0, pairs, dtype=torch.float64), 0.0)
 

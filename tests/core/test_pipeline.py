@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
+from core import settings
 from core.cka import MinibatchCKA
 from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
@@ -17,6 +20,7 @@ from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints
 from core.options import AnalysisOptions
 from core.pipeline import compare, compare_many
 from core.result import to_csv, to_json_dict
+from core.spill import part_bytes
 from models import load_model
 
 CPU = torch.device("cpu")
@@ -209,3 +213,58 @@ def test_pairs_that_share_networks_run_each_network_once(models, subset, monkeyp
         alone = compare(first, second, subset, CKA_ONLY, CPU)
         assert result.model_a == first.identity and result.model_b == second.identity
         np.testing.assert_allclose(result.cross, alone.cross, atol=1e-12)
+
+
+@pytest.mark.parametrize("in_memory_batches", [0, 1])
+def test_spilled_fingerprints_give_the_same_results_to_the_bit(models, subset, ab_run, monkeypatch, in_memory_batches):
+    """With the spill bound at 0 (every batch on disk) or at 1.5 batches (the first in memory, the rest on disk):
+    the same result, previews and torchrun-style merged shards as in memory, to the last bit."""
+    whole = fingerprint(models["a"], subset, FAST, CPU)
+    batch_bytes = part_bytes(whole.rows.parts[0]) + sum(part_bytes(layer.parts[0]) for layer in whole.pooled)
+    spill_mb = str(1.5 * batch_bytes * in_memory_batches / 1e6)
+    monkeypatch.setenv(settings.SPILL_MB, spill_mb)
+    fa = fingerprint(models["a"], subset, FAST, CPU)
+    assert fa.rows.spilled == len(fa.rows) - in_memory_batches and len(fa.rows) == 6
+    assert all(layer.spilled == fa.rows.spilled for layer in fa.pooled)
+    seen: list = []
+    spilled = compare_many(
+        models["a"], [models["b"]], subset, FAST, Cluster.single(CPU), preview=lambda r, *_: seen.append(r)
+    )[0]
+    for name, value in _arrays(ab_run[0]).items():
+        np.testing.assert_array_equal(getattr(spilled, name), value, err_msg=name)
+    monkeypatch.setenv(settings.SPILL_MB, "1000")
+    in_memory: list = []
+    compare_many(
+        models["a"], [models["b"]], subset, FAST, Cluster.single(CPU), preview=lambda r, *_: in_memory.append(r)
+    )
+    assert len(seen) == len(in_memory) == 6
+    for mine, theirs in zip(seen, in_memory, strict=True):
+        for name, value in _arrays(theirs).items():
+            np.testing.assert_array_equal(getattr(mine, name), value, err_msg=name)
+    monkeypatch.setenv(settings.SPILL_MB, spill_mb)
+    merged = _merged_shards(models, subset)
+    monkeypatch.setenv(settings.SPILL_MB, "1000")
+    for name, value in _arrays(_merged_shards(models, subset)).items():
+        np.testing.assert_array_equal(getattr(merged, name), value, err_msg=name)
+
+
+def _merged_shards(models, subset):
+    """A against B as two torchrun processes would compute it: two shards of each fingerprint, merged."""
+    shards_a = [fingerprint(models["a"], subset, FAST, CPU, shard=(r, 2)) for r in range(2)]
+    shards_b = [fingerprint(models["b"], subset, FAST, CPU, shard=(r, 2)) for r in range(2)]
+    terms = merge_pair_terms([pair_terms(a, b, CPU) for a, b in zip(shards_a, shards_b, strict=True)])
+    return finalize(merge_fingerprints(shards_a), merge_fingerprints(shards_b), terms, subset.spec)
+
+
+def test_a_pickled_fingerprint_holds_its_spilled_batches_in_memory(models, subset, monkeypatch):
+    """torchrun's gather and the app's cache pickle fingerprints: the spill files belong to this process, so the
+    pickle carries the tensors themselves."""
+    monkeypatch.setenv(settings.SPILL_MB, "0")
+    fa = fingerprint(models["a"], subset, FAST, CPU)
+    copy = pickle.loads(pickle.dumps(fa))  # noqa: S301 - our own object, round-tripped
+    assert copy.rows.spilled == 0 and fa.rows.spilled == 6
+    assert all(torch.equal(x, y) for x, y in zip(copy.pooled[3], fa.pooled[3], strict=True))
+    folder = fa.rows.parts[0].folder.path
+    del fa
+    gc.collect()
+    assert not folder.exists()  # nothing refers to the spill folder any more: removed
