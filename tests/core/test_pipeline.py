@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from core import settings
-from core.cka import MinibatchCKA
+from core.cka import MinibatchCKA, cka_from_hsic
 from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
 from core.distributed import Cluster
 from core.features import FeatureExtractor
-from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints
+from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints, view_generator
 from core.options import AnalysisOptions
 from core.pipeline import compare, compare_many
 from core.result import to_csv, to_json_dict
@@ -268,3 +268,21 @@ def test_a_pickled_fingerprint_holds_its_spilled_batches_in_memory(models, subse
     del fa
     gc.collect()
     assert not folder.exists()  # nothing refers to the spill folder any more: removed
+
+
+def test_the_float32_permutation_null_is_within_1e_6_of_float64(models, subset):
+    """The null's products summed in float32 (core.comparison.permuted_hsic) against the same permutations
+    applied in float64 with two gathers, in CKA."""
+    fa, fb = (fingerprint(models[k], subset, CKA_ONLY, CPU) for k in ("a", "a2"))  # every layer matched
+    terms = pair_terms(fa, fb, CPU)
+    exact = torch.zeros_like(terms.null)
+    for k, ra, rb in zip(fa.batch_ids, fa.rows, fb.rows, strict=True):
+        b, g = int(round(ra.shape[1] ** 0.5)), view_generator(CKA_ONLY.seed, k)
+        for p in range(CKA_ONLY.permutations):
+            perm = torch.randperm(b, generator=g)
+            shuffled = rb.double().view(-1, b, b)[:, perm][:, :, perm].reshape(rb.shape[0], -1)
+            exact[p] += (ra.double() * shuffled).sum(1)
+    self_a, self_b = (sum(f.self_hsic).diagonal().expand_as(exact) for f in (fa, fb))
+    fast, slow = cka_from_hsic(terms.null, self_a, self_b), cka_from_hsic(exact, self_a, self_b)
+    assert np.abs(slow).max() > 1e-3  # a real null, not zeros
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)
