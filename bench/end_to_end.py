@@ -75,7 +75,7 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
     """compare() on n images with the default options; stage times and peak RSS."""
     model_a, model_b = _models(2, args.width)
     subset = common.cifar_images(args.n, split=args.split)
-    options = AnalysisOptions(batch_size=args.batch, probes=not args.no_probes)
+    options = AnalysisOptions(batch_size=args.batch, probes=not args.no_probes, invariance=not args.no_invariance)
     shapes = [layer_shapes(model, device) for model in (model_a, model_b)]
     setup_mb = common.rss_mb()
     result, wall = _timed(lambda: compare(model_a, model_b, subset, options, device), device)
@@ -93,6 +93,7 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
         "spill_mb": settings.spill_bytes() / 1e6,
         "split": args.split,
         "probes": options.probes,
+        "invariance": options.invariance,
         "gpu_peak_mb": _gpu_peak_mb(device),
     }
 
@@ -210,7 +211,7 @@ def worker(args: argparse.Namespace) -> None:
 def _spawn(args: argparse.Namespace, section: str, n: int, extra: list[str] | None = None) -> dict:
     cmd = ["--worker", section, "--n", str(n), "--width", str(args.width), "--batch", str(args.batch)]
     cmd += ["--threads", str(args.threads), "--device", args.device, "--split", args.split, *(extra or [])]
-    cmd += ["--no-probes"] if args.no_probes else []
+    cmd += ["--no-probes"] * args.no_probes + ["--no-invariance"] * args.no_invariance
     res = common.run_worker(Path(__file__), cmd, args.timeout)
     return res.data if res.ok else {"error": res.error, "wall_s": res.wall_s}
 
@@ -340,6 +341,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--split", choices=["test", "train"], default="test", help="CIFAR-10 split the images come from")
     p.add_argument("--no-probes", action="store_true", help="pipeline without the linear probes")
+    p.add_argument("--no-invariance", action="store_true", help="pipeline without the augmented views")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads per process (0: default)")
     p.add_argument("--timeout", type=float, default=7200.0, help="give up on one process after this many seconds")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")

@@ -55,7 +55,7 @@ class OnDisk:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+        return math.prod(self.shape) * self.dtype.itemsize
 
     def load(self) -> torch.Tensor:
         """The tensor, read from its file with a plain read into a fresh tensor."""
