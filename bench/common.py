@@ -118,10 +118,11 @@ def random_resnet(seed: int, width: int = 64, calibration: torch.Tensor | None =
     return LoadedModel(module=module, info=info)
 
 
-def cifar_images(n: int, seed: int = 0) -> Subset:
-    """The first `n` images of a seeded, class-interleaved subset of the embedded CIFAR-10 test split."""
+def cifar_images(n: int, seed: int = 0, split: str = "test") -> Subset:
+    """The first `n` images of a seeded, class-interleaved subset of a CIFAR-10 split (the test split is
+    embedded; the train split is looked for where `core.data.load_split` looks, e.g. $CIFAR10_DIR)."""
     per_class = -(-n // 10)
-    subset = load_subset(SubsetSpec(split="test", per_class=per_class, seed=seed))
+    subset = load_subset(SubsetSpec(split=split, per_class=per_class, seed=seed))
     if n == subset.spec.size:
         return subset
     return Subset(subset.spec, subset.images[:n], subset.labels[:n], subset.indices[:n], subset.source)

@@ -36,10 +36,12 @@ import common  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
+from core import settings  # noqa: E402
 from core.data import normalize  # noqa: E402
 from core.device import pick_device, synchronize  # noqa: E402
 from core.distributed import Cluster  # noqa: E402
 from core.fingerprint import fingerprint  # noqa: E402
+from core.memory import estimate_bytes, layer_shapes  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare, compare_many  # noqa: E402
 
@@ -79,8 +81,9 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
     as in a running app.
     """
     model_a, model_b = _models(2, args.width, args.depth)
-    subset = common.cifar_images(args.n)
-    options = AnalysisOptions(batch_size=args.batch)
+    subset = common.cifar_images(args.n, split=args.split)
+    options = AnalysisOptions(batch_size=args.batch, probes=not args.no_probes, invariance=not args.no_invariance)
+    shapes = [layer_shapes(model, device) for model in (model_a, model_b)]
     warmup_s = None
     if args.warmup_n:
         warm = common.cifar_images(args.warmup_n)
@@ -102,6 +105,11 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
         "non_forward_share": 1 - stages["forward"] / wall,
         "setup_rss_mb": setup_mb,
         "peak_rss_mb": common.peak_rss_mb(),
+        "estimate_mb": estimate_bytes(shapes, args.n, options) / 2**20,  # core.memory's forecast above the set-up
+        "spill_mb": settings.spill_bytes() / 1e6,
+        "split": args.split,
+        "probes": options.probes,
+        "invariance": options.invariance,
         "gpu_peak_mb": _gpu_peak_mb(device),
     }
 
@@ -218,8 +226,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def _spawn(args: argparse.Namespace, section: str, n: int, extra: list[str] | None = None) -> dict:
     cmd = ["--worker", section, "--n", str(n), "--width", str(args.width), "--depth", str(args.depth)]
-    cmd += ["--batch", str(args.batch), "--warmup-n", str(args.warmup_n)]
+    cmd += ["--batch", str(args.batch), "--warmup-n", str(args.warmup_n), "--split", args.split]
     cmd += ["--threads", str(args.threads), "--device", args.device, *(extra or [])]
+    cmd += ["--no-probes"] * args.no_probes + ["--no-invariance"] * args.no_invariance
     res = common.run_worker(Path(__file__), cmd, args.timeout)
     return res.data if res.ok else {"error": res.error, "wall_s": res.wall_s}
 
@@ -278,7 +287,7 @@ def print_report(report: dict) -> None:
     rows = []
     for r in report["pipeline"]:
         if "error" in r:
-            rows.append([str(r.get("n", "?")), "failed: " + r["error"][:80], *["-"] * 7])
+            rows.append([str(r.get("n", "?")), "failed: " + r["error"][:80], *["-"] * 9])
             continue
         s = r["stages_s"]
         rows.append(
@@ -291,10 +300,13 @@ def print_report(report: dict) -> None:
                 common.fmt(s["other"], 1),
                 f"{r['non_forward_share']:.0%}",
                 common.fmt(r["peak_rss_mb"], 0),
+                common.fmt(r["peak_rss_mb"] - r["setup_rss_mb"], 0),
+                common.fmt(r["estimate_mb"], 0),
                 common.fmt(r["gpu_peak_mb"], 0),
             ]
         )
-    head = ["n", "total s", "forward s", "CKA s", "probes s", "other s", "non-forward", "peak RSS MB", "GPU peak MB"]
+    head = ["n", "total s", "forward s", "CKA s", "probes s", "other s", "non-forward", "peak RSS MB"]
+    head += ["above set-up MB", "estimate MB", "GPU peak MB"]
     print("\npipeline (compare, default options):\n" + common.table(head, rows))
     reuse = report.get("reuse")
     if reuse and "error" not in reuse:
@@ -348,6 +360,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--batch", type=int, default=250, help="minibatch size, ours and the peers' loaders (default 250)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--split", choices=["test", "train"], default="test", help="CIFAR-10 split the images come from")
+    p.add_argument("--no-probes", action="store_true", help="pipeline without the linear probes")
+    p.add_argument("--no-invariance", action="store_true", help="pipeline without the augmented views")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads per process (0: default)")
     p.add_argument("--timeout", type=float, default=7200.0, help="give up on one process after this many seconds")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")

@@ -4,6 +4,8 @@
 invariance read-out) and keeps, per minibatch, each layer's centred Gram, together with everything
 that concerns that network alone. Comparing two fingerprints then needs no forward pass at all, so
 N networks cost N forward passes, and a fingerprint is a cache entry keyed by (weights, subset, options).
+The per-batch Grams and probe features stay in memory up to a bound (CKA_LENS_SPILL_MB) and go to files beyond
+it (core.spill), so what a fingerprint holds in memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from core import settings
 from core.augment import simclr_views
 from core.cka import centred_rows, is_constant
 from core.data import CLASSES, Subset, normalize
@@ -24,13 +27,16 @@ from core.network import ModelIdentity, Network
 from core.options import AnalysisOptions
 from core.probes import pool_features
 from core.progress import Progress, no_progress
+from core.spill import Batches, Part, Spiller
 
 
 @dataclass(frozen=True)
 class Fingerprint:
     """One model's pass over (a shard of) one subset: per-batch centred Grams and summed HSIC terms.
 
-    Everything is kept per batch or as plain sums, so shards from several processes merge exactly.
+    Everything is kept per batch or as plain sums, so shards from several processes merge exactly. The two
+    large per-batch parts are `Batches` (in memory or in spill files, read back a batch at a time); the probe
+    features are kept per layer, so a probe reads one layer without touching the others.
     """
 
     model: ModelIdentity
@@ -38,9 +44,9 @@ class Fingerprint:
     subset_key: str
     options: AnalysisOptions
     batch_ids: tuple[int, ...]  # which minibatches of the subset these are
-    rows: tuple[torch.Tensor, ...]  # per batch: [L, b*b] float32 centred Grams (HSIC scale folded in)
+    rows: Batches  # per batch: [L, b*b] float32 centred Grams (HSIC scale folded in)
     self_hsic: tuple[torch.Tensor, ...]  # per batch: [L, L] float64
-    pooled: tuple[tuple[torch.Tensor, ...], ...]  # per batch, per layer: pooled probe features, bfloat16
+    pooled: tuple[Batches, ...]  # per layer, per batch: [b, d] pooled probe features, bfloat16 (() without probes)
     labels: tuple[torch.Tensor, ...]  # per batch: class labels
     label_hsic: torch.Tensor  # [L + 1] HSIC of each layer (and of the labels) with the label kernel
     inv_cross: torch.Tensor  # [L] HSIC between a layer on x and on t(x)
@@ -55,7 +61,7 @@ class Fingerprint:
             batch_ids=self.batch_ids[:count],
             rows=self.rows[:count],
             self_hsic=self.self_hsic[:count],
-            pooled=self.pooled[:count],
+            pooled=tuple(layer[:count] for layer in self.pooled),
             labels=self.labels[:count],
         )
 
@@ -99,7 +105,9 @@ def fingerprint_steps(
     mine = [k for k in range(options.batch_count(n)) if k % world == rank]
     onehot = F.one_hot(subset.labels, len(CLASSES)).double()
     seconds = {"forward": 0.0, "cka": 0.0}
-    kept, rows, self_hsic, pooled, labels = [], [], [], [], []
+    kept, rows, self_hsic, labels = [], [], [], []
+    pooled: list[list] = [[] for _ in extractor.names] if options.probes else []
+    spiller = Spiller(settings.spill_bytes())
     label_hsic = torch.zeros(n_layers + 1, dtype=torch.float64, device=device)
     inv_cross = torch.zeros(n_layers, dtype=torch.float64, device=device)
     inv_self = torch.zeros(n_layers, dtype=torch.float64, device=device)
@@ -116,9 +124,9 @@ def fingerprint_steps(
             subset_key=subset.spec.key(),
             options=options,
             batch_ids=tuple(kept),
-            rows=tuple(rows),
+            rows=Batches(tuple(rows)),
             self_hsic=tuple(self_hsic),
-            pooled=tuple(pooled),
+            pooled=tuple(Batches(tuple(layer)) for layer in pooled),
             labels=tuple(labels),
             label_hsic=label.cpu(),
             inv_cross=cross.cpu(),
@@ -143,7 +151,7 @@ def fingerprint_steps(
         constant &= is_constant(feats)
         # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
         # standardises each feature, and 3 significant digits change no argmax that matters
-        pooled.append(tuple(pool_features(f).to(torch.bfloat16).cpu() for f in feats) if options.probes else ())
+        probe_feats = [pool_features(f).to(torch.bfloat16).cpu() for f in feats] if options.probes else []
         del feats  # one batch's activations at a time: the views' forward pass must not find them alive
         synchronize(device)
         t2 = time.perf_counter()
@@ -159,7 +167,7 @@ def fingerprint_steps(
             synchronize(device)
             seconds["forward"] += t3 - t2
             seconds["cka"] += time.perf_counter() - t3
-        rows.append(r.float().cpu())
+        keep_batch(spiller, rows, pooled, r.float().cpu(), probe_feats)
         labels.append(subset.labels[batch])
         kept.append(k)
         seconds["forward"] += t1 - t0
@@ -170,6 +178,18 @@ def fingerprint_steps(
     yield so_far(whole=True)
 
 
+def keep_batch(
+    spiller: Spiller, rows: list[Part], pooled: list[list[Part]], batch_rows: torch.Tensor, batch_pooled: list
+) -> None:
+    """Add one batch's centred Grams to `rows` and its per-layer probe features to `pooled`, all of them in
+    memory or all in spill files (the spiller decides by the bytes held so far)."""
+    named = [("rows", batch_rows)] + [(f"pooled.{j}", p) for j, p in enumerate(batch_pooled)]
+    row_part, *pooled_parts = spiller.keep(named)
+    rows.append(row_part)
+    for layer, part in zip(pooled, pooled_parts, strict=True):
+        layer.append(part)
+
+
 def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:
     """One fingerprint from the shards of several processes: batches in order, sums added."""
     first = shards[0]
@@ -178,15 +198,19 @@ def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:
     def pick(name: str) -> tuple:
         return tuple(getattr(shards[s], name)[i] for _, s, i in order)
 
+    def parts(of) -> Batches:
+        """The parts of one Batches field of every shard, in batch order (nothing read back)."""
+        return Batches(tuple(of(shards[s]).parts[i] for _, s, i in order))
+
     def total(name: str) -> torch.Tensor:
         return sum(getattr(s, name) for s in shards)
 
     return replace(
         first,
         batch_ids=tuple(k for k, _, _ in order),
-        rows=pick("rows") if all(len(s.rows) == len(s.batch_ids) for s in shards) else (),
+        rows=parts(lambda s: s.rows) if all(len(s.rows) == len(s.batch_ids) for s in shards) else Batches(),
         self_hsic=pick("self_hsic"),
-        pooled=pick("pooled"),
+        pooled=tuple(parts(lambda s, j=j: s.pooled[j]) for j in range(len(first.pooled))),
         labels=pick("labels"),
         label_hsic=total("label_hsic"),
         inv_cross=total("inv_cross"),

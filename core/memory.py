@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from core import settings
 from core.errors import MemoryRefusal
 from core.features import FeatureExtractor
 from core.network import Network
@@ -34,20 +35,26 @@ def layer_shapes(network: Network, device: torch.device) -> list[tuple[int, ...]
 def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions) -> int:
     """Peak memory of an analysis of n images over models with these layer shapes (all fingerprints held).
 
-    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features
-    (bfloat16). On top, whichever is larger: one batch of activations and its float64 Grams (forward
-    passes), or the widest layer's probe (its features in float32, standardised copies and the
-    eigenbasis projection and its square in float64, the d x d products: ~40 bytes per value plus 24 d^2).
+    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features (bfloat16),
+    of which at most CKA_LENS_SPILL_MB stays in memory (the rest is in files: core.spill). On top, whichever
+    is larger: one batch of activations and its float64 Grams (forward passes), or the widest layer's probe. A
+    probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
+    the d x d Gram, its eigenbasis and the eigensolver's workspace, ~32 d^2 bytes, plus a few float64 copies of
+    one batch); a wider layer's probe holds its n_train x d rows in float64 (~40 bytes per value) and the
+    n_train x n_train products (24 n_train^2).
     """
     b = min(options.batch_size, n)
     batches, stored, in_flight, probe = -(-n // b), 0, 0, 0
+    n_train = n - max(1, int(round(n * options.probe_holdout)))
     for shapes in models_shapes:
         sizes = [int(np.prod(s)) for s in shapes]
         widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]
-        stored += batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
+        kept = batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
+        stored += min(kept, settings.spill_bytes())
         in_flight = max(in_flight, b * sum(sizes) * 4 + 3 * len(shapes) * b * b * 8)
         if options.probes:
-            probe = max(probe, n * max(widths) * 40 + 24 * min(max(widths), n) ** 2)
+            d = max(widths)
+            probe = max(probe, 32 * d * d + 48 * b * d if d <= n_train else 40 * n_train * d + 24 * n_train**2)
     return stored + max(in_flight, probe)
 
 

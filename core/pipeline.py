@@ -22,6 +22,7 @@ from core.network import Network
 from core.options import AnalysisOptions
 from core.progress import Progress, no_progress
 from core.result import AnalysisResult
+from core.spill import Batches
 
 # a network -> this process's share of its fingerprint, one minibatch at a time (see fingerprint_steps); a cache
 # yields the whole fingerprint at once
@@ -81,7 +82,7 @@ def compare_many(
     steps_a: Iterable[Fingerprint] = fingerprints(reference)
     if preview is None:
         *_, fa = steps_a
-        fa_all = cluster.gather(replace(fa, rows=()))
+        fa_all = cluster.gather(replace(fa, rows=Batches()))
     results: list[AnalysisResult] = []
     for other in others:
         if preview is None:
@@ -90,7 +91,7 @@ def compare_many(
             fa, fb = _previewed(steps_a, fingerprints(other), subset, cluster.device, preview)
             steps_a, fa_all = [fa], [fa]
         terms = pair_terms(fa, fb, cluster.device, progress)
-        fb_all, terms_all = cluster.gather(replace(fb, rows=())), cluster.gather(terms)
+        fb_all, terms_all = cluster.gather(replace(fb, rows=Batches())), cluster.gather(terms)
         if cluster.rank == 0:
             merged_a, merged_b = merge_fingerprints(fa_all), merge_fingerprints(fb_all)
             results.append(finalize(merged_a, merged_b, merge_pair_terms(terms_all), subset.spec, progress))

@@ -57,8 +57,7 @@ def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:
     y = torch.cat(fp.labels)
     split = len(y) - max(1, int(round(len(y) * fp.options.probe_holdout)))
     accuracies = []
-    for layer in range(len(fp.layers)):
-        x = torch.cat([batch[layer] for batch in fp.pooled]).float()
-        accuracies.append(ridge_probe(x[:split], y[:split], x[split:], y[split:], len(CLASSES)))
+    for layer, batches in enumerate(fp.pooled):  # one layer's features read at a time, a batch at a time
+        accuracies.append(ridge_probe(batches, y, split, len(CLASSES)))
         progress(f"{fp.model.source}: linear probes", layer + 1, len(fp.layers))
     return np.asarray(accuracies)

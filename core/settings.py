@@ -18,6 +18,7 @@ HUB_TIMEOUT = "CKA_LENS_HUB_TIMEOUT"
 CALIBRATION_IMAGES = "CKA_LENS_CALIBRATION_IMAGES"  # test images a loaded network is measured on; 0: not measured
 STORE = "CKA_LENS_STORE"  # the result store's folder; "off" keeps nothing on disk
 STORE_MB = "CKA_LENS_STORE_MB"  # its size bound
+SPILL_MB = "CKA_LENS_SPILL_MB"  # a fingerprint's per-batch parts beyond this many MB go to files on disk
 CACHE = "CKA_LENS_CACHE"  # where downloaded CIFAR-10 is kept
 CIFAR10_DIR = "CIFAR10_DIR"  # a folder holding CIFAR-10 (npz pair or cifar-10-batches-py)
 DEFAULT_MAX_UPLOAD_MB = 500.0
@@ -108,6 +109,17 @@ def store_bytes() -> int:
     megabytes = env_number(STORE_MB, 2000, "is not a number; set it to megabytes, e.g. 2000.")
     if megabytes <= 0:
         raise SettingsError(f"{STORE_MB}={_raw(STORE_MB)!r} must be positive; set {STORE}=off to keep nothing.")
+    return int(megabytes * 1_000_000)
+
+
+def spill_bytes() -> int:
+    """How much of a fingerprint's per-batch parts stays in memory: CKA_LENS_SPILL_MB megabytes, 256 if unset.
+
+    256 MB keeps a default analysis (1,000 images: ~51 MB per full-width ResNet-18) wholly in memory, and bounds
+    what two fingerprints hold at any n; 0 puts every batch on disk."""
+    megabytes = env_number(SPILL_MB, 256, "is not a number; set it to megabytes, e.g. 256.")
+    if megabytes < 0:
+        raise SettingsError(f"{SPILL_MB}={_raw(SPILL_MB)!r} must be 0 or more megabytes, e.g. 256.")
     return int(megabytes * 1_000_000)
 
 

@@ -1,5 +1,10 @@
 """A result store on disk: finished analyses and fingerprints, keyed by content, shared by the app and the CLI.
 
+A fingerprint entry (`.fp`) is a JSON header naming each tensor, the tensors' raw bytes one after another, and a
+sha256 of all that: it is written and read a tensor at a time, so neither direction needs the whole fingerprint in
+memory (reading it back keeps batches beyond CKA_LENS_SPILL_MB on disk, as computing it does), and reading it runs
+nothing but a JSON parser.
+
 Keys are hashes of what determines an entry (the weights and how they were read, the subset, the options and
 ENGINE_VERSION), so the CLI can fill the store and the app read it, across restarts. Every entry is written to a
 temporary file and renamed into place, and carries a sha256 of its content: a half-written file never has an
@@ -10,27 +15,34 @@ entry's name, and a damaged entry is detected, deleted and recomputed, never sho
 from __future__ import annotations
 
 import hashlib
-import io
+import itertools
 import json
 import os
 import secrets
+import struct
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
 from core import settings
 from core.data import SubsetSpec
-from core.fingerprint import Fingerprint
+from core.fingerprint import Fingerprint, keep_batch
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.result import AnalysisResult, from_json_dict, to_json_dict
+from core.spill import Batches, OnDisk, Part, Spiller, bytes_of, part_bytes
 
 # Bump when the numbers an entry holds would change for the same inputs: older entries are then never read.
-ENGINE_VERSION = "2026.12.1"
+ENGINE_VERSION = "2026.12.2"
 STALE_TMP_S = 600  # a temporary file this old belongs to a writer that died
+FINGERPRINT = ".fp"
+DIGEST_BYTES = 64  # the sha256 in hex that ends a fingerprint entry
+_DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.bfloat16, torch.int64, torch.bool)}
 _LOCK = threading.Lock()  # eviction walks the folder: one at a time per process
 
 
@@ -57,8 +69,8 @@ def content_key(*parts: object) -> str:
 
 
 class Store:
-    """Finished results (JSON) and fingerprints (torch files, read weights-only) under `root`, at most
-    `max_bytes` in all."""
+    """Finished results (JSON) and fingerprints (a header and raw tensors) under `root`, at most `max_bytes`
+    in all."""
 
     def __init__(self, root: Path | str, max_bytes: int) -> None:
         self.root = Path(root)
@@ -82,29 +94,32 @@ class Store:
     def put_result(self, key: str, result: AnalysisResult) -> None:
         body = json.dumps(to_json_dict(result), sort_keys=True)
         entry = {"engine": ENGINE_VERSION, "sha256": _digest(body.encode()), "result": json.loads(body)}
-        self._write(key, ".json", json.dumps(entry).encode())
+        data = json.dumps(entry).encode()
+        self._write(key, ".json", [data], len(data))
 
     # ------------------------------------------------------------------ fingerprints
 
     def fingerprint(self, key: str) -> Fingerprint | None:
-        data = self._read(key, ".pt")
-        if data is None:
-            return None
+        path = self._path(key, FINGERPRINT)
         try:
-            entry = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            tensors, meta = entry["tensors"], json.loads(entry["meta"])
-            if meta.pop("sha256") != _tensor_digest(tensors, meta) or meta.get("engine") != ENGINE_VERSION:
-                raise ValueError("checksum")
-            return _fingerprint_from(tensors, meta)
+            with open(path, "rb") as f:
+                meta, start = _verified_header(f)
+                fp = _fingerprint_from(f, start, meta)
+            os.utime(path)  # least recently used goes first
+            return fp
+        except FileNotFoundError:
+            return None
         except Exception:  # noqa: BLE001 - anything unreadable is damage: recomputed, never shown
-            return self._discard(key, ".pt")
+            return self._discard(key, FINGERPRINT)
 
     def put_fingerprint(self, key: str, fp: Fingerprint) -> None:
-        tensors, meta = _fingerprint_parts(fp)
-        meta["sha256"] = _tensor_digest(tensors, meta)
-        buffer = io.BytesIO()
-        torch.save({"tensors": tensors, "meta": json.dumps(meta)}, buffer)
-        self._write(key, ".pt", buffer.getvalue())
+        """Keep `fp`, a tensor at a time (spilled batches are read back one by one); an entry larger than the
+        whole store is refused from the parts' sizes, before anything is read or written."""
+        parts, meta = _fingerprint_parts(fp)
+        meta["tensors"] = [[name, str(p.dtype), list(p.shape)] for name, p in parts]
+        header = json.dumps(meta).encode()
+        size = 8 + len(header) + sum(part_bytes(p) for _, p in parts) + DIGEST_BYTES
+        self._write(key, FINGERPRINT, _entry_chunks(header, parts), size)
 
     # ------------------------------------------------------------------ files
 
@@ -127,15 +142,17 @@ class Store:
         self._path(key, suffix).unlink(missing_ok=True)
         return None
 
-    def _write(self, key: str, suffix: str, data: bytes) -> None:
-        """Write to a temporary name and rename into place; then keep the store within its bound."""
-        if len(data) > self.max_bytes:
+    def _write(self, key: str, suffix: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
+        """Write `size` bytes, `chunks` one after another, to a temporary name and rename into place; then keep
+        the store within its bound. Nothing is drawn from `chunks` for an entry larger than the whole store."""
+        if size > self.max_bytes:
             return  # larger than the whole store: not kept
         tmp = self.root / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
-                f.write(data)
+                for chunk in chunks:
+                    f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self._path(key, suffix))
@@ -180,23 +197,45 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tensor_digest(tensors: dict[str, torch.Tensor], meta: dict) -> str:
-    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+def _entry_chunks(header: bytes, parts: list[tuple[str, Part]]) -> Iterator[bytes | memoryview]:
+    """A fingerprint entry's bytes: header length, header, each tensor's raw bytes, then their sha256 in hex."""
+    digest = hashlib.sha256()
+    tensors = ((p.load() if isinstance(p, OnDisk) else p.detach().cpu().contiguous()) for _, p in parts)
+    for chunk in itertools.chain([struct.pack("<Q", len(header)), header], map(bytes_of, tensors)):
+        digest.update(chunk)
+        yield chunk
+    yield digest.hexdigest().encode()
 
 
-def _fingerprint_parts(fp: Fingerprint) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors: dict[str, torch.Tensor] = {}
-    for i, (rows, hsic, labels) in enumerate(zip(fp.rows, fp.self_hsic, fp.labels, strict=True)):
-        tensors[f"rows.{i}"], tensors[f"self_hsic.{i}"], tensors[f"labels.{i}"] = rows, hsic, labels
-        for j, pooled in enumerate(fp.pooled[i]):
-            tensors[f"pooled.{i}.{j}"] = pooled
-    for name in ("label_hsic", "inv_cross", "inv_self", "constant"):
-        tensors[name] = getattr(fp, name)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+def _verified_header(f: BinaryIO) -> tuple[dict, int]:
+    """The header of a fingerprint entry and where its tensors start, once the whole file's sha256 checks out."""
+    total = os.fstat(f.fileno()).st_size
+    digest = hashlib.sha256()
+    remaining = total - DIGEST_BYTES
+    while remaining > 0:
+        chunk = f.read(min(remaining, 1 << 24))
+        if not chunk:
+            raise ValueError("truncated")
+        digest.update(chunk)
+        remaining -= len(chunk)
+    if f.read() != digest.hexdigest().encode():
+        raise ValueError("checksum")
+    f.seek(0)
+    (length,) = struct.unpack("<Q", f.read(8))
+    meta = json.loads(f.read(length))
+    if meta.get("engine") != ENGINE_VERSION:
+        raise ValueError("engine version")
+    return meta, 8 + length
+
+
+def _fingerprint_parts(fp: Fingerprint) -> tuple[list[tuple[str, Part]], dict]:
+    """Every tensor of a fingerprint, named, in the order an entry holds them (a batch's parts together), and
+    the rest as JSON."""
+    parts: list[tuple[str, Part]] = []
+    for i, (rows, hsic, labels) in enumerate(zip(fp.rows.parts, fp.self_hsic, fp.labels, strict=True)):
+        parts += [(f"rows.{i}", rows), (f"self_hsic.{i}", hsic), (f"labels.{i}", labels)]
+        parts += [(f"pooled.{j}.{i}", layer.parts[i]) for j, layer in enumerate(fp.pooled)]
+    parts += [(name, getattr(fp, name)) for name in ("label_hsic", "inv_cross", "inv_self", "constant")]
     meta = {
         "engine": ENGINE_VERSION,
         "model": asdict(fp.model),
@@ -204,27 +243,44 @@ def _fingerprint_parts(fp: Fingerprint) -> tuple[dict[str, torch.Tensor], dict]:
         "subset_key": fp.subset_key,
         "options": asdict(fp.options),
         "batch_ids": list(fp.batch_ids),
-        "pooled_per_batch": [len(p) for p in fp.pooled],
+        "pooled_layers": len(fp.pooled),
         "seconds": fp.seconds,
     }
-    return tensors, meta
+    return parts, meta
 
 
-def _fingerprint_from(tensors: dict[str, torch.Tensor], meta: dict) -> Fingerprint:
-    batches = range(len(meta["batch_ids"]))
+def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
+    """A fingerprint from a verified entry, read a tensor at a time; batches beyond the spill bound go to files."""
+    f.seek(start)
+    entries = iter(meta["tensors"])
+
+    def read(expected: str) -> torch.Tensor:
+        name, dtype, shape = next(entries)
+        if name != expected:
+            raise ValueError(f"entry holds {name} where {expected} belongs")
+        tensor = torch.empty(shape, dtype=_DTYPES[dtype])
+        if f.readinto(bytes_of(tensor)) != tensor.numel() * tensor.element_size():
+            raise ValueError("truncated")
+        return tensor
+
+    spiller, rows, pooled = Spiller(settings.spill_bytes()), [], [[] for _ in range(meta["pooled_layers"])]
+    self_hsic, labels = [], []
+    for i in range(len(meta["batch_ids"])):
+        batch_rows, hsic, batch_labels = read(f"rows.{i}"), read(f"self_hsic.{i}"), read(f"labels.{i}")
+        keep_batch(spiller, rows, pooled, batch_rows, [read(f"pooled.{j}.{i}") for j in range(len(pooled))])
+        self_hsic.append(hsic)
+        labels.append(batch_labels)
+    sums = {name: read(name) for name in ("label_hsic", "inv_cross", "inv_self", "constant")}
     return Fingerprint(
         model=ModelIdentity(**meta["model"]),
         layers=tuple(meta["layers"]),
         subset_key=meta["subset_key"],
         options=AnalysisOptions(**meta["options"]),
         batch_ids=tuple(meta["batch_ids"]),
-        rows=tuple(tensors[f"rows.{i}"] for i in batches),
-        self_hsic=tuple(tensors[f"self_hsic.{i}"] for i in batches),
-        pooled=tuple(tuple(tensors[f"pooled.{i}.{j}"] for j in range(meta["pooled_per_batch"][i])) for i in batches),
-        labels=tuple(tensors[f"labels.{i}"] for i in batches),
-        label_hsic=tensors["label_hsic"],
-        inv_cross=tensors["inv_cross"],
-        inv_self=tensors["inv_self"],
-        constant=tensors["constant"],
+        rows=Batches(tuple(rows)),
+        self_hsic=tuple(self_hsic),
+        pooled=tuple(Batches(tuple(layer)) for layer in pooled),
+        labels=tuple(labels),
         seconds=dict(meta["seconds"]),
+        **sums,
     )

@@ -101,7 +101,7 @@ def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tm
         together([lambda browser: _chart(browser, base, query)])
     assert final.exists(), "the interrupted entry was not computed again and kept"
     reopened = Store(store, 1 << 30)
-    entry = reopened.fingerprint(key) if suffix == "pt" else reopened.result(key)
+    entry = reopened.fingerprint(key) if suffix == "fp" else reopened.result(key)
     assert entry is not None, "the rewritten entry must read back whole"
     whole = sorted(p.name for p in store.iterdir() if not p.name.endswith(".tmp"))
     assert len(whole) >= 3, whole  # both fingerprints and the result, all written this time

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from core.cka import MinibatchCKA
+from core import settings
+from core.cka import MinibatchCKA, cka_from_hsic
 from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
 from core.distributed import Cluster
 from core.features import FeatureExtractor
-from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints
+from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints, view_generator
 from core.options import AnalysisOptions
 from core.pipeline import compare, compare_many
 from core.result import to_csv, to_json_dict
+from core.spill import part_bytes
 from models import load_model
 
 CPU = torch.device("cpu")
@@ -209,3 +213,76 @@ def test_pairs_that_share_networks_run_each_network_once(models, subset, monkeyp
         alone = compare(first, second, subset, CKA_ONLY, CPU)
         assert result.model_a == first.identity and result.model_b == second.identity
         np.testing.assert_allclose(result.cross, alone.cross, atol=1e-12)
+
+
+@pytest.mark.parametrize("in_memory_batches", [0, 1])
+def test_spilled_fingerprints_give_the_same_results_to_the_bit(models, subset, ab_run, monkeypatch, in_memory_batches):
+    """With the spill bound at 0 (every batch on disk) or at 1.5 batches (the first in memory, the rest on disk):
+    the same result, previews and torchrun-style merged shards as in memory, to the last bit."""
+    whole = fingerprint(models["a"], subset, FAST, CPU)
+    batch_bytes = part_bytes(whole.rows.parts[0]) + sum(part_bytes(layer.parts[0]) for layer in whole.pooled)
+    spill_mb = str(1.5 * batch_bytes * in_memory_batches / 1e6)
+    monkeypatch.setenv(settings.SPILL_MB, spill_mb)
+    fa = fingerprint(models["a"], subset, FAST, CPU)
+    assert fa.rows.spilled == len(fa.rows) - in_memory_batches and len(fa.rows) == 6
+    assert all(layer.spilled == fa.rows.spilled for layer in fa.pooled)
+    seen: list = []
+    spilled = compare_many(
+        models["a"], [models["b"]], subset, FAST, Cluster.single(CPU), preview=lambda r, *_: seen.append(r)
+    )[0]
+    for name, value in _arrays(ab_run[0]).items():
+        np.testing.assert_array_equal(getattr(spilled, name), value, err_msg=name)
+    monkeypatch.setenv(settings.SPILL_MB, "1000")
+    in_memory: list = []
+    compare_many(
+        models["a"], [models["b"]], subset, FAST, Cluster.single(CPU), preview=lambda r, *_: in_memory.append(r)
+    )
+    assert len(seen) == len(in_memory) == 6
+    for mine, theirs in zip(seen, in_memory, strict=True):
+        for name, value in _arrays(theirs).items():
+            np.testing.assert_array_equal(getattr(mine, name), value, err_msg=name)
+    monkeypatch.setenv(settings.SPILL_MB, spill_mb)
+    merged = _merged_shards(models, subset)
+    monkeypatch.setenv(settings.SPILL_MB, "1000")
+    for name, value in _arrays(_merged_shards(models, subset)).items():
+        np.testing.assert_array_equal(getattr(merged, name), value, err_msg=name)
+
+
+def _merged_shards(models, subset):
+    """A against B as two torchrun processes would compute it: two shards of each fingerprint, merged."""
+    shards_a = [fingerprint(models["a"], subset, FAST, CPU, shard=(r, 2)) for r in range(2)]
+    shards_b = [fingerprint(models["b"], subset, FAST, CPU, shard=(r, 2)) for r in range(2)]
+    terms = merge_pair_terms([pair_terms(a, b, CPU) for a, b in zip(shards_a, shards_b, strict=True)])
+    return finalize(merge_fingerprints(shards_a), merge_fingerprints(shards_b), terms, subset.spec)
+
+
+def test_a_pickled_fingerprint_holds_its_spilled_batches_in_memory(models, subset, monkeypatch):
+    """torchrun's gather and the app's cache pickle fingerprints: the spill files belong to this process, so the
+    pickle carries the tensors themselves."""
+    monkeypatch.setenv(settings.SPILL_MB, "0")
+    fa = fingerprint(models["a"], subset, FAST, CPU)
+    copy = pickle.loads(pickle.dumps(fa))  # noqa: S301 - our own object, round-tripped
+    assert copy.rows.spilled == 0 and fa.rows.spilled == 6
+    assert all(torch.equal(x, y) for x, y in zip(copy.pooled[3], fa.pooled[3], strict=True))
+    folder = fa.rows.parts[0].folder.path
+    del fa
+    gc.collect()
+    assert not folder.exists()  # nothing refers to the spill folder any more: removed
+
+
+def test_the_float32_permutation_null_is_within_1e_6_of_float64(models, subset):
+    """The null's products summed in float32 (core.comparison.permuted_hsic) against the same permutations
+    applied in float64 with two gathers, in CKA."""
+    fa, fb = (fingerprint(models[k], subset, CKA_ONLY, CPU) for k in ("a", "a2"))  # every layer matched
+    terms = pair_terms(fa, fb, CPU)
+    exact = torch.zeros_like(terms.null)
+    for k, ra, rb in zip(fa.batch_ids, fa.rows, fb.rows, strict=True):
+        b, g = int(round(ra.shape[1] ** 0.5)), view_generator(CKA_ONLY.seed, k)
+        for p in range(CKA_ONLY.permutations):
+            perm = torch.randperm(b, generator=g)
+            shuffled = rb.double().view(-1, b, b)[:, perm][:, :, perm].reshape(rb.shape[0], -1)
+            exact[p] += (ra.double() * shuffled).sum(1)
+    self_a, self_b = (sum(f.self_hsic).diagonal().expand_as(exact) for f in (fa, fb))
+    fast, slow = cka_from_hsic(terms.null, self_a, self_b), cka_from_hsic(exact, self_a, self_b)
+    assert np.abs(slow).max() > 1e-3  # a real null, not zeros
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)

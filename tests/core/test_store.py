@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from core import settings
 from core import store as store_module
 from core.data import SubsetSpec, load_subset
 from core.fingerprint import fingerprint
 from core.options import AnalysisOptions
 from core.pipeline import compare
 from core.result import to_json_dict
+from core.spill import OnDisk, part_bytes
 from core.store import ENGINE_VERSION, Store, content_key, fingerprint_key, result_key
 from models import load_model
 
@@ -54,10 +56,46 @@ def test_a_fingerprint_comes_back_exactly_and_compares_the_same(tmp_path, models
     store.put_fingerprint(key, fp)
     back = Store(tmp_path, 10**8).fingerprint(key)
     assert back.layers == fp.layers and back.batch_ids == fp.batch_ids and back.model == fp.model
-    for mine, theirs in zip(back.rows + back.self_hsic + back.labels, fp.rows + fp.self_hsic + fp.labels, strict=True):
-        assert torch.equal(mine, theirs)
-    for mine, theirs in zip(back.pooled, fp.pooled, strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(mine, theirs, strict=True))
+    _assert_same_fingerprint(back, fp)
+
+
+def _assert_same_fingerprint(back, fp) -> None:
+    """Every tensor of two fingerprints equal to the bit, the per-layer probe features included."""
+    assert back.layers == fp.layers and back.batch_ids == fp.batch_ids and back.model == fp.model
+    mine = [*back.rows, *back.self_hsic, *back.labels, back.label_hsic, back.inv_cross, back.constant]
+    theirs = [*fp.rows, *fp.self_hsic, *fp.labels, fp.label_hsic, fp.inv_cross, fp.constant]
+    assert len(mine) == len(theirs) and all(torch.equal(x, y) for x, y in zip(mine, theirs, strict=True))
+    assert len(back.pooled) == len(fp.pooled) == len(fp.layers)
+    for mine_layer, their_layer in zip(back.pooled, fp.pooled, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(mine_layer, their_layer, strict=True))
+
+
+def test_a_spilled_fingerprint_is_stored_and_read_back_spilled_and_exact(tmp_path, models, monkeypatch):
+    """Computed with every batch on disk, stored, and read back (again beyond the bound, so on disk): the same
+    tensors as the fingerprint computed in memory."""
+    in_memory = fingerprint(models["a"], load_subset(SPEC), FAST, CPU)
+    monkeypatch.setenv(settings.SPILL_MB, "0")
+    spilled = fingerprint(models["a"], load_subset(SPEC), FAST, CPU)
+    assert spilled.rows.spilled == len(spilled.rows) == 3 and spilled.pooled[0].spilled == 3
+    store = Store(tmp_path, 10**8)
+    store.put_fingerprint("5" * 32, spilled)
+    back = Store(tmp_path, 10**8).fingerprint("5" * 32)
+    assert back.rows.spilled == 3 and back.pooled[-1].spilled == 3
+    _assert_same_fingerprint(back, in_memory)
+
+
+def test_a_fingerprint_larger_than_the_store_is_refused_before_it_is_read(tmp_path, models, monkeypatch):
+    """The entry's size comes from the parts' shapes: a store too small for a spilled fingerprint refuses it
+    without reading a single part back, and writes nothing; a store large enough reads every part."""
+    monkeypatch.setenv(settings.SPILL_MB, "0")
+    spilled = fingerprint(models["a"], load_subset(SPEC), FAST, CPU)
+    reads = []
+    original = OnDisk.load
+    monkeypatch.setattr(OnDisk, "load", lambda part: reads.append(part.name) or original(part))
+    Store(tmp_path, sum(part_bytes(p) for p in spilled.rows.parts)).put_fingerprint("6" * 32, spilled)
+    assert reads == [] and not list(tmp_path.iterdir())
+    Store(tmp_path, 10**9).put_fingerprint("6" * 32, spilled)
+    assert len(reads) == 3 * (1 + len(spilled.layers)) and (tmp_path / f"{'6' * 32}.fp").exists()
 
 
 def test_keys_change_with_every_input_and_the_engine_version(models, monkeypatch):
@@ -78,7 +116,7 @@ def test_an_entry_from_another_engine_version_is_not_read(tmp_path, result, monk
     assert Store(tmp_path, 10**8).result("3" * 32) is None
 
 
-@pytest.mark.parametrize("suffix", [".json", ".pt"])
+@pytest.mark.parametrize("suffix", [".json", ".fp"])
 def test_a_damaged_entry_is_never_shown_and_is_removed(tmp_path, models, result, suffix):
     store = Store(tmp_path, 10**8)
     key = "0" * 32
@@ -118,7 +156,7 @@ def test_a_writer_killed_mid_write_leaves_no_entry_and_the_next_one_is_written(t
         f"""
         from core.store import Store
         store = Store({str(tmp_path)!r}, 10**10)
-        store._write("{"1" * 32}", ".json", b"x" * 400_000_000)
+        store._write("{"1" * 32}", ".json", [b"x" * 400_000_000], 400_000_000)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", writer], cwd=Path(__file__).parents[2])

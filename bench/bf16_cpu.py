@@ -1,0 +1,78 @@
+"""bf16 autocast forward passes on the CPU: their speed, and what they do to the read-outs of the bundled pair.
+
+Only the forward passes run under CPU bf16 autocast (the feature extractor's call wrapped, the features cast back
+to float32); Grams, CKA and probes are unchanged. One thread; n test images, default options (batch 100).
+
+    .venv/bin/python bench/bf16_cpu.py 500
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, for `common`
+
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import core.features as features  # noqa: E402
+from core.data import SubsetSpec, load_subset, normalize  # noqa: E402
+from core.options import AnalysisOptions  # noqa: E402
+from core.pipeline import compare  # noqa: E402
+from models import DEFAULT_PAIR, load_model  # noqa: E402
+
+FLOAT32_CALL = features.FeatureExtractor.__call__
+
+
+def _bf16_call(self, images: torch.Tensor) -> list[torch.Tensor]:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return [f.float() for f in FLOAT32_CALL(self, images)]
+
+
+def _best_of_3(call, extractor, images: torch.Tensor) -> float:
+    call(extractor, images)  # warm-up
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        call(extractor, images)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(n: int) -> None:
+    torch.set_num_threads(1)
+    out: dict = {"n": n, "capability": torch.backends.cpu.get_cpu_capability()}
+    a, b = (load_model(spec) for spec in DEFAULT_PAIR)
+    subset = load_subset(SubsetSpec(per_class=n // 10, seed=0))
+    wide = common.random_resnet18(0, 64, common.cifar_images(512, seed=1).images)
+    for name, net in (("resnet18-w64 (random)", wide), ("bundled w16", a)):
+        extractor = features.FeatureExtractor(net.module, net.layers, torch.device("cpu"))
+        images = normalize(subset.images[:250], net.info.mean, net.info.std)
+        for label, call in (("float32", FLOAT32_CALL), ("bf16", _bf16_call)):
+            out[f"forward {name} {label} s per 250 images"] = _best_of_3(call, extractor, images)
+    results = {}
+    for label, call in (("float32", FLOAT32_CALL), ("bf16", _bf16_call)):
+        features.FeatureExtractor.__call__ = call
+        t0 = time.perf_counter()
+        results[label] = compare(a, b, subset, AnalysisOptions(), torch.device("cpu"))
+        out[f"compare {label} s"] = time.perf_counter() - t0
+        out[f"compare {label} stages"] = results[label].seconds
+    features.FeatureExtractor.__call__ = FLOAT32_CALL
+    f32, bf = results["float32"], results["bf16"]
+    half_width = (f32.interval_high - f32.interval_low) / 2
+    moved = np.abs(bf.matched_cka - f32.matched_cka)
+    out["matched max |diff|"] = float(np.nanmax(moved))
+    out["matched |diff| / half-width max"] = float(np.nanmax(moved / half_width))
+    out["half-width min"] = float(np.nanmin(half_width))
+    out["cross max |diff|"] = float(np.nanmax(np.abs(bf.cross - f32.cross)))
+    for key in ("class_a", "class_b", "invariance_a", "invariance_b", "probe_a", "probe_b"):
+        out[f"{key} max |diff|"] = float(np.nanmax(np.abs(getattr(bf, key) - getattr(f32, key))))
+    print(json.dumps(out, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
