@@ -1,4 +1,5 @@
-"""What concerns one network alone, per layer: its own CKA, class structure, invariance and probes."""
+"""What concerns one network alone, per layer: class structure, invariance and probes (its own CKA heatmap comes
+from the comparison's stacked HSIC, core.comparison.finalize)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.cka import cka_from_hsic, normalise_hsic
+from core.cka import cka_from_hsic
 from core.data import CLASSES
 from core.fingerprint import Fingerprint
 from core.probes import ridge_probe
@@ -24,8 +25,6 @@ PROBE_METHOD = (
 class Readouts:
     """What concerns one model alone, per layer."""
 
-    self_cka: np.ndarray  # [L, L]
-    undefined: tuple[str | None, ...]
     class_cka: np.ndarray  # [L] CKA with the one-hot label kernel
     invariance: np.ndarray  # [L] CKA(layer(x), layer(t(x))); NaN when not computed
     probe_accuracy: np.ndarray  # [L] held-out linear-probe accuracy; NaN when not computed
@@ -33,23 +32,20 @@ class Readouts:
 
 
 def readouts(fp: Fingerprint, progress: Progress = no_progress) -> Readouts:
-    """Own CKA, class structure, invariance and probes of one model from its fingerprint."""
-    self_total = sum(fp.self_hsic)
-    self_cka, reasons = normalise_hsic(self_total, fp.constant)
-    diag = self_total.diagonal()
+    """Class structure, invariance and probes of one model from its fingerprint."""
+    diag = sum(fp.self_hsic).diagonal()
     n_layers = len(fp.layers)
     class_cka = cka_from_hsic(fp.label_hsic[:-1], diag, fp.label_hsic[-1].expand(n_layers))
     invariance = cka_from_hsic(fp.inv_cross, diag, fp.inv_self) if fp.options.invariance else np.full(n_layers, np.nan)
     t0 = time.perf_counter()
     probes = _probe_layers(fp, progress) if fp.options.probes else np.full(n_layers, np.nan)
-    return Readouts(self_cka.numpy(), tuple(reasons), class_cka, invariance, probes, time.perf_counter() - t0)
+    return Readouts(class_cka, invariance, probes, time.perf_counter() - t0)
 
 
 def no_readouts(fp: Fingerprint) -> Readouts:
-    """Own CKA only, the other read-outs NaN: for a preview, whose sums and probe features are not complete."""
-    self_cka, reasons = normalise_hsic(sum(fp.self_hsic), fp.constant)
+    """Every read-out NaN: for a preview, whose sums and probe features are not complete."""
     missing = np.full(len(fp.layers), np.nan)
-    return Readouts(self_cka.numpy(), tuple(reasons), missing, missing, missing, 0.0)
+    return Readouts(missing, missing, missing, 0.0)
 
 
 def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:

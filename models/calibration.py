@@ -112,10 +112,11 @@ class _Outputs:
 
 def folded(module: nn.Module) -> nn.Module:
     """A copy of a post-activation ResNet in eval mode with each batch norm folded into the convolution before
-    it (the same outputs to float rounding, ~8% faster on our CPU); other networks are returned as they are."""
-    if not isinstance(module, ResNet):
-        return module
+    it (the same outputs to float rounding, ~8% faster on our CPU); other networks are copied as they are, so
+    calibration never changes the network it measures."""
     net = copy.deepcopy(module).eval()
+    if not isinstance(net, ResNet):
+        return net
     pairs = [(net, "conv1", "bn1")]
     for block in net.modules():
         if isinstance(block, (BasicBlock, Bottleneck)):

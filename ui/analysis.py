@@ -141,12 +141,13 @@ def previews(charts_of: Charts | None, images: int) -> Iterator[Preview | None]:
     if charts_of is None:
         yield None
         return
-    slot, last = st.empty(), [-PREVIEW_EVERY_S]
+    slot, last = st.empty(), -PREVIEW_EVERY_S
 
     def show(result: AnalysisResult, done: int, total: int) -> None:
-        if done < total and time.monotonic() - last[0] < PREVIEW_EVERY_S and done > 1:
+        nonlocal last
+        if done < total and time.monotonic() - last < PREVIEW_EVERY_S and done > 1:
             return
-        last[0] = time.monotonic()
+        last = time.monotonic()
         with slot.container():
             st.info(
                 f"Preview from the first {result.used_images:,} of {images:,} images ({done} of {total} minibatches), "
