@@ -24,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from core import settings  # noqa: E402
-from tests.app.support import streamlit_server, together  # noqa: E402
-
-CHART = '[data-testid="stVegaLiteChart"]'
+from tests.app.support import OVERVIEW_CHART, streamlit_server, together  # noqa: E402
 
 
 async def _visit(browser, url: str) -> dict:
@@ -36,7 +34,7 @@ async def _visit(browser, url: str) -> dict:
     page = await context.new_page()
     t0 = time.monotonic()
     await page.goto(url)
-    await expect(page.locator(CHART).first).to_be_visible(timeout=1_800_000)
+    await expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=1_800_000)
     first = time.monotonic() - t0
     preview = await page.get_by_text("Preview from the first").count()
     await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=1_800_000)

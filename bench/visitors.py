@@ -21,9 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.app.support import SERVER_PIDS, peak_rss_mb, streamlit_server, together  # noqa: E402
-
-CHART = '[data-testid="stVegaLiteChart"]'
+from tests.app.support import OVERVIEW_CHART, SERVER_PIDS, peak_rss_mb, streamlit_server, together  # noqa: E402
 
 
 async def _visit(browser, url: str) -> float:
@@ -33,7 +31,7 @@ async def _visit(browser, url: str) -> float:
     page = await context.new_page()
     t0 = time.monotonic()
     await page.goto(url)
-    await expect(page.locator(CHART)).to_have_count(1, timeout=1_800_000)
+    await expect(page.locator(OVERVIEW_CHART)).to_have_count(1, timeout=1_800_000)
     seconds = time.monotonic() - t0
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     await context.close()

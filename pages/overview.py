@@ -1,22 +1,40 @@
-"""Overview: what the study found, and what the chosen pair of networks shows."""
+"""Overview: the chosen pair's matched-layer figure first, then what the study found and what this pair shows."""
 
 import streamlit as st
 
 from core.findings import summarise
-from ui import charts, widgets
+from ui import widgets
 from ui.analysis import analysis, ceilings
 from ui.choices import current
+from ui.figure import matched_figure, show
 from ui.router import use_app_router
 
 use_app_router()
 
 st.title("CKA Lens")
 st.markdown(
+    "Do a network trained with **SimCLR** (no labels: it learns to map two augmentations of an image close "
+    "together) and one trained **with labels** learn the same things, layer by layer? Here, the two networks "
+    "chosen in the sidebar, compared with *centered kernel alignment* (CKA), a similarity of representations that "
+    "ignores rotations and scale."
+)
+
+choices = current()
+result = analysis(choices, lambda preview: [matched_figure(preview)])
+if result is not None:  # the figure first: it is what a visitor came for, and it needs no script of its own
+    seeds = ceilings(choices)
+    found = summarise(result, ceilings=seeds)
+    drawn = matched_figure(result, found.parting_layer, seeds)
+    show(drawn)
+    st.subheader("What this pair shows")
+    widgets.result_caption(result)
+    st.markdown("\n".join(f"- {line}" for line in found.lines))
+    widgets.ceiling_notes(result, seeds)
+
+st.subheader("What the study found")
+st.markdown(
     """
-Do a network trained with **SimCLR** (no labels: it learns to map two augmentations of an image close together)
-and one trained **with labels** learn the same things, layer by layer? Grigg et al. (2021) compared two CIFAR-10
-ResNets with *centered kernel alignment* (CKA), a similarity of representations that ignores rotations and
-scale, and found:
+Grigg et al. (2021) compared a SimCLR and a supervised ResNet of the same architecture on CIFAR-10 and found:
 
 - **Block outputs stay alike until the last stage**, then diverge fast: the two methods share their intermediate
   representations and differ at the end.
@@ -24,22 +42,13 @@ scale, and found:
 - **Each network ends up fitting its own objective**: SimCLR's last layers become invariant to augmentations, the
   supervised network's become class-structured. SimCLR's intermediate layers carry class structure too, but the
   supervised network never becomes augmentation-invariant.
-
-Below, the same measurements for the two networks chosen in the sidebar.
 """
 )
-
-choices = current()
-result = analysis(choices, lambda preview: [charts.matched_curve(preview)])
 if result is not None:
-    seeds = ceilings(choices)
-    found = summarise(result, ceilings=seeds)
-    st.subheader("What this pair shows")
-    widgets.result_caption(result)
-    st.markdown("\n".join(f"- {line}" for line in found.lines))
-    widgets.ceiling_notes(result, seeds)
-    st.altair_chart(charts.matched_curve(result, found.parting_layer, seeds), width="stretch")
     st.subheader("The study's findings, checked on this pair")
     widgets.verdict_table(result, seeds)
-    st.caption("More on the Layer similarity and Probes pages. The numbers behind every chart:")
-    widgets.download_buttons(result, seeds)
+    st.caption(
+        "More on the Layer similarity page (with this curve to hover and zoom) and the Probes page. The numbers "
+        "behind every chart, and the figure above:"
+    )
+    widgets.download_buttons(result, seeds, drawn)

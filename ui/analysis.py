@@ -42,7 +42,7 @@ from core.report import read_report
 from core.result import AnalysisResult
 from core.store import default_store, fingerprint_key, result_key
 from models import CheckpointError, LoadedModel, choose_sibling
-from ui import networks
+from ui import figure, networks
 from ui.choices import Choices
 
 
@@ -130,7 +130,7 @@ def _fingerprints(spec: SubsetSpec, options: AnalysisOptions, device: str, repor
     return source
 
 
-Charts = Callable[[AnalysisResult], list[alt.Chart]]  # a page's charts of a preview
+Charts = Callable[[AnalysisResult], list[alt.TopLevelMixin | figure.Figure]]  # a page's charts of a preview
 PREVIEW_EVERY_S = 1.0  # at most one preview drawn per second: each redraw costs the browser a chart
 
 
@@ -155,7 +155,7 @@ def previews(charts_of: Charts | None, images: int) -> Iterator[Preview | None]:
                 "read-outs once all are in."
             )
             for chart in charts_of(result):
-                st.altair_chart(chart, width="stretch")
+                figure.show(chart)
 
     try:
         yield show

@@ -18,6 +18,7 @@ from models.calibration import NORMALISATIONS, normalisation_name
 from models.loaded import SourceHints
 from models.specs import with_choice_text
 from ui.choices import use
+from ui.figure import Figure
 
 
 def _percent_or_number(value: float) -> str:
@@ -111,16 +112,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_")[:60]
 
 
-def download_buttons(result: AnalysisResult, ceilings: Ceilings | None = None) -> None:
-    """The full result (with its ceilings and findings table, when given) as long-format CSV and as JSON."""
+def download_buttons(result: AnalysisResult, ceilings: Ceilings | None = None, figure: Figure | None = None) -> None:
+    """The full result (with its ceilings and findings table, when given) as long-format CSV and as JSON, and the
+    page's figure as SVG when given."""
     name = f"cka-{_slug(result.model_a.source)}-vs-{_slug(result.model_b.source)}"
-    left, right = st.columns(2)
     ceilings = ceilings or Ceilings()
     body = json.dumps(report_json(result, ceilings), indent=1)
-    for column, label, data, suffix, mime in (
-        (left, "Download CSV", report_csv(result, ceilings), "csv", "text/csv"),
-        (right, "Download JSON", body, "json", "application/json"),
-    ):
+    files = [("Download CSV", report_csv(result, ceilings), "csv", "text/csv")]
+    files.append(("Download JSON", body, "json", "application/json"))
+    if figure is not None:
+        files.append(("Download the figure (SVG)", figure.svg, "svg", "image/svg+xml"))
+    for column, (label, data, suffix, mime) in zip(st.columns(len(files)), files, strict=True):
         column.download_button(label, data, f"{name}.{suffix}", mime, on_click="ignore", width="stretch")
 
 

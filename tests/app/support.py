@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 from core.data import SubsetSpec
@@ -23,6 +27,7 @@ from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.result import AnalysisResult
 from models.resnet import ArchConfig, resnet_layers
+from ui.figure import MATCHED_ALT
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,6 +42,7 @@ CHROMIUM_ARGS = [
 ]
 
 
+OVERVIEW_CHART = f'img[alt="{MATCHED_ALT}"]'  # the overview's figure (ui.figure), its preview's too
 SERVER_PIDS: dict[str, int] = {}
 
 
@@ -125,6 +131,28 @@ def chart_specs(at) -> list[dict]:
         data = {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in element.proto.datasets}
         out.append({"spec": json.loads(element.proto.spec), "data": data})
     return out
+
+
+def figures(at) -> list[pd.DataFrame]:
+    """Every SVG figure on the current page (a markdown image, `ui.figure`) as its points: series, layer, value."""
+    out = []
+    for element in at.markdown:
+        found = re.fullmatch(r"!\[[^\]]*\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", element.value)
+        if found:
+            out.append(figure_points(base64.b64decode(found[1]).decode()))
+    return out
+
+
+def figure_points(svg: str) -> pd.DataFrame:
+    """The points of an SVG figure (parsed as XML, so a figure that is not well-formed fails here)."""
+    circles = [e for e in ET.fromstring(svg).iter() if e.tag.endswith("circle") and e.get("class") == "point"]
+    return pd.DataFrame(
+        {
+            "series": [c.get("data-series") for c in circles],
+            "layer": [c.get("data-layer") for c in circles],
+            "value": [float(c.get("data-value")) for c in circles],
+        }
+    )
 
 
 def chart_values(chart: dict, column: str) -> np.ndarray:

@@ -27,7 +27,7 @@ from core.series import pair_by_progress
 from core.verdicts import FAILS, HOLDS, STUDY, UNSURE
 from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
-from tests.app.support import APP, chart_specs, chart_values, synthetic_result
+from tests.app.support import APP, chart_specs, chart_values, figures, synthetic_result
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 
@@ -59,8 +59,9 @@ def test_every_page_renders_with_the_default_pair(bundled_pair):
     matched = [name for name in layers_a if name in layers_b]
     at = open_app(SMALL)
     assert_clean(at)
-    (curve,) = chart_specs(at)
-    assert len(chart_values(curve, "cka")) == len(matched)
+    assert not chart_specs(at)  # the overview draws its figure itself (ui.figure): no Altair, no Vega to load
+    (curve,) = figures(at)
+    assert curve[curve["series"] == "A vs B"]["layer"].tolist() == matched
 
     assert_clean(visit(at, "similarity"))
     cross, matched_curve, self_a, self_b = chart_specs(at)
@@ -115,17 +116,22 @@ def test_the_url_sets_the_sidebar_and_follows_it(bundled_pair):
     assert at.query_params["per_class"] == "14"
 
 
+def a_vs_b(at) -> np.ndarray:
+    (curve,) = figures(at)
+    return curve[curve["series"] == "A vs B"]["value"].to_numpy()
+
+
 def test_a_changed_subset_changes_the_numbers(bundled_pair):
     at = open_app(SMALL)
-    before = chart_values(chart_specs(at)[0], "cka")
+    before = a_vs_b(at)
     at.number_input(key="sb_per_class").set_value(20).run()
     assert_clean(at)
-    after = chart_values(chart_specs(at)[0], "cka")
+    after = a_vs_b(at)
     assert len(after) == len(before) and abs(after - before).max() > 1e-3
     assert any("200 test images" in c.value for c in at.caption)
     at.multiselect(key="sb_classes").set_value([0, 1]).run()
     assert any("40 test images (2 classes × 20" in c.value for c in at.caption)
-    assert abs(chart_values(chart_specs(at)[0], "cka") - after).max() > 1e-3
+    assert abs(a_vs_b(at) - after).max() > 1e-3
 
 
 def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, monkeypatch):
@@ -161,7 +167,7 @@ def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
     at = open_app({"classes": ""})
     assert_clean(at)
     assert [w.value for w in at.warning] == ["The CIFAR-10 subset cannot be used: choose at least one class."]
-    assert not chart_specs(at)
+    assert not chart_specs(at) and not figures(at)
     assert_clean(visit(at, "images"))
     assert "choose at least one class" in at.warning[0].value
     assert_clean(visit(at, "models"))
@@ -207,7 +213,7 @@ def test_an_upload_shows_its_card_and_can_be_compared(bundled_pair, tiny_specs):
     assert at.query_params["a"] == "upload:tiny.safetensors"
     assert_clean(visit(at, "overview"))
     assert any("A = `upload:tiny.safetensors`" in c.value for c in at.caption)
-    assert len(chart_specs(at)) == 1
+    assert len(figures(at)) == 1
 
     other_session = open_app(SMALL | {"a": "upload:tiny.safetensors"})  # uploads never leave their session
     assert "is not among this session's uploads" in other_session.error[0].value
@@ -421,18 +427,18 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
     at = open_app({"per_class": "10", "batch": "20"})  # 5 minibatches: intervals
     assert_clean(at)
     found = {side: siblings(spec) for side, spec in zip("AB", DEFAULT_PAIR, strict=True)}
-    (curve,) = chart_specs(at)
-    frames = [f for f in curve["data"].values() if "comparison" in f]
-    drawn = set(frames[0]["comparison"]) if frames else set()
+    (curve,) = figures(at)
     labels = {"A": "A (simclr)", "B": "B (supervised)"}
-    assert drawn == {f"{labels[side]} vs another seed" for side, s in found.items() if s.specs}
+    assert set(curve["series"]) - {"A vs B"} == {
+        f"{labels[side]} vs another seed" for side, s in found.items() if s.specs
+    }
     line = next(m.value for m in at.markdown if "Block outputs, mean over" in m.value)
     captions = [c.value for c in at.caption]
     for side, s in found.items():
         if s.specs:
-            rows = frames[0][(frames[0]["comparison"] == f"{labels[side]} vs another seed")]
+            rows = curve[curve["series"] == f"{labels[side]} vs another seed"]
             outputs = rows[[kind(n) == OUTPUT for n in rows["layer"]]]
-            assert f"{labels[side]} vs another seed {outputs['ceiling'].mean():.2f}" in line
+            assert f"{labels[side]} vs another seed {outputs['value'].mean():.2f}" in line
         else:
             assert f"{labels[side]} vs another seed: none" in line
             note = f"No ceiling for {labels[side]}: {s.note}. The sidebar can name another seed of its method."

@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 
 from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, streamlit_server
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -19,7 +19,7 @@ RUNS = bundled_series()  # the Training page opens on the first SimCLR and the f
 FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
     ("similarity", {"charts": 4}),  # first: a deep link on a fresh server must still get the sidebar
-    ("", {"charts": 1}),
+    ("", {"figure": 1}),  # the overview draws its own figure (ui.figure), no Vega chart
     ("probes", {"charts": 3}),
     ("training", {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
     ("models", {"text": "Known checkpoints", "table": 1}),
@@ -57,6 +57,9 @@ def test_every_page_draws_without_an_exception(server, tmp_path_factory):
             if "charts" in wait_for:
                 drawn = page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg')
                 expect(drawn).to_have_count(wait_for["charts"], timeout=COLD_MS)
+            if "figure" in wait_for:
+                expect(page.locator(OVERVIEW_CHART)).to_have_count(wait_for["figure"], timeout=COLD_MS)
+                expect(page.locator(OVERVIEW_CHART)).to_have_js_property("complete", True)
             if "text" in wait_for:
                 expect(page.get_by_text(wait_for["text"])).to_be_visible(timeout=COLD_MS)
             if "table" in wait_for:

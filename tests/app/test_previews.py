@@ -8,11 +8,10 @@ import time
 import pytest
 
 from core import settings
-from tests.app.support import CHROMIUM, streamlit_server, together
+from tests.app.support import CHROMIUM, OVERVIEW_CHART, streamlit_server, together
 from tests.bundled import REAL_PAIR
 
 WAIT_MS = 300_000
-CHART = '[data-testid="stVegaLiteChart"]'
 PREVIEW = "Preview from the first"
 FINAL = "What this pair shows"
 
@@ -33,7 +32,7 @@ async def _watch(browser, url: str) -> dict:
     preview = page.get_by_text(PREVIEW)
     await expect(preview).to_be_visible(timeout=WAIT_MS)
     seen = {"preview_s": time.monotonic() - t0, "said": await preview.inner_text()}
-    await expect(page.locator(CHART).first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=WAIT_MS)
     seen["first_chart_s"] = time.monotonic() - t0
     seen["preview_at_first_chart"] = await page.get_by_text(PREVIEW).count()
     await expect(page.get_by_text(FINAL)).to_be_visible(timeout=WAIT_MS)

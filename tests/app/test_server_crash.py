@@ -19,11 +19,10 @@ import pytest
 
 from core import settings
 from core.store import Store
-from tests.app.support import CHROMIUM, SERVER_PIDS, streamlit_server, together
+from tests.app.support import CHROMIUM, OVERVIEW_CHART, SERVER_PIDS, streamlit_server, together
 from tests.bundled import REAL_PAIR
 
 WAIT_MS = 300_000
-CHART = '[data-testid="stVegaLiteChart"]'
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,7 +53,7 @@ async def _chart(browser, base: str, query: str) -> None:
     page = await context.new_page()
     await page.goto(f"{base}/?{query}")
     await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
-    await expect(page.locator(CHART).first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     await context.close()
 

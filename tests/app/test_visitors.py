@@ -16,11 +16,10 @@ import pytest
 from safetensors.torch import save
 
 from models.resnet import ArchConfig, build_resnet
-from tests.app.support import CHROMIUM, SERVER_PIDS, peak_rss_mb, streamlit_server, together
+from tests.app.support import CHROMIUM, OVERVIEW_CHART, SERVER_PIDS, peak_rss_mb, streamlit_server, together
 from tests.bundled import REAL_PAIR
 
 WAIT_MS = 300_000  # cold analyses computed side by side on a busy 2-core CPU
-CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 MAX_SERVER_MB = 3000  # the caches' bounds: 6 networks, 8 fingerprints, 8 results, 4 subsets, on tiny networks
 
 pytestmark = [
@@ -48,7 +47,7 @@ async def _analysis(browser, base: str, query: dict[str, str]) -> tuple[str, flo
 
     t0 = time.monotonic()
     context, page = await _open(browser, base, "", query)
-    await expect(page.locator(CHART).first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=WAIT_MS)
     seconds = time.monotonic() - t0  # the first chart: a preview while the result is computed
     await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)

@@ -40,14 +40,14 @@ from safetensors.torch import save  # noqa: E402
 from core.data import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from models import ArchConfig, build_resnet  # noqa: E402
 from models.folder_format import save_folder  # noqa: E402
-from tests.app.support import together  # noqa: E402
+from tests.app.support import OVERVIEW_CHART, together  # noqa: E402
 from tests.models.fake_hub import FakeHub, serve_hub  # noqa: E402
 
 BASE_IMAGE = "cka-lens-base:bookworm"
 IMAGE = "cka-lens:container-test"
 WORK = Path(tempfile.gettempdir()) / "cka-lens-container"
 PORT = 8501
-CHART = '[data-testid="stVegaLiteChart"]'
+VEGA_CHART = '[data-testid="stVegaLiteChart"]'  # the floor page's
 WAIT_MS = 600_000
 PAGES = ("", "similarity", "probes", "training", "models", "images", "open_result")
 HUB_REPO = "cka-lens-test/tiny-supervised"
@@ -158,7 +158,7 @@ async def visit(browser, marker: str) -> dict:
     page = await context.new_page()
     t0 = time.monotonic()
     await page.goto(base + "/")
-    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator(OVERVIEW_CHART)).to_have_count(1, timeout=WAIT_MS)
     out["first_chart_s"] = round(time.monotonic() - t0, 2)
     for path in PAGES[1:]:
         await page.goto(f"{base}/{path}")
@@ -179,7 +179,8 @@ async def visit(browser, marker: str) -> dict:
     await expect(page.get_by_text("does not load file: paths").first).to_be_visible(timeout=WAIT_MS)
     out["file_spec"] = "refused"
     await page.goto(f"{base}/?b=hub:{HUB_REPO}&per_class=5")
-    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(OVERVIEW_CHART)).to_have_count(1, timeout=WAIT_MS)
     await expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     out["hub_model"] = "compared"
     return out
@@ -193,7 +194,7 @@ async def first_chart(browser, url: str) -> float:
     page = await context.new_page()
     t0 = time.monotonic()
     await page.goto(url)
-    await expect(page.locator(CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator(VEGA_CHART)).to_have_count(1, timeout=WAIT_MS)
     seconds = time.monotonic() - t0
     await context.close()
     return round(seconds, 2)

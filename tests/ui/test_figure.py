@@ -1,0 +1,120 @@
+"""The overview's SVG figure: the numbers it draws, where it draws them, and that any name is drawn as text."""
+
+import base64
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.ceilings import Ceilings
+from core.names import OUTPUT, RESIDUAL, kind
+from tests.app.support import figure_points, synthetic_result
+from ui import figure
+
+FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
+OUTPUTS = [0.95, 0.94, 0.92, 0.9, 0.88, 0.85, 0.5, 0.31]
+
+
+def _elements(svg: str, tag: str, cls: str) -> list[ET.Element]:
+    return [e for e in ET.fromstring(svg).iter() if e.tag.endswith(tag) and e.get("class") == cls]
+
+
+def _y(circle: ET.Element) -> float:
+    return float(circle.get("cy"))
+
+
+def test_every_matched_layer_is_a_point_at_its_value():
+    result = synthetic_result(OUTPUTS, FALLING)
+    points = figure_points(figure.matched_figure(result).svg)
+    assert points["layer"].tolist() == list(result.matched)
+    np.testing.assert_allclose(points["value"], result.matched_cka, atol=1e-6)
+
+
+def test_heights_follow_the_values_on_one_linear_axis_from_0_to_1():
+    result = synthetic_result(OUTPUTS, FALLING)
+    svg = figure.matched_figure(result).svg
+    circles = _elements(svg, "circle", "point")
+    values = np.array([float(c.get("data-value")) for c in circles])
+    ys = np.array([_y(c) for c in circles])
+    top, bottom = figure.TOP, figure.HEIGHT - figure.BOTTOM
+    np.testing.assert_allclose(ys, bottom - values * (bottom - top), atol=0.06)  # coordinates kept to 0.1 px
+
+
+def test_block_outputs_and_residual_branches_are_separate_lines_in_depth_order():
+    result = synthetic_result(OUTPUTS, FALLING)
+    svg = figure.matched_figure(result).svg
+    lines = _elements(svg, "polyline", "matched")
+    assert len(lines) == 2
+    colours = {line.get("stroke") for line in lines}
+    assert colours == {figure.KIND_COLOURS[OUTPUT], figure.KIND_COLOURS[RESIDUAL]}
+    for line in lines:
+        xs = [float(p.split(",")[0]) for p in line.get("points").split()]
+        assert xs == sorted(xs) and len(xs) == 8
+
+
+def test_a_missing_value_breaks_its_line_and_draws_no_point():
+    result = synthetic_result(OUTPUTS, FALLING)
+    values = result.matched_cka.copy()
+    outputs = [i for i, name in enumerate(result.matched) if kind(name) == OUTPUT]
+    values[outputs[3]] = np.nan
+    svg = figure.matched_figure(replace(result, matched_cka=values)).svg
+    output_lines = [e for e in _elements(svg, "polyline", "matched") if e.get("stroke") == figure.KIND_COLOURS[OUTPUT]]
+    assert [len(line.get("points").split()) for line in output_lines] == [3, 4]
+    assert result.matched[outputs[3]] not in figure_points(svg)["layer"].tolist()
+
+
+def test_intervals_the_floor_and_the_parting_layer_are_drawn():
+    result = synthetic_result(OUTPUTS, FALLING, null_p95=0.2)
+    parting = "layer4.0 output"
+    svg = figure.matched_figure(result, parting).svg
+    assert len(_elements(svg, "line", "interval")) == len(result.matched)
+    (band,) = _elements(svg, "polygon", "null")
+    ys = {float(p.split(",")[1]) for p in band.get("points").split()}
+    top, bottom = figure.TOP, figure.HEIGHT - figure.BOTTOM
+    assert sorted(ys) == pytest.approx([bottom - 0.2 * (bottom - top), bottom], abs=0.06)
+    (rule,) = _elements(svg, "line", "parting")
+    point = next(c for c in _elements(svg, "circle", "point") if c.get("data-layer") == parting)
+    assert rule.get("x1") == point.get("cx")
+    assert "they part ways" in svg
+    assert not _elements(figure.matched_figure(result, "no such layer").svg, "line", "parting")
+
+
+def test_each_ceiling_is_drawn_dashed_with_its_own_points():
+    result = synthetic_result(OUTPUTS, FALLING)
+    seeds_b = replace(result, matched_cka=np.full(len(result.matched), 0.97))
+    svg = figure.matched_figure(result, None, Ceilings(b=seeds_b, note_a="none was asked for")).svg
+    points = figure_points(svg)
+    ceiling = points[points["series"] == "B (supervised) vs another seed"]
+    assert len(ceiling) == len(result.matched) and np.allclose(ceiling["value"], 0.97)
+    dashed = _elements(svg, "polyline", "ceiling")
+    assert len(dashed) == 2 and all(line.get("stroke-dasharray") for line in dashed)
+    assert "ceiling: B (supervised) vs another seed" in svg
+    assert not _elements(figure.matched_figure(result).svg, "polyline", "ceiling")
+
+
+def test_a_negative_cka_extends_the_axis_below_zero():
+    values = [0.5] * 8
+    result = synthetic_result(values, [-0.3, *values[1:]])
+    svg = figure.matched_figure(result).svg
+    labels = [e.text for e in ET.fromstring(svg).iter() if e.tag.endswith("text")]
+    assert "-0.4" in labels and "1.0" in labels  # the lowest tick at or below the interval's low end (-0.35)
+    lowest = max(_y(c) for c in _elements(svg, "circle", "point"))
+    assert lowest <= figure.HEIGHT - figure.BOTTOM
+
+
+def test_names_are_drawn_as_text_never_as_markup():
+    result = synthetic_result(OUTPUTS, FALLING)
+    hostile = replace(result.model_a, source='upload:<script>alert("x")</script>&.pt')
+    svg = figure.matched_figure(replace(result, model_a=hostile)).svg
+    root = ET.fromstring(svg)  # well-formed
+    assert not [e for e in root.iter() if e.tag.endswith("script")]
+    assert 'A = upload:<script>alert("x")</script>&.pt' in "".join(root.itertext())
+
+
+def test_the_markdown_image_carries_the_svg_itself():
+    shown = figure.matched_figure(synthetic_result(OUTPUTS, FALLING))
+    text = shown.markdown()
+    prefix = f"![{figure.MATCHED_ALT}](data:image/svg+xml;base64,"
+    assert text.startswith(prefix) and text.endswith(")")
+    assert base64.b64decode(text[len(prefix) : -1]).decode() == shown.svg

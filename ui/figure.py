@@ -1,0 +1,221 @@
+"""The overview's matched-layer figure as a static SVG, drawn here: no chart library in the browser.
+
+An Altair chart needs Vega's scripts (about 1.5 MB) in the browser before it draws anything; on a 2-core server that
+also serves those scripts, a first visitor waited 4.2-4.6 s for the overview's chart, and a page holding nothing
+but one Altair chart 2.1-3.4 s. This figure is an image in a markdown element, whose scripts the page already has, so
+it shows with the page's text. The same numbers are drawn interactively on the Layer similarity page
+(`charts.matched_curve`, from the same tables); this one can be downloaded as it is, for a slide or a paper.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+from core.ceilings import Ceilings
+from core.names import OTHER, OUTPUT, RESIDUAL
+from core.result import AnalysisResult
+from ui.charts import CEILING_COLOURS, KIND_COLOURS, ceiling_frame, matched_frame
+
+WIDTH, HEIGHT = 1000, 430
+LEFT, RIGHT, TOP, BOTTOM = 62, 16, 92, 118  # margins: y-axis labels; title, subtitle and legend; layer names
+FONT = "font-family:Helvetica,Arial,sans-serif"
+MATCHED_ALT = "Matched-layer CKA of A and B"  # the figure's alt text (the browser tests find it by it)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An SVG drawing and the text that stands for it."""
+
+    svg: str
+    alt: str
+
+    def markdown(self) -> str:
+        """The figure as a markdown image (a data URI): shown by the page's markdown, no other script needed."""
+        data = base64.b64encode(self.svg.encode()).decode()
+        return f"![{self.alt}](data:image/svg+xml;base64,{data})"
+
+
+def show(chart: alt.TopLevelMixin | Figure) -> None:
+    """Draw an Altair chart or a figure in the current place of the page."""
+    if isinstance(chart, Figure):
+        st.markdown(chart.markdown())
+    else:
+        st.altair_chart(chart, width="stretch")
+
+
+def _number(v: float) -> str:
+    return f"{v:.1f}"
+
+
+class _Axes:
+    """Layer i at the middle of its slot; CKA from `low` (0 or below) at the bottom to 1 at the top."""
+
+    def __init__(self, layers: Sequence[str], low: float):
+        self.index = {name: i for i, name in enumerate(layers)}
+        self.step = (WIDTH - LEFT - RIGHT) / max(1, len(layers))
+        self.low = low
+
+    def x(self, layer: str) -> float:
+        return LEFT + self.step * (self.index[layer] + 0.5)
+
+    def y(self, value: float) -> float:
+        return HEIGHT - BOTTOM - (value - self.low) / (1.0 - self.low) * (HEIGHT - TOP - BOTTOM)
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def _segments(axes: _Axes, layers: Sequence[str], values: Sequence) -> list[str]:
+    """Polyline points through the finite values, broken where a value is missing."""
+    out, run = [], []
+    for layer, v in zip(layers, values, strict=True):
+        if _finite(v):
+            run.append(f"{_number(axes.x(layer))},{_number(axes.y(v))}")
+        elif run:
+            out.append(" ".join(run))
+            run = []
+    if run:
+        out.append(" ".join(run))
+    return [points for points in out if " " in points]
+
+
+def _point(axes: _Axes, layer: str, value: float, low, high, colour: str, label: str, hollow: bool) -> str:
+    span = f" (95% interval {low:.3f} to {high:.3f})" if _finite(low) and _finite(high) else ""
+    fill = "white" if hollow else colour
+    return (
+        f'<circle class="point" cx="{_number(axes.x(layer))}" cy="{_number(axes.y(value))}" r="{3 if hollow else 4}" '
+        f'fill="{fill}" stroke="{colour}" data-series={quoteattr(label)} data-layer={quoteattr(layer)} '
+        f'data-value="{value:.6f}"><title>{escape(f"{label}, {layer}: CKA {value:.3f}{span}")}</title></circle>'
+    )
+
+
+def _bar(axes: _Axes, layer: str, low, high, colour: str, opacity: float) -> str:
+    if not (_finite(low) and _finite(high)):
+        return ""
+    x = _number(axes.x(layer))
+    return (
+        f'<line class="interval" x1="{x}" x2="{x}" y1="{_number(axes.y(low))}" y2="{_number(axes.y(high))}" '
+        f'stroke="{colour}" stroke-width="2" opacity="{opacity}"/>'
+    )
+
+
+def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
+    """(colour, 'line' | 'dashed' | 'point' | 'band', label) under the subtitle, in at most two rows."""
+    out, x, y = [], LEFT, TOP - 30
+    for colour, style, label in entries:
+        width = 24 + 7 * len(label) + 18
+        if x + width > WIDTH - RIGHT and x > LEFT:
+            x, y = LEFT, y + 16
+        if style == "band":
+            out.append(f'<rect x="{x}" y="{y - 6}" width="18" height="10" fill="{colour}" opacity="0.35"/>')
+        elif style == "point":
+            out.append(f'<circle cx="{x + 9}" cy="{y}" r="4" fill="{colour}"/>')
+        else:
+            dash = ' stroke-dasharray="6 3"' if style == "dashed" else ""
+            out.append(f'<line x1="{x}" x2="{x + 18}" y1="{y}" y2="{y}" stroke="{colour}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{x + 24}" y="{y + 4}" font-size="12">{escape(label)}</text>')
+        x += width
+    return out
+
+
+def matched_figure(
+    result: AnalysisResult, parting_layer: str | None = None, ceilings: Ceilings | None = None
+) -> Figure:
+    """CKA of layer i of A with layer i of B (block outputs and residual branches as separate lines, other layers
+    as points) with its 95% interval, the permutation null's 95th percentile as a grey band from 0 (the floor),
+    each model against another seed of its method dashed (the ceiling), and a rule at `parting_layer`."""
+    data = matched_frame(result)
+    extra = ceiling_frame(result, ceilings or Ceilings())
+    layers = list(result.matched)
+    numbers = np.array(
+        [v for column in ("cka", "low", "null_p95") for v in data[column]] + list(extra["ceiling_low"]), dtype=float
+    )
+    axes = _Axes(layers, math.floor(min(0.0, float(np.nanmin(numbers, initial=0.0))) * 5) / 5)  # to a tick
+    bottom = HEIGHT - BOTTOM
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'role="img" style="{FONT};background:white">',
+        f"<title>{escape(MATCHED_ALT)}</title>",
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT}" y="22" font-size="16" font-weight="bold">Matched layers: A\'s layer i against B\'s layer i'
+        "</text>",
+        f'<text x="{LEFT}" y="42" font-size="12" fill="#555">A = {escape(result.model_a.source)}, B = '
+        f"{escape(result.model_b.source)} · {result.used_images:,} images · bars: 95% jackknife-t interval over "
+        "minibatches</text>",
+    ]
+    ticks = [t / 5 for t in range(round(axes.low * 5), 6)]
+    for t in ticks:  # grid and y-axis
+        y = _number(axes.y(t))
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}" stroke="#e4e4e4"/>')
+        parts.append(f'<text x="{LEFT - 8}" y="{y}" dy="4" font-size="11" text-anchor="end">{t:.1f}</text>')
+    parts.append(
+        f'<text transform="translate(16,{(TOP + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle">'
+        "matched-layer CKA</text>"
+    )
+    every = max(1, math.ceil(len(layers) / 60))  # at most 60 layer names, as many as fit
+    for i, layer in enumerate(layers):
+        if i % every == 0:
+            x = _number(axes.x(layer))
+            parts.append(
+                f'<text transform="translate({x},{bottom + 10}) rotate(-45)" font-size="10" text-anchor="end">'
+                f"{escape(layer)}</text>"
+            )
+    null = [(layer, v) for layer, v in zip(layers, data["null_p95"], strict=True) if _finite(v)]
+    if null:  # the floor: a grey band from 0 to the null's 95th percentile
+        top = [f"{_number(axes.x(layer))},{_number(axes.y(v))}" for layer, v in null]
+        base = [f"{_number(axes.x(layer))},{_number(axes.y(0.0))}" for layer, _ in reversed(null)]
+        parts.append(f'<polygon class="null" points="{" ".join(top + base)}" fill="#bbbbbb" opacity="0.35"/>')
+    if parting_layer in axes.index:
+        x = _number(axes.x(parting_layer))
+        parts.append(
+            f'<line class="parting" x1="{x}" x2="{x}" y1="{TOP}" y2="{bottom}" stroke="#d62728" '
+            'stroke-dasharray="4 3"/>'
+        )
+        parts.append(f'<text x="{x}" dx="4" y="{TOP + 12}" font-size="12" fill="#d62728">they part ways</text>')
+    legend = [
+        (KIND_COLOURS[OUTPUT], "line", "block outputs"),
+        (KIND_COLOURS[RESIDUAL], "line", "residual branches"),
+    ]
+    if any(k == OTHER for k in data["kind"]):
+        legend.append((KIND_COLOURS[OTHER], "point", "stem / head"))
+    names = list(dict.fromkeys(extra["comparison"]))
+    for colour, name in zip(CEILING_COLOURS, names, strict=False):  # the ceilings, dashed
+        rows = extra[extra["comparison"] == name]
+        legend.append((colour, "dashed", f"ceiling: {name}"))
+        for k in (OUTPUT, RESIDUAL):
+            mine = rows[rows["kind"] == k]
+            for points in _segments(axes, list(mine["layer"]), list(mine["ceiling"])):
+                parts.append(
+                    f'<polyline class="ceiling" points="{points}" fill="none" stroke="{colour}" stroke-width="1.5" '
+                    'stroke-dasharray="6 3"/>'
+                )
+        for row in rows.itertuples():
+            parts.append(_bar(axes, row.layer, row.ceiling_low, row.ceiling_high, colour, 0.5))
+            if _finite(row.ceiling):
+                parts.append(
+                    _point(axes, row.layer, row.ceiling, row.ceiling_low, row.ceiling_high, colour, name, True)
+                )
+    for k in (OUTPUT, RESIDUAL):  # A vs B
+        mine = data[data["kind"] == k]
+        for points in _segments(axes, list(mine["layer"]), list(mine["cka"])):
+            parts.append(
+                f'<polyline class="matched" points="{points}" fill="none" stroke="{KIND_COLOURS[k]}" stroke-width="2"/>'
+            )
+    for row in data.itertuples():
+        colour = KIND_COLOURS[row.kind]
+        parts.append(_bar(axes, row.layer, row.low, row.high, colour, 0.6))
+        if _finite(row.cka):
+            parts.append(_point(axes, row.layer, row.cka, row.low, row.high, colour, "A vs B", False))
+    legend.append(("#bbbbbb", "band", "permutation null to its 95th percentile (the floor)"))
+    parts += _legend(legend)
+    parts.append("</svg>")
+    return Figure("".join(part for part in parts if part), MATCHED_ALT)
