@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import altair as alt
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from core.ceilings import Ceilings
@@ -108,6 +109,33 @@ def _bar(axes: _Axes, layer: str, low, high, colour: str, opacity: float) -> str
     )
 
 
+def _series(
+    axes: _Axes,
+    frame: pd.DataFrame,
+    columns: tuple[str, str, str],
+    label: str,
+    colours: dict[str, str],
+    *,
+    ceiling: bool,
+) -> list[str]:
+    """One comparison's curve: a line per kind (block outputs, residual branches; dashed for a ceiling), then each
+    layer's interval bar and point (hollow for a ceiling), in `colours[kind]`."""
+    value, low, high = columns
+    dashed = 'class="ceiling" stroke-width="1.5" stroke-dasharray="6 3"'
+    style = dashed if ceiling else 'class="matched" stroke-width="2"'
+    parts = []
+    for k in (OUTPUT, RESIDUAL):
+        mine = frame[frame["kind"] == k]
+        for points in _segments(axes, list(mine["layer"]), list(mine[value])):
+            parts.append(f'<polyline {style} points="{points}" fill="none" stroke="{colours[k]}"/>')
+    for row in frame.itertuples():
+        v, lo, hi = getattr(row, value), getattr(row, low), getattr(row, high)
+        parts.append(_bar(axes, row.layer, lo, hi, colours[row.kind], 0.5 if ceiling else 0.6))
+        if _finite(v):
+            parts.append(_point(axes, row.layer, v, lo, hi, colours[row.kind], label, ceiling))
+    return parts
+
+
 def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
     """(colour, 'line' | 'dashed' | 'point' | 'band', label) under the subtitle, in at most two rows."""
     out, x, y = [], LEFT, TOP - 30
@@ -189,32 +217,11 @@ def matched_figure(
         legend.append((KIND_COLOURS[OTHER], "point", "stem / head"))
     names = list(dict.fromkeys(extra["comparison"]))
     for colour, name in zip(CEILING_COLOURS, names, strict=False):  # the ceilings, dashed
-        rows = extra[extra["comparison"] == name]
         legend.append((colour, "dashed", f"ceiling: {name}"))
-        for k in (OUTPUT, RESIDUAL):
-            mine = rows[rows["kind"] == k]
-            for points in _segments(axes, list(mine["layer"]), list(mine["ceiling"])):
-                parts.append(
-                    f'<polyline class="ceiling" points="{points}" fill="none" stroke="{colour}" stroke-width="1.5" '
-                    'stroke-dasharray="6 3"/>'
-                )
-        for row in rows.itertuples():
-            parts.append(_bar(axes, row.layer, row.ceiling_low, row.ceiling_high, colour, 0.5))
-            if _finite(row.ceiling):
-                parts.append(
-                    _point(axes, row.layer, row.ceiling, row.ceiling_low, row.ceiling_high, colour, name, True)
-                )
-    for k in (OUTPUT, RESIDUAL):  # A vs B
-        mine = data[data["kind"] == k]
-        for points in _segments(axes, list(mine["layer"]), list(mine["cka"])):
-            parts.append(
-                f'<polyline class="matched" points="{points}" fill="none" stroke="{KIND_COLOURS[k]}" stroke-width="2"/>'
-            )
-    for row in data.itertuples():
-        colour = KIND_COLOURS[row.kind]
-        parts.append(_bar(axes, row.layer, row.low, row.high, colour, 0.6))
-        if _finite(row.cka):
-            parts.append(_point(axes, row.layer, row.cka, row.low, row.high, colour, "A vs B", False))
+        rows = extra[extra["comparison"] == name]
+        same = dict.fromkeys(KIND_COLOURS, colour)
+        parts += _series(axes, rows, ("ceiling", "ceiling_low", "ceiling_high"), name, same, ceiling=True)
+    parts += _series(axes, data, ("cka", "low", "high"), "A vs B", KIND_COLOURS, ceiling=False)
     legend.append(("#bbbbbb", "band", "permutation null to its 95th percentile (the floor)"))
     parts += _legend(legend)
     parts.append("</svg>")
