@@ -133,6 +133,15 @@ def _download(split: str, timeout_s: float = 10.0) -> bool:
 
 
 _SPLIT_CACHE: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, str]] = {}
+KEEP_SPLIT_BYTES = 64 * 2**20  # a split this small stays in memory between calls (the test split: 30 MB)
+
+
+def _found(cache_key: tuple[str, str], found: tuple[np.ndarray, np.ndarray], folder: Path):
+    """A split read from `folder`, kept for the next call when it is small."""
+    entry = (*found, str(folder))
+    if found[0].nbytes <= KEEP_SPLIT_BYTES:
+        _SPLIT_CACHE[cache_key] = entry
+    return entry
 
 
 def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -140,6 +149,9 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
 
     Looks in order at: `data_dir`, $CIFAR10_DIR, the download cache, the embedded test split; then
     tries torchvision's download. Raises DataError naming every place looked at.
+
+    The test split is kept in memory after its first read. The train split (150 MB) is read again on each call
+    (a fraction of a second) rather than kept: a 50,000-image subset would otherwise be held twice.
     """
     cache_key = (split, str(data_dir))
     if cache_key in _SPLIT_CACHE:
@@ -148,15 +160,13 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
     for folder in places:
         found = _read_from(folder, split)
         if found is not None:
-            _SPLIT_CACHE[cache_key] = (*found, str(folder))
-            return _SPLIT_CACHE[cache_key]
+            return _found(cache_key, found, folder)
     if _download(split):
         # Look once more, in the download cache only: recursing into load_split would never end if
         # the download reported success but left no readable files.
         found = _read_from(DOWNLOAD_DIR, split)
         if found is not None:
-            _SPLIT_CACHE[cache_key] = (*found, str(DOWNLOAD_DIR))
-            return _SPLIT_CACHE[cache_key]
+            return _found(cache_key, found, DOWNLOAD_DIR)
     looked = ", ".join(str(p) for p in places)
     raise DataError(
         f"CIFAR-10 {split} split not found; looked in {looked} and the download failed. "

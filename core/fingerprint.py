@@ -11,7 +11,8 @@ it (core.spill), so what a fingerprint holds in memory does not grow with the nu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,6 +24,7 @@ from core.cka import centred_rows, is_constant
 from core.data import CLASSES, Subset, normalize
 from core.device import synchronize
 from core.features import FeatureExtractor
+from core.memory import release_freed
 from core.network import ModelIdentity, Network
 from core.options import AnalysisOptions
 from core.probes import pool_features
@@ -84,8 +86,13 @@ def fingerprint(
 
     `shard` = (rank, world): this process takes minibatches rank, rank + world, ...
     """
-    *_, whole = fingerprint_steps(network, subset, options, device, progress, shard)
-    return whole
+    return last(fingerprint_steps(network, subset, options, device, progress, shard))
+
+
+def last(steps: Iterable[Fingerprint]) -> Fingerprint:
+    """The last fingerprint of `steps` (the whole one), without holding the earlier ones meanwhile: they are one per
+    minibatch, so keeping them all would grow with the square of the number of batches."""
+    return deque(steps, maxlen=1)[0]
 
 
 def fingerprint_steps(
@@ -168,6 +175,7 @@ def fingerprint_steps(
             seconds["forward"] += t3 - t2
             seconds["cka"] += time.perf_counter() - t3
         keep_batch(spiller, rows, pooled, r.float().cpu(), probe_feats)
+        release_freed()
         labels.append(subset.labels[batch])
         kept.append(k)
         seconds["forward"] += t1 - t0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -94,3 +96,24 @@ def check_memory(
         f"this analysis needs about {plan.needed / gb:.1f} GB but about {plan.available / gb:.1f} GB is free "
         f"on {device.type}; try {hint}"
     )
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library is not glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed() -> None:
+    """Give the pages that the C heap holds free back to the system (glibc's malloc_trim; elsewhere nothing).
+
+    A minibatch's activations (hundreds of MB for a full-width ResNet-18 at batch 100) are freed after its Grams,
+    but glibc keeps most of that memory in its heap, fragmented, and the resident set of a long analysis crept up
+    batch after batch. Called after each minibatch.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

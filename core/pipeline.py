@@ -16,7 +16,7 @@ import torch
 from core.comparison import finalize, merge_pair_terms, pair_terms, preview_terms
 from core.data import Subset
 from core.distributed import Cluster
-from core.fingerprint import Fingerprint, fingerprint_steps, merge_fingerprints
+from core.fingerprint import Fingerprint, fingerprint_steps, last, merge_fingerprints
 from core.memory import check_memory, layer_shapes
 from core.network import Network
 from core.options import AnalysisOptions
@@ -81,12 +81,12 @@ def compare_many(
         preview = None  # each process holds only its share of the batches
     steps_a: Iterable[Fingerprint] = fingerprints(reference)
     if preview is None:
-        *_, fa = steps_a
+        fa = last(steps_a)
         fa_all = cluster.gather(replace(fa, rows=Batches()))
     results: list[AnalysisResult] = []
     for other in others:
         if preview is None:
-            *_, fb = fingerprints(other)
+            fb = last(fingerprints(other))
         else:  # the reference advances with the first other network, and is whole for the next ones
             fa, fb = _previewed(steps_a, fingerprints(other), subset, cluster.device, preview)
             steps_a, fa_all = [fa], [fa]

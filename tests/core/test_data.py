@@ -139,6 +139,20 @@ def test_load_split_reads_npz_and_cifar10_dir(tmp_path, monkeypatch):
     assert labels.dtype == np.int64 and labels.tolist() == [3, 1, 4, 1]
 
 
+def test_only_a_small_split_is_kept_in_memory_between_calls(tmp_path, monkeypatch):
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    imgs = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    np.savez(folder / "train.npz", images=imgs, labels=np.arange(4))
+    np.savez(folder / "test.npz", images=imgs[:2], labels=np.arange(2))
+    monkeypatch.setattr(data, "KEEP_SPLIT_BYTES", imgs[:2].nbytes)  # the test split fits, the train split not
+    assert load_split("test", folder)[0] is load_split("test", folder)[0]
+    first = load_split("train", folder)[0]
+    assert first is not load_split("train", folder)[0]
+    np.testing.assert_array_equal(first, imgs)
+    assert list(data._SPLIT_CACHE) == [("test", str(folder))]
+
+
 def test_missing_train_split_names_every_place_looked_at(tmp_path, monkeypatch, offline):
     embedded = tmp_path / "embedded"
     embedded.mkdir()

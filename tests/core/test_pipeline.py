@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -213,6 +214,25 @@ def test_pairs_that_share_networks_run_each_network_once(models, subset, monkeyp
         alone = compare(first, second, subset, CKA_ONLY, CPU)
         assert result.model_a == first.identity and result.model_b == second.identity
         np.testing.assert_allclose(result.cross, alone.cross, atol=1e-12)
+
+
+def test_without_previews_no_earlier_fingerprint_step_is_kept(models, subset, monkeypatch):
+    """A fingerprint comes a minibatch at a time: keeping every step would grow with the square of the batches."""
+    import core.pipeline
+
+    real = core.pipeline.fingerprint_steps
+    made, counts = [], []
+
+    def watched(*args, **kwargs):
+        for step in real(*args, **kwargs):
+            gc.collect()
+            counts.append(sum(ref() is not None for ref in made))  # besides the step just made
+            made.append(weakref.ref(step))
+            yield step
+
+    monkeypatch.setattr(core.pipeline, "fingerprint_steps", watched)
+    compare(models["a"], models["b"], subset, CKA_ONLY, CPU)
+    assert counts == [0] + [1] * 5 + [1] + [2] * 5  # A's 6 steps, then B's beside A's whole fingerprint
 
 
 @pytest.mark.parametrize("in_memory_batches", [0, 1])
