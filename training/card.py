@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +15,28 @@ from models.folder_format import SNAPSHOT_DIR
 from training.precision import bf16_native
 
 SNAPSHOT_BUDGET_MB = 40  # all snapshots in the repository together (tests/models/test_snapshots.py checks it)
+_SEED = re.compile(r"-seed(\d+)$")  # NAME-seedK: seed K of the run NAME (seed 0), as the registry reads names
+
+
+def seed_section(out: str | Path, metrics: dict[str, float]) -> str:
+    """For a run NAME-seedK with a finished NAME beside it: its metrics beside seed 0's, measured the same way."""
+    folder = Path(out)
+    found = _SEED.search(folder.name)
+    first = folder.with_name(folder.name[: found.start()]) if found else None
+    if first is None or not (first / "config.json").is_file():
+        return ""
+    theirs = json.loads((first / "config.json").read_text()).get("metrics", {})
+    shared = [k for k in metrics if k in theirs]
+    if not shared:
+        return ""
+    rows = "\n".join(f"| {k} | {metrics[k]:.4f} | {theirs[k]:.4f} | {metrics[k] - theirs[k]:+.4f} |" for k in shared)
+    return f"""
+Beside seed 0 of the same recipe (`bundled:{first.name}`), measured the same way:
+
+| metric | seed {found.group(1)} | seed 0 | difference |
+|---|---|---|---|
+{rows}
+"""
 
 
 def snapshot_section(config, log) -> str:
@@ -90,7 +114,7 @@ with `python -m cli train`. {output}
 {measured}
 
 {how}
-{snapshot_section(config, log)}
+{seed_section(config.out, metrics)}{snapshot_section(config, log)}
 ## Recipe
 | setting | value |
 |---|---|

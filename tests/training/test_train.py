@@ -11,6 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from models import CheckpointError, load_model, registry, weights_version
+from training.card import seed_section
 from training.objectives import lr_at, nt_xent
 from training.train import TrainConfig, train
 
@@ -91,3 +92,14 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     lrs = [lr_at(step, 100, 10, 1.0) for step in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)) and lrs[-1] < 0.001
+
+
+def test_a_seed_run_card_shows_its_metrics_beside_seed_0(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"metrics": {"knn_accuracy": 0.6671, "other": 1.0}}))
+    section = seed_section(tmp_path / "run-seed1", {"knn_accuracy": 0.6502, "linear_probe_accuracy": 0.7})
+    assert "(`bundled:run`)" in section and "| metric | seed 1 | seed 0 | difference |" in section
+    assert "| knn_accuracy | 0.6502 | 0.6671 | -0.0169 |" in section
+    assert "linear_probe_accuracy" not in section and "other" not in section  # only what both measured
+    assert seed_section(tmp_path / "run", {"knn_accuracy": 0.6}) == ""  # seed 0 itself
+    assert seed_section(tmp_path / "lone-seed2", {"knn_accuracy": 0.6}) == ""  # no seed 0 beside it
