@@ -1,20 +1,22 @@
 """CKA Lens: where do a self-supervised and a supervised network learn the same representations?
 
 The frame and router: page config, the shared sidebar (whose choices live in the URL), the pages.
-The page files live in pages/; `ui.router` keeps this file the router on every run.
+The page files live in pages/; `ui.router` keeps this file the router on every run. The sidebar is drawn
+before the page, except when the overview has its results at hand: then its figure comes first, since
+otherwise the browser fetches the sidebar widgets' code before it shows the figure.
 """
 
 import streamlit as st
 
-from ui.analysis import configure_threads
+from ui.analysis import configure_threads, overview_at_hand
 from ui.router import app_frame
-from ui.sidebar import sidebar
+from ui.sidebar import settle_choices, sidebar
 
 with app_frame():
     configure_threads()
     st.set_page_config(page_title="CKA Lens", page_icon=":material/compare:", layout="wide")
-    sidebar()
-    st.navigation(
+    choices = settle_choices()
+    page = st.navigation(
         [
             st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
             st.Page("pages/similarity.py", title="Layer similarity", icon=":material/grid_on:"),
@@ -24,4 +26,10 @@ with app_frame():
             st.Page("pages/images.py", title="Images", icon=":material/image:"),
             st.Page("pages/open_result.py", title="Open a result", icon=":material/folder_open:"),
         ]
-    ).run()
+    )
+    figure_first = page.url_path == "" and overview_at_hand(choices)
+    if not figure_first:
+        sidebar()
+    page.run()
+    if figure_first:
+        sidebar()

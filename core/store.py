@@ -91,6 +91,10 @@ class Store:
         except (ValueError, KeyError, TypeError):
             return self._discard(key, ".json")
 
+    def has_result(self, key: str) -> bool:
+        """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
+        return self._path(key, ".json").is_file()
+
     def put_result(self, key: str, result: AnalysisResult) -> None:
         body = json.dumps(to_json_dict(result), sort_keys=True)
         entry = {"engine": ENGINE_VERSION, "sha256": _digest(body.encode()), "result": json.loads(body)}

@@ -187,20 +187,59 @@ def computing_slot() -> Iterator[None]:
         slots.release()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+RESULTS_KEPT = 8  # finished comparisons in the memory cache; the result store keeps more
+
+
+@st.cache_data(max_entries=RESULTS_KEPT, show_spinner=False)
 def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str, _charts=None):
     store, entry = default_store(), result_key(key_a, key_b, spec, options)
-    kept = store.result(entry) if store else None
-    if kept is not None:
-        return kept
-    cluster = Cluster.single(torch.device(_device))
-    title = f"Comparing {_a.identity.source} with {_b.identity.source}"
-    with computing_slot(), progress_panel(title) as report, previews(_charts, spec.size) as preview:
-        source = _fingerprints(spec, options, _device, report)
-        result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, source, preview)[0]
-    if store:
-        store.put_result(entry, result)
+    result = store.result(entry) if store else None
+    if result is None:
+        cluster = Cluster.single(torch.device(_device))
+        title = f"Comparing {_a.identity.source} with {_b.identity.source}"
+        with computing_slot(), progress_panel(title) as report, previews(_charts, spec.size) as preview:
+            source = _fingerprints(spec, options, _device, report)
+            result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, source, preview)[0]
+        if store:
+            store.put_result(entry, result)
+    _finished(entry)  # from here on at hand: in this cache (and the store, when there is one)
     return result
+
+
+_FINISHED: OrderedDict[str, None] = OrderedDict()  # the keys of the results in _result's cache, newest last
+
+
+def _finished(entry: str) -> None:
+    with _FINGERPRINTS_LOCK:
+        _FINISHED[entry] = None
+        _FINISHED.move_to_end(entry)
+        while len(_FINISHED) > RESULTS_KEPT:
+            _FINISHED.popitem(last=False)
+
+
+def overview_at_hand(choices: Choices) -> bool:
+    """Whether the overview can draw its figure at once for these choices: the pair's result and each ceiling's were
+    finished by this server or are in the result store, for networks it has already loaded. The app then draws the
+    sidebar after the page. A wrong answer costs only that order: a store entry found damaged when read is
+    recomputed with the sidebar still to come."""
+    if OPENED in st.session_state or choices.problem:
+        return True
+    pairs = [(choices.model_a, choices.model_b)]
+    for spec, chosen in ((choices.model_a, choices.sibling_a), (choices.model_b, choices.sibling_b)):
+        sibling, _ = choose_sibling(spec, chosen)
+        if sibling:
+            pairs.append((spec, sibling))
+    store = default_store()
+    for first, second in pairs:
+        a, b = networks.peek(first), networks.peek(second)
+        if a is None or b is None:
+            return False
+        entry = result_key(a.identity.key, b.identity.key, choices.subset, choices.options)
+        with _FINGERPRINTS_LOCK:
+            known = entry in _FINISHED
+        if not known and not (store and store.has_result(entry)):
+            return False
+    return True
 
 
 def cached_result(

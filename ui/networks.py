@@ -8,6 +8,7 @@ changed after loading. Uploads never enter that cache: they live in the uploadin
 from __future__ import annotations
 
 import time
+import weakref
 
 import streamlit as st
 
@@ -27,9 +28,22 @@ FAILED = "failed_loads"  # session_state: {spec: (time, message)}, so a dead Hub
 RETRY_AFTER_S = 60.0
 
 
+_SEEN: weakref.WeakValueDictionary[str, LoadedModel] = weakref.WeakValueDictionary()  # spec -> its cached load
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading the network...")
 def _network(spec: str, version: str) -> LoadedModel:
-    return load_model(spec)
+    model = load_model(spec)
+    _SEEN[spec] = model
+    return model
+
+
+def peek(spec: str) -> LoadedModel | None:
+    """The network for a spec if this session or the shared cache already holds it, else None; never loads (a spec
+    whose files changed since still gives the network loaded before: `load` is the one to analyse with)."""
+    if spec.startswith("upload:"):
+        return st.session_state.get(UPLOADS, {}).get(spec)
+    return _SEEN.get(spec)
 
 
 def load(spec: str) -> LoadedModel:

@@ -38,10 +38,6 @@ def sibling_picker(side: str) -> None:
     """An optional 'same method, other seed' model for A or B: the registry's (bundled models name theirs),
     none, or any model; A against it is the ceiling that A vs B is read against."""
     s, key = st.session_state, BY_NAME[f"{side}_seed"].key
-    if not s[key]:  # cleared: back to the registry's
-        s[key] = AUTO
-    elif s[key] not in (AUTO, NO_SIBLING) and ":" not in s[key]:
-        s[key] = as_sibling(s[key])
     registered, _ = choose_sibling(s[BY_NAME[side].key] or "", AUTO)
     auto = f"its registered other seed ({registered})" if registered else "its registered other seed (none)"
     labels = {AUTO: auto, NO_SIBLING: "none (no ceiling)"}
@@ -57,20 +53,37 @@ def sibling_picker(side: str) -> None:
     )
 
 
-def sidebar() -> Choices:
-    """Draw the shared sidebar, keep the URL in step with it, and return (and store) the choices."""
+def settle_choices() -> Choices:
+    """This run's choices, from the widgets' state (set from the URL on a session's first run), with typed models
+    made specs and cleared ones back to their defaults; the URL kept in step. Draws nothing, so a page can come
+    before the sidebar."""
     init_from_url()
+    s = st.session_state
+    for side in ("a", "b"):
+        key = BY_NAME[side].key
+        if ":" not in (s[key] or ""):  # typed as owner/repo (or cleared)
+            s[key] = as_spec(s[key]) if s[key] else BY_NAME[side].default
+        key = BY_NAME[f"{side}_seed"].key
+        if not s[key]:  # cleared: back to the registry's
+            s[key] = AUTO
+        elif s[key] not in (AUTO, NO_SIBLING) and ":" not in s[key]:
+            s[key] = as_sibling(s[key])
+    choices = read_choices()
+    st.query_params.from_dict(choices.query())
+    s[CHOICES] = choices
+    return choices
+
+
+def sidebar() -> None:
+    """Draw the shared sidebar's widgets for the choices `settle_choices` read in this run."""
     s = st.session_state
     with st.sidebar:
         st.subheader("Models")
         for side in ("a", "b"):
-            key = BY_NAME[side].key
-            if ":" not in (s[key] or ""):  # typed as owner/repo (or cleared)
-                s[key] = as_spec(s[key]) if s[key] else BY_NAME[side].default
             st.selectbox(
                 f"Model {side.upper()}",
-                model_options(s[key]),
-                key=key,
+                model_options(s[BY_NAME[side].key]),
+                key=BY_NAME[side].key,
                 accept_new_options=True,
                 help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE] (or type OWNER/REPO), file:PATH, or an upload "
                 "from the Models page; add #pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the "
@@ -112,7 +125,3 @@ def sidebar() -> Choices:
         st.caption(f"Device: **{device()}** (CUDA is used automatically when present)")
         for note in s.pop("url_ignored", []):
             st.warning(f"Ignored the link's {note}; using the default.")
-    choices = read_choices()
-    st.query_params.from_dict(choices.query())
-    s[CHOICES] = choices
-    return choices

@@ -163,6 +163,34 @@ def test_a_second_visit_is_served_from_the_cache_and_leaves_no_progress_box(bund
     assert not at.get("expandable") and not at.get("progress")  # the status panel is emptied after the work
 
 
+def test_the_overview_draws_its_figure_before_the_sidebar_once_its_results_are_at_hand(bundled_pair, monkeypatch):
+    """While the overview computes, the sidebar is there first; once its results are at hand, the figure comes
+    before the sidebar's widgets (whose code a browser would fetch first). The page and the sidebar are the same."""
+    import ui.figure
+    import ui.sidebar
+
+    order: list[str] = []
+    real_sidebar, real_show = ui.sidebar.sidebar, ui.figure.show
+    monkeypatch.setattr(ui.sidebar, "sidebar", lambda: order.append("sidebar") or real_sidebar())
+    monkeypatch.setattr(ui.figure, "show", lambda drawn: order.append("figure") or real_show(drawn))
+    at = open_app({"per_class": "10", "subset_seed": "907"})  # a subset no other test computes
+    assert_clean(at)
+    assert order[0] == "sidebar" and set(order[1:]) == {"figure"}  # its previews, then the figure
+    widgets = [(w.label, w.value) for w in at.sidebar.selectbox] + [(w.label, w.value) for w in at.sidebar.number_input]
+    curve = figures(at)[0]
+    order.clear()
+    at.run()
+    assert_clean(at)
+    assert order == ["figure", "sidebar"]
+    assert [(w.label, w.value) for w in at.sidebar.selectbox] + [
+        (w.label, w.value) for w in at.sidebar.number_input
+    ] == widgets
+    assert figures(at)[0].equals(curve)
+    visit(at, "similarity")  # any other page: the sidebar first, as always
+    assert_clean(at)
+    assert order[-1] == "sidebar" and "figure" not in order[2:]
+
+
 def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
     at = open_app({"classes": ""})
     assert_clean(at)

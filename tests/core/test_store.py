@@ -43,7 +43,9 @@ def result(models):
 
 def test_a_result_comes_back_exactly_and_from_a_new_store_object(tmp_path, models, result):
     key = result_key(models["a"].identity.key, models["b"].identity.key, SPEC, FAST)
+    assert not Store(tmp_path, 10**8).has_result(key)
     Store(tmp_path, 10**8).put_result(key, result)
+    assert Store(tmp_path, 10**8).has_result(key)
     again = Store(tmp_path, 10**8).result(key)  # a restarted server: nothing in memory
     assert to_json_dict(again) == to_json_dict(result)
     np.testing.assert_array_equal(again.cross, result.cross)
