@@ -10,8 +10,13 @@ Steps (each reported with its figures, written to tests/container/report.json):
    browser, a Hub model from a local stand-in for the Hub (HF_ENDPOINT on the loopback address), a file: spec
    refused, memory; `docker diff` shows no uploaded bytes anywhere, and the result store and the Hub cache on
    /data when it is mounted;
-5. the floor: a one-chart Streamlit page served by the same image, visited the same way (what Streamlit and Vega
-   alone take on this machine before any chart of ours).
+5. the floor: a Streamlit page of a title and one SVG image (what the overview's figure is) served by the same
+   image, visited the same way: what Streamlit alone takes on this machine before any figure of ours.
+
+Time to the first chart is measured for the container's very first visitor and then for FIRST_VISITS more
+first visits (each a fresh browser context), twice: with the browser and the server sharing this machine's two
+cores, and with the container on core 0 and the browser on core 1, as a visitor's browser runs on a machine of
+its own (the server then has one core, not a Space's two).
 
     .venv/bin/python tests/container/drive.py
 """
@@ -40,20 +45,22 @@ from safetensors.torch import save  # noqa: E402
 from core.data import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from models import ArchConfig, build_resnet  # noqa: E402
 from models.folder_format import save_folder  # noqa: E402
-from tests.app.support import OVERVIEW_CHART, together  # noqa: E402
+from tests.app.support import OVERVIEW_CHART, synthetic_result, together  # noqa: E402
 from tests.models.fake_hub import FakeHub, serve_hub  # noqa: E402
+from ui.figure import Figure, matched_figure  # noqa: E402
 
 BASE_IMAGE = "cka-lens-base:bookworm"
 IMAGE = "cka-lens:container-test"
 WORK = Path(tempfile.gettempdir()) / "cka-lens-container"
 PORT = 8501
-VEGA_CHART = '[data-testid="stVegaLiteChart"]'  # the floor page's
+FLOOR_CHART = 'img[alt="floor"]'
+FIRST_VISITS = 5  # first visits timed after the container's very first visitor, per placement of the browser
 WAIT_MS = 600_000
 PAGES = ("", "similarity", "probes", "training", "models", "images", "open_result")
 HUB_REPO = "cka-lens-test/tiny-supervised"
-FLOOR_APP = """import altair as alt, pandas as pd, streamlit as st
+FLOOR_APP = """import pathlib, streamlit as st
 st.title("floor")
-st.altair_chart(alt.Chart(pd.DataFrame({"x": [1, 2, 3], "y": [1, 3, 2]})).mark_line().encode(x="x", y="y"))
+st.markdown(pathlib.Path("/floor/figure.md").read_text())
 """
 
 
@@ -156,10 +163,8 @@ async def visit(browser, marker: str) -> dict:
     base = f"http://127.0.0.1:{PORT}"
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
-    t0 = time.monotonic()
     await page.goto(base + "/")
     await expect(page.locator(OVERVIEW_CHART)).to_have_count(1, timeout=WAIT_MS)
-    out["first_chart_s"] = round(time.monotonic() - t0, 2)
     for path in PAGES[1:]:
         await page.goto(f"{base}/{path}")
         await expect(page.locator('[data-testid="stMain"]')).to_be_visible(timeout=WAIT_MS)
@@ -186,7 +191,7 @@ async def visit(browser, marker: str) -> dict:
     return out
 
 
-async def first_chart(browser, url: str) -> float:
+async def first_chart(browser, url: str, chart: str = OVERVIEW_CHART) -> float:
     """Seconds from opening `url` in a fresh browser context to its first chart."""
     from playwright.async_api import expect
 
@@ -194,10 +199,35 @@ async def first_chart(browser, url: str) -> float:
     page = await context.new_page()
     t0 = time.monotonic()
     await page.goto(url)
-    await expect(page.locator(VEGA_CHART)).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator(chart).first).to_be_visible(timeout=WAIT_MS)
     seconds = time.monotonic() - t0
     await context.close()
     return round(seconds, 2)
+
+
+def first_charts(url: str, count: int, chart: str = OVERVIEW_CHART) -> list[float]:
+    """`count` first visits one after another, each in a fresh browser context (no cache, no session)."""
+    return [together([lambda browser: first_chart(browser, url, chart)])[0] for _ in range(count)]
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def timed_apart(name: str, url: str, count: int, chart: str = OVERVIEW_CHART) -> dict:
+    """First charts with the container `name` on core 0 and this process (and the browser it starts) on core 1;
+    everything back on all cores afterwards. Said, not raised, when the daemon cannot pin the container."""
+    everything = os.sched_getaffinity(0)
+    pinned = sh("docker", "update", "--cpuset-cpus", "0", name, check=False)
+    if pinned.returncode or len(everything) < 2:
+        return {"not_measured": (pinned.stderr.strip() or "fewer than two cores")[:300]}
+    os.sched_setaffinity(0, {1})
+    try:
+        times = first_charts(url, count, chart)
+    finally:
+        os.sched_setaffinity(0, everything)
+        sh("docker", "update", "--cpuset-cpus", ",".join(map(str, sorted(everything))), name)
+    return {"first_chart_s": times, "median_s": median(times)}
 
 
 def wait_healthy(port: int) -> None:
@@ -212,17 +242,25 @@ def wait_healthy(port: int) -> None:
 
 
 def streamlit_floor() -> dict:
-    """The same image serving a one-chart Streamlit page: what Streamlit and Vega alone take here, three visits."""
+    """The same image serving a title and one SVG image: what Streamlit alone takes here, placed as the app is."""
     name = f"cka-lens-floor-{secrets.token_hex(3)}"
-    command = (
-        f"printf '%s' '{FLOOR_APP}' > /tmp/floor.py && exec python -m streamlit run /tmp/floor.py "
-        "--server.port 8502 --server.headless true --browser.gatherUsageStats false"
-    )
-    sh("docker", "run", "-d", "--name", name, "--network", "host", "--user", "1000", IMAGE, "sh", "-c", command)
+    folder = WORK / "floor"
+    folder.mkdir(exist_ok=True)
+    (folder / "app.py").write_text(FLOOR_APP)
+    drawn = matched_figure(synthetic_result([0.9, 0.85, 0.8, 0.8, 0.75, 0.7, 0.4, 0.3], [0.5] * 8))
+    (folder / "figure.md").write_text(Figure(drawn.svg, "floor").markdown())  # the overview's figure, its size
+    command = [
+        "python", "-m", "streamlit", "run", "/floor/app.py",
+        "--server.port", "8502", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    sh("docker", "run", "-d", "--name", name, "--network", "host", "--user", "1000", "-v", f"{folder}:/floor:ro",
+       IMAGE, *command)  # fmt: skip
     try:
         wait_healthy(8502)
-        times = [together([lambda browser: first_chart(browser, "http://127.0.0.1:8502/")])[0] for _ in range(3)]
-        return {"first_chart_s": times, "median_s": sorted(times)[1]}
+        url = "http://127.0.0.1:8502/"
+        times = first_charts(url, FIRST_VISITS, FLOOR_CHART)
+        apart = timed_apart(name, url, FIRST_VISITS, FLOOR_CHART)
+        return {"first_chart_s": times, "median_s": median(times), "apart": apart}
     finally:
         sh("docker", "rm", "-f", name, check=False)
 
@@ -237,8 +275,13 @@ def run_container(data: Path | None, hub: FakeHub) -> dict:
     try:
         wait_healthy(PORT)
         hub.requests.clear()
+        url = f"http://127.0.0.1:{PORT}/"
+        first = first_charts(url, 1)[0]  # the container's very first visitor
+        times = first_charts(url, FIRST_VISITS)
+        report = {"first_visitor_s": first, "first_chart_s": times, "median_s": median(times)}
+        report["apart"] = timed_apart(name, url, FIRST_VISITS)
         marker = secrets.token_hex(16)
-        report = together([lambda browser: visit(browser, marker)])[0]
+        report |= together([lambda browser: visit(browser, marker)])[0]
         stats = sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name).stdout.strip()
         report["memory"] = stats.split("/")[0].strip()
         changed = [line.split(" ", 1)[1] for line in sh("docker", "diff", name).stdout.splitlines()]
@@ -296,8 +339,8 @@ def main() -> int:
         r = report[run]
         if r["files_holding_the_upload"] or r.get("upload_on_data") or r["app_dir_changed"]:
             failures.append(f"{run}: uploaded bytes or app changes on disk")
-        if r["first_chart_s"] > 2.0:
-            failures.append(f"{run}: first chart after {r['first_chart_s']} s (target 2 s)")
+        if r["first_visitor_s"] > 2.0 or r["median_s"] > 2.0:
+            failures.append(f"{run}: first chart after {r['first_visitor_s']} s, median {r['median_s']} s (target 2 s)")
         if not r["hub_requests"]:
             failures.append(f"{run}: the Hub model never reached the stand-in Hub")
     if not report["with_data"].get("store_entries_on_data"):
