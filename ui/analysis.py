@@ -207,10 +207,11 @@ def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, 
 
 
 _FINISHED: OrderedDict[str, None] = OrderedDict()  # the keys of the results in _result's cache, newest last
+_FINISHED_LOCK = threading.Lock()
 
 
 def _finished(entry: str) -> None:
-    with _FINGERPRINTS_LOCK:
+    with _FINISHED_LOCK:
         _FINISHED[entry] = None
         _FINISHED.move_to_end(entry)
         while len(_FINISHED) > RESULTS_KEPT:
@@ -235,7 +236,7 @@ def overview_at_hand(choices: Choices) -> bool:
         if a is None or b is None:
             return False
         entry = result_key(a.identity.key, b.identity.key, choices.subset, choices.options)
-        with _FINGERPRINTS_LOCK:
+        with _FINISHED_LOCK:
             known = entry in _FINISHED
         if not known and not (store and store.has_result(entry)):
             return False
