@@ -7,6 +7,9 @@ while it runs (nn.Module.__call__ among it): a trace beside another trace, or be
 another thread, fails with "module is not installed as a submodule" or loses nodes. So tracing takes a
 lock that excludes every forward pass, and forward passes share it with each other: the traced copies are
 read by any number of threads at once (an eval-mode forward pass changes nothing).
+
+`stream` hands each chosen layer's output to a function as the network makes it, and keeps none of them: a batch
+then holds one layer's output at a time beside the network's own activations, instead of every chosen layer's.
 """
 
 from __future__ import annotations
@@ -14,12 +17,36 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
+
+Consume = Callable[[int, torch.Tensor], None]  # (index of the layer in the order given, its output)
+_STREAM = threading.local()  # the Consume of the stream running in this thread
+
+
+def _emit(index: int, value: torch.Tensor) -> None:
+    """Called by a streaming graph right after it makes layer `index`'s output. The consumer's own arithmetic runs
+    as if outside the extraction: not under autocast, and its results are ordinary tensors."""
+    with torch.inference_mode(False), torch.autocast(value.device.type, enabled=False):
+        _STREAM.consume(index, value)
+
+
+def _streaming(graph_module: fx.GraphModule, nodes: tuple[str, ...]) -> fx.GraphModule:
+    """The traced network calling `_emit(j, output)` right after it makes node j's output, and returning nothing,
+    so that each output is freed once the network itself is done with it."""
+    graph = copy.deepcopy(graph_module.graph)
+    output = next(node for node in graph.nodes if node.op == "output")
+    produced = output.args[0]
+    for index, name in enumerate(nodes):
+        with graph.inserting_after(produced[name]):
+            graph.call_function(_emit, (index, produced[name]))
+    output.args = (None,)
+    graph.lint()
+    return fx.GraphModule(graph_module, graph)
 
 
 class _SharedExclusive:
@@ -69,8 +96,10 @@ class _Prepared:
         self.module = copy.deepcopy(module).eval().to(device, memory_format=torch.channels_last)
         self.nodes = nodes
         self.hook_lock = threading.Lock()  # hooks live on the copy: one hooked forward at a time
+        self.streaming: nn.Module | None = None
         try:
             self.graph: nn.Module | None = create_feature_extractor(self.module, {n: n for n in nodes}).eval()
+            self.streaming = _streaming(self.graph, nodes).eval()
         except Exception:  # noqa: BLE001 - any tracing failure means: use hooks instead
             self.graph = None
             missing = set(nodes) - dict(self.module.named_modules()).keys()
@@ -115,6 +144,24 @@ class FeatureExtractor:
                 out = self._prepared.graph(x)
                 return [out[n] for n in self.nodes]
             return self._hooked(x)
+
+    @torch.inference_mode()
+    def stream(self, images: torch.Tensor, consume: Consume) -> None:
+        """`consume(index, features)` for each layer, as the network makes its output for `images` (normalised,
+        N x 3 x H x W); the outputs are not kept. Layers come in the order the network makes them. A network read
+        through hooks is run whole first, then its outputs are handed over in the order given."""
+        x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        _STREAM.consume = consume
+        try:
+            if self._prepared.streaming is None:
+                for index, features in enumerate(self(x)):
+                    _emit(index, features)
+                return
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+            with autocast, _LOCK.shared():
+                self._prepared.streaming(x)
+        finally:
+            _STREAM.consume = None
 
     def _hooked(self, x: torch.Tensor) -> list[torch.Tensor]:
         captured: dict[str, torch.Tensor] = {}

@@ -142,44 +142,58 @@ def fingerprint_steps(
             seconds=dict(seconds),
         )
 
+    def pass_over(images: torch.Tensor, probes: bool) -> tuple[torch.Tensor, torch.Tensor, list, float]:
+        """One forward pass, each layer read as the network makes it (FeatureExtractor.stream): the layers' centred
+        Gram rows [L, b*b], whether each was constant, their pooled probe features (bfloat16, when `probes`), and
+        the seconds of the pass that were the network's own (the rest is CKA time)."""
+        layer_rows, flags, probe = [None] * n_layers, [None] * n_layers, [None] * n_layers
+        reading = [0.0]
+
+        def consume(j: int, features: torch.Tensor) -> None:
+            synchronize(device)
+            t = time.perf_counter()
+            layer_rows[j] = centred_rows([features], **kw)[0]
+            flags[j] = is_constant([features])[0]
+            if probes:
+                # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
+                # standardises each feature, and 3 significant digits change no argmax that matters
+                probe[j] = pool_features(features).to(torch.bfloat16).cpu()
+            synchronize(device)
+            reading[0] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        extractor.stream(normalize(images, network.mean, network.std), consume)
+        synchronize(device)
+        own = time.perf_counter() - t - reading[0]
+        return torch.stack(layer_rows), torch.stack(flags), probe if probes else [], own
+
     for done, k in enumerate(mine, start=1):
         batch = slice(k * options.batch_size, (k + 1) * options.batch_size)
         images = subset.images[batch].to(device)
         if len(images) < options.min_batch:
             continue  # a tail too small for the estimator is left out; `used_images` says so
-        t0 = time.perf_counter()
-        feats = extractor(normalize(images, network.mean, network.std))
-        synchronize(device)
-        t1 = time.perf_counter()
-        r = centred_rows(feats, **kw)
+        start = time.perf_counter()
+        r, flat, probe_feats, forward = pass_over(images, options.probes)
         lab = centred_rows([onehot[batch].to(device)], **(kw | {"kernel": "linear"}))
         label_hsic += (torch.cat([r, lab]) * lab).sum(1)
         self_hsic.append((r @ r.T).cpu())
-        constant &= is_constant(feats)
-        # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
-        # standardises each feature, and 3 significant digits change no argmax that matters
-        probe_feats = [pool_features(f).to(torch.bfloat16).cpu() for f in feats] if options.probes else []
-        del feats  # one batch's activations at a time: the views' forward pass must not find them alive
-        synchronize(device)
-        t2 = time.perf_counter()
+        constant &= flat
         if options.invariance:
+            t = time.perf_counter()
             augmented = simclr_views(images, view_generator(options.seed, k, device))
-            views = extractor(normalize(augmented, network.mean, network.std))
             synchronize(device)
-            t3 = time.perf_counter()
-            rv = centred_rows(views, **kw)
-            del views
+            forward += time.perf_counter() - t
+            rv, _, _, views_forward = pass_over(augmented, False)
+            forward += views_forward
             inv_cross += (r * rv).sum(1)
             inv_self += (rv * rv).sum(1)
-            synchronize(device)
-            seconds["forward"] += t3 - t2
-            seconds["cka"] += time.perf_counter() - t3
+        synchronize(device)
+        seconds["forward"] += forward
+        seconds["cka"] += time.perf_counter() - start - forward
         keep_batch(spiller, rows, pooled, r.float().cpu(), probe_feats)
         release_freed()
         labels.append(subset.labels[batch])
         kept.append(k)
-        seconds["forward"] += t1 - t0
-        seconds["cka"] += t2 - t1
         progress(f"{identity.source}: forward passes and Grams", done, len(mine))
         if done < len(mine):
             yield so_far(whole=False)

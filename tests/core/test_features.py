@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -128,3 +129,70 @@ def _in_threads_each(works) -> tuple[list, list[str]]:
     for t in threads:
         t.join(timeout=300)
     return results, errors
+
+
+class _Untraceable(torch.nn.Module):
+    """A network torch.fx cannot trace (control flow that depends on the data): read through hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x)
+        if x.sum() > -1e9:
+            x = x + 0
+        return self.b(x)
+
+
+def _streamed(extractor: FeatureExtractor, x: torch.Tensor) -> tuple[dict, list[int], list[bool]]:
+    """What `stream` hands over (copies), how many of the earlier handed-over outputs were still alive at each
+    hand-over, and whether inference mode was on for the consumer."""
+    got, alive, inference, made = {}, [], [], []
+
+    def consume(index: int, features: torch.Tensor) -> None:
+        alive.append(sum(ref() is not None for ref in made))
+        made.append(weakref.ref(features))
+        inference.append(torch.is_inference_mode_enabled())
+        got[index] = features.clone()
+
+    extractor.stream(x, consume)
+    return got, alive, inference
+
+
+def test_streaming_hands_over_each_layer_as_it_is_made_and_keeps_none(tiny_specs):
+    network = load_model(tiny_specs["a"])
+    extractor = FeatureExtractor(network.module, network.layers, CPU)
+    x = torch.randn(8, 3, 32, 32)
+    whole = extractor(x)
+    got, alive, inference = _streamed(extractor, x)
+    assert sorted(got) == list(range(len(whole)))
+    for index, features in enumerate(whole):
+        assert torch.equal(got[index], features), network.layers[index]
+    # an output lives on only while the network still needs it (a block's input, for its shortcut)
+    assert max(alive) <= 2 < len(whole)
+    assert not any(inference)  # the consumer's results are ordinary tensors
+
+
+def test_streaming_a_network_fx_cannot_trace_hands_over_the_same_features():
+    extractor = FeatureExtractor(_Untraceable().eval(), [("a", "a"), ("b", "b")], CPU)
+    x = torch.randn(2, 3, 16, 16)
+    got, _, inference = _streamed(extractor, x)
+    whole = extractor(x)
+    assert sorted(got) == [0, 1] and all(torch.equal(got[j], whole[j]) for j in (0, 1))
+    assert not any(inference)
+
+
+def test_the_consumer_of_a_stream_under_autocast_runs_without_it(tiny_specs):
+    """bf16 forward passes (the bench's CPU autocast, CUDA's always) must leave the Grams in full precision."""
+    network = load_model(tiny_specs["a"])
+    extractor = FeatureExtractor(network.module, network.layers, CPU)
+    seen = []
+
+    def consume(index: int, features: torch.Tensor) -> None:
+        seen.append((features.dtype, torch.is_autocast_enabled("cpu")))
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        extractor.stream(torch.randn(2, 3, 32, 32), consume)
+    assert len(seen) == len(network.layers) and not any(on for _, on in seen)
+    assert torch.bfloat16 in {dtype for dtype, _ in seen}  # the network itself did run under autocast

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core import settings
-from core.cka import MinibatchCKA, cka_from_hsic
+from core.cka import MinibatchCKA, centred_rows, cka_from_hsic
 from core.comparison import finalize, merge_pair_terms, pair_terms
 from core.data import SubsetSpec, load_subset, normalize
 from core.distributed import Cluster
@@ -69,6 +69,18 @@ def test_cross_matches_minibatch_cka_on_the_same_features(models, subset, ab_run
     np.testing.assert_allclose(result.cross, ref.compute().numpy(), atol=1e-6)
     self_a, self_b = ref.compute_self()
     np.testing.assert_allclose(result.self_b, self_b.numpy(), atol=1e-6)
+
+
+def test_a_fingerprint_read_layer_by_layer_holds_the_grams_of_the_whole_batch_of_features(models, subset):
+    """Each layer is read as the network makes it (FeatureExtractor.stream); its stored rows are, to the bit, those
+    of the whole list of a batch's features."""
+    model = models["a"]
+    fp = fingerprint(model, subset, CKA_ONLY, CPU)
+    extractor = FeatureExtractor(model.module, model.layers, CPU)
+    for k, rows in enumerate(fp.rows):
+        x = subset.images[k * CKA_ONLY.batch_size : (k + 1) * CKA_ONLY.batch_size]
+        expected = centred_rows(extractor(normalize(x, model.info.mean, model.info.std))).float()
+        assert torch.equal(rows, expected), k
 
 
 def test_swapping_models_transposes_the_cross_matrix(models, subset, ab_run):
