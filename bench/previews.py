@@ -5,6 +5,8 @@ loaded), as a running server is; then each timed visit opens the overview, in a 
 no earlier visit used, so nothing of its analysis is cached, and records when the first chart appears (a preview
 from the first minibatches) and when the final result, with its ceiling, replaces it ("What this pair shows").
 With --cold, every visit gets a fresh server instead (the imports and network loads then count in both times).
+With --apart, the server runs on core 0 with one thread and the browser on core 1, as a visitor's browser runs on a
+machine of its own (the server then has one core where the default gives it two, shared with the browser).
 Target (issue "speed you can feel"): first chart after at most 20% of the time to the final result.
 
     .venv/bin/python bench/previews.py --json bench/results/previews.json
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -50,9 +53,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="301,302,303", help="subset seeds, one cold visit each")
     parser.add_argument("--threads", default="2", help="CKA_LENS_THREADS of the server")
     parser.add_argument("--cold", action="store_true", help="a fresh server for every visit")
+    parser.add_argument("--apart", action="store_true", help="the server on core 0 (one thread), the browser on core 1")
     parser.add_argument("--json")
     args = parser.parse_args()
-    env = {settings.STORE: "off", "CKA_LENS_THREADS": args.threads}
+    env = {settings.STORE: "off", "CKA_LENS_THREADS": "1" if args.apart else args.threads}
+    cpus = "0" if args.apart else None
+    if args.apart:
+        os.sched_setaffinity(0, {1})  # this process and the browser it starts
     runs = []
 
     def visit(base: str, seed: str) -> dict:
@@ -60,12 +67,12 @@ def main() -> None:
         return together([lambda browser: _visit(browser, url)])[0]
 
     seeds = args.seeds.split(",")
-    with streamlit_server(env) as base:
+    with streamlit_server(env, cpus) as base:
         if not args.cold:
             visit(base, "300")  # the warm-up: imports and network loads, untimed
         for seed in seeds:
             if args.cold:
-                with streamlit_server(env) as fresh:
+                with streamlit_server(env, cpus) as fresh:
                     run = visit(fresh, seed)
             else:
                 run = visit(base, seed)
@@ -73,6 +80,7 @@ def main() -> None:
             runs.append(run)
             print(f"subset seed {seed}: {run}", flush=True)
     server = "a fresh server per visit" if args.cold else "one warm server"
+    server += ", the server on core 0 with one thread and the browser on core 1" if args.apart else ""
     out = {
         "what": f"first chart / final result, overview, bundled pair, uncached subsets, {server}, real Chromium",
         "images": 10 * args.per_class,

@@ -76,8 +76,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """A fresh `streamlit run app.py` on a free loopback port; yields its base URL, stops it afterwards.
+def streamlit_server(env: dict[str, str] | None = None, cpus: str | None = None) -> Iterator[str]:
+    """A fresh `streamlit run app.py` on a free loopback port; yields its base URL, stops it afterwards. `cpus`
+    (taskset's list, e.g. "0") keeps the server and every thread it starts on those cores.
 
     The server's process id is in `SERVER_PIDS[base]` while it runs (for memory readings)."""
     port = _free_port()
@@ -96,6 +97,8 @@ def streamlit_server(env: dict[str, str] | None = None) -> Iterator[str]:
         "--browser.gatherUsageStats",
         "false",
     ]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
     env = os.environ | {"CKA_LENS_THREADS": "1", "HF_HUB_OFFLINE": "1"} | (env or {})
     process = subprocess.Popen(
         command, cwd=Path(APP).parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
