@@ -138,8 +138,7 @@ class FeatureExtractor:
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Features per layer for `images` (normalised, N x 3 x H x W), each [N, ...]."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast, _LOCK.shared():
+        with self._autocast(), _LOCK.shared():
             if self._prepared.graph is not None:
                 out = self._prepared.graph(x)
                 return [out[n] for n in self.nodes]
@@ -157,11 +156,14 @@ class FeatureExtractor:
                 for index, features in enumerate(self(x)):
                     _emit(index, features)
                 return
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-            with autocast, _LOCK.shared():
+            with self._autocast(), _LOCK.shared():
                 self._prepared.streaming(x)
         finally:
             _STREAM.consume = None
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast for the forward pass on CUDA; none elsewhere."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def _hooked(self, x: torch.Tensor) -> list[torch.Tensor]:
         captured: dict[str, torch.Tensor] = {}
