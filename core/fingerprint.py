@@ -142,18 +142,21 @@ def fingerprint_steps(
             seconds=dict(seconds),
         )
 
-    def pass_over(images: torch.Tensor, probes: bool) -> tuple[torch.Tensor, torch.Tensor, list, float]:
+    def pass_over(images: torch.Tensor, views: bool) -> tuple[torch.Tensor, torch.Tensor | None, list, float]:
         """One forward pass, each layer read as the network makes it (FeatureExtractor.stream): the layers' centred
-        Gram rows [L, b*b], whether each was constant, their pooled probe features (bfloat16, when `probes`), and
-        the seconds of the pass that were the network's own (the rest is CKA time)."""
+        Gram rows [L, b*b]; for the images themselves (not `views`), whether each layer was constant and (with
+        probes) its pooled probe features in bfloat16; and the seconds of the pass that were the network's own (the
+        rest is CKA time)."""
         layer_rows, flags, probe = [None] * n_layers, [None] * n_layers, [None] * n_layers
+        probes = options.probes and not views
         reading = [0.0]
 
         def consume(j: int, features: torch.Tensor) -> None:
             synchronize(device)
             t = time.perf_counter()
             layer_rows[j] = centred_rows([features], **kw)[0]
-            flags[j] = is_constant([features])[0]
+            if not views:
+                flags[j] = is_constant([features])[0]
             if probes:
                 # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
                 # standardises each feature, and 3 significant digits change no argmax that matters
@@ -165,7 +168,7 @@ def fingerprint_steps(
         extractor.stream(normalize(images, network.mean, network.std), consume)
         synchronize(device)
         own = time.perf_counter() - t - reading[0]
-        return torch.stack(layer_rows), torch.stack(flags), probe if probes else [], own
+        return torch.stack(layer_rows), None if views else torch.stack(flags), probe if probes else [], own
 
     for done, k in enumerate(mine, start=1):
         batch = slice(k * options.batch_size, (k + 1) * options.batch_size)
@@ -173,7 +176,7 @@ def fingerprint_steps(
         if len(images) < options.min_batch:
             continue  # a tail too small for the estimator is left out; `used_images` says so
         start = time.perf_counter()
-        r, flat, probe_feats, forward = pass_over(images, options.probes)
+        r, flat, probe_feats, forward = pass_over(images, views=False)
         lab = centred_rows([onehot[batch].to(device)], **(kw | {"kernel": "linear"}))
         label_hsic += (torch.cat([r, lab]) * lab).sum(1)
         self_hsic.append((r @ r.T).cpu())
@@ -183,7 +186,7 @@ def fingerprint_steps(
             augmented = simclr_views(images, view_generator(options.seed, k, device))
             synchronize(device)
             forward += time.perf_counter() - t
-            rv, _, _, views_forward = pass_over(augmented, False)
+            rv, _, _, views_forward = pass_over(augmented, views=True)
             forward += views_forward
             inv_cross += (r * rv).sum(1)
             inv_self += (rv * rv).sum(1)
