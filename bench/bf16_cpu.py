@@ -50,34 +50,44 @@ def _best_of_3(call, extractor, images: torch.Tensor) -> float:
     return min(times)
 
 
+def _errors(f32, bf) -> dict:
+    """How far bf16 moved each read-out from float32 (matched CKA also against its interval's half-width)."""
+    half_width = (f32.interval_high - f32.interval_low) / 2
+    moved = np.abs(bf.matched_cka - f32.matched_cka)
+    out = {
+        "matched max |diff|": float(np.nanmax(moved)),
+        "matched |diff| / half-width max": float(np.nanmax(moved / half_width)),
+        "half-width min": float(np.nanmin(half_width)),
+        "cross max |diff|": float(np.nanmax(np.abs(bf.cross - f32.cross))),
+    }
+    for key in ("class_a", "class_b", "invariance_a", "invariance_b", "probe_a", "probe_b"):
+        out[f"{key} max |diff|"] = float(np.nanmax(np.abs(getattr(bf, key) - getattr(f32, key))))
+    return out
+
+
 def main(n: int) -> None:
     torch.set_num_threads(1)
     out: dict = {"n": n, "capability": torch.backends.cpu.get_cpu_capability()}
-    a, b = (load_model(spec) for spec in DEFAULT_PAIR)
     subset = load_subset(SubsetSpec(per_class=n // 10, seed=0))
-    wide = common.random_resnet18(0, 64, common.cifar_images(512, seed=1).images)
-    for name, net in (("resnet18-w64 (random)", wide), ("bundled w16", a)):
-        extractor = features.FeatureExtractor(net.module, net.layers, torch.device("cpu"))
-        images = normalize(subset.images[:250], net.info.mean, net.info.std)
+    calibration = common.cifar_images(512, seed=1).images
+    pairs = {
+        "bundled w16": tuple(load_model(spec) for spec in DEFAULT_PAIR),
+        "resnet18-w64 (random, seeds 0 and 1)": tuple(common.random_resnet(s, 64, calibration) for s in (0, 1)),
+    }
+    for name, (a, b) in pairs.items():
+        extractor = features.FeatureExtractor(a.module, a.layers, torch.device("cpu"))
+        images = normalize(subset.images[:250], a.info.mean, a.info.std)
         for label, call in (("float32", FLOAT32_CALL), ("bf16", _bf16_call)):
-            out[f"forward {name} {label} s per 250 images"] = _best_of_3(call, extractor, images)
-    results = {}
-    for label, stream in (("float32", FLOAT32_STREAM), ("bf16", _bf16_stream)):
-        features.FeatureExtractor.stream = stream  # the fingerprint's forward passes
-        t0 = time.perf_counter()
-        results[label] = compare(a, b, subset, AnalysisOptions(), torch.device("cpu"))
-        out[f"compare {label} s"] = time.perf_counter() - t0
-        out[f"compare {label} stages"] = results[label].seconds
-    features.FeatureExtractor.stream = FLOAT32_STREAM
-    f32, bf = results["float32"], results["bf16"]
-    half_width = (f32.interval_high - f32.interval_low) / 2
-    moved = np.abs(bf.matched_cka - f32.matched_cka)
-    out["matched max |diff|"] = float(np.nanmax(moved))
-    out["matched |diff| / half-width max"] = float(np.nanmax(moved / half_width))
-    out["half-width min"] = float(np.nanmin(half_width))
-    out["cross max |diff|"] = float(np.nanmax(np.abs(bf.cross - f32.cross)))
-    for key in ("class_a", "class_b", "invariance_a", "invariance_b", "probe_a", "probe_b"):
-        out[f"{key} max |diff|"] = float(np.nanmax(np.abs(getattr(bf, key) - getattr(f32, key))))
+            out[f"{name}: forward {label} s per 250 images"] = _best_of_3(call, extractor, images)
+        results = {}
+        for label, stream in (("float32", FLOAT32_STREAM), ("bf16", _bf16_stream)):
+            features.FeatureExtractor.stream = stream  # the fingerprint's forward passes
+            t0 = time.perf_counter()
+            results[label] = compare(a, b, subset, AnalysisOptions(), torch.device("cpu"))
+            out[f"{name}: compare {label} s"] = time.perf_counter() - t0
+            out[f"{name}: compare {label} stages"] = results[label].seconds
+        features.FeatureExtractor.stream = FLOAT32_STREAM
+        out[f"{name}: errors"] = _errors(results["float32"], results["bf16"])
     print(json.dumps(out, indent=1, default=str))
 
 

@@ -104,7 +104,8 @@ def fingerprint_steps(
     shard: tuple[int, int] = (0, 1),
 ) -> Iterator[Fingerprint]:
     """`fingerprint`, one minibatch at a time: yields the fingerprint of the batches so far after each one
-    (a subset too small for any batch yields one empty fingerprint); the last is the whole one."""
+    (a subset too small for any batch yields one empty fingerprint); the last is the whole one. With invariance,
+    the first batch is also yielded before its views, so that a first preview waits only for one forward pass."""
     identity = network.identity
     extractor = FeatureExtractor(network.module, network.layers, device)
     n_layers, n = len(extractor.names), len(subset.labels)
@@ -181,7 +182,14 @@ def fingerprint_steps(
         label_hsic += (torch.cat([r, lab]) * lab).sum(1)
         self_hsic.append((r @ r.T).cpu())
         constant &= flat
+        keep_batch(spiller, rows, pooled, r.float().cpu(), probe_feats)
+        labels.append(subset.labels[batch])
+        kept.append(k)
         if options.invariance:
+            if done == 1 < len(mine):  # a first preview need not wait for the views (it shows no invariance)
+                paused = time.perf_counter()
+                yield so_far(whole=False)
+                start += time.perf_counter() - paused  # the consumer's time is not this pass's
             t = time.perf_counter()
             augmented = simclr_views(images, view_generator(options.seed, k, device))
             synchronize(device)
@@ -193,10 +201,7 @@ def fingerprint_steps(
         synchronize(device)
         seconds["forward"] += forward
         seconds["cka"] += time.perf_counter() - start - forward
-        keep_batch(spiller, rows, pooled, r.float().cpu(), probe_feats)
         release_freed()
-        labels.append(subset.labels[batch])
-        kept.append(k)
         progress(f"{identity.source}: forward passes and Grams", done, len(mine))
         if done < len(mine):
             yield so_far(whole=False)

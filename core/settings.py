@@ -113,13 +113,14 @@ def store_bytes() -> int:
 
 
 def spill_bytes() -> int:
-    """How much of a fingerprint's per-batch parts stays in memory: CKA_LENS_SPILL_MB megabytes, 256 if unset.
+    """How much of a fingerprint's per-batch parts stays in memory: CKA_LENS_SPILL_MB megabytes, 64 if unset.
 
-    256 MB keeps a default analysis (1,000 images: ~51 MB per full-width ResNet-18) wholly in memory, and bounds
-    what two fingerprints hold at any n; 0 puts every batch on disk."""
-    megabytes = env_number(SPILL_MB, 256, "is not a number; set it to megabytes, e.g. 256.")
+    64 MB keeps a default analysis (1,000 images: ~51 MB per full-width ResNet-18) wholly in memory, and bounds
+    what two fingerprints hold at any n (the rest is read back a batch at a time, from the page cache while it
+    lasts); 0 puts every batch on disk."""
+    megabytes = env_number(SPILL_MB, 64, "is not a number; set it to megabytes, e.g. 64.")
     if megabytes < 0:
-        raise SettingsError(f"{SPILL_MB}={_raw(SPILL_MB)!r} must be 0 or more megabytes, e.g. 256.")
+        raise SettingsError(f"{SPILL_MB}={_raw(SPILL_MB)!r} must be 0 or more megabytes, e.g. 64.")
     return int(megabytes * 1_000_000)
 
 

@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3"]
 
 
+def test_the_timing_line_never_derives_the_rest_from_passes_counted_twice():
+    from types import SimpleNamespace
+
+    from cli.compare import _timing
+
+    pair = SimpleNamespace(seconds={"forward": 6.0, "cka": 2.0, "probes": 1.0})
+    assert _timing([pair], 10.0, "cpu").endswith("probes 1.0 s, loading and other 1.0 s")
+    # the pair and its two ceilings: A's and B's passes are in two results each, so the sums pass the total
+    line = _timing([pair, pair, pair], 20.0, "cpu")
+    assert "3 comparisons" in line and "forward 18.0 s" in line and "other" not in line
+
+
 def test_cli_writes_the_library_result(tiny_specs, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(

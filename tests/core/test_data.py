@@ -274,3 +274,14 @@ def test_parse_classes_takes_indices_and_names_and_names_what_is_wrong():
     assert parse_classes("") == ()
     with pytest.raises(DataError, match="unknown class '10'"):
         parse_classes("1,10")
+
+
+def test_the_subset_is_gathered_in_chunks_with_the_same_images_in_the_same_order():
+    from core.data import _gathered
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    keep = rng.permutation(50)[:23]
+    got = _gathered(images, keep, chunk=5)  # 4 whole chunks and a part
+    np.testing.assert_array_equal(got.numpy(), images[keep].transpose(0, 3, 1, 2))
+    assert got.is_contiguous() and got.shape == (23, 3, 32, 32)

@@ -24,7 +24,7 @@ class _Network:
 
 def test_the_estimate_is_flat_in_n_once_fingerprints_spill_and_grows_without_the_bound(monkeypatch):
     """Two full-width ResNet-18s, batch 250: from 10,000 to 50,000 images the estimate stays put at the default
-    bound (each fingerprint keeps 256 MB; the probe of the widest layer reads it a batch at a time), and grows
+    bound (each fingerprint keeps 64 MB; the probe of the widest layer reads it a batch at a time), and grows
     by gigabytes when nothing spills."""
     shapes = [layer_shapes(_Network(64), torch.device("cpu"))] * 2
     options = AnalysisOptions(batch_size=250)

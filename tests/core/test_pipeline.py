@@ -194,6 +194,20 @@ def test_previews_refine_batch_by_batch_and_the_final_result_is_the_one_computed
     assert 0 < first_error < 0.3  # an estimate from 20 images: near, not equal
 
 
+def test_the_first_preview_waits_for_no_augmented_views(models, subset, monkeypatch):
+    import core.fingerprint
+
+    views, at_preview = [], []
+    real = core.fingerprint.simclr_views
+    monkeypatch.setattr(core.fingerprint, "simclr_views", lambda *a: views.append(1) or real(*a))
+    result = compare_many(
+        models["a"], [models["b"]], subset, FAST, Cluster.single(CPU), preview=lambda *_: at_preview.append(len(views))
+    )[0]
+    assert at_preview[0] == 0  # both networks' first batch, no view yet
+    assert at_preview[1:] == [4, 6, 8, 10, 12]  # then every batch with its views, each preview once
+    assert result.seconds["forward"] > 0 and np.isfinite(result.invariance_a).all()
+
+
 def test_a_cached_reference_previews_with_each_batch_of_the_other(models, subset):
     whole_a = fingerprint(models["a"], subset, FAST, CPU)
     seen: list[int] = []
