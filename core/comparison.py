@@ -15,6 +15,7 @@ from core.device import synchronize
 from core.errors import OptionsError
 from core.fingerprint import Fingerprint, view_generator
 from core.interval import jackknife_interval
+from core.memory import release_freed
 from core.progress import Progress, no_progress
 from core.readouts import no_readouts, readouts
 from core.result import AnalysisResult
@@ -74,6 +75,7 @@ def pair_terms(fa: Fingerprint, fb: Fingerprint, device: torch.device, progress:
         matched_a, matched_b = ra.to(device)[ia], rb.to(device)[ib]
         for p in range(permutations):
             null[p] += permuted_hsic(matched_a, matched_b, torch.randperm(b, generator=g).to(device))
+        release_freed()  # each batch read back from disk left ~0.5 MB of the heap resident: 260 MB at 500 batches
         progress("cross-model CKA and permutation null", done, len(fa.rows))
     synchronize(device)
     return PairTerms(fa.batch_ids, tuple(cross), null.cpu(), time.perf_counter() - t0)

@@ -12,6 +12,7 @@ import torch
 from core.cka import cka_from_hsic
 from core.data import CLASSES
 from core.fingerprint import Fingerprint
+from core.memory import release_freed
 from core.probes import ridge_probe
 from core.progress import Progress, no_progress
 
@@ -55,5 +56,6 @@ def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:
     accuracies = []
     for layer, batches in enumerate(fp.pooled):  # one layer's features read at a time, a batch at a time
         accuracies.append(ridge_probe(batches, y, split, len(CLASSES)))
+        release_freed()  # the widest layers' d x d products (~150 MB at d = 2,048) stayed in the heap
         progress(f"{fp.model.source}: linear probes", layer + 1, len(fp.layers))
     return np.asarray(accuracies)
