@@ -115,7 +115,7 @@ def release_freed() -> None:
 
     A minibatch's activations (hundreds of MB for a full-width ResNet-18 at batch 100) are freed after its Grams,
     but glibc keeps most of that memory in its heap, fragmented, and the resident set of a long analysis crept up
-    batch after batch. Called after each minibatch.
+    batch after batch. Called after each minibatch of a pass and of the pair terms, and after each layer's probe.
     """
     trim = _malloc_trim()
     if trim is not None:
