@@ -41,6 +41,7 @@ from core.spill import Batches, OnDisk, Part, Spiller, bytes_of, part_bytes
 ENGINE_VERSION = "2026.12.2"
 STALE_TMP_S = 600  # a temporary file this old belongs to a writer that died
 FINGERPRINT = ".fp"
+RESULT = ".json"  # two lines of JSON: the engine and a sha256, then the result
 DIGEST_BYTES = 64  # the sha256 in hex that ends a fingerprint entry
 _DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.bfloat16, torch.int64, torch.bool)}
 _LOCK = threading.Lock()  # eviction walks the folder: one at a time per process
@@ -79,27 +80,29 @@ class Store:
     # ------------------------------------------------------------------ results
 
     def result(self, key: str) -> AnalysisResult | None:
-        data = self._read(key, ".json")
+        data = self._read(key, RESULT)
         if data is None:
             return None
         try:
-            entry = json.loads(data)
-            body = json.dumps(entry["result"], sort_keys=True)
-            if entry.get("sha256") != _digest(body.encode()) or entry.get("engine") != ENGINE_VERSION:
+            head, newline, body = data.partition(b"\n")
+            meta = json.loads(head)
+            if not newline or meta.get("sha256") != _digest(body) or meta.get("engine") != ENGINE_VERSION:
                 raise ValueError("checksum")
-            return from_json_dict(entry["result"])
-        except (ValueError, KeyError, TypeError):
-            return self._discard(key, ".json")
+            return from_json_dict(json.loads(body))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self._discard(key, RESULT)
 
     def has_result(self, key: str) -> bool:
         """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
-        return self._path(key, ".json").is_file()
+        return self._path(key, RESULT).is_file()
 
     def put_result(self, key: str, result: AnalysisResult) -> None:
-        body = json.dumps(to_json_dict(result), sort_keys=True)
-        entry = {"engine": ENGINE_VERSION, "sha256": _digest(body.encode()), "result": json.loads(body)}
-        data = json.dumps(entry).encode()
-        self._write(key, ".json", [data], len(data))
+        """A line of JSON naming the engine and the sha256 of what follows it, then the result's JSON: the
+        digest covers the bytes as written, so any change to them is caught (a digest of the parsed and
+        re-written JSON would miss a changed last digit that parses to the same float)."""
+        body = json.dumps(to_json_dict(result), sort_keys=True).encode()
+        head = json.dumps({"engine": ENGINE_VERSION, "sha256": _digest(body)}).encode()
+        self._write(key, RESULT, [head, b"\n", body], len(head) + 1 + len(body))
 
     # ------------------------------------------------------------------ fingerprints
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,16 +123,35 @@ def test_an_entry_from_another_engine_version_is_not_read(tmp_path, result, monk
 def test_a_damaged_entry_is_never_shown_and_is_removed(tmp_path, models, result, suffix):
     store = Store(tmp_path, 10**8)
     key = "0" * 32
-    if suffix == ".json":
-        store.put_result(key, result)
-    else:
-        store.put_fingerprint(key, fingerprint(models["a"], load_subset(SPEC), FAST, CPU))
     path = tmp_path / f"{key}{suffix}"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01  # one bit, in the middle of the numbers
-    path.write_bytes(bytes(data))
-    read = store.result(key) if suffix == ".json" else store.fingerprint(key)
-    assert read is None and not path.exists()
+    fp = fingerprint(models["a"], load_subset(SPEC), FAST, CPU) if suffix == ".fp" else None
+    size = None
+    for i in range(17):  # one bit at 17 places from the first byte to the last, in the header and the numbers
+        if suffix == ".json":
+            store.put_result(key, result)
+        else:
+            store.put_fingerprint(key, fp)
+        data = bytearray(path.read_bytes())
+        size = size or len(data)
+        assert len(data) == size
+        at = i * (size - 1) // 16
+        data[at] ^= 0x01
+        path.write_bytes(bytes(data))
+        read = store.result(key) if suffix == ".json" else store.fingerprint(key)
+        assert read is None and not path.exists(), f"a bit flipped at byte {at} of {size} went unnoticed"
+
+
+def test_a_changed_digit_that_parses_to_the_same_float_is_still_caught(tmp_path, result):
+    """Digits beyond a float's precision can change without changing the float they parse to."""
+    store = Store(tmp_path, 10**8)
+    store.put_result("4" * 32, result)
+    path = tmp_path / f"{'4' * 32}.json"
+    head, body = path.read_text().split("\n", 1)
+    number = re.search(r"(?<![\d.])\d+\.\d{6,}", body)
+    longer = number.group() + "00000001"
+    assert float(longer) == float(number.group())
+    path.write_text(head + "\n" + body[: number.start()] + longer + body[number.end() :])
+    assert store.result("4" * 32) is None
 
 
 def test_the_least_recently_used_entries_go_first(tmp_path, result):
