@@ -40,9 +40,11 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features (bfloat16),
     of which at most CKA_LENS_SPILL_MB stays in memory (the rest is in files: core.spill). On top, whichever
     is larger: a forward pass, or the widest layer's probe. A forward pass hands over one layer at a time
-    (FeatureExtractor.stream), so it holds the network's own activations, counted as six times its largest layer's
-    output (a full-width ResNet-18 at batch 100 peaked 153 MiB above its resting set; this counts 157 MB), and the
-    batch's float64 Gram rows of the features and of the views, plus one layer's Gram being made. A
+    (FeatureExtractor.stream), so it holds the network's own activations; the C heap, which keeps freed
+    activations fragmented until the batch ends (`release_freed`), grows beyond them. Fitted to a measurement: a
+    full-width ResNet-18 at batch 100 rose up to 412 and 418 MiB above its resting set within a minibatch over the
+    train split's 500 (BENCHMARKS.md), counted here as seventeen times its largest layer's output (425 MiB), with
+    the batch's float64 Gram rows of the features and of the views, plus one layer's Gram. A
     probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
     the d x d Gram, its eigenbasis and the eigensolver's workspace, ~32 d^2 bytes, plus a few float64 copies of
     one batch); a wider layer's probe holds its n_train x d rows in float64 (~40 bytes per value) and the
@@ -56,7 +58,7 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
         widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]
         kept = batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
         stored += min(kept, settings.spill_bytes())
-        in_flight = max(in_flight, 6 * b * max(sizes) * 4 + (2 * len(shapes) + 3) * b * b * 8)
+        in_flight = max(in_flight, 17 * b * max(sizes) * 4 + (2 * len(shapes) + 3) * b * b * 8)
         if options.probes:
             d = max(widths)
             probe = max(probe, 32 * d * d + 48 * b * d if d <= n_train else 40 * n_train * d + 24 * n_train**2)

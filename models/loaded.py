@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from core.network import RGB, ModelIdentity
@@ -67,11 +68,16 @@ class LoadedModel:
     """A network in eval mode taking normalised images, with its description.
 
     Supervised networks return logits; self-supervised ones return pooled backbone features (their
-    projector was dropped).
+    projector was dropped). The module is put in eval mode and its 4-D weights in the channels-last layout here,
+    once, before anything shares it: the feature extractor's private copy then shares the weights instead of
+    holding a converted second copy (core.features.private_copy).
     """
 
     module: nn.Module
     info: ModelInfo
+
+    def __post_init__(self) -> None:
+        self.module.eval().to(memory_format=torch.channels_last)
 
     @property
     def layers(self) -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.data import SubsetSpec, load_subset
-from core.features import FeatureExtractor
+from core.features import FeatureExtractor, private_copy
 from core.options import AnalysisOptions
 from core.pipeline import compare
 from models import load_model
@@ -65,6 +65,20 @@ def test_extraction_leaves_the_shared_network_as_it_was(tiny_specs):
         assert torch.equal(after[key], value), key
     assert modes == {name: m.training for name, m in network.module.named_modules()}
     assert not any(m._forward_hooks for m in network.module.modules())
+
+
+def test_the_private_copy_shares_a_loaded_networks_weights_and_converts_others_alone(tiny_specs):
+    loaded = load_model(tiny_specs["a"]).module
+    copy = private_copy(loaded, CPU)
+    for (name, original), (_, mine) in zip(loaded.state_dict().items(), copy.state_dict().items(), strict=True):
+        assert mine.data_ptr() == original.data_ptr(), name  # no second copy of the weights
+    assert not any(p is q for p, q in zip(loaded.parameters(), copy.parameters(), strict=True))
+
+    plain = load_model(tiny_specs["a"]).module.to(memory_format=torch.contiguous_format)  # as a user's may be
+    weight = plain.conv1.weight
+    converted = private_copy(plain, CPU)
+    assert converted.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.conv1.weight is weight and weight.is_contiguous()  # the original untouched
 
 
 def test_a_failing_analysis_does_not_stop_others_running_at_the_same_time(tiny_specs):

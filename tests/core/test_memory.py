@@ -53,3 +53,13 @@ def test_release_freed_gives_a_fragmented_heap_back():
     release_freed()
     assert before - _rss_mb() > 100  # of the 180 MB freed
     assert all(float(t[0]) == 1.0 for t in kept)
+
+
+def test_the_estimate_covers_the_rise_measured_on_the_train_split(monkeypatch):
+    """bench/results/memory_phases_50k_after.json: two full-width ResNet-18s over the 50,000 train images (batch
+    100, default options) peaked 536 MiB above the set-up (1,693 MiB against 1,157 MiB once the subset was loaded).
+    The estimate must not be below it, nor so far above that it would refuse what fits."""
+    shapes = [layer_shapes(_Network(64), torch.device("cpu"))] * 2
+    monkeypatch.delenv(settings.SPILL_MB, raising=False)
+    estimate = estimate_bytes(shapes, 50_000, AnalysisOptions(batch_size=100)) / 2**20
+    assert 536 <= estimate <= 1.25 * 536
