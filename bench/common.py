@@ -118,6 +118,12 @@ def random_resnet(seed: int, width: int = 64, calibration: torch.Tensor | None =
     return LoadedModel(module=module, info=info)
 
 
+def random_resnets(count: int, width: int, depth: int) -> list[LoadedModel]:
+    """`count` random ResNets with seeds 0, 1, ... and BatchNorm statistics from 512 test images."""
+    calibration = cifar_images(512, seed=1).images
+    return [random_resnet(seed, width, calibration, depth) for seed in range(count)]
+
+
 def cifar_images(n: int, seed: int = 0, split: str = "test") -> Subset:
     """The first `n` images of a seeded, class-interleaved subset of a CIFAR-10 split (the test split is
     embedded; the train split is looked for where `core.data.load_split` looks, e.g. $CIFAR10_DIR)."""

@@ -52,12 +52,6 @@ CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0)
 READOUTS = ("class_a", "invariance_a", "probe_a")
 
 
-def _models(count: int, width: int, depth: int) -> list:
-    """`count` random ResNets with seeds 0, 1, ... and calibrated BatchNorm statistics."""
-    calibration = common.cifar_images(512, seed=1).images
-    return [common.random_resnet(seed, width, calibration, depth) for seed in range(count)]
-
-
 def _gpu_peak_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -81,7 +75,7 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
     that of a process that has already served an analysis (the device started, the networks traced),
     as in a running app.
     """
-    model_a, model_b = _models(2, args.width, args.depth)
+    model_a, model_b = common.random_resnets(2, args.width, args.depth)
     # the random networks' BatchNorm calibration (512 images at once, the bench's own set-up) peaks ~0.6 GB above
     # what it leaves; the peak counts from here, so loading the subset and everything after it is in it
     peak_reset = common.reset_peak_rss()
@@ -124,7 +118,7 @@ def work_pipeline(args: argparse.Namespace, device: torch.device) -> dict:
 
 def work_reuse(args: argparse.Namespace, device: torch.device) -> dict:
     """Fingerprint A, B, C once each; pairs A-B and A-C from the fingerprints; A again for scale."""
-    model_a, model_b, model_c = _models(3, args.width, args.depth)
+    model_a, model_b, model_c = common.random_resnets(3, args.width, args.depth)
     subset = common.cifar_images(args.n)
     options = AnalysisOptions(batch_size=args.batch)
     times: dict[str, float] = {}
@@ -197,7 +191,7 @@ def run_peer(peer: str, model_a, model_b, subset, batch: int, device: torch.devi
 
 def work_peer(args: argparse.Namespace, device: torch.device) -> dict:
     """One tool's CKA matrix on n images: time, peak RSS over the set-up, the matrix to args.out."""
-    model_a, model_b = _models(2, args.width, args.depth)
+    model_a, model_b = common.random_resnets(2, args.width, args.depth)
     subset = common.cifar_images(args.n)
     setup_mb = common.rss_mb()
     reset_ok = common.reset_peak_rss()

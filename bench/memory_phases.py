@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import torch  # noqa: E402
-from end_to_end import _models  # noqa: E402
 
 from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare  # noqa: E402
@@ -32,13 +31,7 @@ FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 def _status() -> dict[str, float]:
     """The FIELDS of /proc/self/status, in MiB."""
-    values = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name = line.split(":", 1)[0]
-            if name in FIELDS:
-                values[name] = round(int(line.split()[1]) / 1024, 1)
-    return values
+    return {field: round(common._status_kb(field) / 1024, 1) for field in FIELDS}
 
 
 class Recorder:
@@ -97,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the readings and the summary here")
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
-    model_a, model_b = _models(2, 64, 18)
+    model_a, model_b = common.random_resnets(2, 64, 18)
     reset = common.reset_peak_rss()
     recorder = Recorder(args.every)
     subset = common.cifar_images(args.n, split=args.split)

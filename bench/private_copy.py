@@ -37,7 +37,7 @@ COPIES = {
 def work(args: argparse.Namespace) -> dict:
     common.set_threads(args.threads)
     features.private_copy = COPIES[args.worker]
-    model = common.random_resnet(0, 64, common.cifar_images(512, seed=1).images)
+    model = common.random_resnets(1, 64, 18)[0]
     subset = common.cifar_images(args.n)
     common.reset_peak_rss()
     setup = common.rss_mb()

@@ -32,7 +32,7 @@ def _eigh_float64_out_of_float32(matrix: torch.Tensor) -> tuple[torch.Tensor, to
 def main(n: int) -> None:
     torch.set_num_threads(1)
     options = AnalysisOptions(batch_size=250, invariance=False, permutations=0)
-    network = common.random_resnet(0, 64, common.cifar_images(512, seed=1).images)
+    network = common.random_resnets(1, 64, 18)[0]
     fp = fingerprint(network, common.cifar_images(n), options, torch.device("cpu"))
     y = torch.cat(fp.labels)
     split = len(y) - max(1, int(round(len(y) * options.probe_holdout)))

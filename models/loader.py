@@ -182,7 +182,7 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
         layers=tuple(resnet_layers(arch)),
         dropped=keys.dropped_keys,
     )
-    return measured(LoadedModel(module.eval(), info), tensors, open_choices)
+    return measured(LoadedModel(module, info), tensors, open_choices)
 
 
 def measured(loaded: LoadedModel, tensors: dict[str, torch.Tensor], open_choices: tuple[str, ...]) -> LoadedModel:
@@ -222,7 +222,7 @@ def measured(loaded: LoadedModel, tensors: dict[str, torch.Tensor], open_choices
         layers=tuple(resnet_layers(arch)),
         calibration=evidence,
     )
-    return LoadedModel(module.eval(), info)
+    return LoadedModel(module, info)
 
 
 def with_choices(loaded: LoadedModel, choices: SourceHints, source: str) -> LoadedModel:
