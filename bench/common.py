@@ -131,7 +131,7 @@ def cifar_images(n: int, seed: int = 0, split: str = "test") -> Subset:
     subset = load_subset(SubsetSpec(split=split, per_class=per_class, seed=seed))
     if n == subset.spec.size:
         return subset
-    return Subset(subset.spec, subset.images[:n], subset.labels[:n], subset.indices[:n], subset.source)
+    return Subset(subset.spec, subset.images[:n], subset.labels[:n], subset.indices[:n], subset.source, subset.mapping)
 
 
 def module_name(node: str) -> str:

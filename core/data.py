@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import pickle
 import socket
-from dataclasses import asdict, dataclass
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +65,30 @@ class SubsetSpec:
 
 @dataclass(frozen=True)
 class Subset:
-    """The chosen images (uint8, N x 3 x 32 x 32), their labels and their indices in the split."""
+    """The chosen images (uint8, N x 3 x 32 x 32), their labels and their indices in the split.
+
+    A subset larger than MAP_SUBSET_BYTES keeps its images in an unnamed temporary file mapped into memory
+    (`mapping`), so that a pass over it holds one minibatch's pages at a time (`release`), not all of them.
+    """
 
     spec: SubsetSpec
     images: torch.Tensor
     labels: torch.Tensor
     indices: np.ndarray
     source: str
+    mapping: mmap.mmap | None = field(default=None, compare=False, repr=False)
+
+    def release(self, rows: slice) -> None:
+        """Drop these rows' image pages from this process's resident set (a mapped subset only; the file
+        keeps them, and they are read back when next touched)."""
+        if self.mapping is None or not hasattr(self.mapping, "madvise"):
+            return
+        start, stop, _ = rows.indices(len(self.labels))
+        if stop <= start:
+            return
+        row = self.images[0].numel()
+        first = start * row // mmap.PAGESIZE * mmap.PAGESIZE
+        self.mapping.madvise(mmap.MADV_DONTNEED, first, stop * row - first)
 
 
 def parse_classes(text: str) -> tuple[int, ...]:
@@ -108,13 +129,18 @@ def _candidates(data_dir: str | Path | None) -> list[Path]:
     return [*places, DOWNLOAD_DIR, EMBEDDED_DIR]
 
 
-def _read_from(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _split_in(folder: Path, split: str) -> Path | None:
+    """Where `folder` holds the split: its `split.npz`, or a folder in torchvision's batches layout; else None."""
     if (folder / f"{split}.npz").is_file():
-        return _read_npz(folder / f"{split}.npz")
+        return folder / f"{split}.npz"
     for batches in (folder, folder / "cifar-10-batches-py"):
         if (batches / ("test_batch" if split == "test" else "data_batch_1")).is_file():
-            return _read_batches(batches, split)
+            return batches
     return None
+
+
+def _read(found: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    return _read_npz(found) if found.is_file() else _read_batches(found, split)
 
 
 def _download(split: str, timeout_s: float = 10.0) -> bool:
@@ -144,11 +170,32 @@ def _found(cache_key: tuple[str, str], found: tuple[np.ndarray, np.ndarray], fol
     return entry
 
 
-def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """All images (uint8, N x 32 x 32 x 3) and labels of a split, and where they came from.
+def _find(split: str, data_dir: str | Path | None) -> tuple[Path, Path]:
+    """The folder holding the split and the split's file or batches folder in it.
 
     Looks in order at: `data_dir`, $CIFAR10_DIR, the download cache, the embedded test split; then
     tries torchvision's download. Raises DataError naming every place looked at.
+    """
+    places = _candidates(data_dir)
+    for folder in places:
+        found = _split_in(folder, split)
+        if found is not None:
+            return folder, found
+    if _download(split):
+        # Look once more, in the download cache only: looking everywhere again would never end if
+        # the download reported success but left no readable files.
+        found = _split_in(DOWNLOAD_DIR, split)
+        if found is not None:
+            return DOWNLOAD_DIR, found
+    looked = ", ".join(str(p) for p in places)
+    raise DataError(
+        f"CIFAR-10 {split} split not found; looked in {looked} and the download failed. "
+        f"Pass --data-dir (or set CIFAR10_DIR) to a folder with {split}.npz or cifar-10-batches-py."
+    )
+
+
+def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """All images (uint8, N x 32 x 32 x 3) and labels of a split, and where they came from (see `_find`).
 
     The test split is kept in memory after its first read. The train split (150 MB) is read again on each call
     (a fraction of a second) rather than kept: a 50,000-image subset would otherwise be held twice.
@@ -156,22 +203,8 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
     cache_key = (split, str(data_dir))
     if cache_key in _SPLIT_CACHE:
         return _SPLIT_CACHE[cache_key]
-    places = _candidates(data_dir)
-    for folder in places:
-        found = _read_from(folder, split)
-        if found is not None:
-            return _found(cache_key, found, folder)
-    if _download(split):
-        # Look once more, in the download cache only: recursing into load_split would never end if
-        # the download reported success but left no readable files.
-        found = _read_from(DOWNLOAD_DIR, split)
-        if found is not None:
-            return _found(cache_key, found, DOWNLOAD_DIR)
-    looked = ", ".join(str(p) for p in places)
-    raise DataError(
-        f"CIFAR-10 {split} split not found; looked in {looked} and the download failed. "
-        f"Pass --data-dir (or set CIFAR10_DIR) to a folder with {split}.npz or cifar-10-batches-py."
-    )
+    folder, found = _find(split, data_dir)
+    return _found(cache_key, _read(found, split), folder)
 
 
 def select_indices(labels: np.ndarray, spec: SubsetSpec) -> np.ndarray:
@@ -198,20 +231,90 @@ def select_indices(labels: np.ndarray, spec: SubsetSpec) -> np.ndarray:
     return rng.permutation(np.asarray(keep, dtype=np.int64))
 
 
+MAP_SUBSET_BYTES = 16 * 2**20  # a subset's images beyond this go to a mapped file (5,461 images; Subset)
+CHUNK_ROWS = 4096  # rows of a split read and gathered at a time (12 MB of CIFAR-10)
+
+
 def load_subset(spec: SubsetSpec, data_dir: str | Path | None = None) -> Subset:
-    """The images of `spec` as uint8 tensors in N x 3 x H x W order."""
-    images, labels, source = load_split(spec.split, data_dir)
+    """The images of `spec` as uint8 tensors in N x 3 x H x W order.
+
+    A split too large to keep in memory (the train split) is read from its npz a chunk of rows at a time, as it
+    is decompressed, so that loading holds neither the whole split nor a copy of it beside the subset.
+    """
+    cached = _SPLIT_CACHE.get((spec.split, str(data_dir)))
+    if cached is None:
+        folder, found = _find(spec.split, data_dir)
+        if found.is_file() and _npz_images_bytes(found) > KEEP_SPLIT_BYTES:
+            with np.load(found) as npz:
+                labels = npz["labels"].astype(np.int64)
+            return _subset(spec, labels, _npz_rows(found), str(folder))
+        cached = load_split(spec.split, data_dir)
+    images, labels, source = cached
+    return _subset(spec, labels, (images[s : s + CHUNK_ROWS] for s in range(0, len(images), CHUNK_ROWS)), source)
+
+
+def _subset(spec: SubsetSpec, labels: np.ndarray, rows: Iterator[np.ndarray], source: str) -> Subset:
+    """The subset of `spec` from the split's labels and its images (N x H x W x C) in consecutive chunks."""
     keep = select_indices(labels, spec)
-    return Subset(spec, _gathered(images, keep), torch.from_numpy(labels[keep]), keep, source)
+    images, mapping = _image_buffer(len(keep))
+    _gather(rows, keep, images.numpy(), release=lambda: _release_all(mapping))
+    return Subset(spec, images, torch.from_numpy(labels[keep]), keep, source, mapping)
 
 
-def _gathered(images: np.ndarray, keep: np.ndarray, chunk: int = 4096) -> torch.Tensor:
-    """images[keep] in N x C x H x W order, gathered a chunk at a time: no whole-size intermediate copy (the train
-    split's would be 150 MB beside the split and the result)."""
-    out = np.empty((len(keep), images.shape[3], *images.shape[1:3]), dtype=images.dtype)
-    for start in range(0, len(keep), chunk):
-        out[start : start + chunk] = images[keep[start : start + chunk]].transpose(0, 3, 1, 2)
-    return torch.from_numpy(out)
+def _image_buffer(n: int) -> tuple[torch.Tensor, mmap.mmap | None]:
+    """An uninitialised n x 3 x 32 x 32 uint8 tensor: in memory, or beyond MAP_SUBSET_BYTES in an unnamed
+    temporary file mapped shared (so pages dropped from memory are read back from the file, never lost)."""
+    shape = (n, 3, 32, 32)
+    nbytes = n * 3 * 32 * 32
+    if nbytes <= MAP_SUBSET_BYTES:
+        return torch.empty(shape, dtype=torch.uint8), None
+    with tempfile.TemporaryFile(prefix="cka-lens-subset-") as f:  # unnamed; the mapping keeps it alive
+        f.truncate(nbytes)
+        mapping = mmap.mmap(f.fileno(), nbytes)
+    return torch.frombuffer(mapping, dtype=torch.uint8).view(shape), mapping
+
+
+def _release_all(mapping: mmap.mmap | None) -> None:
+    if mapping is not None and hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def _gather(rows: Iterator[np.ndarray], keep: np.ndarray, out: np.ndarray, release: Callable[[], None]) -> None:
+    """out[i] = image keep[i] of the split in C x H x W order, from the split's images (N x H x W x C) read in
+    consecutive chunks; `release` runs after each chunk."""
+    order = np.argsort(keep, kind="stable")
+    wanted = keep[order]
+    start = taken = 0
+    for chunk in rows:
+        stop = taken + int(np.searchsorted(wanted[taken:], start + len(chunk)))
+        out[order[taken:stop]] = chunk[wanted[taken:stop] - start].transpose(0, 3, 1, 2)
+        start, taken = start + len(chunk), stop
+        release()
+    if taken < len(keep):
+        raise DataError(f"the split ended after {start} images; the subset needs image {int(wanted[taken])}")
+
+
+def _npz_images_bytes(path: Path) -> int:
+    """The uncompressed size of an npz's images."""
+    with zipfile.ZipFile(path) as z:
+        return z.getinfo("images.npy").file_size
+
+
+def _npz_rows(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
+    """An npz's images (uint8, N x 32 x 32 x 3), `chunk` rows at a time as they are decompressed."""
+    with zipfile.ZipFile(path) as z, z.open("images.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if fortran or dtype != np.uint8 or len(shape) != 4 or shape[1:] != (32, 32, 3):
+            raise DataError(f"{path.name}: images must be uint8 N x 32 x 32 x 3 in C order, not {dtype} {shape}")
+        row = 32 * 32 * 3
+        for start in range(0, shape[0], chunk):
+            count = min(chunk, shape[0] - start)
+            data = f.read(count * row)
+            if len(data) != count * row:
+                raise DataError(f"{path.name}: the images end after {start + len(data) // row} of {shape[0]}")
+            yield np.frombuffer(data, dtype=np.uint8).reshape(count, 32, 32, 3)
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

@@ -24,12 +24,14 @@ from core.cka import centred_rows, is_constant
 from core.data import CLASSES, Subset, normalize
 from core.device import synchronize
 from core.features import FeatureExtractor
-from core.memory import release_freed
+from core.memory import HeapBudget, release_freed
 from core.network import ModelIdentity, Network
 from core.options import AnalysisOptions
 from core.probes import pool_features
 from core.progress import Progress, no_progress
 from core.spill import Batches, Part, Spiller
+
+HEAP_SLACK_LAYERS = 8.0  # freed activations a pass keeps in the heap, in largest layer outputs (core.memory.HeapBudget)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ def fingerprint_steps(
     kept, rows, self_hsic, labels = [], [], [], []
     pooled: list[list] = [[] for _ in extractor.names] if options.probes else []
     spiller = Spiller(settings.spill_bytes())
+    heap = HeapBudget(HEAP_SLACK_LAYERS)
+    heap.rest()
     label_hsic = torch.zeros(n_layers + 1, dtype=torch.float64, device=device)
     inv_cross = torch.zeros(n_layers, dtype=torch.float64, device=device)
     inv_self = torch.zeros(n_layers, dtype=torch.float64, device=device)
@@ -163,6 +167,7 @@ def fingerprint_steps(
                 # standardises each feature, and 3 significant digits change no argmax that matters
                 probe[j] = pool_features(features).to(torch.bfloat16).cpu()
             synchronize(device)
+            heap.check(spiller.held, features.numel() * features.element_size())
             reading[0] += time.perf_counter() - t
 
         t = time.perf_counter()
@@ -201,10 +206,11 @@ def fingerprint_steps(
         synchronize(device)
         seconds["forward"] += forward
         seconds["cka"] += time.perf_counter() - start - forward
-        release_freed()
+        subset.release(batch)
         progress(f"{identity.source}: forward passes and Grams", done, len(mine))
         if done < len(mine):
             yield so_far(whole=False)
+    release_freed()  # the heap's slack, for whatever runs next
     yield so_far(whole=True)
 
 

@@ -277,11 +277,79 @@ def test_parse_classes_takes_indices_and_names_and_names_what_is_wrong():
 
 
 def test_the_subset_is_gathered_in_chunks_with_the_same_images_in_the_same_order():
-    from core.data import _gathered
-
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
     keep = rng.permutation(50)[:23]
-    got = _gathered(images, keep, chunk=5)  # 4 whole chunks and a part
-    np.testing.assert_array_equal(got.numpy(), images[keep].transpose(0, 3, 1, 2))
-    assert got.is_contiguous() and got.shape == (23, 3, 32, 32)
+    out = np.zeros((23, 3, 32, 32), dtype=np.uint8)
+    released = []
+    data._gather((images[s : s + 5] for s in range(0, 50, 5)), keep, out, lambda: released.append(1))
+    np.testing.assert_array_equal(out, images[keep].transpose(0, 3, 1, 2))
+    assert len(released) == 10
+    with pytest.raises(DataError, match="the split ended after 20 images; the subset needs image"):
+        data._gather((images[s : s + 5] for s in range(0, 20, 5)), np.array([3, 30]), out[:2], lambda: None)
+
+
+def _npz_split(folder: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A compressed train.npz of n random images, 10 classes in turn."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(n) % 10
+    np.savez_compressed(folder / "train.npz", images=images, labels=labels)
+    return images, labels
+
+
+def test_a_large_split_is_read_as_it_is_decompressed_and_gives_the_same_subset(tmp_path, monkeypatch):
+    """Beyond KEEP_SPLIT_BYTES the subset is gathered from the npz a chunk at a time (never the whole split):
+    the same images, labels and order as from the split read whole."""
+    images, labels = _npz_split(tmp_path / "npz", 300)
+    spec = SubsetSpec(split="train", per_class=20, seed=4)
+    whole = load_subset(spec, tmp_path / "npz")
+    monkeypatch.setattr(data, "KEEP_SPLIT_BYTES", 1000)
+    monkeypatch.setattr(data, "CHUNK_ROWS", 7)
+    read_whole = []
+    monkeypatch.setattr(data, "_read_npz", lambda path: read_whole.append(path))
+    streamed = load_subset(spec, tmp_path / "npz")
+    assert read_whole == []
+    np.testing.assert_array_equal(streamed.indices, whole.indices)
+    assert torch.equal(streamed.images, whole.images) and torch.equal(streamed.labels, whole.labels)
+    np.testing.assert_array_equal(streamed.images.numpy(), images[streamed.indices].transpose(0, 3, 1, 2))
+    assert streamed.labels.tolist() == labels[streamed.indices].tolist()
+
+
+def test_an_npz_with_images_of_another_shape_is_a_data_error(tmp_path, monkeypatch):
+    (tmp_path / "npz").mkdir()
+    np.savez(tmp_path / "npz" / "train.npz", images=np.zeros((20, 3, 32, 32), np.uint8), labels=np.arange(20) % 10)
+    monkeypatch.setattr(data, "KEEP_SPLIT_BYTES", 0)
+    with pytest.raises(DataError, match=r"train.npz: images must be uint8 N x 32 x 32 x 3 in C order"):
+        load_subset(SubsetSpec(split="train", per_class=1), tmp_path / "npz")
+
+
+def _resident_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident set from /proc")
+def test_a_large_subset_is_mapped_and_a_released_batch_leaves_memory_but_not_the_subset(tmp_path, monkeypatch):
+    """Beyond MAP_SUBSET_BYTES the images live in a mapped temporary file: loading leaves none of them resident,
+    a batch read brings its pages in, `release` takes them out again, and the images read back the same."""
+    images, _ = _npz_split(tmp_path / "npz", 3000)
+    monkeypatch.setattr(data, "KEEP_SPLIT_BYTES", 0)
+    monkeypatch.setattr(data, "MAP_SUBSET_BYTES", 1_000_000)
+    subset = load_subset(SubsetSpec(split="train", per_class=300, seed=2), tmp_path / "npz")  # 9 MB of images
+    assert subset.mapping is not None
+    expected = torch.from_numpy(images[subset.indices].transpose(0, 3, 1, 2).copy())
+    before = _resident_kb()
+    assert torch.equal(subset.images, expected)  # every page touched
+    touched = _resident_kb()
+    subset.release(slice(0, 3000))
+    released = _resident_kb()
+    assert touched - before > 7_000 and touched - released > 7_000
+    assert torch.equal(subset.images[1000:1100], expected[1000:1100])
+
+
+def test_a_small_subset_stays_in_memory_and_release_changes_nothing():
+    subset = load_subset(SubsetSpec(per_class=10))
+    copy = subset.images.clone()
+    subset.release(slice(0, 100))
+    assert subset.mapping is None and torch.equal(subset.images, copy)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core import settings
-from core.memory import _malloc_trim, estimate_bytes, layer_shapes, release_freed
+from core.memory import HeapBudget, _malloc_trim, estimate_bytes, layer_shapes, release_freed, resident_bytes
 from core.options import AnalysisOptions
 from models.resnet import ArchConfig, build_resnet, resnet_layers
 
@@ -52,6 +52,27 @@ def test_release_freed_gives_a_fragmented_heap_back():
     before = _rss_mb()
     release_freed()
     assert before - _rss_mb() > 100  # of the 180 MB freed
+    assert all(float(t[0]) == 1.0 for t in kept)
+
+
+@pytest.mark.skipif(_malloc_trim() is None, reason="malloc_trim is glibc's; elsewhere release_freed does nothing")
+def test_the_heap_budget_keeps_freed_memory_within_its_slack_and_gives_back_what_passes_it():
+    """180 MB freed between kept tensors: within a slack of 1,000 layers of 1 MB it stays resident (no release);
+    past a slack of 8 layers of 2 MB above the resting set and what is held, it is given back."""
+    roomy, tight = HeapBudget(slack_layers=1000), HeapBudget(slack_layers=8)
+    roomy.rest()
+    tight.rest()
+    assert abs(tight.resting - resident_bytes()) < 20 * 2**20
+    chunks = [torch.ones(25_000) for _ in range(2_000)]
+    kept = chunks[::10]
+    del chunks
+    held = sum(t.numel() * t.element_size() for t in kept)  # 20 MB
+    before = resident_bytes()
+    assert not roomy.check(held, 2**20)
+    assert before - resident_bytes() < 10 * 2**20
+    assert tight.check(held, 2 * 2**20)
+    assert before - resident_bytes() > 100 * 2**20
+    assert not tight.check(held, 2 * 2**20)  # within the budget again
     assert all(float(t[0]) == 1.0 for t in kept)
 
 
