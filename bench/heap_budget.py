@@ -31,16 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import torch  # noqa: E402
 
-import core.fingerprint as fingerprint  # noqa: E402
+import core.memory as memory  # noqa: E402
+from core.fingerprint import fingerprint_steps  # noqa: E402
 from core.memory import release_freed  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
 
-SLACK = {"batch": math.inf, "never": math.inf, "layer": 0.0, "budget": fingerprint.HEAP_SLACK_LAYERS}
+SLACK = {"batch": math.inf, "never": math.inf, "layer": 0.0, "budget": memory.HEAP_SLACK_LAYERS}
 
 
 def work(args: argparse.Namespace) -> dict:
     common.set_threads(args.threads)
-    fingerprint.HEAP_SLACK_LAYERS = SLACK[args.worker]
+    memory.HEAP_SLACK_LAYERS = SLACK[args.worker]
     model = common.random_resnets(1, 64, 18)[0]
     subset = common.cifar_images(args.n)
     release_freed()
@@ -48,7 +49,7 @@ def work(args: argparse.Namespace) -> dict:
     start = common.rss_mb()
     peaks = []
     t0 = time.perf_counter()
-    for step in fingerprint.fingerprint_steps(model, subset, AnalysisOptions(), torch.device("cpu")):
+    for step in fingerprint_steps(model, subset, AnalysisOptions(), torch.device("cpu")):
         if args.worker == "batch":
             release_freed()
         peaks.append(round(common.peak_rss_mb() - start, 1))

@@ -78,6 +78,10 @@ class Subset:
     source: str
     mapping: mmap.mmap | None = field(default=None, compare=False, repr=False)
 
+    def __reduce__(self):
+        """Pickled with its images' values (the app's cache pickles subsets); a large one is mapped again."""
+        return _restored, (self.spec, self.images.numpy(), self.labels, self.indices, self.source)
+
     def release(self, rows: slice) -> None:
         """Drop these rows' image pages from this process's resident set (a mapped subset only; the file
         keeps them, and they are read back when next touched)."""
@@ -274,6 +278,13 @@ def _image_buffer(n: int) -> tuple[torch.Tensor, mmap.mmap | None]:
     return torch.frombuffer(mapping, dtype=torch.uint8).view(shape), mapping
 
 
+def _restored(spec: SubsetSpec, images: np.ndarray, labels: torch.Tensor, indices: np.ndarray, source: str) -> Subset:
+    buffer, mapping = _image_buffer(len(images))
+    buffer.numpy()[:] = images
+    _release_all(mapping)
+    return Subset(spec, buffer, labels, indices, source, mapping)
+
+
 def _release_all(mapping: mmap.mmap | None) -> None:
     if mapping is not None and hasattr(mapping, "madvise"):
         mapping.madvise(mmap.MADV_DONTNEED)
@@ -296,8 +307,11 @@ def _gather(rows: Iterator[np.ndarray], keep: np.ndarray, out: np.ndarray, relea
 
 def _npz_images_bytes(path: Path) -> int:
     """The uncompressed size of an npz's images."""
-    with zipfile.ZipFile(path) as z:
-        return z.getinfo("images.npy").file_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.getinfo("images.npy").file_size
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{path.name} is not an npz with the arrays 'images' and 'labels' ({e})") from None
 
 
 def _npz_rows(path: Path, chunk: int = CHUNK_ROWS) -> Iterator[np.ndarray]:

@@ -41,11 +41,11 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features (bfloat16),
     of which at most CKA_LENS_SPILL_MB stays in memory (the rest is in files: core.spill). On top, whichever
     is larger: a forward pass, or the widest layer's probe. A forward pass hands over one layer at a time
-    (FeatureExtractor.stream), so it holds the network's own activations; the C heap, which keeps freed
-    activations fragmented until the batch ends (`release_freed`), grows beyond them. Fitted to a measurement: a
-    full-width ResNet-18 at batch 100 rose up to 412 and 418 MiB above its resting set within a minibatch over the
-    train split's 500 (BENCHMARKS.md), counted here as seventeen times its largest layer's output (425 MiB), with
-    the batch's float64 Gram rows of the features and of the views, plus one layer's Gram. A
+    (FeatureExtractor.stream) and keeps its freed activations in the C heap up to HEAP_SLACK_LAYERS largest layer
+    outputs (HeapBudget), so it counts that slack, the activations alive at once and what is allocated between
+    two checks (four more largest layers, fitted below), and the batch's float64 Gram rows. Measured: two full-width
+    ResNet-18s at batch 100 rose 271, 363 and 375 MiB above the loaded subset at 1,000, 10,000 and 50,000 train
+    images (BENCHMARKS.md); the estimate gives 379, 425 and 425 MiB. A
     probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
     the d x d Gram, its eigenbasis and the eigensolver's workspace, ~32 d^2 bytes, plus a few float64 copies of
     one batch); a wider layer's probe holds its n_train x d rows in float64 (~40 bytes per value) and the
@@ -59,11 +59,12 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
         widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]
         kept = batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
         stored += min(kept, settings.spill_bytes())
-        in_flight = max(in_flight, 17 * b * max(sizes) * 4 + (2 * len(shapes) + 3) * b * b * 8)
+        layer = b * max(sizes) * 4
+        in_flight = max(in_flight, (HEAP_SLACK_LAYERS + 4) * layer + (2 * len(shapes) + 3) * b * b * 8)
         if options.probes:
             d = max(widths)
             probe = max(probe, 32 * d * d + 48 * b * d if d <= n_train else 40 * n_train * d + 24 * n_train**2)
-    return stored + max(in_flight, probe)
+    return int(stored + max(in_flight, probe))
 
 
 def available_bytes(device: torch.device) -> int:
@@ -113,6 +114,7 @@ def _malloc_trim():
         return None
 
 
+HEAP_SLACK_LAYERS = 8.0  # freed activations a forward pass keeps in the heap, in largest layer outputs (HeapBudget)
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -130,15 +132,16 @@ class HeapBudget:
     resident set passes its resting level by `slack_layers` times the largest layer output seen; then gives
     them back (`release_freed`).
 
-    Freed at once, every batch would fault its activations in afresh (18% slower for a full-width ResNet-18);
-    never freed, glibc's fragmented heap grows batch after batch (+550 MB over 60 batches); freed at the end of
-    each batch only, what one batch touches still grows with the fragmentation, so the peak grew with the
-    number of batches (190 MB above the resting set at first, 400 MB by batch 30; BENCHMARKS.md). Bounded this
-    way, the peak no longer depends on how many batches there are. The resident set is the whole process's, so
-    other work in it (another visitor's analysis) only makes the release come sooner.
+    For a full-width ResNet-18 over 60 minibatches (bench/heap_budget.py, BENCHMARKS.md): given back after every
+    layer, each layer's activations are faulted in afresh (21% slower); never given back, glibc's fragmented heap
+    grows batch after batch (up to 613 MiB above the start); given back after each minibatch, what one minibatch
+    touches still grows with the fragmentation (75 MiB above the start at first, 400 by the 30th), so the peak grew
+    with the number of minibatches. Within this budget it stays at 331 MiB above the start, as fast as per
+    minibatch, whatever the number of minibatches. The resident set is the whole process's, so other work in it
+    (another visitor's analysis) only makes the release come sooner.
     """
 
-    def __init__(self, slack_layers: float = 8.0) -> None:
+    def __init__(self, slack_layers: float) -> None:
         self.slack_layers = slack_layers
         self.largest = 0
         self.resting = 0
@@ -163,7 +166,8 @@ def release_freed() -> None:
 
     A minibatch's activations (hundreds of MB for a full-width ResNet-18 at batch 100) are freed after its Grams,
     but glibc keeps most of that memory in its heap, fragmented, and the resident set of a long analysis crept up
-    batch after batch. Called after each minibatch of a pass and of the pair terms, and after each layer's probe.
+    batch after batch. Called by a forward pass's HeapBudget and at its end, after each minibatch of the pair
+    terms, and after each layer's probe.
     """
     trim = _malloc_trim()
     if trim is not None:

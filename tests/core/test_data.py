@@ -324,6 +324,17 @@ def test_an_npz_with_images_of_another_shape_is_a_data_error(tmp_path, monkeypat
         load_subset(SubsetSpec(split="train", per_class=1), tmp_path / "npz")
 
 
+@pytest.mark.parametrize("content", [b"not a zip at all", None])
+def test_a_split_file_that_is_not_our_npz_is_a_data_error(tmp_path, content):
+    (tmp_path / "npz").mkdir()
+    if content is None:
+        np.savez(tmp_path / "npz" / "train.npz", pixels=np.zeros((2, 32, 32, 3), np.uint8))
+    else:
+        (tmp_path / "npz" / "train.npz").write_bytes(content)
+    with pytest.raises(DataError, match=r"train.npz is not an npz with the arrays 'images' and 'labels'"):
+        load_subset(SubsetSpec(split="train", per_class=1), tmp_path / "npz")
+
+
 def _resident_kb() -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
@@ -346,6 +357,17 @@ def test_a_large_subset_is_mapped_and_a_released_batch_leaves_memory_but_not_the
     released = _resident_kb()
     assert touched - before > 7_000 and touched - released > 7_000
     assert torch.equal(subset.images[1000:1100], expected[1000:1100])
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_subset_survives_pickling_mapped_or_not(tmp_path, monkeypatch, mapped):
+    """The app's cache pickles subsets: the copy has the same images, labels and indices, and is mapped again."""
+    monkeypatch.setattr(data, "MAP_SUBSET_BYTES", 1000 if mapped else 10**9)
+    subset = load_subset(SubsetSpec(per_class=20, seed=1))
+    copy = pickle.loads(pickle.dumps(subset))  # noqa: S301 - our own bytes
+    assert (copy.mapping is not None) == mapped and copy.spec == subset.spec and copy.source == subset.source
+    assert torch.equal(copy.images, subset.images) and torch.equal(copy.labels, subset.labels)
+    np.testing.assert_array_equal(copy.indices, subset.indices)
 
 
 def test_a_small_subset_stays_in_memory_and_release_changes_nothing():
