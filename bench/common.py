@@ -183,6 +183,20 @@ def run_worker(script: Path, args: list[str], timeout_s: float | None, log: Path
     return WorkerResult(True, json.loads(lines[-1][len(RESULT_PREFIX) :]), wall)
 
 
+def alternating_runs(script: Path, names: list[str], rounds: int, extra: list[str], outs: dict[str, Path]) -> dict:
+    """`script --worker NAME --out outs[NAME] *extra` for each name in turn, `rounds` times, each in a fresh
+    process: {name: [the workers' results]}. A failed worker stops the benchmark."""
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            done = run_worker(script, [*extra, "--out", str(outs[name]), "--worker", name], None)
+            if not done.ok:
+                raise SystemExit(f"{name}: {done.error}")
+            runs[name].append(done.data)
+            print(name, json.dumps({k: v for k, v in done.data.items() if not isinstance(v, list)}), flush=True)
+    return runs
+
+
 def set_threads(threads: int) -> None:
     """Use `threads` intra-op threads (0: torch's default, one per core)."""
     if threads > 0:

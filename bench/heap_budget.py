@@ -82,16 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         common.emit(work(args))
         return
     policies = args.policies.split(",")
-    runs: dict[str, list[dict]] = {name: [] for name in policies}
     grams = {name: Path(f"/tmp/heap_budget_{name}.pt") for name in policies}
-    for _ in range(args.rounds):
-        for name in policies:
-            extra = ["--n", str(args.n), "--threads", str(args.threads), "--out", str(grams[name])]
-            done = common.run_worker(Path(__file__), [*extra, "--worker", name], None)
-            if not done.ok:
-                raise SystemExit(f"{name}: {done.error}")
-            runs[name].append(done.data)
-            print(name, json.dumps({k: v for k, v in done.data.items() if k != "steps_mb"}), flush=True)
+    extra = ["--n", str(args.n), "--threads", str(args.threads)]
+    runs = common.alternating_runs(Path(__file__), policies, args.rounds, extra, grams)
     first = torch.load(grams[policies[0]])
     report = {
         "machine": common.machine_summary(),

@@ -60,16 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         common.emit(work(args))
         return
-    runs: dict[str, list[dict]] = {name: [] for name in COPIES}
     grams = {name: Path(f"/tmp/private_copy_{name}.pt") for name in COPIES}
-    for _ in range(args.rounds):
-        for name in COPIES:
-            extra = ["--n", str(args.n), "--threads", str(args.threads), "--out", str(grams[name])]
-            done = common.run_worker(Path(__file__), [*extra, "--worker", name], None)
-            if not done.ok:
-                raise SystemExit(f"{name}: {done.error}")
-            runs[name].append(done.data)
-            print(name, json.dumps(done.data), flush=True)
+    extra = ["--n", str(args.n), "--threads", str(args.threads)]
+    runs = common.alternating_runs(Path(__file__), list(COPIES), args.rounds, extra, grams)
     copied, shared = (torch.load(grams[name]) for name in COPIES)
     report = {
         "machine": common.machine_summary(),
