@@ -332,3 +332,25 @@ def test_the_float32_permutation_null_is_within_1e_6_of_float64(models, subset):
     fast, slow = cka_from_hsic(terms.null, self_a, self_b), cka_from_hsic(exact, self_a, self_b)
     assert np.abs(slow).max() > 1e-3  # a real null, not zeros
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)
+
+
+def test_a_mapped_subset_gives_the_same_fingerprint_and_each_minibatch_is_released_after_it(
+    models, subset, monkeypatch
+):
+    """A subset in a mapped file (core.data.Subset.mapping) is read exactly as one in memory, and the pass drops
+    each minibatch's pages once it is done with them, so that the subset is never resident whole."""
+    import core.data as data
+
+    monkeypatch.setattr(data, "MAP_SUBSET_BYTES", 1000)
+    mapped = load_subset(subset.spec)
+    assert mapped.mapping is not None
+    released = []
+    release = data.Subset.release
+    monkeypatch.setattr(data.Subset, "release", lambda self, rows: (released.append(rows), release(self, rows)))
+    from_file = fingerprint(models["a"], mapped, FAST, CPU)
+    assert released == [slice(k * 20, (k + 1) * 20) for k in range(6)]
+    in_memory = fingerprint(models["a"], subset, FAST, CPU)
+    assert torch.equal(torch.stack(list(from_file.rows)), torch.stack(list(in_memory.rows)))
+    assert torch.equal(from_file.inv_cross, in_memory.inv_cross) and torch.equal(
+        from_file.label_hsic, in_memory.label_hsic
+    )
