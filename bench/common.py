@@ -8,6 +8,7 @@ would not.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -181,6 +182,19 @@ def run_worker(script: Path, args: list[str], timeout_s: float | None, log: Path
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return WorkerResult(False, {}, wall, f"exit {proc.returncode}: " + " | ".join(tail))
     return WorkerResult(True, json.loads(lines[-1][len(RESULT_PREFIX) :]), wall)
+
+
+def alternating_parser(doc: str, n: int, rounds: int, workers) -> argparse.ArgumentParser:
+    """The options of a benchmark that alternates fresh worker processes (`alternating_runs`): the images, the
+    rounds, the threads, the JSON report, and the worker's own two (hidden)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=n)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    return parser
 
 
 def alternating_runs(script: Path, names: list[str], rounds: int, extra: list[str], outs: dict[str, Path]) -> dict:

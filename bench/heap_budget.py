@@ -69,14 +69,8 @@ def work(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=6000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = common.alternating_parser(__doc__, n=6000, rounds=2, workers=SLACK)
     parser.add_argument("--policies", default=",".join(SLACK))
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--worker", choices=SLACK, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         common.emit(work(args))
