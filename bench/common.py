@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,7 +185,7 @@ def run_worker(script: Path, args: list[str], timeout_s: float | None, log: Path
     return WorkerResult(True, json.loads(lines[-1][len(RESULT_PREFIX) :]), wall)
 
 
-def alternating_parser(doc: str, n: int, rounds: int, workers) -> argparse.ArgumentParser:
+def alternating_parser(doc: str, n: int, rounds: int, workers: Iterable[str]) -> argparse.ArgumentParser:
     """The options of a benchmark that alternates fresh worker processes (`alternating_runs`): the images, the
     rounds, the threads, the JSON report, and the worker's own two (hidden)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
