@@ -245,14 +245,15 @@ def load_subset(spec: SubsetSpec, data_dir: str | Path | None = None) -> Subset:
     A split too large to keep in memory (the train split) is read from its npz a chunk of rows at a time, as it
     is decompressed, so that loading holds neither the whole split nor a copy of it beside the subset.
     """
-    cached = _SPLIT_CACHE.get((spec.split, str(data_dir)))
+    cache_key = (spec.split, str(data_dir))
+    cached = _SPLIT_CACHE.get(cache_key)
     if cached is None:
         folder, found = _find(spec.split, data_dir)
         if found.is_file() and _npz_images_bytes(found) > KEEP_SPLIT_BYTES:
             with np.load(found) as npz:
                 labels = npz["labels"].astype(np.int64)
             return _subset(spec, labels, _npz_rows(found), str(folder))
-        cached = load_split(spec.split, data_dir)
+        cached = _found(cache_key, _read(found, spec.split), folder)
     images, labels, source = cached
     return _subset(spec, labels, (images[s : s + CHUNK_ROWS] for s in range(0, len(images), CHUNK_ROWS)), source)
 
@@ -261,8 +262,9 @@ def _subset(spec: SubsetSpec, labels: np.ndarray, rows: Iterator[np.ndarray], so
     """The subset of `spec` from the split's labels and its images (N x H x W x C) in consecutive chunks."""
     keep = select_indices(labels, spec)
     images, mapping = _image_buffer(len(keep))
-    _gather(rows, keep, images.numpy(), release=lambda: _release_all(mapping))
-    return Subset(spec, images, torch.from_numpy(labels[keep]), keep, source, mapping)
+    subset = Subset(spec, images, torch.from_numpy(labels[keep]), keep, source, mapping)
+    _gather(rows, keep, images.numpy(), release=lambda: subset.release(slice(None)))
+    return subset
 
 
 def _image_buffer(n: int) -> tuple[torch.Tensor, mmap.mmap | None]:
@@ -281,13 +283,9 @@ def _image_buffer(n: int) -> tuple[torch.Tensor, mmap.mmap | None]:
 def _restored(spec: SubsetSpec, images: np.ndarray, labels: torch.Tensor, indices: np.ndarray, source: str) -> Subset:
     buffer, mapping = _image_buffer(len(images))
     buffer.numpy()[:] = images
-    _release_all(mapping)
-    return Subset(spec, buffer, labels, indices, source, mapping)
-
-
-def _release_all(mapping: mmap.mmap | None) -> None:
-    if mapping is not None and hasattr(mapping, "madvise"):
-        mapping.madvise(mmap.MADV_DONTNEED)
+    subset = Subset(spec, buffer, labels, indices, source, mapping)
+    subset.release(slice(None))
+    return subset
 
 
 def _gather(rows: Iterator[np.ndarray], keep: np.ndarray, out: np.ndarray, release: Callable[[], None]) -> None:

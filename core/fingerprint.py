@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from core import memory, settings
+from core import settings
 from core.augment import simclr_views
 from core.cka import centred_rows, is_constant
 from core.data import CLASSES, Subset, normalize
@@ -116,7 +116,7 @@ def fingerprint_steps(
     kept, rows, self_hsic, labels = [], [], [], []
     pooled: list[list] = [[] for _ in extractor.names] if options.probes else []
     spiller = Spiller(settings.spill_bytes())
-    heap = HeapBudget(memory.HEAP_SLACK_LAYERS)
+    heap = HeapBudget()
     heap.rest()
     label_hsic = torch.zeros(n_layers + 1, dtype=torch.float64, device=device)
     inv_cross = torch.zeros(n_layers, dtype=torch.float64, device=device)

@@ -141,8 +141,8 @@ class HeapBudget:
     (another visitor's analysis) only makes the release come sooner.
     """
 
-    def __init__(self, slack_layers: float) -> None:
-        self.slack_layers = slack_layers
+    def __init__(self, slack_layers: float | None = None) -> None:
+        self.slack_layers = HEAP_SLACK_LAYERS if slack_layers is None else slack_layers
         self.largest = 0
         self.resting = 0
 
