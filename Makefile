@@ -38,7 +38,8 @@ bench: $(VENV)/.dev
 	$(PY) -m pip install -q --no-deps -r bench/requirements.txt
 	$(PY) -c "import importlib.metadata as m, sys; v = m.version('torch'); sys.exit(0 if v.startswith('2.14.1') else f'torch changed: {v}')"
 	$(PY) bench/cka_engine.py --json bench/results/cka_engine.json
-	$(PY) bench/end_to_end.py --sizes 1000,10000 --peer-sizes 1000 --timeout 3600 --json bench/results/end_to_end.json
+	$(PY) bench/end_to_end.py --sizes 1000,10000 --peer-sizes 1000 --loading-repeats 3 --timeout 3600 \
+		--json bench/results/end_to_end.json
 
 # Wheels for bench/gpu_check.sh, whose GPU machine has no network: for its Python (3.12, x86_64) and for
 # this venv's (the CPU dry run in `make test`). Git-ignored; carry bench/gpu_wheels/cp312 to that machine.

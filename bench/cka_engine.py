@@ -396,7 +396,7 @@ def orchestrate(args: argparse.Namespace) -> dict:
 
 
 def print_report(report: dict) -> None:
-    """The table the issue asks for, then our stage profile and the floor ratio."""
+    """Every tool's time, memory and agreement with ours, then our stage profile and the floor ratio."""
     tools = report["tools"]
     ours = min(tools["ours"]["times_s"]) if "times_s" in tools.get("ours", {}) else None
     layers = report["features"]["models"]["a"]["layers"]

@@ -1,7 +1,7 @@
-"""Model pair -> full result through core.pipeline.compare, at several subset sizes, plus the
-fingerprint cache and the peers' own end-to-end APIs on the CKA part.
+"""Checkpoint bytes -> network, and model pair -> full result through core.pipeline.compare, at several subset
+sizes, plus the fingerprint cache and the peers' own end-to-end APIs on the CKA part.
 
-Three sections, every measurement in its own fresh process (peak memory is that process's VmHWM):
+Four sections, every measurement in its own fresh process (peak memory is that process's VmHWM):
 
 1. pipeline: `compare(A, B, subset, AnalysisOptions())` (defaults: invariance views, probes, 20
    permutations, the jackknife interval) for each `--sizes` value. Time by stage as the pipeline
@@ -13,17 +13,26 @@ Three sections, every measurement in its own fresh process (peak memory is that 
 3. peers: the CKA matrix alone (cross-model, every layer pair) through each library's own model +
    data-loader API on the same two networks and the same normalised images in the same order, and
    ours through compare() with the extras off (no views, probes or permutations).
+4. loading (`--loading-repeats`): a full-width ResNet-18's state dict (`torch.save`) as an upload arrives,
+   bytes -> LoadedModel, timed after one warm-up load (the CIFAR-10 test split already read, as in a running
+   app), three ways: `bare` (max-pool, stem padding and normalisation measured on the calibration images),
+   `stated` (method and normalisation given, as config.json or the registry gives them: accuracy measured
+   once) and `unmeasured` (CKA_LENS_CALIBRATION_IMAGES=0: parsing and the strict load alone).
 
 Models are randomly initialised CIFAR-stem ResNet-18s (`--depth 50`: ResNet-50s; seeds 0, 1, 2;
 BatchNorm statistics from one pass over 512 other test images): the costs do not depend on the weights.
 
     .venv/bin/python bench/end_to_end.py --sizes 1000,10000 --json bench/results/end_to_end.json
+    .venv/bin/python bench/end_to_end.py --sizes "" --reuse-n 0 --loading-repeats 3   # loading alone
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -45,11 +54,17 @@ from core.fingerprint import fingerprint  # noqa: E402
 from core.memory import estimate_bytes, layer_shapes  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare, compare_many  # noqa: E402
+from models import ArchConfig, build_resnet, load_uploaded  # noqa: E402
+from models.loaded import SourceHints  # noqa: E402
+from models.loader import load_bytes  # noqa: E402
 
 PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
 CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0)
 # per-layer read-outs of model A whose finite entries the pipeline section reports: proof they were computed
 READOUTS = ("class_a", "invariance_a", "probe_a")
+LOADING_CASES = ("bare", "stated", "unmeasured")
+# what a config.json or the registry says of a supervised CIFAR-10 network
+STATED = SourceHints(method="supervised", mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616), origin="bench")
 
 
 def _gpu_peak_mb(device: torch.device) -> float | None:
@@ -210,11 +225,41 @@ def work_peer(args: argparse.Namespace, device: torch.device) -> dict:
     }
 
 
+# --- section 4: loading a checkpoint -----------------------------------------------------------
+
+
+def work_loading(args: argparse.Namespace, device: torch.device) -> dict:
+    """One way of loading a full-width ResNet-18's bytes: median and max of --loading-repeats after a warm-up."""
+    os.environ[settings.CALIBRATION_IMAGES] = "0" if args.loading_case == "unmeasured" else "256"
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.save(build_resnet(ArchConfig(depth=18, width=args.width, num_classes=10)).eval().state_dict(), buffer)
+    data = buffer.getvalue()
+    if args.loading_case == "stated":
+        load = lambda: load_bytes(data, "resnet18.pt", "bench", STATED)  # noqa: E731
+    else:
+        load = lambda: load_uploaded(data, "resnet18.pt")  # noqa: E731
+    load()  # warm-up: the test split read once, as in a running server
+    times = []
+    for _ in range(args.loading_repeats):
+        loaded, seconds = _timed(load, torch.device("cpu"))
+        times.append(seconds)
+    evidence = loaded.info.calibration
+    return {
+        "case": args.loading_case,
+        "file_mb": len(data) / 1e6,
+        "median_s": statistics.median(times),
+        "max_s": max(times),
+        "measured": list(evidence.measured) if evidence else [],
+        "scored": [list(s) for s in evidence.scores] if evidence else [],  # (candidate, score, images)
+    }
+
+
 def worker(args: argparse.Namespace) -> None:
     """Run one section in this (fresh) process and emit its numbers."""
     common.set_threads(args.threads)
     device = pick_device(args.device)
-    work = {"pipeline": work_pipeline, "reuse": work_reuse, "peer": work_peer}[args.worker]
+    work = {"pipeline": work_pipeline, "reuse": work_reuse, "peer": work_peer, "loading": work_loading}[args.worker]
     out = work(args, device)
     out.update({"threads": torch.get_num_threads(), "device": str(device)})
     common.emit(out)
@@ -256,6 +301,11 @@ def orchestrate(args: argparse.Namespace) -> dict:
     if args.reuse_n:
         print(f"reuse n={args.reuse_n} ...", flush=True)
         report["reuse"] = _spawn(args, "reuse", args.reuse_n)
+    report["loading"] = []
+    for case in LOADING_CASES if args.loading_repeats else ():
+        print(f"loading {case} ...", flush=True)
+        extra = ["--loading-case", case, "--loading-repeats", str(args.loading_repeats)]
+        report["loading"].append(_spawn(args, "loading", 0, extra) | {"case": case})
     report["peers"] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.peer_sizes:
@@ -339,6 +389,15 @@ def print_report(report: dict) -> None:
         )
     head = ["tool", "n", "time s", "x ours", "peak extra MB", "max |diff|", "... no residual layers", "... residual"]
     print("\npeers, CKA matrix end to end (forward passes included):\n" + common.table(head, rows))
+    rows = [
+        [r["case"], "failed: " + r["error"][:80], "-", "-"]
+        if "error" in r
+        else [r["case"], common.fmt(r["median_s"]), common.fmt(r["max_s"]), ", ".join(r["measured"]) or "-"]
+        for r in report["loading"]
+    ]
+    if rows:
+        head = ["case", "median s", "max s", "measured"]
+        print("\nloading a checkpoint (bytes -> network):\n" + common.table(head, rows))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -364,8 +423,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-invariance", action="store_true", help="pipeline without the augmented views")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads per process (0: default)")
     p.add_argument("--timeout", type=float, default=7200.0, help="give up on one process after this many seconds")
+    p.add_argument(
+        "--loading-repeats", type=int, default=0, help="loading section: timed loads per case (default 0: skip)"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
-    p.add_argument("--worker", choices=["pipeline", "reuse", "peer"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["pipeline", "reuse", "peer", "loading"], help=argparse.SUPPRESS)
+    p.add_argument("--loading-case", choices=list(LOADING_CASES), help=argparse.SUPPRESS)
     p.add_argument("--worker-peer", choices=list(PEERS), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=1000, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)

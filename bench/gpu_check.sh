@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU, proven in one short run (issue 15): the GPU tests, the engine against pytorch-cka, and two
+# The GPU, proven in one short run: the GPU tests, the engine against pytorch-cka, and two
 # ResNet-50s on all 10,000 CIFAR-10 test images end to end, within 8 minutes; every figure goes to one
 # JSON file (default bench/results/gpu_check.json) with a log beside it. bench/gpu_check.py says how.
 #

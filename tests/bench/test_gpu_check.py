@@ -28,7 +28,7 @@ GPU_WHEELS = gpu_check.WHEELS / "cp312"  # the GPU machine's Python
 HOST_WHEELS = gpu_check.WHEELS / f"cp{sys.version_info.major}{sys.version_info.minor}"  # ours, for the dry run
 GPU_MARKERS = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux"}
 GPU_MARKERS |= {"platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython"}
-# what the GPU machine brings (issue 15); torch and torchvision bring their own dependencies too
+# what the GPU machine brings; torch and torchvision bring their own dependencies too
 GPU_MACHINE = {"torch", "torchvision", "numpy", "safetensors", "huggingface-hub", "tqdm"}
 OURS = {"core", "models", "tests", "bench", "conftest", "common", "cka_engine", "end_to_end", "gpu_check"}
 # modules no distribution provides: the running script, Cython's and sysconfig's runtime modules, and one
