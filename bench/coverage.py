@@ -3,9 +3,10 @@
 The CIFAR-10 training split (test split when it is absent) is shuffled once; its first `--truth` images give an
 independent truth (matched-layer CKA of the bundled pair, at the same minibatch size), and `--subsets` disjoint
 slices of `--n` images after them are analysed as a person would. For each slice and layer: does the interval
-contain the truth? From the same per-minibatch terms: the jackknife-t interval CKA Lens reports (none below 5
-minibatches), the same without that minimum, and the percentile bootstrap over minibatches it reported before
-(200 resamples), for comparison. Coverage counts (slice, layer) pairs that have an interval.
+contain the truth? From the same per-minibatch terms: the jackknife-t interval CKA Lens reports (none below
+`core.interval.MIN_BATCHES` minibatches), the same without that minimum, and the percentile bootstrap over
+minibatches it reported before (200 resamples), for comparison. Coverage counts (slice, layer) pairs that have an
+interval.
 
     python bench/coverage.py --data-dir ../shared/data/cifar10 --json bench/results/coverage.json
 """
