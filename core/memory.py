@@ -132,13 +132,10 @@ class HeapBudget:
     resident set passes its resting level by `slack_layers` times the largest layer output seen; then gives
     them back (`release_freed`).
 
-    For a full-width ResNet-18 over 60 minibatches (bench/heap_budget.py, BENCHMARKS.md): given back after every
-    layer, each layer's activations are faulted in afresh (21% slower); never given back, glibc's fragmented heap
-    grows batch after batch (up to 613 MiB above the start); given back after each minibatch, what one minibatch
-    touches still grows with the fragmentation (75 MiB above the start at first, 400 by the 30th), so the peak grew
-    with the number of minibatches. Within this budget it stays at 331 MiB above the start, as fast as per
-    minibatch, whatever the number of minibatches. The resident set is the whole process's, so other work in it
-    (another visitor's analysis) only makes the release come sooner.
+    Why a budget (measured in BENCHMARKS.md, "Memory against n"): giving the heap back after every layer faults
+    each layer's activations in afresh (slower); never giving it back lets glibc's fragmented heap grow batch
+    after batch; giving it back per minibatch still lets the peak grow with the number of minibatches. The resident
+    set is the whole process's, so other work in it (another visitor's analysis) only makes the release come sooner.
     """
 
     def __init__(self, slack_layers: float | None = None) -> None:

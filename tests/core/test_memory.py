@@ -77,7 +77,7 @@ def test_the_heap_budget_keeps_freed_memory_within_its_slack_and_gives_back_what
 
 
 def test_the_estimate_covers_the_rises_measured_on_the_train_split(monkeypatch):
-    """bench/results/memory_phases_{1000,10000,50000}_flat.json: two full-width ResNet-18s over 1,000, 10,000 and
+    """BENCHMARKS.md, "Memory against n": two full-width ResNet-18s over 1,000, 10,000 and
     50,000 train images (batch 100, default options) peaked 271, 363 and 375 MiB above the loaded subset. The
     estimate must not be below any of them, nor so far above that it would refuse what fits."""
     shapes = [layer_shapes(_Network(64), torch.device("cpu"))] * 2
