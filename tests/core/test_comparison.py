@@ -11,7 +11,7 @@ import torch
 from core.cka import center_gram, centred_rows, cka, hsic_scale, linear_gram
 from core.comparison import PairTerms, finalize, merge_pair_terms, pair_terms, permuted_hsic, preview_terms
 from core.errors import OptionsError
-from core.fingerprint import fingerprint
+from core.fingerprint import fingerprint, view_generator
 from core.options import AnalysisOptions
 from tests.core.tiny import features, tiny_network, tiny_subset
 
@@ -70,6 +70,21 @@ def test_the_null_has_one_row_per_permutation_and_one_column_per_matched_layer(p
     assert terms.null.shape == (CKA_ONLY.permutations, 4)
     again = pair_terms(fa, fb, CPU)  # permutations are seeded per (seed, batch): the same null every time
     torch.testing.assert_close(again.null, terms.null, rtol=0, atol=0)
+
+
+def test_each_batchs_null_shuffles_b_by_the_permutations_of_its_own_seed_and_batch(pair):
+    """Null sample p of batch k: HSIC of A's layer with B's layer on the examples shuffled by the p-th permutation
+    drawn from view_generator(seed, k), whichever process holds the batch."""
+    a, b, subset, _, _ = pair
+    shard_a, shard_b = (fingerprint(net, subset, CKA_ONLY, CPU, shard=(1, 3)) for net in (a, b))
+    null = pair_terms(shard_a, shard_b, CPU).null  # batch 1 alone
+    g = view_generator(CKA_ONLY.seed, 1)
+    batch = subset.images[8:16]
+    for p in range(CKA_ONLY.permutations):
+        perm = torch.randperm(8, generator=g)
+        for j, (x, y) in enumerate(zip(features(a, batch), features(b, batch), strict=True)):
+            ga, gb = center_gram(linear_gram(x)), center_gram(linear_gram(y[perm]))
+            assert float(null[p, j]) == pytest.approx(float((ga * gb).sum()) * hsic_scale(8, True), rel=1e-4, abs=1e-9)
 
 
 def test_fingerprints_of_different_options_are_refused(pair):
