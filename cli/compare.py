@@ -92,21 +92,25 @@ def add_parser(sub) -> None:
 
 def add_subset_and_cka_arguments(parser, per_class: int) -> None:
     """The subset, CKA and device options every analysing command takes (`compare`, `training`)."""
-    parser.add_argument("--split", default=DEFAULTS.split, choices=SPLITS, help="(default %(default)s)")
+    parser.add_argument("--split", default=DEFAULTS.split, choices=SPLITS, help="CIFAR-10 split (default %(default)s)")
     parser.add_argument(
         "--classes", type=_classes, default=DEFAULTS.classes, help="comma-separated, e.g. 0,1,cat (default: all ten)"
     )
     parser.add_argument("--per-class", type=int, default=per_class, help="images per class (default %(default)s)")
-    parser.add_argument("--subset-seed", type=int, default=DEFAULTS.subset_seed, help="(default %(default)s)")
+    parser.add_argument(
+        "--subset-seed", type=int, default=DEFAULTS.subset_seed, help="chooses the images (default %(default)s)"
+    )
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (npz pair or cifar-10-batches-py)")
-    parser.add_argument("--kernel", default=DEFAULTS.kernel, choices=KERNELS, help="(default %(default)s)")
+    parser.add_argument("--kernel", default=DEFAULTS.kernel, choices=KERNELS, help="CKA kernel (default %(default)s)")
     parser.add_argument(
         "--sigma",
         type=float,
         default=DEFAULTS.sigma,
         help="RBF bandwidth, fraction of the median distance (default %(default)s)",
     )
-    parser.add_argument("--estimator", default=DEFAULTS.estimator, choices=ESTIMATORS, help="(default %(default)s)")
+    parser.add_argument(
+        "--estimator", default=DEFAULTS.estimator, choices=ESTIMATORS, help="HSIC estimator (default %(default)s)"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULTS.batch_size, help="images per CKA minibatch (default %(default)s)"
     )
