@@ -472,7 +472,7 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
             note = f"No ceiling for {labels[side]}: {s.note}. The sidebar can name another seed of its method."
             assert note in captions
     if bundled_pair:  # the real pair: B's seed 1 is trained
-        assert found["B"].specs == ("bundled:supervised-resnet18-w16-seed1",)
+        assert [str(s) for s in found["B"].specs] == ["bundled:supervised-resnet18-w16-seed1"]
     (table,) = at.table
     shown = table.value
     assert list(shown["finding"]) == list(STUDY)
