@@ -5,17 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models import ModelInfo, load_model
-from models.calibration import normalisation_name
-from models.hub import publish_folder
-from models.registry import registry_entries
+from models import (
+    CheckpointError,
+    ModelInfo,
+    ModelSpec,
+    load_model,
+    normalisation_name,
+    publish_folder,
+    registry_entries,
+)
+
+
+def model_spec(text: str) -> ModelSpec:
+    """A SPEC argument, parsed where it enters; a bad one is the parser's one-line error with the spec's message."""
+    try:
+        return ModelSpec.parse(text)
+    except CheckpointError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list bundled and Hub checkpoints with their metadata")
     ls.set_defaults(func=list_checkpoints)
     i = sub.add_parser("inspect", help="load one checkpoint and print what CKA Lens made of it, with the evidence")
-    i.add_argument("spec", help="bundled:NAME, hub:OWNER/REPO, file:PATH; add #pool=yes|no,padding=1|2,norm=NAME")
+    i.add_argument(
+        "spec", type=model_spec, help="bundled:NAME, hub:OWNER/REPO, file:PATH; add #pool=yes|no,padding=1|2,norm=NAME"
+    )
     i.set_defaults(func=inspect)
     p = sub.add_parser("publish", help="upload a checkpoint folder to a Hugging Face Hub model repo")
     p.add_argument("folder", help="folder with model.safetensors + config.json (+ README.md)")
@@ -31,13 +46,13 @@ def list_checkpoints(args: argparse.Namespace) -> int:
         accuracy = f"{e.reported_accuracy:.4f}" if e.reported_accuracy is not None else "-"
         norm = f"{_triple(e.mean)} / {_triple(e.std)}"
         arch = e.arch
-        rows.append((e.spec, e.method, arch.name, arch.stem, str(arch.num_classes), accuracy, norm, e.description))
+        rows.append((e.spec.text, e.method, arch.name, arch.stem, str(arch.num_classes), accuracy, norm, e.description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
-    if not any(row[0].startswith("bundled:") for row in rows):
+    if not any(e.spec.source == "bundled" for e in registry_entries()):
         print("(no bundled checkpoints finished yet: `python -m cli train` writes them to models/weights)")
     return 0
 

@@ -8,22 +8,22 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from cli.checkpoints import describe
+from cli.bars import Bars
+from cli.checkpoints import describe, model_spec
 from core.ceilings import Ceilings
-from core.data import DataError, SubsetSpec, load_subset, parse_classes
+from core.cka import KERNELS
+from core.data import SPLITS, DataError, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
 from core.errors import LensError
 from core.names import side_labels
-from core.options import AnalysisOptions
+from core.options import DEFAULTS, ESTIMATORS, AnalysisOptions
 from core.pipeline import compare_pairs
 from core.report import report_csv, report_json
 from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
 from core.verdicts import findings_table
-from models import CheckpointError, LoadedModel, choose_sibling, load_model
+from models import AUTO, NO_SIBLING, CheckpointError, LoadedModel, ModelSpec, choose_sibling, load_model
 
 
 def _classes(text: str) -> tuple[int, ...]:
@@ -33,30 +33,50 @@ def _classes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _sibling_spec(text: str) -> ModelSpec | str:
+    """A --a-sibling / --b-sibling argument: 'none' (no ceiling), 'auto' (the registry's) or a SPEC."""
+    return text if text in (AUTO, NO_SIBLING) else model_spec(text)
+
+
 def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="CKA between every pair of layers, probes, class structure, invariance")
     c.add_argument(
         "--a",
         required=True,
+        type=model_spec,
         metavar="SPEC",
         help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH; add #pool=yes|no,padding=1|2,norm=NAME to set "
         "what the weights cannot say (otherwise measured on CIFAR-10 test images where the source does not say)",
     )
-    c.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="one model, or several to compare with A")
+    c.add_argument(
+        "--b", required=True, nargs="+", type=model_spec, metavar="SPEC", help="one model, or several to compare with A"
+    )
     c.add_argument(
         "--a-sibling",
+        type=_sibling_spec,
         metavar="SPEC",
         help="another seed of A's method: A vs it is the ceiling A vs B is read against (default: the registry's, "
         "for bundled models; 'none' for no ceiling)",
     )
     c.add_argument(
-        "--b-sibling", nargs="+", metavar="SPEC", help="another seed of B's method, one per --b (defaults as for A)"
+        "--b-sibling",
+        nargs="+",
+        type=_sibling_spec,
+        metavar="SPEC",
+        help="another seed of B's method, one per --b (defaults as for A)",
     )
     c.add_argument("--out", required=True, help="result JSON file (a folder when --b names several models)")
     c.add_argument("--csv", help="also write the result as long-format CSV")
-    add_subset_and_cka_arguments(c, per_class=100)
-    c.add_argument("--permutations", type=int, default=20)
-    c.add_argument("--seed", type=int, default=0, help="seeds augmented views and permutations")
+    add_subset_and_cka_arguments(c, per_class=DEFAULTS.per_class)
+    c.add_argument(
+        "--permutations",
+        type=int,
+        default=DEFAULTS.permutations,
+        help="permutation-null samples for the matched layers (default %(default)s)",
+    )
+    c.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed, help="seeds augmented views and permutations (default %(default)s)"
+    )
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
     c.add_argument(
@@ -72,15 +92,28 @@ def add_parser(sub) -> None:
 
 def add_subset_and_cka_arguments(parser, per_class: int) -> None:
     """The subset, CKA and device options every analysing command takes (`compare`, `training`)."""
-    parser.add_argument("--split", default="test", choices=("test", "train"))
-    parser.add_argument("--classes", type=_classes, default=tuple(range(10)), help="comma-separated, e.g. 0,1,cat")
-    parser.add_argument("--per-class", type=int, default=per_class)
-    parser.add_argument("--subset-seed", type=int, default=0)
+    parser.add_argument("--split", default=DEFAULTS.split, choices=SPLITS, help="CIFAR-10 split (default %(default)s)")
+    parser.add_argument(
+        "--classes", type=_classes, default=DEFAULTS.classes, help="comma-separated, e.g. 0,1,cat (default: all ten)"
+    )
+    parser.add_argument("--per-class", type=int, default=per_class, help="images per class (default %(default)s)")
+    parser.add_argument(
+        "--subset-seed", type=int, default=DEFAULTS.subset_seed, help="chooses the images (default %(default)s)"
+    )
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (npz pair or cifar-10-batches-py)")
-    parser.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
-    parser.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth, fraction of the median distance")
-    parser.add_argument("--estimator", default="debiased", choices=("debiased", "biased"))
-    parser.add_argument("--batch-size", type=int, default=100, help="images per CKA minibatch")
+    parser.add_argument("--kernel", default=DEFAULTS.kernel, choices=KERNELS, help="CKA kernel (default %(default)s)")
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULTS.sigma,
+        help="RBF bandwidth, fraction of the median distance (default %(default)s)",
+    )
+    parser.add_argument(
+        "--estimator", default=DEFAULTS.estimator, choices=ESTIMATORS, help="HSIC estimator (default %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULTS.batch_size, help="images per CKA minibatch (default %(default)s)"
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
@@ -117,25 +150,6 @@ class _PreviewLines:
             self.stream.close()
 
 
-class _Bars:
-    """A tqdm bar per stage, on stderr; silent on ranks other than 0."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.bar, self.stage = enabled, None, None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if stage != self.stage:
-            self.close()
-            self.stage, self.bar = stage, tqdm(total=total, desc=stage, file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec, options = subset_and_options(
@@ -147,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     )
     cluster = Cluster.from_env(pick_device(args.device))
     lines = _PreviewLines(args.progress_json, t0) if args.progress_json and cluster.rank == 0 else None
-    bars = _Bars(cluster.rank == 0 and args.progress_json != "-")
+    bars = Bars(cluster.rank == 0 and args.progress_json != "-")
     many = len(args.b) > 1
     chosen_b = args.b_sibling or [None] * len(args.b)
     if len(chosen_b) != len(args.b):
@@ -207,7 +221,7 @@ def _timing(results: list[AnalysisResult], total: float, where: str) -> str:
     return f"done in {total:.1f} s on {where}; {len(results)} comparisons, each with its networks' passes: {stages}"
 
 
-def _sibling(spec: str, chosen: str | None) -> tuple[LoadedModel | None, str]:
+def _sibling(spec: ModelSpec, chosen: ModelSpec | str | None) -> tuple[LoadedModel | None, str]:
     """The loaded other seed of `spec` (named, or the registry's) and a note when there is none. A named one
     that does not load is an error; the registry's is skipped with the reason."""
     sibling, note = choose_sibling(spec, chosen)
@@ -216,7 +230,7 @@ def _sibling(spec: str, chosen: str | None) -> tuple[LoadedModel | None, str]:
     try:
         return load_model(sibling), ""
     except CheckpointError as err:
-        if chosen:
+        if isinstance(chosen, ModelSpec):
             raise
         return None, f"its other seed {sibling} could not be loaded ({err})"
 
@@ -232,5 +246,6 @@ def _findings_text(result: AnalysisResult, ceilings: Ceilings) -> str:
     return "\n".join(lines)
 
 
-def _slug(spec: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec)
+def _slug(spec: ModelSpec) -> str:
+    """A file name for the result of comparing with `spec`."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.text)

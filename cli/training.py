@@ -9,15 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-from cli.compare import _Bars, add_subset_and_cka_arguments, subset_and_options
+from cli.bars import Bars
+from cli.checkpoints import model_spec
+from cli.compare import add_subset_and_cka_arguments, subset_and_options
 from core.data import load_subset
 from core.device import pick_device
 from core.distributed import Cluster
+from core.options import DEFAULTS
 from core.pipeline import compare_pairs
 from core.series import SeriesPlan, series_curves, to_csv, to_json_dict
 from core.store import default_store, result_key
-from models import load_model
-from models.specs import series_of_specs
+from models import load_model, series_of_specs
 
 SERIES_HELP = (
     "bundled:NAME for a run's snapshots (e.g. bundled:simclr-resnet18-w16-seed1), or several specs (file:PATH, "
@@ -31,11 +33,11 @@ def add_parser(sub) -> None:
         help="CKA over training: each snapshot of A against B's at the same fraction of training, and each "
         "snapshot against its own run's final network",
     )
-    t.add_argument("--a", required=True, nargs="+", metavar="SPEC", help=f"series A: {SERIES_HELP}")
-    t.add_argument("--b", required=True, nargs="+", metavar="SPEC", help="series B, in the same forms")
+    t.add_argument("--a", required=True, nargs="+", type=model_spec, metavar="SPEC", help=f"series A: {SERIES_HELP}")
+    t.add_argument("--b", required=True, nargs="+", type=model_spec, metavar="SPEC", help="series B, in the same forms")
     t.add_argument("--out", required=True, help="JSON file: both series, the pairing and layer x snapshot CKA")
     t.add_argument("--csv", help="also write the layer x snapshot CKA as long-format CSV")
-    add_subset_and_cka_arguments(t, per_class=50)
+    add_subset_and_cka_arguments(t, per_class=DEFAULTS.series_per_class)
     t.set_defaults(func=run)
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     spec, options = subset_and_options(args, invariance=False, probes=False, permutations=0)
     plan = SeriesPlan.of(series_of_specs(args.a, "series A"), series_of_specs(args.b, "series B"))
     cluster = Cluster.from_env(pick_device(args.device))
-    bars = _Bars(cluster.rank == 0)
+    bars = Bars(cluster.rank == 0)
     try:
         subset = load_subset(spec, args.data_dir)
         networks = {s: load_model(s) for s in dict.fromkeys(s for pair in plan.pairs() for s in pair)}

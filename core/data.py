@@ -22,6 +22,7 @@ import torch
 
 from core import settings
 from core.errors import DataError
+from core.options import DEFAULTS
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("test", "train")
@@ -36,10 +37,10 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 class SubsetSpec:
     """Which images to analyse. The same spec always gives the same images in the same order."""
 
-    split: str = "test"  # "test" (embedded) or "train" (needs a data dir or a download)
-    classes: tuple[int, ...] = tuple(range(10))  # class indices 0-9, see CLASSES
-    per_class: int = 100  # images taken from each chosen class
-    seed: int = 0  # chooses which images and their order
+    split: str = DEFAULTS.split  # "test" (embedded) or "train" (needs a data dir or a download)
+    classes: tuple[int, ...] = DEFAULTS.classes  # class indices 0-9, see CLASSES
+    per_class: int = DEFAULTS.per_class  # images taken from each chosen class
+    seed: int = DEFAULTS.subset_seed  # chooses which images and their order
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(sorted({int(c) for c in self.classes})))

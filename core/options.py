@@ -1,4 +1,4 @@
-"""How an analysis is computed: the options that are part of every cache key."""
+"""How an analysis is computed: every default in one table, and the options that are part of every cache key."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ from dataclasses import dataclass
 from core.cka import KERNELS
 from core.errors import OptionsError
 
+ESTIMATORS = ("debiased", "biased")  # unbiased HSIC, or the plain (biased) estimate
+SIGMA_RANGE = (0.05, 10.0)  # the RBF bandwidths a person may choose, as fractions of the median distance
+
 
 @dataclass(frozen=True)
-class AnalysisOptions:
-    """How CKA and the read-outs are computed. Part of every cache key."""
+class Defaults:
+    """Every analysis default, in one table: SubsetSpec, AnalysisOptions, the app's sidebar and the command line
+    read them here, so the app and `python -m cli compare` start from the same analysis."""
 
+    split: str = "test"  # CIFAR-10 split the subset is drawn from ("test" is embedded; "train" needs a download)
+    classes: tuple[int, ...] = tuple(range(10))  # class indices 0-9: all ten
+    per_class: int = 100  # images per class: 1,000 images for the ten classes
+    series_per_class: int = 50  # images per class for `cli training`, whose every snapshot pair is an analysis
+    subset_seed: int = 0  # chooses which images and their order
+    estimator: str = "debiased"  # one of ESTIMATORS; the biased one is inflated for wide features
     kernel: str = "linear"  # "linear" or "rbf"
-    debiased: bool = True  # unbiased HSIC (default); biased CKA is inflated for wide features
     sigma: float = 0.8  # RBF bandwidth as a fraction of the median distance
     batch_size: int = 100  # images per CKA minibatch (10 minibatches for 1,000 images: enough for an interval)
     invariance: bool = True  # also run each model on seeded SimCLR views (a second forward pass)
@@ -21,6 +30,24 @@ class AnalysisOptions:
     probe_holdout: float = 0.3  # share of the subset held out to score the probes
     permutations: int = 20  # permutation-null samples for the matched layers
     seed: int = 0  # seeds the augmented views and the permutations
+
+
+DEFAULTS = Defaults()
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How CKA and the read-outs are computed (defaults: DEFAULTS). Part of every cache key."""
+
+    kernel: str = DEFAULTS.kernel
+    debiased: bool = DEFAULTS.estimator == "debiased"
+    sigma: float = DEFAULTS.sigma
+    batch_size: int = DEFAULTS.batch_size
+    invariance: bool = DEFAULTS.invariance
+    probes: bool = DEFAULTS.probes
+    probe_holdout: float = DEFAULTS.probe_holdout
+    permutations: int = DEFAULTS.permutations
+    seed: int = DEFAULTS.seed
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:

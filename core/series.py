@@ -10,7 +10,7 @@ this module only plans the pairs and gathers their matched-layer CKA into layer 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import PurePath
 
@@ -29,7 +29,7 @@ _NAMED_STEP = re.compile(r"(?:epoch|step|iter)[^\d]{0,2}(\d+)", re.IGNORECASE)  
 class Snapshot:
     """One network of a series."""
 
-    spec: str  # what loads it: "bundled:NAME@epoch-K", "file:PATH" or "upload:NAME"
+    spec: Hashable  # what loads it, a models.ModelSpec (bundled:NAME@epoch-K, file:PATH, upload:NAME): a key here
     label: str  # what a person reads: "epoch 5", or the file's name
     step: int  # the epoch (or step) it was taken after
     progress: float  # fraction of the run done: step / the run's length, in (0, 1]
@@ -42,7 +42,7 @@ class Series:
     name: str  # "bundled:simclr-resnet18-w16-seed1", or what a person called their own series
     snapshots: tuple[Snapshot, ...]  # in training order (increasing step)
     length: int  # epochs (or steps) of the whole run: progress = step / length
-    final: str | None  # spec of the network at the end of the run; None while the run goes on
+    final: Hashable | None  # spec of the network at the end of the run; None while the run goes on
     rule: str  # how progress and the final network were found, said beside the results
     method: str = "unknown"  # training method, where the source says it
 
@@ -66,7 +66,7 @@ def step_in_name(name: str) -> int:
     return int(numbers[-1])
 
 
-def series_of_files(name: str, files: Sequence[tuple[str, str]]) -> Series:
+def series_of_files(name: str, files: Sequence[tuple[Hashable, str]]) -> Series:
     """A person's own series from (spec, file name) pairs, ordered by the number in each name.
 
     The largest number is taken as the end of the run: progress = number / largest, and that snapshot is
@@ -82,7 +82,7 @@ def series_of_files(name: str, files: Sequence[tuple[str, str]]) -> Series:
                 f"'{seen[step]}' and '{file_name}' both carry the number {step}; give each snapshot its own epoch"
             )
         seen[step] = file_name
-    steps.sort()
+    steps.sort(key=lambda step: step[0])  # (the specs need not be ordered)
     length = steps[-1][0]
     if length == 0:
         raise SeriesError(f"the numbers in the names of {name} are all 0; name each snapshot with its epoch or step")
@@ -118,10 +118,10 @@ class SeriesPlan:
             raise SeriesError(f"{a.name} has no snapshots yet")
         return cls(a, b, pair_by_progress(a, b))
 
-    def pairs(self) -> tuple[tuple[str, str], ...]:
+    def pairs(self) -> tuple[tuple[Hashable, Hashable], ...]:
         """Every (reference, other) spec pair to analyse, each once: B's snapshot with the A snapshots paired with
         it, then each final with its run's snapshots (core.pipeline.compare_pairs runs each network once)."""
-        out: list[tuple[str, str]] = []
+        out: list[tuple[Hashable, Hashable]] = []
         for j in sorted(set(self.pairing)):
             out += [(self.b.snapshots[j].spec, s.spec) for k, s in enumerate(self.a.snapshots) if self.pairing[k] == j]
         for series in (self.a, self.b):
@@ -170,8 +170,8 @@ def _clean(values: np.ndarray | None) -> list | None:
 def to_json_dict(plan: SeriesPlan, curves: SeriesCurves, subset: SubsetSpec, options: AnalysisOptions) -> dict:
     """The series analysis as a JSON-ready dict: both series, the pairing, and the layer x snapshot tables."""
     return {
-        "series_a": asdict(plan.a),
-        "series_b": asdict(plan.b),
+        "series_a": _series_dict(plan.a),
+        "series_b": _series_dict(plan.b),
         "pairing": [
             {
                 "a": s.label,
@@ -188,6 +188,12 @@ def to_json_dict(plan: SeriesPlan, curves: SeriesCurves, subset: SubsetSpec, opt
         "subset": asdict(subset),
         "options": asdict(options),
     }
+
+
+def _series_dict(series: Series) -> dict:
+    """A series as a JSON-ready dict, each spec as its text."""
+    snapshots = [asdict(s) | {"spec": str(s.spec)} for s in series.snapshots]
+    return asdict(series) | {"snapshots": snapshots, "final": None if series.final is None else str(series.final)}
 
 
 def to_csv(plan: SeriesPlan, curves: SeriesCurves) -> str:

@@ -15,7 +15,6 @@ them (tests, the app's settings) takes effect without re-importing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,13 +23,12 @@ from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_downl
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
-    HFValidationError,
     OfflineModeIsEnabled,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import get_token, validate_repo_id
+from huggingface_hub.utils import get_token
 
 from core import settings
 from models.errors import CheckpointError
@@ -38,19 +36,9 @@ from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.loaded import LoadedModel, SourceHints
 from models.loader import check_size, load_path_bytes, parse_config
 from models.registry import RegistryEntry, find_hub_entry, list_bundled
+from models.spec import ModelSpec
 
 WEIGHT_CANDIDATES = (WEIGHTS_FILE, "pytorch_model.bin")  # tried in order for repos not in the registry
-SPEC_FORM = "hub:OWNER/REPO[@REVISION][:FILENAME], e.g. hub:edadaltocg/resnet50_simclr_cifar10"
-_SAFE_FILENAME = re.compile(r"^[\w.\-]+(/[\w.\-]+)*$")
-
-
-@dataclass(frozen=True)
-class HubSpec:
-    """A parsed `hub:` spec."""
-
-    repo_id: str
-    revision: str | None  # None = the default branch
-    filename: str | None  # None = the registry's file, else model.safetensors then pytorch_model.bin
 
 
 @dataclass(frozen=True)
@@ -61,38 +49,19 @@ class Fetched:
     note: str
 
 
-def parse_hub_spec(spec: str) -> HubSpec:
-    """'hub:OWNER/REPO[@REVISION][:FILENAME]' -> HubSpec; anything malformed -> CheckpointError."""
-    body = spec.removeprefix("hub:").strip()
-    repo_part, _, filename = body.partition(":")
-    repo_id, _, revision = repo_part.partition("@")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        repo_id = ""
-    if repo_id.count("/") != 1 or ("@" in repo_part and not revision):
-        raise CheckpointError(f"'{spec}' is not a Hub spec; write {SPEC_FORM}.")
-    if ":" in body and not (filename and _SAFE_FILENAME.match(filename) and ".." not in filename.split("/")):
-        raise CheckpointError(
-            f"'{spec}' names the file {filename!r}, which is not a file path in a repo; write {SPEC_FORM}."
-        )
-    return HubSpec(repo_id, revision or None, filename or None)
-
-
-def load_hub(spec: str, max_bytes: int | None = None) -> LoadedModel:
+def load_hub(spec: ModelSpec, max_bytes: int | None = None) -> LoadedModel:
     """Download (or take from the cache) a Hub checkpoint and load it like any other file."""
-    parsed = parse_hub_spec(spec)
-    entry = find_hub_entry(parsed.repo_id)
+    entry = find_hub_entry(spec.location)
     hints = entry.hints() if entry else SourceHints()
-    if entry and parsed.filename in (None, entry.filename):
-        weights = fetch(parsed.repo_id, entry.filename, parsed.revision, max_bytes=max_bytes)
+    if entry and spec.file in (None, entry.filename):
+        weights = fetch(spec.location, entry.filename, spec.revision, max_bytes=max_bytes)
     else:
-        weights = _fetch_unknown_repo(parsed, max_bytes)
-        config = fetch(parsed.repo_id, CONFIG_FILE, parsed.revision, optional=True, max_bytes=1 << 20)
+        weights = _fetch_unknown_repo(spec, max_bytes)
+        config = fetch(spec.location, CONFIG_FILE, spec.revision, optional=True, max_bytes=1 << 20)
         if config is not None:
-            hints = _config_hints(config.path, parsed.repo_id).merged_over(hints)
+            hints = _config_hints(config.path, spec.location).merged_over(hints)
     hints = replace(hints, notes=(weights.note,) + hints.notes)
-    loaded = load_path_bytes(weights.path, spec, hints, max_bytes)
+    loaded = load_path_bytes(weights.path, spec.text, hints, max_bytes)
     return _with_registry_check(loaded, entry)
 
 
@@ -104,17 +73,17 @@ def _config_hints(path: Path, repo_id: str) -> SourceHints:
         return SourceHints(notes=(f"ignored the repo's config.json: {err}",))
 
 
-def _fetch_unknown_repo(parsed: HubSpec, max_bytes: int | None) -> Fetched:
+def _fetch_unknown_repo(spec: ModelSpec, max_bytes: int | None) -> Fetched:
     """The named file, else the first of model.safetensors / pytorch_model.bin that the repo has."""
-    if parsed.filename:
-        return fetch(parsed.repo_id, parsed.filename, parsed.revision, max_bytes=max_bytes)  # type: ignore[return-value]
+    if spec.file:
+        return fetch(spec.location, spec.file, spec.revision, max_bytes=max_bytes)  # type: ignore[return-value]
     for name in WEIGHT_CANDIDATES:
-        found = fetch(parsed.repo_id, name, parsed.revision, optional=True, max_bytes=max_bytes)
+        found = fetch(spec.location, name, spec.revision, optional=True, max_bytes=max_bytes)
         if found is not None:
             return found
     raise CheckpointError(
-        f"The Hub repo {parsed.repo_id} has neither {' nor '.join(WEIGHT_CANDIDATES)}; name its weight file, "
-        f"e.g. hub:{parsed.repo_id}:weights.pt."
+        f"The Hub repo {spec.location} has neither {' nor '.join(WEIGHT_CANDIDATES)}; name its weight file, "
+        f"e.g. hub:{spec.location}:weights.pt."
     )
 
 
@@ -242,7 +211,7 @@ def _reason(err: BaseException, timeout: float | None) -> str:
 
 def _alternatives() -> str:
     """What works without the Hub: the bundled checkpoints, or a file."""
-    names = [e.spec for e in list_bundled()]
+    names = [e.spec.text for e in list_bundled()]
     if names:
         return "use a bundled checkpoint (" + ", ".join(names) + ") or upload a checkpoint file"
     return "upload a checkpoint file or load one with file:PATH"
@@ -261,7 +230,10 @@ def publish_folder(folder: Path, repo_id: str, *, private: bool = False, token: 
     """
     from models.loader import load_path
 
-    parse_hub_spec(repo_id)  # same validation as for loading
+    spec = ModelSpec.parse(f"hub:{repo_id}")  # the same rule for repo names as for loading
+    if spec != ModelSpec("hub", spec.location):  # no revision, file or choices
+        raise CheckpointError(f"'{repo_id}' is not a Hub repo id; write OWNER/REPO.")
+    repo_id = spec.location
     if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(
             f"'{folder}' lacks {WEIGHTS_FILE} or {CONFIG_FILE}; publish a folder written by `python -m cli train`."

@@ -29,6 +29,7 @@ from models.formats import SUPPORTED_TEXT, parse_checkpoint
 from models.loaded import LoadedModel, ModelInfo, SourceHints
 from models.methods import SELF_SUPERVISED_UNKNOWN, canonical_method
 from models.resnet import ArchConfig, build_resnet, resnet_layers
+from models.spec import ModelSpec
 from models.state_keys import NOT_HEADS, Normalised, normalise_keys
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -57,7 +58,7 @@ def load_uploaded(data: bytes, filename: str, max_bytes: int | None = None) -> L
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CheckpointError(f"The upload of '{filename}' gave {type(data).__name__}, not bytes; upload it again.")
     check_size(len(data), filename, max_bytes)
-    return load_bytes(bytes(data), filename, f"upload:{filename}", SourceHints())
+    return load_bytes(bytes(data), filename, ModelSpec.upload(filename).text, SourceHints())
 
 
 def load_path(

@@ -16,13 +16,19 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE, arch_from_config
 from models.loaded import SourceHints
 from models.resnet import ArchConfig
+from models.spec import ModelSpec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_PAIR = ("bundled:simclr-resnet18-w16", "bundled:supervised-resnet18-w16")  # what the app opens with
+DEFAULT_PAIR = (  # what the app opens with
+    ModelSpec("bundled", "simclr-resnet18-w16"),
+    ModelSpec("bundled", "supervised-resnet18-w16"),
+)
+AUTO, NO_SIBLING = "auto", "none"  # other-seed choices: the registry's sibling, or no ceiling
 EDADALTOCG_MEAN = (0.4914, 0.4822, 0.4465)  # from the edadaltocg model cards (the `detectors` package)
 EDADALTOCG_STD = (0.2023, 0.1994, 0.2010)
 _SEED = re.compile(r"-seed\d+$")  # a bundled folder's seed suffix: NAME-seed1 is seed 1 of NAME
@@ -32,7 +38,7 @@ _SEED = re.compile(r"-seed\d+$")  # a bundled folder's seed suffix: NAME-seed1 i
 class RegistryEntry:
     """A named checkpoint and what its card says about it."""
 
-    spec: str  # what load_model takes: "hub:OWNER/REPO" or "bundled:NAME"
+    spec: ModelSpec  # what load_model takes: hub:OWNER/REPO or bundled:NAME
     repo_id: str | None  # Hub repo, None for bundled folders
     filename: str  # the weight file in the repo or folder
     method: str  # "simclr" or "supervised"
@@ -41,7 +47,7 @@ class RegistryEntry:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     reported_accuracy: float | None  # as reported by the card / measured by our training; None if unknown
-    siblings: tuple[str, ...] = ()  # specs of the same method and recipe with other seeds (the ceiling)
+    siblings: tuple[ModelSpec, ...] = ()  # the same method and recipe with other seeds (the ceiling)
 
     def hints(self) -> SourceHints:
         """The entry's metadata in the form the loader merges with config.json."""
@@ -53,7 +59,7 @@ def _edadaltocg(name: str, method: str, depth: int, description: str, accuracy: 
     """An entry in edadaltocg's shared layout: pytorch_model.bin, CIFAR stem, no fc for SimCLR."""
     arch = ArchConfig(depth=depth, width=64, stem="cifar", num_classes=0 if method == "simclr" else 10)
     return RegistryEntry(
-        spec=f"hub:edadaltocg/{name}",
+        spec=ModelSpec("hub", f"edadaltocg/{name}"),
         repo_id=f"edadaltocg/{name}",
         filename="pytorch_model.bin",
         method=method,
@@ -108,7 +114,7 @@ def _bundled_entry(folder: Path) -> RegistryEntry | None:
     accuracy = next((metrics[k] for k in headline if k in metrics), None)
     method = str(config.get("method", "unknown"))
     return RegistryEntry(
-        spec=f"bundled:{folder.name}",
+        spec=ModelSpec("bundled", folder.name),
         repo_id=None,
         filename=WEIGHTS_FILE,
         method=method,
@@ -138,38 +144,37 @@ def registry_entries() -> list[RegistryEntry]:
 class Siblings:
     """A model's other seeds, as the registry knows them: the finished ones, and why there are none."""
 
-    specs: tuple[str, ...]  # finished siblings, in name order (seed 0 first)
+    specs: tuple[ModelSpec, ...]  # finished siblings, in name order (seed 0 first)
     note: str  # a plain sentence saying why there is none, or what is still missing; "" when nothing is
 
 
-def siblings(spec: str) -> Siblings:
+def siblings(spec: ModelSpec) -> Siblings:
     """The registered other seeds of `spec` (bundled folders by name, Hub entries as listed).
 
     Choices after '#' (how the weights are read) are passed on to the siblings, so both seeds are read alike.
     Anything else (an upload, a file, an unlisted Hub repo, a training snapshot) has none: a person can name
     them instead.
     """
-    base, sep, choices = spec.strip().partition("#")
-    suffix = sep + choices
-    scheme, _, rest = base.partition(":")
-    if scheme == "hub":
-        entry = find_hub_entry(rest.split("@", 1)[0].split(":", 1)[0])
+    base = spec.base
+    if spec.source == "hub":
+        entry = find_hub_entry(spec.location)
         if entry is None or not entry.siblings:
             return Siblings((), f"the registry names no other seed of `{base}`")
-        return Siblings(tuple(s + suffix for s in entry.siblings), "")
-    if scheme != "bundled" or "@" in rest:
+        return Siblings(tuple(s.with_choices(spec.choices) for s in entry.siblings), "")
+    if spec.source != "bundled" or spec.snapshot:
         return Siblings((), f"`{base}` has no registered other seed")
-    family = _SEED.sub("", rest)
-    own = _bundled_entry(Path(WEIGHTS_DIR) / rest)
+    name = spec.location
+    family = _SEED.sub("", name)
+    own = _bundled_entry(Path(WEIGHTS_DIR) / name)
     finished, pending = [], []
     for folder in sorted(Path(WEIGHTS_DIR).glob("*/")):
-        if folder.name == rest or _SEED.sub("", folder.name) != family:
+        if folder.name == name or _SEED.sub("", folder.name) != family:
             continue
         entry = _bundled_entry(folder)
         if entry is None:
             pending.append(folder.name)
         elif own is None or entry.method == own.method:
-            finished.append(entry.spec + suffix)
+            finished.append(entry.spec.with_choices(spec.choices))
     if finished:
         return Siblings(tuple(finished), "")
     if pending:
@@ -178,12 +183,12 @@ def siblings(spec: str) -> Siblings:
     return Siblings((), f"`{base}` has no other seed in models/weights")
 
 
-def choose_sibling(spec: str, chosen: str | None) -> tuple[str | None, str]:
-    """The other seed to read `spec` against: `chosen` when a person named one, none for 'none', else the
-    registry's first (None or 'auto'). Returns (spec or None, a plain note saying why there is none)."""
-    if chosen == "none":
+def choose_sibling(spec: ModelSpec, chosen: ModelSpec | Literal["auto", "none"] | None) -> tuple[ModelSpec | None, str]:
+    """The other seed to read `spec` against: `chosen` when a person named one, none for NO_SIBLING, else the
+    registry's first (None or AUTO). Returns (spec or None, a plain note saying why there is none)."""
+    if chosen == NO_SIBLING:
         return None, "none was asked for"
-    if chosen and chosen != "auto":
+    if isinstance(chosen, ModelSpec):
         return chosen, ""
     found = siblings(spec)
     return (found.specs[0], "") if found.specs else (None, found.note)

@@ -20,6 +20,7 @@ from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, RUN_EPOCHS, SNAPSHOT_DIR, WEIGHTS_FILE, arch_from_config
 from models.loaded import LoadedModel
 from models.loader import MAX_CONFIG_BYTES, load_path_bytes, parse_config
+from models.spec import ModelSpec
 
 _SNAPSHOT = re.compile(r"^epoch-(\d+)$")
 
@@ -80,9 +81,8 @@ def load_snapshot(folder: Path, snapshot: str, spec: str) -> LoadedModel:
 
 
 def bundled_series_named(name: str) -> Series:
-    """The series of a folder in models/weights ('NAME' or 'bundled:NAME'), its snapshots in training order and
-    its final network if the run has finished. Raises CheckpointError saying what is missing."""
-    name = name.removeprefix("bundled:")
+    """The series of the folder NAME in models/weights, its snapshots in training order and its final network if
+    the run has finished. Raises CheckpointError saying what is missing."""
     folder = Path(registry.WEIGHTS_DIR) / name
     epochs = epochs_kept(folder) if re.match(r"^[\w.\-]+$", name) and not name.startswith(".") else []
     if not epochs:
@@ -102,9 +102,11 @@ def bundled_series_named(name: str) -> Series:
     )
     return Series(
         name=f"bundled:{name}",
-        snapshots=tuple(Snapshot(f"bundled:{name}@epoch-{k}", f"epoch {k}", k, k / length) for k in epochs),
+        snapshots=tuple(
+            Snapshot(ModelSpec("bundled", name, snapshot=f"epoch-{k}"), f"epoch {k}", k, k / length) for k in epochs
+        ),
         length=length,
-        final=f"bundled:{name}" if finished else None,
+        final=ModelSpec("bundled", name) if finished else None,
         rule=rule,
         method=str(config.get("method", "unknown")),
     )

@@ -3,8 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from models import CheckpointError, registry_entries
-from models.formats import SUPPORTED_SUFFIXES
+from models import SUPPORTED_SUFFIXES, CheckpointError, registry_entries
 from ui import networks, widgets
 from ui.choices import as_spec, current
 from ui.router import use_app_router
@@ -27,7 +26,7 @@ st.dataframe(
     pd.DataFrame(
         [
             {
-                "spec": e.spec,
+                "spec": e.spec.text,
                 "method": e.method,
                 "architecture": e.arch.name,
                 "description": e.description,
@@ -46,9 +45,9 @@ by_spec, by_upload = st.tabs(["Hub repo or file path", "Upload a checkpoint"])
 with by_spec:
     typed = st.text_input("Hub repo id or spec", placeholder="owner/repo, hub:owner/repo@rev:file, file:/path")
     if typed.strip():
-        spec = as_spec(typed)
         try:
-            widgets.model_card(networks.load(spec).info, spec)
+            spec = as_spec(typed)
+            widgets.model_card(networks.load(spec).info, spec.text)
             widgets.use_buttons(spec)
         except CheckpointError as err:
             st.error(str(err))
@@ -61,7 +60,7 @@ with by_upload:
     if file is not None:
         try:
             spec = networks.upload(file)
-            widgets.model_card(networks.load(spec).info, spec)
+            widgets.model_card(networks.load(spec).info, spec.text)
             widgets.use_buttons(spec)
         except CheckpointError as err:
             st.error(str(err))

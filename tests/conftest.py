@@ -69,7 +69,7 @@ def stand_in_dir(tiny_specs, tmp_path_factory) -> Path | None:
         return None
     root = tmp_path_factory.mktemp("weights")
     for name, spec in ((DEFAULT_A, tiny_specs["a"]), (DEFAULT_B, tiny_specs["b"])):
-        (root / name.removeprefix("bundled:")).symlink_to(Path(spec.removeprefix("file:")), target_is_directory=True)
+        (root / name.location).symlink_to(Path(spec.removeprefix("file:")), target_is_directory=True)
     return root
 
 

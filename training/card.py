@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from core.data import CIFAR10_MEAN, CIFAR10_STD
-from models.folder_format import SNAPSHOT_DIR
+from models import SNAPSHOT_DIR
 from training.precision import bf16_native
 
 SNAPSHOT_BUDGET_MB = 40  # all snapshots in the repository together (tests/models/test_snapshots.py checks it)

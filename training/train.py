@@ -21,8 +21,7 @@ from core.augment import crop_flip, simclr_views
 from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
 from core.device import pick_device
 from core.probes import knn_accuracy, linear_probe
-from models.folder_format import save_folder, save_snapshot, save_snapshot_config
-from models.resnet import ArchConfig, build_resnet
+from models import ArchConfig, build_resnet, save_folder, save_snapshot, save_snapshot_config
 from training.card import model_card
 from training.objectives import SimCLRNet, lr_at, nt_xent
 from training.precision import bf16_native, training_format

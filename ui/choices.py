@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.data import SPLITS, DataError, SubsetSpec, parse_classes
-from core.options import AnalysisOptions
-from models import DEFAULT_PAIR
+from core.options import DEFAULTS, SIGMA_RANGE, AnalysisOptions
+from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 CHOICES = "choices"  # session_state: the Choices of this run, set by the sidebar
 ESTIMATORS = {"debiased": "debiased (unbiased HSIC)", "biased": "biased (inflated for wide features)"}
 KERNEL_LABELS = {"linear": "linear", "rbf": "RBF (Gaussian)"}
+MIN_BATCH = 4  # the debiased estimator's smallest minibatch (AnalysisOptions.min_batch)
 
 
 @dataclass(frozen=True)
@@ -56,41 +57,44 @@ def _one_of(allowed) -> Callable[[str], str]:
 
 def _sigma(text: str) -> float:
     value = float(text)
-    if not 0.05 <= value <= 10:
-        raise ValueError("must be between 0.05 and 10")
+    low, high = SIGMA_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low:g} and {high:g}")
     return value
 
 
-def as_spec(text: str) -> str:
-    """A model spec as typed: 'owner/repo' means the Hub."""
+def typed_spec(text: str) -> str:
+    """A model spec as typed, not yet parsed: 'owner/repo' means the Hub."""
     text = text.strip()
     if not text:
         raise ValueError("is empty")
     return text if ":" in text else f"hub:{text}"
 
 
-AUTO, NO_SIBLING = "auto", "none"  # other-seed choices: the registry's sibling, or no ceiling
+def as_spec(text: str) -> ModelSpec:
+    """The model a person typed ('owner/repo' means the Hub); a CheckpointError says what would work instead."""
+    return ModelSpec.parse(typed_spec(text))
 
 
-def as_sibling(text: str) -> str:
-    """An other-seed choice as typed: 'auto', 'none' or a model spec."""
+def typed_sibling(text: str) -> str:
+    """An other-seed choice as typed: 'auto', 'none' or a model spec (not yet parsed)."""
     text = text.strip()
-    return text if text in (AUTO, NO_SIBLING) else as_spec(text)
+    return text if text in (AUTO, NO_SIBLING) else typed_spec(text)
 
 
 FIELDS = (
-    Field("a", DEFAULT_A, as_spec),
-    Field("b", DEFAULT_B, as_spec),
-    Field("a_seed", AUTO, as_sibling),
-    Field("b_seed", AUTO, as_sibling),
-    Field("split", "test", _one_of(SPLITS)),
-    Field("classes", list(range(10)), lambda text: list(parse_classes(text)), lambda v: ",".join(map(str, v))),
-    Field("per_class", 100, _int_at_least(1)),
-    Field("subset_seed", 0, _int_at_least(0)),
-    Field("estimator", "debiased", _one_of(ESTIMATORS)),
-    Field("kernel", "linear", _one_of(KERNEL_LABELS)),
-    Field("sigma", 0.8, _sigma),
-    Field("batch", 100, _int_at_least(4)),
+    Field("a", DEFAULT_A.text, typed_spec),
+    Field("b", DEFAULT_B.text, typed_spec),
+    Field("a_seed", AUTO, typed_sibling),
+    Field("b_seed", AUTO, typed_sibling),
+    Field("split", DEFAULTS.split, _one_of(SPLITS)),
+    Field("classes", list(DEFAULTS.classes), lambda text: list(parse_classes(text)), lambda v: ",".join(map(str, v))),
+    Field("per_class", DEFAULTS.per_class, _int_at_least(1)),
+    Field("subset_seed", DEFAULTS.subset_seed, _int_at_least(0)),
+    Field("estimator", DEFAULTS.estimator, _one_of(ESTIMATORS)),
+    Field("kernel", DEFAULTS.kernel, _one_of(KERNEL_LABELS)),
+    Field("sigma", DEFAULTS.sigma, _sigma),
+    Field("batch", DEFAULTS.batch_size, _int_at_least(MIN_BATCH)),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 
@@ -99,10 +103,10 @@ BY_NAME = {f.name: f for f in FIELDS}
 class Choices:
     """What the sidebar says to compare. `subset` is None when the subset choice is invalid (`problem` says why)."""
 
-    model_a: str
-    model_b: str
-    sibling_a: str  # A's other seed: AUTO (the registry's), NO_SIBLING or a spec
-    sibling_b: str
+    model_a: ModelSpec
+    model_b: ModelSpec
+    sibling_a: ModelSpec | str  # A's other seed: a spec, AUTO (the registry's) or NO_SIBLING
+    sibling_b: ModelSpec | str
     subset: SubsetSpec | None
     options: AnalysisOptions | None
     problem: str | None
@@ -123,15 +127,16 @@ def init_from_url() -> None:
         if raw is not None:
             try:
                 value = f.parse(raw)
-            except ValueError as err:  # DataError and every LensError are ValueErrors
+            except ValueError as err:  # DataError is a ValueError
                 ignored.append(f"?{f.name}={raw} ({err})")
         st.session_state[f.key] = value
     if ignored:
         st.session_state["url_ignored"] = ignored
 
 
-def read_choices() -> Choices:
-    """The choices in the widgets' state, checked: a problem with the subset or options is said, not raised."""
+def read_choices(models: dict[str, ModelSpec | str]) -> Choices:
+    """The choices in the widgets' state, with the models parsed from them (`models`: a, b, a_seed, b_seed),
+    checked: a problem with the subset or options is said, not raised."""
     s = st.session_state
     values = tuple((f.name, s[f.key]) for f in FIELDS)
     v = dict(values)
@@ -144,7 +149,7 @@ def read_choices() -> Choices:
         options = _options(v)
     except ValueError as err:
         problem = problem or f"The CKA options cannot be used: {err}."
-    return Choices(v["a"], v["b"], v["a_seed"], v["b_seed"], subset, options, problem, values)
+    return Choices(models["a"], models["b"], models["a_seed"], models["b_seed"], subset, options, problem, values)
 
 
 def subset_and_options(v: dict) -> tuple[SubsetSpec, AnalysisOptions]:
@@ -160,7 +165,7 @@ def _options(v: dict) -> AnalysisOptions:
     return AnalysisOptions(
         kernel=v["kernel"],
         debiased=v["estimator"] == "debiased",
-        sigma=float(v["sigma"]) if v["kernel"] == "rbf" else AnalysisOptions.sigma,
+        sigma=float(v["sigma"]) if v["kernel"] == "rbf" else DEFAULTS.sigma,
         batch_size=int(v["batch"]),
     )
 
@@ -170,6 +175,6 @@ def current() -> Choices:
     return st.session_state[CHOICES]
 
 
-def use(side: str, spec: str) -> None:
+def use(side: str, spec: ModelSpec) -> None:
     """Make `spec` model A or B (a button callback: it runs before the sidebar is drawn)."""
-    st.session_state[BY_NAME[side].key] = spec
+    st.session_state[BY_NAME[side].key] = spec.text

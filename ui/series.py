@@ -21,9 +21,7 @@ from core.errors import LensError
 from core.names import OUTPUT, kind, side_labels, stage
 from core.options import AnalysisOptions
 from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv, to_json_dict
-from models import CheckpointError, weights_version
-from models.snapshots import bundled_series
-from models.specs import series_of_specs
+from models import CheckpointError, ModelSpec, bundled_series, series_of_specs, weights_version
 from ui import networks
 from ui.analysis import cached_result, progress_panel
 
@@ -51,7 +49,7 @@ def choose_series(side: str, method: str) -> Series | None:
         typed = st.text_area(f"or file: specs of series {side}, one per line", key=f"series_specs_{side}")
     try:
         specs = [networks.upload(file) for file in files or []]
-        specs += [line.strip() for line in typed.splitlines() if line.strip()]
+        specs += [ModelSpec.parse(line) for line in typed.splitlines() if line.strip()]
         if not specs:
             st.info(f"Give series {side}'s snapshots: the largest number in their names is taken as the final network.")
             return None
@@ -83,11 +81,13 @@ def column_labels(series: Series) -> list[str]:
     return [f"{s.progress:.0%} · {s.label}" for s in series.snapshots]
 
 
-def _content_key(spec: str | None) -> str | None:
+def _content_key(spec: ModelSpec | None) -> str | None:
     """What a network's results depend on, without loading it: an upload's weights (it is in this session), else
     the spec and its files' modification times (as the shared network cache is keyed)."""
-    if spec is None or not spec.startswith("upload:"):
-        return spec and f"{spec}|{weights_version(spec)}"
+    if spec is None:
+        return None
+    if spec.source != "upload":
+        return f"{spec.key}|{weights_version(spec)}"
     return networks.load(spec).identity.key
 
 

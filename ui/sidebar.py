@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.data import CLASSES, SPLITS
-from models import choose_sibling, registry_entries
+from core.options import SIGMA_RANGE
+from models import CheckpointError, ModelSpec, choose_sibling, registry_entries
 from ui import networks
 from ui.analysis import device
 from ui.choices import (
@@ -16,19 +17,22 @@ from ui.choices import (
     DEFAULT_B,
     ESTIMATORS,
     KERNEL_LABELS,
+    MIN_BATCH,
     NO_SIBLING,
     Choices,
-    as_sibling,
     as_spec,
+    current,
     init_from_url,
     read_choices,
 )
 
+REFUSED = "refused_models"  # session_state: models typed or linked this run that are not specs, to say so once
+
 
 def model_options(current: str) -> list[str]:
     """Bundled checkpoints, the Hub registry, this session's uploads, and the current choice if typed in."""
-    specs = [entry.spec for entry in registry_entries()] + networks.upload_specs()
-    for spec in (DEFAULT_A, DEFAULT_B, current):
+    specs = [entry.spec.text for entry in registry_entries()] + [spec.text for spec in networks.upload_specs()]
+    for spec in (DEFAULT_A.text, DEFAULT_B.text, current):
         if spec not in specs:
             specs.append(spec)
     return specs
@@ -38,10 +42,10 @@ def sibling_picker(side: str) -> None:
     """An optional 'same method, other seed' model for A or B: the registry's (bundled models name theirs),
     none, or any model; A against it is the ceiling that A vs B is read against."""
     s, key = st.session_state, BY_NAME[f"{side}_seed"].key
-    registered, _ = choose_sibling(s[BY_NAME[side].key] or "", AUTO)
+    registered, _ = choose_sibling(current().model_a if side == "a" else current().model_b, AUTO)
     auto = f"its registered other seed ({registered})" if registered else "its registered other seed (none)"
     labels = {AUTO: auto, NO_SIBLING: "none (no ceiling)"}
-    models = model_options(DEFAULT_A if s[key] in labels else s[key])  # (the default adds nothing new)
+    models = model_options(DEFAULT_A.text if s[key] in labels else s[key])  # (the default adds nothing new)
     st.selectbox(
         f"Other seed of model {side.upper()} (ceiling)",
         [AUTO, NO_SIBLING, *models],
@@ -54,24 +58,32 @@ def sibling_picker(side: str) -> None:
 
 
 def settle_choices() -> Choices:
-    """This run's choices, from the widgets' state (set from the URL on a session's first run), with typed models
-    made specs and cleared ones back to their defaults; the URL kept in step. Draws nothing, so a page can come
+    """This run's choices, from the widgets' state (set from the URL on a session's first run), with each typed
+    model parsed here, once, into a ModelSpec and written back in its canonical form; a cleared model goes back to
+    its default, one that is not a spec too (with a note). The URL is kept in step. Draws nothing, so a page can come
     before the sidebar."""
     init_from_url()
     s = st.session_state
-    for side in ("a", "b"):
-        key = BY_NAME[side].key
-        if ":" not in (s[key] or ""):  # typed as owner/repo (or cleared)
-            s[key] = as_spec(s[key]) if s[key] else BY_NAME[side].default
-        key = BY_NAME[f"{side}_seed"].key
-        if not s[key]:  # cleared: back to the registry's
-            s[key] = AUTO
-        elif s[key] not in (AUTO, NO_SIBLING) and ":" not in s[key]:
-            s[key] = as_sibling(s[key])
-    choices = read_choices()
+    models: dict[str, ModelSpec | str] = {}
+    for name, default in (("a", DEFAULT_A), ("b", DEFAULT_B), ("a_seed", AUTO), ("b_seed", AUTO)):
+        key = BY_NAME[name].key
+        typed = (s[key] or "").strip() or str(default)
+        try:
+            models[name] = typed if default == AUTO and typed in (AUTO, NO_SIBLING) else as_spec(typed)
+        except CheckpointError as err:
+            s.setdefault(REFUSED, []).append(f"Model {_label(name)} `{typed}` was not used: {err}")
+            models[name] = default
+        s[key] = str(models[name])
+    choices = read_choices(models)
     st.query_params.from_dict(choices.query())
     s[CHOICES] = choices
     return choices
+
+
+def _label(name: str) -> str:
+    """'a' -> 'A', 'a_seed' -> "A's other seed"."""
+    side = name[0].upper()
+    return f"{side}'s other seed" if name.endswith("_seed") else side
 
 
 def sidebar() -> None:
@@ -109,15 +121,15 @@ def sidebar() -> None:
         )
         st.number_input(
             "RBF bandwidth σ (fraction of the median distance)",
-            min_value=0.05,
-            max_value=10.0,
+            min_value=SIGMA_RANGE[0],
+            max_value=SIGMA_RANGE[1],
             step=0.1,
             key=BY_NAME["sigma"].key,
             disabled=s[BY_NAME["kernel"].key] != "rbf",
         )
         st.number_input(
             "Minibatch size",
-            min_value=4,
+            min_value=MIN_BATCH,
             step=50,
             key=BY_NAME["batch"].key,
             help="CKA is averaged over minibatches of this many images (Nguyen et al. 2021)",
@@ -125,3 +137,5 @@ def sidebar() -> None:
         st.caption(f"Device: **{device()}** (CUDA is used automatically when present)")
         for note in s.pop("url_ignored", []):
             st.warning(f"Ignored the link's {note}; using the default.")
+        for note in s.pop(REFUSED, []):
+            st.warning(f"{note} Using the default.")

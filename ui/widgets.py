@@ -13,10 +13,7 @@ from core.names import side_labels
 from core.report import report_csv, report_json
 from core.result import AnalysisResult
 from core.verdicts import findings_table
-from models import ModelInfo, split_choices
-from models.calibration import NORMALISATIONS, normalisation_name
-from models.loaded import SourceHints
-from models.specs import with_choice_text
+from models import NORMALISATIONS, ModelInfo, ModelSpec, SpecChoices
 from ui.choices import use
 from ui.figure import Figure
 
@@ -64,12 +61,10 @@ def model_card(info: ModelInfo, heading: str) -> None:
 POOL_LABELS = {None: "as measured", True: "yes", False: "no"}
 
 
-def choice_form(spec: str, info: ModelInfo, side: str) -> None:
+def choice_form(spec: ModelSpec, info: ModelInfo, side: str) -> None:
     """Override what the weights cannot say (max-pool, stem padding, normalisation) for model A or B."""
-    base, chosen = split_choices(spec)
-    chosen = chosen or SourceHints()
+    chosen = spec.choices
     cifar = info.arch.stem == "cifar"
-    now = normalisation_name(chosen.mean, chosen.std) if chosen.mean else None
     norms = [None, *NORMALISATIONS]
     with st.form(f"choices_{side}"):
         st.caption("What the weights cannot say: keep what was measured (or what the source states), or set it.")
@@ -77,7 +72,7 @@ def choice_form(spec: str, info: ModelInfo, side: str) -> None:
             "Max-pool after the 3x3 stem",
             list(POOL_LABELS),
             format_func=POOL_LABELS.__getitem__,
-            index=list(POOL_LABELS).index(chosen.stem_pool),
+            index=list(POOL_LABELS).index(chosen.pool),
             disabled=not cifar,
             key=f"choice_{side}_pool",
         )
@@ -85,7 +80,7 @@ def choice_form(spec: str, info: ModelInfo, side: str) -> None:
             "Stem padding",
             PADDINGS,
             format_func=lambda p: "as measured" if p is None else str(p),
-            index=PADDINGS.index(chosen.stem_padding),
+            index=PADDINGS.index(chosen.padding),
             disabled=not cifar,
             key=f"choice_{side}_padding",
         )
@@ -93,19 +88,19 @@ def choice_form(spec: str, info: ModelInfo, side: str) -> None:
             "Input normalisation",
             norms,
             format_func=lambda n: "as measured" if n is None else n,
-            index=norms.index(now) if now in norms else 0,
+            index=norms.index(chosen.norm),
             key=f"choice_{side}_norm",
         )
-        st.form_submit_button(f"Apply to model {side.upper()}", on_click=_apply_choices, args=(side, base))
+        st.form_submit_button(f"Apply to model {side.upper()}", on_click=_apply_choices, args=(side, spec))
 
 
 PADDINGS = [None, 0, 1, 2, 3]
 
 
-def _apply_choices(side: str, base: str) -> None:
+def _apply_choices(side: str, spec: ModelSpec) -> None:
     s = st.session_state
-    spec = with_choice_text(base, s[f"choice_{side}_pool"], s[f"choice_{side}_padding"], s[f"choice_{side}_norm"])
-    use(side, spec)
+    chosen = SpecChoices(s[f"choice_{side}_pool"], s[f"choice_{side}_padding"], s[f"choice_{side}_norm"])
+    use(side, spec.with_choices(chosen))
 
 
 def _slug(text: str) -> str:
@@ -146,7 +141,7 @@ def result_caption(result: AnalysisResult) -> None:
         )
 
 
-def use_buttons(spec: str) -> None:
+def use_buttons(spec: ModelSpec) -> None:
     """'Use as model A' / 'Use as model B' for a loaded spec."""
     left, right = st.columns(2)
     for column, side in ((left, "a"), (right, "b")):

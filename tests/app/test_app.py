@@ -29,7 +29,7 @@ from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, lo
 from models.snapshots import bundled_series
 from tests.app.support import APP, chart_specs, chart_values, figures, synthetic_result
 
-DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
+DEFAULT_A, DEFAULT_B = (spec.text for spec in DEFAULT_PAIR)
 
 TIMEOUT = 300  # seconds for one script run: a cold analysis on a busy 2-core CPU
 SMALL = {"per_class": "10"}
@@ -141,7 +141,7 @@ def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, 
         ui.analysis, "fingerprint_steps", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
     )
     at = open_app(SMALL | {"subset_seed": "101"})  # a seed no other test uses: a cold cache
-    seeds = [s for s in (choose_sibling(spec, None)[0] for spec in DEFAULT_PAIR) if s]  # the ceilings' networks
+    seeds = [s.text for s in (choose_sibling(spec, None)[0] for spec in DEFAULT_PAIR) if s]  # the ceilings' networks
     assert calls == [DEFAULT_A, DEFAULT_B, *seeds]  # one pass per network, the pair's reused by its ceilings
     visit(at, "models").text_input[0].set_value(tiny_specs["a2"]).run()  # a path typed on the Models page
     assert any(m.value.startswith(f"#### {tiny_specs['a2']}") for m in at.markdown)
@@ -472,7 +472,7 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
             note = f"No ceiling for {labels[side]}: {s.note}. The sidebar can name another seed of its method."
             assert note in captions
     if bundled_pair:  # the real pair: B's seed 1 is trained
-        assert found["B"].specs == ("bundled:supervised-resnet18-w16-seed1",)
+        assert [str(s) for s in found["B"].specs] == ["bundled:supervised-resnet18-w16-seed1"]
     (table,) = at.table
     shown = table.value
     assert list(shown["finding"]) == list(STUDY)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import pytest
 
 from models import HUB_ENTRIES, CheckpointError, load_model
-from models.hub import parse_hub_spec
 from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, SLOW_SECONDS, FakeHub, serve_hub
 
 TIMEOUT_SECONDS = 1.0
@@ -175,12 +174,6 @@ def test_malformed_specs_are_refused_without_network(hub, spec):
     with pytest.raises(CheckpointError, match="not a (Hub|model) spec|not a file path"):
         load_model(spec)
     assert hub.requests == []
-
-
-def test_parse_hub_spec():
-    spec = parse_hub_spec("hub:owner/repo@refs/pr/1:sub/w.safetensors")
-    assert (spec.repo_id, spec.revision, spec.filename) == ("owner/repo", "refs/pr/1", "sub/w.safetensors")
-    assert parse_hub_spec("hub:owner/repo") == type(spec)("owner/repo", None, None)
 
 
 def _assert_quick_error(spec: str, pattern: str) -> None:

@@ -51,7 +51,7 @@ def test_bundled_spec_reads_the_weights_folder(weights_dir, nets):
     nets.assert_same_outputs(net, loaded.module)
     assert loaded.info.method == "simclr" and loaded.info.num_classes == 0
     [entry] = list_bundled()
-    assert (entry.spec, entry.method, entry.reported_accuracy) == ("bundled:simclr-tiny", "simclr", 0.4)
+    assert (entry.spec.text, entry.method, entry.reported_accuracy) == ("bundled:simclr-tiny", "simclr", 0.4)
     with pytest.raises(CheckpointError, match="no finished bundled checkpoint 'still-training'.*bundled:simclr-tiny"):
         load_model("bundled:still-training")
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.data import CIFAR10_MEAN, CIFAR10_STD
-from models import CheckpointError, load_model
+from models import CheckpointError, ModelSpec, load_model
 from models.folder_format import save_folder, save_snapshot, save_snapshot_config
 from models.resnet import ArchConfig
 from models.snapshots import bundled_series, bundled_series_named
@@ -41,13 +41,13 @@ def test_a_snapshot_loads_before_its_run_has_a_final_network(weights_dir, nets):
 
 def test_a_run_series_is_in_training_order_and_gains_its_final_when_written(weights_dir, nets):
     folder = running(weights_dir, nets, epochs=(10, 2, 5), length=10)
-    series = bundled_series_named("bundled:run")
-    assert [s.spec for s in series.snapshots] == ["bundled:run@epoch-2", "bundled:run@epoch-5", "bundled:run@epoch-10"]
+    series = bundled_series_named("run")
+    assert [str(s.spec) for s in series.snapshots] == [f"bundled:run@epoch-{k}" for k in (2, 5, 10)]
     assert [s.progress for s in series.snapshots] == [0.2, 0.5, 1.0]
     assert series.final is None and "no final network yet" in series.rule and series.method == "simclr"
     net = nets.make(width=4, num_classes=0)
     save_folder(net, net.config, META, folder)
-    assert bundled_series_named("run").final == "bundled:run"
+    assert bundled_series_named("run").final == ModelSpec("bundled", "run")
     assert [s.name for s in bundled_series()] == ["bundled:run"]
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from models import CheckpointError, load_model, registry, weights_version
+from models import CheckpointError, ModelSpec, load_model, registry, weights_version
 from training.card import seed_section
 from training.objectives import lr_at, nt_xent
 from training.train import TrainConfig, train
@@ -71,7 +71,8 @@ def test_train_resume_and_load(objective, data_dir, tmp_path, capsys, monkeypatc
     assert f"Size: {size:.1f} MB\nfor 2 snapshots" in card
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
     early = load_model("bundled:run@epoch-1")  # a snapshot loads with its folder's method and normalisation
-    assert weights_version("bundled:run@epoch-1").startswith("epoch-1.safetensors:")  # the app's cache key
+    snapshot = ModelSpec("bundled", "run", snapshot="epoch-1")
+    assert weights_version(snapshot).startswith("epoch-1.safetensors:")  # the app's cache key
     assert early.info.method == objective and early.info.mean == loaded.info.mean and early.info.metrics == {}
     with pytest.raises(CheckpointError, match="its snapshots: bundled:run@epoch-1, bundled:run@epoch-2"):
         load_model("bundled:run@epoch-7")

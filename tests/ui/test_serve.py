@@ -13,7 +13,7 @@ from ui import choices, serve
 
 def test_the_warm_up_leaves_the_default_result_in_the_store(tiny_specs, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(settings.STORE, str(tmp_path / "store"))
-    monkeypatch.setattr(models, "DEFAULT_PAIR", (tiny_specs["a"], tiny_specs["b"]))
+    monkeypatch.setattr(models, "DEFAULT_PAIR", tuple(models.ModelSpec.parse(tiny_specs[k]) for k in "ab"))
     defaults = {f.name: f.default for f in choices.FIELDS} | {"per_class": 6, "batch": 20}
     small = tuple(replace(f, default=defaults[f.name]) for f in choices.FIELDS)
     monkeypatch.setattr(choices, "FIELDS", small)
