@@ -17,6 +17,7 @@ from core.fingerprint import fingerprint
 from core.options import AnalysisOptions
 from core.report import report_csv, report_json
 from core.verdicts import findings_table
+from models import ModelSpec
 from models.loaded import ModelInfo
 from models.resnet import ArchConfig, resnet_layers
 from tests.core.tiny import tiny_network, tiny_subset
@@ -125,7 +126,7 @@ def test_the_verdict_table_has_one_row_per_finding(result):
 
 
 def test_choices_are_shown_and_applied_to_the_spec():
-    at = draw("choice_form", "file:/runs/a#pool=yes", info(), "a")
+    at = draw("choice_form", ModelSpec.parse("file:/runs/a#pool=yes"), info(), "a")
     assert [(s.label, s.value) for s in at.selectbox] == [
         ("Max-pool after the 3x3 stem", True),
         ("Stem padding", None),
@@ -138,13 +139,18 @@ def test_choices_are_shown_and_applied_to_the_spec():
 
 def test_an_imagenet_stem_has_no_stem_choices():
     arch = ArchConfig(depth=18, width=4, stem="imagenet", num_classes=0)
-    at = draw("choice_form", "file:/runs/a", info(arch=arch, stem="imagenet", layers=tuple(resnet_layers(arch))), "b")
+    at = draw(
+        "choice_form",
+        ModelSpec.parse("file:/runs/a"),
+        info(arch=arch, stem="imagenet", layers=tuple(resnet_layers(arch))),
+        "b",
+    )
     assert [s.disabled for s in at.selectbox] == [True, True, False]
     assert at.button[0].label == "Apply to model B"
 
 
 def test_use_buttons_make_the_spec_model_a_or_b():
-    at = draw("use_buttons", "hub:someone/resnet")
+    at = draw("use_buttons", ModelSpec.parse("hub:someone/resnet"))
     assert [b.label for b in at.button] == ["Use as model A", "Use as model B"]
     at.button[1].click().run()
     assert at.session_state["sb_b"] == "hub:someone/resnet"
