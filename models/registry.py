@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.errors import ArchitectureError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE, arch_from_config
 from models.loaded import SourceHints
 from models.resnet import ArchConfig
@@ -101,7 +102,7 @@ def _bundled_entry(folder: Path) -> RegistryEntry | None:
         config = json.loads((folder / CONFIG_FILE).read_text())
         arch = arch_from_config(config)
         mean, std = tuple(map(float, config["mean"])), tuple(map(float, config["std"]))
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, ArchitectureError):
         return None
     metrics = config.get("metrics") or {}
     headline = ("test_accuracy", "linear_probe_accuracy", "knn_accuracy")
