@@ -23,7 +23,7 @@ import ui.analysis
 import ui.networks
 import ui.series
 from core import settings
-from core.errors import ResultFileError
+from core.errors import OptionsError, ResultFileError
 from core.names import OUTPUT, kind, shared_order
 from core.result import to_json_dict
 from core.series import pair_by_progress
@@ -510,6 +510,19 @@ def test_a_bug_on_a_page_is_an_apology_with_a_reference_not_its_exception(bundle
     [logged] = [r for r in caplog.records if reference in r.getMessage()]
     assert logged.exc_info[0] is KeyError and "broken_analysis" in caplog.text  # the traceback, under the reference
     assert at.title[0].value == "CKA Lens"  # the frame drew the page up to the fault
+
+
+def test_a_refusal_a_page_leaves_uncaught_is_shown_as_it_is_and_not_logged(bundled_pair, monkeypatch, caplog):
+    refusal = OptionsError("batch size must be at least 4 for the debiased estimator (2 for biased)")
+
+    def refusing_analysis(*args: object, **kwargs: object) -> None:
+        raise refusal
+
+    monkeypatch.setattr(ui.analysis, "analysis", refusing_analysis)
+    with caplog.at_level(logging.ERROR, logger="cka_lens"):
+        at = open_app(SMALL)
+    assert not at.exception and [e.value for e in at.error] == [str(refusal)]
+    assert not [r for r in caplog.records if r.name == "cka_lens"]
 
 
 @pytest.mark.parametrize(
