@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core.comparison import pair_terms  # noqa: E402
-from core.data import Subset, SubsetSpec, load_split  # noqa: E402
+from core.data import DataError, Subset, SubsetSpec, load_split  # noqa: E402
 from core.fingerprint import fingerprint  # noqa: E402
 from core.interval import jackknife_interval  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> None:
     split = "train"
     try:
         images, labels, _ = load_split("train", args.data_dir)
-    except ValueError:
+    except DataError:
         split = "test"
         images, labels, _ = load_split("test", args.data_dir)
     order = np.random.default_rng(0).permutation(len(labels))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from cli.bars import Bars
 from cli.checkpoints import describe, model_spec
+from cli.errors import CliError, writing
 from core.ceilings import Ceilings
 from core.cka import KERNELS
 from core.data import SPLITS, DataError, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
-from core.errors import LensError
 from core.names import side_labels
 from core.options import DEFAULTS, ESTIMATORS, AnalysisOptions
 from core.pipeline import compare_pairs
@@ -133,7 +133,8 @@ class _PreviewLines:
     included: a pair of two seeds of one method is a comparison too)."""
 
     def __init__(self, target: str, t0: float):
-        self.stream = sys.stderr if target == "-" else open(target, "w")  # noqa: SIM115 - closed by close()
+        with writing(target):
+            self.stream = sys.stderr if target == "-" else open(target, "w")  # noqa: SIM115 - closed by close()
         self.t0 = t0
 
     def write(self, event: str, result, **extra) -> None:
@@ -165,9 +166,10 @@ def run(args: argparse.Namespace) -> int:
     many = len(args.b) > 1
     chosen_b = args.b_sibling or [None] * len(args.b)
     if len(chosen_b) != len(args.b):
-        raise LensError(f"--b-sibling names {len(chosen_b)} models for {len(args.b)} --b models: give one per --b")
+        raise CliError(f"--b-sibling names {len(chosen_b)} models for {len(args.b)} --b models: give one per --b")
     if many:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with writing(args.out):
+            Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         subset = load_subset(spec, args.data_dir)
         reference = load_model(args.a)
@@ -200,10 +202,12 @@ def run(args: argparse.Namespace) -> int:
     for b_spec, result, (sibling_b, note_b) in zip(args.b, results[: len(others)], siblings_b, strict=True):
         ceilings = Ceilings(ceiling_a, next(later) if sibling_b else None, note_a, note_b)
         out = Path(args.out) / f"{_slug(b_spec)}.json" if many else Path(args.out)
-        out.write_text(json.dumps(report_json(result, ceilings), indent=1) + "\n")
+        with writing(out):
+            out.write_text(json.dumps(report_json(result, ceilings), indent=1) + "\n")
         written.append(str(out))
         if args.csv and not many:
-            Path(args.csv).write_text(report_csv(result, ceilings))
+            with writing(args.csv):
+                Path(args.csv).write_text(report_csv(result, ceilings))
         print(_findings_text(result, ceilings))
     print(
         f"{_timing(results, time.perf_counter() - t0, cluster.describe())}; wrote {', '.join(written)}", file=sys.stderr

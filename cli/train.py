@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from cli.errors import writing
+
 
 def _epochs(text: str) -> tuple[int, ...]:
     try:
@@ -41,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train  # torch and the data load only when training
 
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
-    train(TrainConfig(**fields), "python -m cli " + shlex.join(sys.argv[1:]))
+    with writing(args.out):  # the checkpoint folder: its states, snapshots, weights and card
+        train(TrainConfig(**fields), "python -m cli " + shlex.join(sys.argv[1:]))
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from cli.bars import Bars
 from cli.checkpoints import model_spec
 from cli.compare import add_subset_and_cka_arguments, subset_and_options
+from cli.errors import writing
 from core.data import load_subset
 from core.device import pick_device
 from core.distributed import Cluster
@@ -64,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
             key = result_key(networks[reference].identity.key, networks[other].identity.key, spec, options)
             store.put_result(key, result)
     curves = series_curves(plan, lambda reference, other: results[(reference, other)])
-    Path(args.out).write_text(json.dumps(to_json_dict(plan, curves, spec, options), indent=1) + "\n")
+    with writing(args.out):
+        Path(args.out).write_text(json.dumps(to_json_dict(plan, curves, spec, options), indent=1) + "\n")
     if args.csv:
-        Path(args.csv).write_text(to_csv(plan, curves))
+        with writing(args.csv):
+            Path(args.csv).write_text(to_csv(plan, curves))
     for series in (plan.a, plan.b):
         print(f"{series.name}: {len(series.snapshots)} snapshots; {series.rule}", file=sys.stderr)
     for snapshot, j in zip(plan.a.snapshots, plan.pairing, strict=True):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import ResultFileError
 from core.result import AnalysisResult, from_json_dict, to_json_dict
 
 
@@ -61,17 +62,17 @@ def ceilings_to_json(ceilings: Ceilings) -> dict:
 
 
 def ceilings_from_json(data: object) -> Ceilings:
-    """What `ceilings_to_json` wrote (absent: no ceilings); a ValueError saying what is wrong otherwise."""
+    """What `ceilings_to_json` wrote (absent: no ceilings); a ResultFileError saying what is wrong otherwise."""
     if data is None:
         return Ceilings()
     if not isinstance(data, dict):
-        raise ValueError(f"its ceilings are a JSON object, not {type(data).__name__}")
+        raise ResultFileError(f"its ceilings are a JSON object, not {type(data).__name__}")
     results = []
     for side in ("a", "b"):
         try:
             results.append(None if data.get(side) is None else from_json_dict(data[side]))
-        except ValueError as err:
-            raise ValueError(f"its ceiling for {side.upper()} cannot be read: {err}") from None
+        except ResultFileError as err:
+            raise ResultFileError(f"its ceiling for {side.upper()} cannot be read: {err}") from None
     return Ceilings(*results, note_a=str(data.get("note_a", "")), note_b=str(data.get("note_b", "")))
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from core.errors import ContractError
+
 KERNELS = ("linear", "rbf")
 
 
@@ -28,7 +30,7 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 def _flat(x: torch.Tensor) -> torch.Tensor:
     """[n, ...] features -> [n, d], at least float32."""
     if x.dim() < 1 or x.shape[0] == 0:
-        raise ValueError(f"features must have shape [n, ...] with n >= 1; got {tuple(x.shape)}")
+        raise ContractError(f"features must have shape [n, ...] with n >= 1; got {tuple(x.shape)}")
     x = _rows(x)
     if not (x.is_floating_point() and x.dtype in (torch.float32, torch.float64)):
         x = x.float()
@@ -52,7 +54,7 @@ def rbf_gram(x: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:
         [n, n] Gram matrix; all ones when every row is identical (no scale to measure).
     """
     if sigma <= 0:
-        raise ValueError(f"sigma must be positive; got {sigma}")
+        raise ContractError(f"sigma must be positive; got {sigma}")
     x = _flat(x)
     x = x - x.mean(0, keepdim=True)  # distances are translation-invariant; centring avoids cancellation
     dot = x @ x.T
@@ -75,14 +77,14 @@ def center_gram(gram: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     layer of a batch is centred in a few vectorised float64 passes instead of a few per layer).
     """
     if gram.dim() < 2 or gram.shape[-1] != gram.shape[-2]:
-        raise ValueError(f"a Gram matrix must be square; got {tuple(gram.shape)}")
+        raise ContractError(f"a Gram matrix must be square; got {tuple(gram.shape)}")
     n = gram.shape[-1]
     g = gram.to(torch.float64, copy=True)  # always a copy: the caller's Gram is never modified
     if not unbiased:
         means = g.mean(-2, keepdim=True)  # column means; K is symmetric, so row means too
         return g.sub_(means).sub_(means.mT).add_(means.mean(-1, keepdim=True))
     if n < 4:
-        raise ValueError(f"the debiased estimator needs at least 4 examples; got {n}")
+        raise ContractError(f"the debiased estimator needs at least 4 examples; got {n}")
     diagonal = g.diagonal(dim1=-2, dim2=-1)
     diagonal.zero_()
     sums = g.sum(-2, keepdim=True).div_(n - 2)  # column sums / (n - 2); K is symmetric, so rows too
@@ -97,7 +99,7 @@ def _gram(x: torch.Tensor, kernel: str, sigma: float) -> torch.Tensor:
         return _centrable_linear_gram(_flat(x), {})
     if kernel == "rbf":
         return rbf_gram(x, sigma)
-    raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+    raise ContractError(f"kernel must be one of {KERNELS}; got {kernel!r}")
 
 
 # A float32 Gram of uncentred features loses about (1 + ratio) times more of the centred part's
@@ -163,13 +165,13 @@ def hsic_scale(n: int, unbiased: bool) -> float:
     """The factor that turns sum(centred K * centred L) into HSIC for a batch of n examples."""
     if n < (4 if unbiased else 2):
         need = "at least 4 examples for the debiased" if unbiased else "at least 2 examples for the biased"
-        raise ValueError(f"HSIC needs {need} estimator; got {n}")
+        raise ContractError(f"HSIC needs {need} estimator; got {n}")
     return 1.0 / (n * (n - 3)) if unbiased else 1.0 / (n - 1) ** 2
 
 
 def _check_finite(x: torch.Tensor) -> None:
     if not bool(torch.isfinite(x).all()):
-        raise ValueError("features contain NaN or infinite values")
+        raise ContractError("features contain NaN or infinite values")
 
 
 def cka(
@@ -183,13 +185,13 @@ def cka(
     """
     x, y = _flat(x), _flat(y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same number of rows; got {x.shape[0]} and {y.shape[0]}")
+        raise ContractError(f"x and y must have the same number of rows; got {x.shape[0]} and {y.shape[0]}")
     _check_finite(x)
     _check_finite(y)
     if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+        raise ContractError(f"kernel must be one of {KERNELS}; got {kernel!r}")
     if debiased and x.shape[0] < 4:
-        raise ValueError(f"the debiased estimator needs at least 4 examples; got {x.shape[0]}")
+        raise ContractError(f"the debiased estimator needs at least 4 examples; got {x.shape[0]}")
     if bool(is_constant([x, y]).any()):
         return float("nan")  # 0/0; rounding would otherwise turn it into an arbitrary finite number
     # CKA is invariant to isotropic scaling (both kernels), so scale each side to max |value| 1: finite
@@ -208,14 +210,14 @@ def centred_rows(
     """One centred Gram per layer, flattened: [len(feats), b*b] float64 with the batch's HSIC scale
     folded in as sqrt(scale), so a row product is directly a per-batch HSIC contribution."""
     if not feats:
-        raise ValueError("need at least one layer")
+        raise ContractError("need at least one layer")
     n = feats[0].shape[0]
     if any(f.shape[0] != n for f in feats):
-        raise ValueError("every layer of a batch must have the same number of examples")
+        raise ContractError("every layer of a batch must have the same number of examples")
     if debiased and n < 4:
-        raise ValueError(f"the debiased estimator needs batches of at least 4 examples; got {n}")
+        raise ContractError(f"the debiased estimator needs batches of at least 4 examples; got {n}")
     if not debiased and n < 2:
-        raise ValueError(f"the biased estimator needs batches of at least 2 examples; got {n}")
+        raise ContractError(f"the biased estimator needs batches of at least 2 examples; got {n}")
     scale = hsic_scale(n, debiased) ** 0.5
     return center_gram(stacked_grams(feats, kernel, sigma), debiased).flatten(1).mul_(scale)
 
@@ -293,9 +295,9 @@ class MinibatchCKA:
 
     def __init__(self, n_a: int, n_b: int, *, kernel: str = "linear", debiased: bool = True, sigma: float = 0.8):
         if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+            raise ContractError(f"kernel must be one of {KERNELS}; got {kernel!r}")
         if n_a < 1 or n_b < 1:
-            raise ValueError("each model needs at least one layer")
+            raise ContractError("each model needs at least one layer")
         self.n_a, self.n_b = n_a, n_b
         self.options = {"kernel": kernel, "debiased": debiased, "sigma": sigma}
         self.hsic: torch.Tensor | None = None
@@ -304,7 +306,7 @@ class MinibatchCKA:
 
     def update(self, feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> None:
         if len(feats_a) != self.n_a or len(feats_b) != self.n_b:
-            raise ValueError(f"expected {self.n_a} and {self.n_b} layers; got {len(feats_a)} and {len(feats_b)}")
+            raise ContractError(f"expected {self.n_a} and {self.n_b} layers; got {len(feats_a)} and {len(feats_b)}")
         feats = [*feats_a, *feats_b]
         rows = centred_rows(feats, **self.options)
         product = rows @ rows.T
@@ -318,7 +320,7 @@ class MinibatchCKA:
 
     def _normalised(self) -> tuple[torch.Tensor, list[str | None]]:
         if self.hsic is None:
-            raise ValueError("no batches: call update() before compute()")
+            raise ContractError("no batches: call update() before compute()")
         return normalise_hsic(self.hsic.cpu(), self.constant.cpu())
 
     def compute(self) -> torch.Tensor:

@@ -1,13 +1,21 @@
-"""The one error base: every refusal a person sees is a LensError, with a message they can act on."""
+"""The one error base: every refusal a person sees is a LensError, with a message they can act on.
+
+Anything else that escapes to the app or the command line is a bug: the app apologises with a reference
+(ui.apology) and the command line exits with status 1, each logging the traceback; neither shows it as a
+refusal.
+"""
 
 from __future__ import annotations
 
+import secrets
 
-class LensError(ValueError):
+
+class LensError(Exception):
     """A request CKA Lens cannot serve; the message says what was wrong and what would work.
 
-    A ValueError, so code that treats bad input as a value problem keeps working. The app shows the
-    message as it is; the command line prints it on one line and exits with status 2.
+    Not a ValueError: the faces catch LensError alone, so a ValueError from a bug (Python's own, or a
+    library's) is never mistaken for a refusal. The app shows the message as it is; the command line
+    prints it on one line and exits with status 2.
     """
 
 
@@ -29,3 +37,28 @@ class MemoryRefusal(LensError):
 
 class SeriesError(LensError):
     """A series of training snapshots that cannot be ordered or paired (names without a number, say)."""
+
+
+class ResultFileError(LensError):
+    """A result file (one the command line wrote, or a download) that cannot be read back; the message says
+    which part is wrong."""
+
+
+class ContractError(ValueError):
+    """A function called against its documented contract (mismatched shapes, an unknown kernel, no data yet).
+
+    The faces check what people choose before it reaches such a function, so from the app or the command line
+    this means a bug, and they report it as one. A ValueError, as Python's own argument checks are, for code
+    that calls the engine directly (benchmarks, notebooks); never a LensError.
+    """
+
+
+class StoreEntryDamaged(Exception):
+    """An entry of the result store that does not read back whole (truncated, a wrong checksum, another engine's
+    format): caught where it is read, and the entry discarded and recomputed; never shown to anyone."""
+
+
+def bug_reference() -> str:
+    """A fresh reference for one bug's report: 8 hex characters, shown to the person and written beside the
+    traceback in the log, so the report they quote leads to that traceback."""
+    return secrets.token_hex(4)

@@ -24,6 +24,8 @@ import torch
 from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from core.errors import ContractError
+
 Consume = Callable[[int, torch.Tensor], None]  # (index of the layer in the order given, its output)
 _STREAM = threading.local()  # the Consume of the stream running in this thread
 
@@ -104,7 +106,7 @@ class _Prepared:
             self.graph = None
             missing = set(nodes) - dict(self.module.named_modules()).keys()
             if missing:
-                raise ValueError(f"layers not found in the network: {sorted(missing)}") from None
+                raise ContractError(f"layers not found in the network: {sorted(missing)}") from None
 
 
 def private_copy(module: nn.Module, device: torch.device) -> nn.Module:
@@ -142,7 +144,7 @@ class FeatureExtractor:
 
     def __init__(self, module: nn.Module, layers: Sequence[tuple[str, str]], device: torch.device):
         if not layers:
-            raise ValueError("choose at least one layer")
+            raise ContractError("choose at least one layer")
         self.names = [name for name, _ in layers]
         self.nodes = [node for _, node in layers]
         self.device = device

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.errors import ContractError
+
 MIN_BATCHES = 5
 INTERVAL_METHOD = (
     "95% interval: delete-one-minibatch jackknife standard error with Student-t quantiles (minibatches - 1 degrees "
@@ -28,7 +30,7 @@ def t975(df: int) -> float:
     """The 0.975 quantile of Student's t with `df` degrees of freedom (a table to 30; beyond, the expansion
     z + (z^3 + z) / (4 df) + (5 z^5 + 16 z^3 + 3 z) / (96 df^2), within 5e-4 of the exact value there)."""
     if df < 1:
-        raise ValueError("degrees of freedom must be at least 1")
+        raise ContractError("degrees of freedom must be at least 1")
     if df <= len(_T975):
         return _T975[df - 1]
     z = 1.959964

@@ -26,7 +26,7 @@ def report_csv(result: AnalysisResult, ceilings: Ceilings) -> str:
 
 
 def read_report(data: dict) -> tuple[AnalysisResult, Ceilings]:
-    """A result file's result and ceilings (none in a file written before ceilings existed); a ValueError says
-    what is wrong."""
+    """A result file's result and ceilings (none in a file written before ceilings existed); a ResultFileError
+    says what is wrong."""
     result = from_json_dict(data)
     return result, ceilings_from_json(data.get("ceilings"))

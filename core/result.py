@@ -7,6 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 import numpy as np
 
 from core.data import SubsetSpec
+from core.errors import LensError, ResultFileError
 from core.interval import INTERVAL_METHOD
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
@@ -70,12 +71,12 @@ _TUPLES = {f.name for f in fields(AnalysisResult) if str(f.type).startswith("tup
 
 
 def from_json_dict(data: dict) -> AnalysisResult:
-    """The result `to_json_dict` wrote (null values back to NaN); a ValueError saying what is wrong otherwise."""
+    """The result `to_json_dict` wrote (null values back to NaN); a ResultFileError saying what is wrong otherwise."""
     if not isinstance(data, dict):
-        raise ValueError(f"a result is a JSON object, not {type(data).__name__}")
+        raise ResultFileError(f"a result is a JSON object, not {type(data).__name__}")
     missing = sorted({f.name for f in fields(AnalysisResult) if f.default is MISSING} - set(data))
     if missing:
-        raise ValueError(f"this is not a CKA Lens result: {', '.join(missing[:4])} missing")
+        raise ResultFileError(f"this is not a CKA Lens result: {', '.join(missing[:4])} missing")
     known = {f.name for f in fields(AnalysisResult)}
     values = {k: v for k, v in data.items() if k in known}
     try:
@@ -88,13 +89,13 @@ def from_json_dict(data: dict) -> AnalysisResult:
         values["subset"] = SubsetSpec(**(subset | {"classes": tuple(subset["classes"])}))
         values["options"] = AnalysisOptions(**values["options"])
         result = AnalysisResult(**values)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"this result cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
+    except (TypeError, ValueError, KeyError, LensError) as err:  # LensError: its options or subset refused
+        raise ResultFileError(f"this result cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
     la, lb, m = len(result.layers_a), len(result.layers_b), len(result.matched)
     shapes = {"cross": (la, lb), "self_a": (la, la), "self_b": (lb, lb), "matched_cka": (m,), "probe_a": (la,)}
     wrong = [k for k, shape in shapes.items() if getattr(result, k).shape != shape]
     if wrong:
-        raise ValueError(f"this result's {', '.join(wrong)} do not match its layers")
+        raise ResultFileError(f"this result's {', '.join(wrong)} do not match its layers")
     return result
 
 

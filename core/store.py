@@ -31,6 +31,7 @@ import torch
 
 from core import settings
 from core.data import SubsetSpec
+from core.errors import ContractError, ResultFileError, StoreEntryDamaged
 from core.fingerprint import Fingerprint, keep_batch
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
@@ -87,9 +88,9 @@ class Store:
             head, newline, body = data.partition(b"\n")
             meta = json.loads(head)
             if not newline or meta.get("sha256") != _digest(body) or meta.get("engine") != ENGINE_VERSION:
-                raise ValueError("checksum")
+                raise StoreEntryDamaged("checksum")
             return from_json_dict(json.loads(body))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (StoreEntryDamaged, ResultFileError, ValueError, KeyError, TypeError, AttributeError):
             return self._discard(key, RESULT)
 
     def has_result(self, key: str) -> bool:
@@ -132,7 +133,7 @@ class Store:
 
     def _path(self, key: str, suffix: str) -> Path:
         if not key.isalnum():
-            raise ValueError(f"a store key is a hex digest, not {key!r}")
+            raise ContractError(f"a store key is a hex digest, not {key!r}")
         return self.root / f"{key}{suffix}"
 
     def _read(self, key: str, suffix: str) -> bytes | None:
@@ -222,16 +223,16 @@ def _verified_header(f: BinaryIO) -> tuple[dict, int]:
     while remaining > 0:
         chunk = f.read(min(remaining, 1 << 24))
         if not chunk:
-            raise ValueError("truncated")
+            raise StoreEntryDamaged("truncated")
         digest.update(chunk)
         remaining -= len(chunk)
     if f.read() != digest.hexdigest().encode():
-        raise ValueError("checksum")
+        raise StoreEntryDamaged("checksum")
     f.seek(0)
     (length,) = struct.unpack("<Q", f.read(8))
     meta = json.loads(f.read(length))
     if meta.get("engine") != ENGINE_VERSION:
-        raise ValueError("engine version")
+        raise StoreEntryDamaged("engine version")
     return meta, 8 + length
 
 
@@ -264,10 +265,10 @@ def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
     def read(expected: str) -> torch.Tensor:
         name, dtype, shape = next(entries)
         if name != expected:
-            raise ValueError(f"entry holds {name} where {expected} belongs")
+            raise StoreEntryDamaged(f"entry holds {name} where {expected} belongs")
         tensor = torch.empty(shape, dtype=_DTYPES[dtype])
         if f.readinto(bytes_of(tensor)) != tensor.numel() * tensor.element_size():
-            raise ValueError("truncated")
+            raise StoreEntryDamaged("truncated")
         return tensor
 
     spiller, rows, pooled = Spiller(settings.spill_bytes()), [], [[] for _ in range(meta["pooled_layers"])]

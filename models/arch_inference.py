@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from models.errors import CheckpointError
+from models.errors import ArchitectureError, CheckpointError
 from models.resnet import ArchConfig
 from models.state_keys import STEM_KEY, SUPPORTED_ARCHS
 
@@ -71,7 +71,7 @@ def infer_arch(
             stride_on_second=stride_on_second,
             dialect=dialect,
         )
-    except ValueError as err:
+    except ArchitectureError as err:
         raise CheckpointError(
             f"This checkpoint is a ResNet CKA Lens cannot rebuild ({err}); it loads {SUPPORTED_ARCHS}."
         ) from None

@@ -11,3 +11,8 @@ class CheckpointError(LensError):
     It says what was wrong and what would work instead, so the app can show it as it is and the CLI
     can print it on one line.
     """
+
+
+class ArchitectureError(LensError):
+    """A ResNet configuration CKA Lens cannot build (a depth with no standard block counts, a width below 1, ...):
+    from a training command's options, or from a checkpoint's shapes, where it is reworded as a CheckpointError."""

@@ -46,7 +46,8 @@ def save_snapshot_config(arch: ArchConfig, meta: dict, epochs: int, folder: Path
 
 
 def arch_from_config(config: dict) -> ArchConfig:
-    """The ArchConfig a config.json describes (its other keys ignored); raises TypeError/ValueError if malformed."""
+    """The ArchConfig a config.json describes (its other keys ignored); raises TypeError, ValueError or
+    ArchitectureError if malformed."""
     return ArchConfig(**{f.name: config[f.name] for f in fields(ArchConfig) if f.name in config})
 
 

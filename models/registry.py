@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from models.errors import ArchitectureError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE, arch_from_config
 from models.loaded import SourceHints
 from models.resnet import ArchConfig
@@ -107,7 +108,7 @@ def _bundled_entry(folder: Path) -> RegistryEntry | None:
         config = json.loads((folder / CONFIG_FILE).read_text())
         arch = arch_from_config(config)
         mean, std = tuple(map(float, config["mean"])), tuple(map(float, config["std"]))
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, ArchitectureError):
         return None
     metrics = config.get("metrics") or {}
     headline = ("test_accuracy", "linear_probe_accuracy", "knn_accuracy")

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from models.errors import ArchitectureError
+
 # torchvision's blocks per stage for each depth; other layouts give `stages` themselves
 BLOCKS_PER_STAGE = {
     18: (2, 2, 2, 2),
@@ -52,19 +54,19 @@ class ArchConfig:
         stages = tuple(int(n) for n in self.stages) or BLOCKS_PER_STAGE.get(self.depth, ())
         object.__setattr__(self, "stages", stages)
         if not stages:
-            raise ValueError(f"depth must be one of {sorted(BLOCKS_PER_STAGE)} unless stages are given")
+            raise ArchitectureError(f"depth must be one of {sorted(BLOCKS_PER_STAGE)} unless stages are given")
         if not (3 <= len(stages) <= 4 and all(n >= 1 for n in stages)):
-            raise ValueError(f"stages must be 3 or 4 positive block counts, not {stages}")
+            raise ArchitectureError(f"stages must be 3 or 4 positive block counts, not {stages}")
         if self.depth not in (2 * sum(stages) + 2, 3 * sum(stages) + 2):
-            raise ValueError(f"depth {self.depth} does not match {stages} blocks per stage")
+            raise ArchitectureError(f"depth {self.depth} does not match {stages} blocks per stage")
         if self.stem not in ("cifar", "imagenet"):
-            raise ValueError(f"stem must be 'cifar' or 'imagenet', not {self.stem!r}")
+            raise ArchitectureError(f"stem must be 'cifar' or 'imagenet', not {self.stem!r}")
         if self.width < 1 or self.num_classes < 0 or self.stem_width < 0:
-            raise ValueError("width must be >= 1, stem_width and num_classes >= 0")
+            raise ArchitectureError("width must be >= 1, stem_width and num_classes >= 0")
         if self.shortcut not in SHORTCUTS or self.shortcut_input not in SHORTCUT_INPUTS:
-            raise ValueError(f"shortcut must be one of {SHORTCUTS} and shortcut_input one of {SHORTCUT_INPUTS}")
+            raise ArchitectureError(f"shortcut must be one of {SHORTCUTS} and shortcut_input one of {SHORTCUT_INPUTS}")
         if self.preact and self.bottleneck:
-            raise ValueError("pre-activation bottleneck ResNets are not supported")
+            raise ArchitectureError("pre-activation bottleneck ResNets are not supported")
 
     @property
     def bottleneck(self) -> bool:

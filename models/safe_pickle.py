@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch._utils import IMPORT_MAPPING, NAME_MAPPING
 
+from models.errors import CheckpointError
+
 # The opcodes torch's weights-only unpickler implements (protocol 2): anything else it would refuse anyway.
 TORCH_OPCODES = frozenset(
     "GLOBAL NEWOBJ REDUCE BUILD APPEND APPENDS SETITEM SETITEMS MARK TUPLE TUPLE1 TUPLE2 TUPLE3 NONE NEWFALSE "
@@ -55,8 +57,9 @@ _PLACEHOLDER_IN_ERROR = re.compile(r"_Stand(\d+)'")
 _LOCK = threading.Lock()  # safe_globals is process-wide: one load at a time may register placeholders
 
 
-class UnsafeCheckpoint(Exception):
-    """The file is not loaded; the message says what it holds that will not be loaded."""
+class UnsafeCheckpoint(CheckpointError):
+    """The file is not loaded; the message says what it holds that will not be loaded, as a clause ("it refers to
+    ...") that models.formats words into a whole sentence for the person."""
 
 
 class DamagedPickle(UnsafeCheckpoint):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.series import Series, Snapshot
 from models import registry
-from models.errors import CheckpointError
+from models.errors import ArchitectureError, CheckpointError
 from models.folder_format import CONFIG_FILE, RUN_EPOCHS, SNAPSHOT_DIR, WEIGHTS_FILE, arch_from_config
 from models.loaded import LoadedModel
 from models.loader import MAX_CONFIG_BYTES, load_path_bytes, parse_config
@@ -70,7 +70,7 @@ def load_snapshot(folder: Path, snapshot: str, spec: str) -> LoadedModel:
     loaded = load_path_bytes(path, spec, replace(hints, metrics={}))
     try:
         expected = arch_from_config(config)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, ArchitectureError) as err:
         raise CheckpointError(f"The architecture in {name}'s {config_path.name} cannot be read ({err}).") from None
     if loaded.info.arch != expected:
         raise CheckpointError(

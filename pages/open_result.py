@@ -2,7 +2,9 @@
 
 import streamlit as st
 
+from core.errors import LensError
 from ui.analysis import OPENED, open_result
+from ui.apology import apologise
 from ui.router import use_app_router
 
 use_app_router()
@@ -22,7 +24,9 @@ if opened is not None and st.session_state.get("opened_file_id") != opened.file_
             f"Opened `{opened.name}`: `{result.model_a.source}` vs `{result.model_b.source}` on "
             f"{result.used_images:,} images. The Overview, Layer similarity and Probes pages now show it."
         )
-    except ValueError as err:
+    except LensError as err:
         st.error(str(err))
+    except Exception as err:  # noqa: BLE001 - a bug: logged, and the visitor gets an apology with a reference
+        apologise(err, "opening the result file")
 elif OPENED in st.session_state:
     st.info(f"Showing `{st.session_state[OPENED][0]}` on the other pages.")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.ceilings import Ceilings, matched_at
+from core.errors import ContractError
 from core.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 from core.result import AnalysisResult
 
@@ -54,7 +55,7 @@ def heatmap(
     the tooltip of its grey cells.
     """
     if matrix.shape != (len(rows), len(cols)):
-        raise ValueError(f"matrix is {matrix.shape}, but there are {len(rows)} rows and {len(cols)} columns")
+        raise ContractError(f"matrix is {matrix.shape}, but there are {len(rows)} rows and {len(cols)} columns")
     why_r = list(undefined_rows) or [None] * len(rows)
     why_c = list(undefined_cols) or [None] * len(cols)
     records = []
@@ -226,7 +227,7 @@ def readout_frame(result: AnalysisResult, metric: str) -> pd.DataFrame:
 def readout_chart(result: AnalysisResult, metric: str) -> alt.LayerChart:
     """One per-layer read-out ('probe', 'class' or 'invariance') for both models on the shared layer axis."""
     if metric not in READOUTS:
-        raise ValueError(f"metric must be one of {sorted(READOUTS)}, not {metric!r}")
+        raise ContractError(f"metric must be one of {sorted(READOUTS)}, not {metric!r}")
     _, title, y_title = READOUTS[metric]
     data = readout_frame(result, metric)
     order = shared_order(result.layers_a, result.layers_b)
@@ -264,7 +265,9 @@ def progress_curves(
     """Per-layer CKA over training: one line per layer of the given kinds, x the fraction of training done,
     coloured by depth (light: early layers, dark: late ones); undefined values are left out of the lines."""
     if matrix.shape != (len(layers), len(progress)) or len(snapshots) != len(progress):
-        raise ValueError(f"matrix is {matrix.shape}, but there are {len(layers)} layers and {len(progress)} snapshots")
+        raise ContractError(
+            f"matrix is {matrix.shape}, but there are {len(layers)} layers and {len(progress)} snapshots"
+        )
     shown = [i for i, name in enumerate(layers) if kind(name) in kinds]
     data = pd.DataFrame.from_records(
         {"layer": layers[i], "progress": float(p), "snapshot": s, "cka": _value(matrix[i, k])}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.data import SPLITS, DataError, SubsetSpec, parse_classes
+from core.errors import LensError, OptionsError
 from core.options import DEFAULTS, SIGMA_RANGE, AnalysisOptions
 from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec
 
@@ -28,7 +29,7 @@ class Field:
 
     name: str  # URL parameter; the widget key is "sb_" + name
     default: object
-    parse: Callable[[str], object]  # raises ValueError with a reason on a bad value
+    parse: Callable[[str], object]  # raises a LensError with a reason on a bad value
     show: Callable[[object], str] = str
 
     @property
@@ -36,11 +37,19 @@ class Field:
         return "sb_" + self.name
 
 
+def _number(text: str, kind: type[int] | type[float]) -> int | float:
+    """`text` as an int or a float; an OptionsError in plain words (not Python's) when it is not one."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise OptionsError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+
+
 def _int_at_least(low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
+        value = _number(text, int)
         if value < low:
-            raise ValueError(f"must be at least {low}")
+            raise OptionsError(f"must be at least {low}")
         return value
 
     return parse
@@ -49,17 +58,17 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 def _one_of(allowed) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+            raise OptionsError(f"must be one of {', '.join(allowed)}")
         return text
 
     return parse
 
 
 def _sigma(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     low, high = SIGMA_RANGE
     if not low <= value <= high:
-        raise ValueError(f"must be between {low:g} and {high:g}")
+        raise OptionsError(f"must be between {low:g} and {high:g}")
     return value
 
 
@@ -67,7 +76,7 @@ def typed_spec(text: str) -> str:
     """A model spec as typed, not yet parsed: 'owner/repo' means the Hub."""
     text = text.strip()
     if not text:
-        raise ValueError("is empty")
+        raise OptionsError("is empty")
     return text if ":" in text else f"hub:{text}"
 
 
@@ -127,7 +136,7 @@ def init_from_url() -> None:
         if raw is not None:
             try:
                 value = f.parse(raw)
-            except ValueError as err:  # DataError is a ValueError
+            except LensError as err:  # OptionsError, or DataError from the classes' parser
                 ignored.append(f"?{f.name}={raw} ({err})")
         st.session_state[f.key] = value
     if ignored:
@@ -147,7 +156,7 @@ def read_choices(models: dict[str, ModelSpec | str]) -> Choices:
         problem = f"The CIFAR-10 subset cannot be used: {err}."
     try:
         options = _options(v)
-    except ValueError as err:
+    except OptionsError as err:
         problem = problem or f"The CKA options cannot be used: {err}."
     return Choices(models["a"], models["b"], models["a_seed"], models["b_seed"], subset, options, problem, values)
 

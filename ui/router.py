@@ -9,6 +9,9 @@ the run starts again, which runs app.py. Whether app.py framed a run is known pe
 mark: each session's run executes in its own thread), not from the shared flag, so visitors who arrive
 together on a fresh server each get their rerun although the first of them already switched the flag.
 The real-browser tests open /similarity first on a fresh server, and six pages at once.
+
+The frame is also the last guard of every page: a refusal (LensError) that a page left uncaught is shown as
+its message, anything else as an apology with a reference (ui.apology), never as a traceback.
 """
 
 import threading
@@ -18,18 +21,27 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from core.errors import LensError
+from ui.apology import apologise
+
 _RUN = threading.local()
 
 
 @contextmanager
 def app_frame() -> Iterator[None]:
-    """app.py's whole run: the legacy mode off (a fresh server's first run starts again), this run marked framed."""
+    """app.py's whole run: the legacy mode off (a fresh server's first run starts again), this run marked framed,
+    and whatever escapes a page shown as a refusal or an apology. Streamlit's st.rerun and st.stop are not
+    Exceptions (BaseException), so they pass through."""
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
     _RUN.framed = True
     try:
         yield
+    except LensError as err:
+        st.error(str(err))
+    except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback, the visitor gets a reference
+        apologise(err, "showing this page")
     finally:
         _RUN.framed = False
 

@@ -24,6 +24,7 @@ from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv,
 from models import CheckpointError, ModelSpec, bundled_series, series_of_specs, weights_version
 from ui import networks
 from ui.analysis import cached_result, progress_panel
+from ui.apology import apologise
 
 OWN = "your own snapshots"
 PROGRESS_COLUMNS = ("A's training done", "B's training done")
@@ -116,8 +117,8 @@ def series_analysis(plan: SeriesPlan, spec: SubsetSpec, options: AnalysisOptions
         st.error(f"A snapshot could not be loaded: {err}")
     except (LensError, MemoryError, torch.OutOfMemoryError) as err:
         st.error(f"The analysis failed: {err}")
-    except Exception as err:  # noqa: BLE001 - a bug must reach this session as a message, not hang or leak paths
-        st.error(f"The analysis failed unexpectedly ({type(err).__name__}); please report it with your choices.")
+    except Exception as err:  # noqa: BLE001 - a bug: logged, and this session gets an apology, not a hang or paths
+        apologise(err, "computing the training series")
     return None
 
 

@@ -7,7 +7,9 @@ These use the bundled pair when it is trained and tiny stand-ins under the same 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ import ui.analysis
 import ui.networks
 import ui.series
 from core import settings
+from core.errors import OptionsError, ResultFileError
 from core.names import OUTPUT, kind, shared_order
 from core.result import to_json_dict
 from core.series import pair_by_progress
@@ -206,10 +209,7 @@ def test_bad_url_values_are_ignored_with_a_warning(bundled_pair):
     at = open_app({"per_class": "many", "kernel": "cosine", "classes": "0,1"})
     assert_clean(at)
     warnings = [w.value for w in at.warning]
-    assert (
-        "Ignored the link's ?per_class=many (invalid literal for int() with base 10: 'many'); using the default."
-        in warnings
-    )
+    assert "Ignored the link's ?per_class=many ('many' is not a whole number); using the default." in warnings
     assert any(w.startswith("Ignored the link's ?kernel=cosine (must be one of linear, rbf)") for w in warnings)
     assert at.number_input(key="sb_per_class").value == 100 and at.radio(key="sb_kernel").value == "linear"
     assert at.multiselect(key="sb_classes").value == [0, 1]
@@ -483,3 +483,72 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
     assert_clean(at)
     assert "No ceiling for B (supervised): none was asked for." in " ".join(c.value for c in at.caption)
     assert at.query_params["b_seed"] == "none"
+
+
+REFERENCE = re.compile(r"\(reference ([0-9a-f]{8})\)")
+
+
+def apology_reference(at: AppTest, doing: str) -> str:
+    """The reference in the page's one error, checked to be the apology for a failure while `doing`."""
+    assert not at.exception, [e.message for e in at.exception]
+    [shown] = [e.value for e in at.error]
+    assert shown.startswith(f"Something went wrong on our side while {doing} (reference "), shown
+    return REFERENCE.search(shown).group(1)
+
+
+def test_a_bug_on_a_page_is_an_apology_with_a_reference_not_its_exception(bundled_pair, monkeypatch, caplog):
+    """A fault in what the overview calls escapes the page: the frame shows an apology, the traceback is logged."""
+
+    def broken_analysis(*args: object, **kwargs: object) -> None:
+        raise KeyError("/srv/cka-lens/cache/entry")
+
+    monkeypatch.setattr(ui.analysis, "analysis", broken_analysis)
+    with caplog.at_level(logging.ERROR, logger="cka_lens"):
+        at = open_app(SMALL)
+    reference = apology_reference(at, "showing this page")
+    assert "KeyError" not in at.error[0].value and "/srv" not in at.error[0].value
+    [logged] = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged.exc_info[0] is KeyError and "broken_analysis" in caplog.text  # the traceback, under the reference
+    assert at.title[0].value == "CKA Lens"  # the frame drew the page up to the fault
+
+
+def test_a_refusal_a_page_leaves_uncaught_is_shown_as_it_is_and_not_logged(bundled_pair, monkeypatch, caplog):
+    refusal = OptionsError("batch size must be at least 4 for the debiased estimator (2 for biased)")
+
+    def refusing_analysis(*args: object, **kwargs: object) -> None:
+        raise refusal
+
+    monkeypatch.setattr(ui.analysis, "analysis", refusing_analysis)
+    with caplog.at_level(logging.ERROR, logger="cka_lens"):
+        at = open_app(SMALL)
+    assert not at.exception and [e.value for e in at.error] == [str(refusal)]
+    assert not [r for r in caplog.records if r.name == "cka_lens"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "apology"),
+    [
+        (ValueError("could not broadcast input array from shape (3,) into shape (4,)"), True),
+        (ResultFileError("'run.json' cannot be opened: this is not a CKA Lens result: cross missing"), False),
+    ],
+)
+def test_a_bug_opening_a_result_is_an_apology_and_a_refusal_stays_its_message(
+    bundled_pair, monkeypatch, caplog, raised, apology
+):
+    """Even a plain ValueError from a bug is apologised for; a ResultFileError is the visitor's, shown as it is."""
+
+    def open_result(name: str, data: bytes) -> None:
+        raise raised
+
+    monkeypatch.setattr(ui.analysis, "analysis", lambda *args, **kwargs: None)  # the overview computes nothing
+    monkeypatch.setattr(ui.analysis, "open_result", open_result)
+    at = visit(open_app(SMALL), "open_result")
+    with caplog.at_level(logging.ERROR, logger="cka_lens"):
+        at.file_uploader(key="result_file").upload("run.json", b"{}").run()
+    if apology:
+        reference = apology_reference(at, "opening the result file")
+        assert "broadcast" not in at.error[0].value
+        assert [r.exc_info[0] for r in caplog.records if reference in r.getMessage()] == [ValueError]
+    else:
+        assert [e.value for e in at.error] == [str(raised)]
+        assert not [r for r in caplog.records if r.name == "cka_lens"]  # a refusal is no bug: nothing logged

@@ -1,8 +1,10 @@
-"""`python -m cli compare`: the same result as the library, one-line errors, exit code 2."""
+"""`python -m cli compare`: the same result as the library, one-line refusals with exit code 2, a bug an apology
+with a reference and exit code 1."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3"]
+REFERENCE = re.compile(r"\(reference ([0-9a-f]{8})\)")
 
 
 def test_the_timing_line_never_derives_the_rest_from_passes_counted_twice():
@@ -183,3 +186,40 @@ def test_one_b_sibling_per_b_model(tiny_specs, tmp_path, capsys):
     argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], tiny_specs["a2"], "--b-sibling", "none"]
     assert main([*argv, "--out", str(tmp_path / "many"), *SMALL]) == 2
     assert capsys.readouterr().err.strip() == "error: --b-sibling names 1 models for 2 --b models: give one per --b"
+
+
+@pytest.mark.parametrize("bug", [KeyError("classes"), ValueError("operands could not be broadcast together")])
+def test_a_bug_is_an_apology_with_a_reference_and_exit_1(tiny_specs, tmp_path, capsys, monkeypatch, bug):
+    """A fault inside CKA Lens (here injected into the subset loader), even a plain ValueError, is not worded as a
+    refusal: exit 1, a one-line apology with a reference, then the traceback filed under that reference."""
+
+    def broken_load_subset(*args: object, **kwargs: object) -> None:
+        raise bug
+
+    monkeypatch.setattr("cli.compare.load_subset", broken_load_subset)
+    argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(tmp_path / "x.json"), *SMALL]
+    assert main(argv) == 1
+    first, *trace = capsys.readouterr().err.splitlines()
+    assert first.startswith("CKA Lens failed with an internal error (reference ") and "this is a bug" in first
+    assert not first.startswith("error:") and str(bug) not in first  # neither a refusal's wording nor Python's
+    reference = REFERENCE.search(first).group(1)
+    assert trace[0] == f"traceback of {reference}:"
+    assert any("broken_load_subset" in line for line in trace) and trace[-1] == f"{type(bug).__name__}: {bug}"
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_each_bug_gets_its_own_reference(tiny_specs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cli.compare.load_subset", lambda *args: {}["split"])
+    argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(tmp_path / "x.json"), *SMALL]
+    references = set()
+    for _ in range(3):
+        assert main(argv) == 1
+        references.add(REFERENCE.search(capsys.readouterr().err).group(1))
+    assert len(references) == 3
+
+
+def test_an_out_file_that_cannot_be_written_is_a_refusal_naming_it(tiny_specs, tmp_path, capsys):
+    out = tmp_path / "no-such-folder" / "x.json"
+    argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(out), "--no-invariance", *SMALL]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: cannot write {out}: No such file or directory"

@@ -30,6 +30,7 @@ from core.cka import (
     rbf_gram,
     self_product,
 )
+from core.errors import ContractError
 
 # ---------------------------------------------------------------------------------------------------
 # Independent float64 NumPy reference
@@ -517,12 +518,12 @@ def test_is_constant_flags_only_constant_layers():
 
 
 def test_cka_rejects_mismatched_rows():
-    with pytest.raises(ValueError, match=r"same number of rows; got 10 and 9"):
+    with pytest.raises(ContractError, match=r"same number of rows; got 10 and 9"):
         cka(torch.randn(10, 3), torch.randn(9, 3))
 
 
 def test_cka_rejects_too_few_examples_for_debiased():
-    with pytest.raises(ValueError, match="debiased estimator needs at least 4 examples; got 3"):
+    with pytest.raises(ContractError, match="debiased estimator needs at least 4 examples; got 3"):
         cka(torch.randn(3, 5), torch.randn(3, 2))
     assert math.isfinite(cka(torch.randn(3, 5), torch.randn(3, 2), debiased=False))
 
@@ -531,58 +532,58 @@ def test_cka_rejects_too_few_examples_for_debiased():
 def test_cka_rejects_non_finite_features(bad):
     x = torch.randn(8, 4)
     x[2, 1] = bad
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ContractError, match="NaN or infinite"):
         cka(x, torch.randn(8, 2))
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ContractError, match="NaN or infinite"):
         cka(torch.randn(8, 2), x)
 
 
 def test_bad_kernel_is_rejected():
-    with pytest.raises(ValueError, match=r"kernel must be one of \('linear', 'rbf'\); got 'poly'"):
+    with pytest.raises(ContractError, match=r"kernel must be one of \('linear', 'rbf'\); got 'poly'"):
         cka(torch.randn(8, 3), torch.randn(8, 3), kernel="poly")
-    with pytest.raises(ValueError, match="kernel must be one of"):
+    with pytest.raises(ContractError, match="kernel must be one of"):
         MinibatchCKA(1, 1, kernel="cosine")
 
 
 def test_bad_shapes_and_parameters_are_rejected():
-    with pytest.raises(ValueError, match="shape \\[n, ...\\]"):
+    with pytest.raises(ContractError, match="shape \\[n, ...\\]"):
         cka(torch.tensor(1.0), torch.tensor(2.0))
-    with pytest.raises(ValueError, match="shape \\[n, ...\\]"):
+    with pytest.raises(ContractError, match="shape \\[n, ...\\]"):
         cka(torch.zeros(0, 3), torch.zeros(0, 3))
-    with pytest.raises(ValueError, match="sigma must be positive"):
+    with pytest.raises(ContractError, match="sigma must be positive"):
         rbf_gram(torch.randn(5, 2), sigma=0.0)
-    with pytest.raises(ValueError, match="must be square"):
+    with pytest.raises(ContractError, match="must be square"):
         center_gram(torch.randn(4, 5))
-    with pytest.raises(ValueError, match="must be square"):
+    with pytest.raises(ContractError, match="must be square"):
         center_gram(torch.tensor(2.0))
-    with pytest.raises(ValueError, match="at least 4 examples"):
+    with pytest.raises(ContractError, match="at least 4 examples"):
         center_gram(torch.eye(3), unbiased=True)
-    with pytest.raises(ValueError, match="at least 4 examples"):
+    with pytest.raises(ContractError, match="at least 4 examples"):
         hsic_scale(3, True)
-    with pytest.raises(ValueError, match="at least 2 examples"):
+    with pytest.raises(ContractError, match="at least 2 examples"):
         hsic_scale(1, False)
-    with pytest.raises(ValueError, match="at least one layer"):
+    with pytest.raises(ContractError, match="at least one layer"):
         MinibatchCKA(0, 2)
 
 
 def test_minibatch_update_errors():
     m = MinibatchCKA(2, 1)
-    with pytest.raises(ValueError, match="expected 2 and 1 layers; got 1 and 1"):
+    with pytest.raises(ContractError, match="expected 2 and 1 layers; got 1 and 1"):
         m.update([torch.randn(8, 3)], [torch.randn(8, 3)])
-    with pytest.raises(ValueError, match="expected 2 and 1 layers; got 2 and 2"):
+    with pytest.raises(ContractError, match="expected 2 and 1 layers; got 2 and 2"):
         m.update([torch.randn(8, 3)] * 2, [torch.randn(8, 3)] * 2)
-    with pytest.raises(ValueError, match="same number of examples"):
+    with pytest.raises(ContractError, match="same number of examples"):
         m.update([torch.randn(8, 3), torch.randn(8, 3)], [torch.randn(9, 3)])
-    with pytest.raises(ValueError, match="at least 4 examples; got 3"):
+    with pytest.raises(ContractError, match="at least 4 examples; got 3"):
         m.update([torch.randn(3, 3)] * 2, [torch.randn(3, 3)])
-    with pytest.raises(ValueError, match="at least 2 examples; got 1"):
+    with pytest.raises(ContractError, match="at least 2 examples; got 1"):
         MinibatchCKA(1, 1, debiased=False).update([torch.randn(1, 3)], [torch.randn(1, 3)])
     assert m.batches == 0 and m.hsic is None  # failed updates leave no trace
 
 
 @pytest.mark.parametrize("method", ["compute", "compute_self", "undefined"])
 def test_results_before_update_are_an_error(method):
-    with pytest.raises(ValueError, match=r"no batches: call update\(\) before compute\(\)"):
+    with pytest.raises(ContractError, match=r"no batches: call update\(\) before compute\(\)"):
         getattr(MinibatchCKA(2, 2), method)()
 
 
@@ -628,7 +629,7 @@ def ref_relative_self_similarity(a: np.ndarray, kernel: str, sigma: float, debia
 
 @settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_cka_property_raises_value_error_or_returns_a_sensible_float(data):
+def test_cka_property_raises_contract_error_or_returns_a_sensible_float(data):
     n = data.draw(st.integers(1, 12), label="n")
     dtype_x = data.draw(st.sampled_from(list(DTYPES)), label="dtype_x")
     dtype_y = data.draw(st.sampled_from(list(DTYPES)), label="dtype_y")
@@ -648,9 +649,9 @@ def test_cka_property_raises_value_error_or_returns_a_sensible_float(data):
     expected_error = n != n_y or non_finite or (debiased and n < 4)
     try:
         value = cka(tx, ty, kernel=kernel, debiased=debiased, sigma=sigma)
-    except ValueError as error:
-        event("ValueError")
-        assert expected_error, f"unexpected ValueError: {error}"
+    except ContractError as error:
+        event("ContractError")
+        assert expected_error, f"unexpected ContractError: {error}"
         assert len(str(error)) > 10
         return
     assert not expected_error, "an invalid input was accepted"

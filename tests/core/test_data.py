@@ -12,6 +12,7 @@ import torch
 
 import core.data as data
 from core.data import CLASSES, DataError, SubsetSpec, load_split, load_subset, normalize, select_indices
+from core.errors import LensError
 
 
 @pytest.fixture(autouse=True)
@@ -68,8 +69,9 @@ def test_subset_spec_validation(kwargs, message):
         SubsetSpec(**kwargs)
 
 
-def test_data_error_is_a_value_error():
-    assert issubclass(DataError, ValueError)
+def test_data_error_is_a_refusal_and_not_a_value_error():
+    """The faces catch LensError alone: a refusal must be one, and a ValueError from a bug must not look like one."""
+    assert issubclass(DataError, LensError) and not issubclass(DataError, ValueError)
 
 
 def test_subset_spec_normalises_classes_and_size():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.data import SubsetSpec, load_subset
+from core.errors import ContractError
 from core.features import FeatureExtractor, private_copy
 from core.options import AnalysisOptions
 from core.pipeline import compare
@@ -97,7 +98,7 @@ def test_a_failing_analysis_does_not_stop_others_running_at_the_same_time(tiny_s
 
 def test_a_layer_that_does_not_exist_is_named():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
-    with pytest.raises(ValueError, match="no.such"):
+    with pytest.raises(ContractError, match="no.such"):
         FeatureExtractor(net, [("x", "no.such")], CPU)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.ceilings import Ceilings
+from core.errors import ResultFileError
 from core.report import read_report, report_csv, report_json
 from core.result import to_json_dict
 from tests.app.support import synthetic_result
@@ -30,7 +31,7 @@ def test_a_result_file_brings_back_its_ceilings():
 def test_a_file_without_ceilings_has_none_and_bad_ceilings_are_refused_with_the_reason():
     result = synthetic_result([0.9] * 8, FALLING)
     assert read_report(to_json_dict(result))[1] == Ceilings()
-    with pytest.raises(ValueError, match="its ceiling for A cannot be read: this is not a CKA Lens result"):
+    with pytest.raises(ResultFileError, match="its ceiling for A cannot be read: this is not a CKA Lens result"):
         read_report(to_json_dict(result) | {"ceilings": {"a": {"cross": [1]}}})
-    with pytest.raises(ValueError, match="its ceilings are a JSON object, not list"):
+    with pytest.raises(ResultFileError, match="its ceilings are a JSON object, not list"):
         read_report(to_json_dict(result) | {"ceilings": []})

@@ -17,6 +17,7 @@ import torchvision
 from safetensors.torch import save as safetensors_bytes
 
 from core.data import CIFAR10_MEAN, CIFAR10_STD
+from core.errors import LensError
 from models import ArchConfig, CheckpointError, build_resnet, list_bundled, load_model, load_uploaded, resnet_layers
 
 
@@ -315,7 +316,7 @@ def test_bad_files_are_checkpoint_errors(nets, name):
     data, filename, pattern = _bad_inputs(nets)[name]
     with pytest.raises(CheckpointError, match=pattern) as err:
         load_uploaded(data, filename)
-    assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
+    assert isinstance(err.value, LensError) and "\n" not in str(err.value)
 
 
 def _meta_state(factory) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from cli.main import main
 from models import CheckpointError, ModelSpec, load_model, registry, weights_version
 from training.card import seed_section
 from training.objectives import lr_at, nt_xent
@@ -104,3 +105,9 @@ def test_a_seed_run_card_shows_its_metrics_beside_seed_0(tmp_path):
     assert "linear_probe_accuracy" not in section and "other" not in section  # only what both measured
     assert seed_section(tmp_path / "run", {"knn_accuracy": 0.6}) == ""  # seed 0 itself
     assert seed_section(tmp_path / "lone-seed2", {"knn_accuracy": 0.6}) == ""  # no seed 0 beside it
+
+
+def test_an_architecture_that_cannot_be_built_is_a_refusal_with_exit_2(tmp_path, capsys):
+    """ArchitectureError is a LensError: the command line words it as a refusal, not as a bug."""
+    assert main(["train", "--objective", "simclr", "--out", str(tmp_path / "run"), "--width", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: width must be >= 1, stem_width and num_classes >= 0"

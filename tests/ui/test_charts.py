@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from core.ceilings import Ceilings
+from core.errors import ContractError
 from core.names import OUTPUT, RESIDUAL, shared_order
 from tests.app.support import synthetic_result
 from ui import charts
@@ -48,7 +49,7 @@ def test_heatmap_draws_undefined_cells_grey_labelled_with_the_reason():
 
 
 def test_heatmap_refuses_a_matrix_that_does_not_fit_the_names():
-    with pytest.raises(ValueError, match="2 rows and 3 columns"):
+    with pytest.raises(ContractError, match="2 rows and 3 columns"):
         charts.heatmap(np.zeros((3, 2)), ["a", "b"], ["a", "b", "c"], title="t", row_title="A", col_title="B")
 
 
@@ -98,7 +99,7 @@ def test_readout_chart_lists_undefined_layers():
 
 
 def test_readout_chart_refuses_an_unknown_metric():
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ContractError, match="metric must be one of"):
         charts.readout_chart(synthetic_result([0.95] * 8, FALLING), "accuracy")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.errors import ContractError
 from core.names import OTHER, OUTPUT
 from core.series import Series, SeriesCurves, SeriesPlan, Snapshot
 from ui import charts, series
@@ -29,7 +30,7 @@ def test_progress_curves_draw_one_line_per_layer_of_the_chosen_kinds_over_traini
     line = spec["layer"][0]
     assert line["mark"]["type"] == "line" and line["encoding"]["color"]["sort"] == [n for n in LAYERS if "res" not in n]
     assert line["encoding"]["x"]["scale"]["domain"] == [0, 1]
-    with pytest.raises(ValueError, match="6 layers and 2 snapshots"):
+    with pytest.raises(ContractError, match="6 layers and 2 snapshots"):
         charts.progress_curves(matrix, LAYERS, progress[:2], labels[:2], title="t")
 
 
