@@ -3,9 +3,10 @@
 import streamlit as st
 
 from core.data import CLASSES, DataError
-from ui.analysis import augmented_views, device, subset_of
 from ui.choices import current
 from ui.router import use_app_router
+from ui.service import device, subset_of
+from ui.views import augmented_views
 
 use_app_router()
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.analysis import OPENED, open_result
+from ui.opened import open_result, opened_name
 from ui.router import use_app_router
 
 use_app_router()
@@ -24,5 +24,5 @@ if opened is not None and st.session_state.get("opened_file_id") != opened.file_
         )
     except ValueError as err:
         st.error(str(err))
-elif OPENED in st.session_state:
-    st.info(f"Showing `{st.session_state[OPENED][0]}` on the other pages.")
+elif opened_name() is not None:
+    st.info(f"Showing `{opened_name()}` on the other pages.")
