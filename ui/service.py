@@ -141,6 +141,39 @@ def computing_slot(waiting: Callable[[bool], None] = _still) -> Iterator[None]:
         slots.release()
 
 
+class _Turns:
+    """One lock per comparison asked for, so that sessions asking for the same one at once compute it once: the
+    first computes, the others wait and then find it in the cache (as Streamlit's own caches behave). A lock is
+    forgotten once nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def turn(self, entry: str, waiting: Callable[[bool], None]) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(entry, (threading.Lock(), 0))
+            self._locks[entry] = (lock, users + 1)
+        if not lock.acquire(blocking=False):
+            waiting(True)
+            lock.acquire()
+            waiting(False)
+        try:
+            yield
+        finally:
+            lock.release()
+            with self._guard:
+                users = self._locks[entry][1] - 1
+                if users:
+                    self._locks[entry] = (lock, users)
+                else:
+                    del self._locks[entry]
+
+
+_TURNS = _Turns()
+
+
 def pair_with_ceilings(
     a: Network,
     b: Network,
@@ -152,7 +185,8 @@ def pair_with_ceilings(
 ) -> PairWithCeilings:
     """A vs B and each side's ceiling (core.pipeline.compare_with_ceilings) from the caches, the missing ones
     computed together in one computing slot, each network's pass once; `watch` hears of the work and gets
-    previews of A vs B. Raises LensError (MemoryRefusal, DataError, ...) for what cannot be computed."""
+    previews of A vs B. Another session asking for the same pair meanwhile waits for it rather than computing it
+    again. Raises LensError (MemoryRefusal, DataError, ...) for what cannot be computed."""
     watch = watch or Watch()
 
     def compute(pairs: list[Pair]) -> list[AnalysisResult]:
@@ -174,7 +208,8 @@ def pair_with_ceilings(
                 store.put_result(_entry(first, second, spec, options), result)
         return results
 
-    found = compare_with_ceilings(a, b, sibling_a, sibling_b, compute, _known(spec, options))
+    with _TURNS.turn(_entry(a, b, spec, options), watch.waiting):
+        found = compare_with_ceilings(a, b, sibling_a, sibling_b, compute, _known(spec, options))
     if found is None:
         raise RuntimeError("the app computes in one process, which returns every result")
     return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,31 @@ def test_changing_b_reuses_as_fingerprint_and_the_result_names_the_networks_aske
     result = service.result(a, a2, spec, OPTIONS)
     assert [net.identity.source for net in runs] == [a.identity.source, b.identity.source, a2.identity.source]
     assert result.model_a == a.identity and result.model_b == a2.identity
+
+
+def test_two_sessions_asking_for_one_pair_at_once_compute_it_once(networks, monkeypatch):
+    a, b = networks["a"], networks["b"]
+    spec = SubsetSpec(per_class=6, seed=33)
+    started, second_waits, runs, real = threading.Event(), threading.Event(), [], service.fingerprint_steps
+
+    def steps(network, *args, **kwargs):
+        runs.append(network.identity.source)
+        started.set()
+        second_waits.wait()  # the first session computes only once the second is waiting for it
+        yield from real(network, *args, **kwargs)
+
+    monkeypatch.setattr(service, "fingerprint_steps", steps)
+    told: list[bool] = []
+
+    def waiting(waits: bool) -> None:
+        told.append(waits)
+        second_waits.set()
+
+    first = threading.Thread(target=service.result, args=(a, b, spec, OPTIONS))
+    first.start()
+    started.wait()  # the first session is computing
+    found = service.result(a, b, spec, OPTIONS, service.Watch(waiting=waiting))
+    first.join()
+    assert told == [True, False]  # the second session was told it waits, then that it goes on
+    assert runs == [a.identity.source, b.identity.source]  # each network once, for both sessions
+    assert found.model_a == a.identity
