@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,7 +25,6 @@ from core.pipeline import (
     FingerprintShelf,
     Pair,
     PairWithCeilings,
-    ceiling_pairs,
     compare_pairs,
     compare_with_ceilings,
 )
@@ -187,17 +185,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     results = [r for each in found for r in each.results]
     store = default_store()
-    if store:
-        for each, (other, (sibling_b, _)) in zip(found, zip(others, siblings_b, strict=True), strict=True):
-            pairs = ceiling_pairs(reference, other, sibling_a if each.ceiling_a else None, sibling_b)
-            for (first, second), result in zip(pairs, each.results, strict=True):
-                store.put_result(result_key(first.identity.key, second.identity.key, spec, options), result)
-    ceiling_a = found[0].ceiling_a
+    if store:  # every result names the networks it compared
+        for result in results:
+            store.put_result(result_key(result.model_a.key, result.model_b.key, spec, options), result)
+    ceiling_a = found[0].ceiling_a  # computed with the first B, read beside every B
     written = []
     for b_spec, each, (_, note_b) in zip(args.b, found, siblings_b, strict=True):
-        result, ceilings = each.pair, each.ceilings(note_a, note_b)
-        if ceiling_a is not None:
-            ceilings = replace(ceilings, a=ceiling_a)
+        result, ceilings = each.pair, Ceilings(ceiling_a, each.ceiling_b, note_a, note_b)
         out = Path(args.out) / f"{_slug(b_spec)}.json" if many else Path(args.out)
         out.write_text(json.dumps(report_json(result, ceilings), indent=1) + "\n")
         written.append(str(out))
