@@ -42,13 +42,20 @@ def _loaded(choices: Choices) -> tuple[LoadedModel, LoadedModel] | None:
     return (loaded[0], loaded[1]) if len(loaded) == 2 else None
 
 
-def _computed(a, b, siblings: list, notes: list[str], choices: Choices, watch) -> tuple[PairWithCeilings, list[str]]:
+def _computed(
+    a: LoadedModel,
+    b: LoadedModel,
+    siblings: list[LoadedModel | None],
+    notes: list[str],
+    choices: Choices,
+    watch: service.Watch,
+) -> tuple[PairWithCeilings, list[str]]:
     """The pair with its ceilings; when they cannot be computed together, the pair alone (its own error raised)
     with a note on each ceiling saying why it is missing."""
     try:
         return service.pair_with_ceilings(a, b, *siblings, choices.subset, choices.options, watch), notes
     except LensError as err:
-        if siblings == [None, None]:
+        if all(sibling is None for sibling in siblings):
             raise
         found = service.pair_with_ceilings(a, b, None, None, choices.subset, choices.options, watch)
         return found, [
@@ -73,7 +80,8 @@ def with_ceilings(
     if pair is None:
         return None
     a, b = pair
-    siblings, notes = [None, None], ["", ""]
+    siblings: list[LoadedModel | None] = [None, None]
+    notes = ["", ""]
     if ceilings:
         sides = ((choices.model_a, choices.sibling_a), (choices.model_b, choices.sibling_b))
         loaded = [load_sibling(spec, chosen) for spec, chosen in sides]
