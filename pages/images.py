@@ -16,7 +16,8 @@ if choices.problem:
     st.warning(choices.problem)
     st.stop()
 try:
-    subset = subset_of(choices.subset)
+    with st.spinner("Loading CIFAR-10 images..."):
+        subset = subset_of(choices.subset)
 except DataError as err:
     st.error(str(err))
     st.stop()
