@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from cachetools import LRUCache, cached
 
@@ -89,6 +90,10 @@ def _entry(first: Network, second: Network, spec: SubsetSpec, options: AnalysisO
 
 
 def _remember(entry: str, result: AnalysisResult) -> None:
+    """Keep a result for every session: its arrays made read-only, since a hit hands out the arrays themselves."""
+    for value in vars(result).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
     with _RESULTS_LOCK:
         _RESULTS[entry] = result
 

@@ -50,6 +50,8 @@ def test_a_miss_reports_to_the_watch_and_a_hit_reports_nothing(networks):
     again = service.pair_with_ceilings(a, b, a2, None, SPEC, OPTIONS, warm.watch())
     assert warm.stages == [] and warm.previews == []
     assert again.pair.cross is found.pair.cross  # the object from the memory cache: nothing pickled or copied
+    with pytest.raises(ValueError, match="read-only"):  # so no session can change what the others are shown
+        again.pair.cross[0, 0] = 0.0
     service.forget()
     from_store = service.pair_with_ceilings(a, b, a2, None, SPEC, OPTIONS, warm.watch())
     assert warm.stages == [] and from_store.pair.cross is not found.pair.cross  # read back from the result store
