@@ -8,8 +8,9 @@ otherwise the browser fetches the sidebar widgets' code before it shows the figu
 
 import streamlit as st
 
-from ui.analysis import configure_threads, overview_at_hand
+from ui.analysis import overview_at_hand
 from ui.router import app_frame
+from ui.service import configure_threads
 from ui.sidebar import settle_choices, sidebar
 
 with app_frame():

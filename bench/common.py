@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the scripts run as `python bench/NAME.py` from the repository root
     sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from core.data import CIFAR10_MEAN, CIFAR10_STD, Subset, SubsetSpec, load_subset, normalize  # noqa: E402
@@ -38,7 +39,12 @@ PEER_PACKAGES = ("pytorch-cka", "torch-cka", "ckatorch", "cka-pytorch")
 
 
 def _status_kb(field: str) -> int:
-    """A field of /proc/self/status in kB (VmRSS: resident now, VmHWM: peak resident)."""
+    """A field of /proc/self/status in kB (VmRSS: resident now, VmHWM: peak resident).
+
+    Read here rather than through psutil (which the engine uses for its memory readings): psutil gives the
+    resident set now but neither the kernel's peak (VmHWM) nor its reset (`reset_peak_rss`), nor the split into
+    RssAnon and RssFile that bench/memory_phases.py reports; the peak and the current value come from one reading.
+    """
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -223,12 +229,12 @@ def set_threads(threads: int) -> None:
 
 def machine_summary() -> dict:
     """The facts a timing needs next to it: CPU, cores, memory, load, versions, threads."""
+    # psutil does not name the CPU model
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     return {
         "cpu": model,
         "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 2**20, 1),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -3,7 +3,7 @@
 Each visitor is a real Chromium page opening the overview with its own subset in the URL (the bundled pair,
 a different subset seed each, so nothing is served from a cache or the result store, which starts empty), all
 arriving together. The server computes as many analyses at once as its cores hold at its torch thread count
-(ui.analysis.computing_slot); the others wait their turn. The server's peak resident memory is read from /proc
+(ui.service.computing_slot); the others wait their turn. The server's peak resident memory is read from /proc
 (VmHWM).
 
     .venv/bin/python bench/visitors.py --sessions 6,12 --json bench/results/visitors.json

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cli.bars import Bars
@@ -13,12 +14,20 @@ from cli.checkpoints import describe, model_spec
 from cli.errors import CliError, writing
 from core.ceilings import Ceilings
 from core.cka import KERNELS
-from core.data import SPLITS, DataError, SubsetSpec, load_subset, parse_classes
+from core.data import SPLITS, DataError, Subset, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
+from core.fingerprint import Fingerprint, fingerprint_steps
 from core.names import side_labels
+from core.network import Network
 from core.options import DEFAULTS, ESTIMATORS, AnalysisOptions
-from core.pipeline import compare_pairs
+from core.pipeline import (
+    FingerprintShelf,
+    Pair,
+    PairWithCeilings,
+    compare_pairs,
+    compare_with_ceilings,
+)
 from core.report import report_csv, report_json
 from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
@@ -176,15 +185,13 @@ def run(args: argparse.Namespace) -> int:
         others = [load_model(b) for b in args.b]
         sibling_a, note_a = _sibling(args.a, args.a_sibling)
         siblings_b = [_sibling(b, chosen) for b, chosen in zip(args.b, chosen_b, strict=True)]
-        pairs = [(reference, other) for other in others]
-        pairs += [(reference, sibling_a)] if sibling_a else []
-        pairs += [(other, sibling) for other, (sibling, _) in zip(others, siblings_b, strict=True) if sibling]
         if cluster.rank == 0:
-            for model in dict.fromkeys(m for pair in pairs for m in pair):
+            everyone = [reference, *others, sibling_a, *(sibling for sibling, _ in siblings_b)]
+            for model in dict.fromkeys(m for m in everyone if m is not None):
                 print(describe(model.info), file=sys.stderr)
-        results = compare_pairs(pairs, subset, options, cluster, bars, preview=lines and lines.preview)
-        for result in results if lines else ():
-            lines.write("final", result)
+        found = _compared(
+            reference, sibling_a, others, [s for s, _ in siblings_b], subset, options, cluster, bars, lines
+        )
     finally:
         bars.close()
         cluster.close()
@@ -192,15 +199,15 @@ def run(args: argparse.Namespace) -> int:
             lines.close()
     if cluster.rank != 0:
         return 0
+    results = [r for each in found for r in each.results]
     store = default_store()
-    if store:
-        for (first, second), result in zip(pairs, results, strict=True):
-            store.put_result(result_key(first.identity.key, second.identity.key, spec, options), result)
-    later = iter(results[len(others) :])
-    ceiling_a = next(later) if sibling_a else None
+    if store:  # every result names the networks it compared
+        for result in results:
+            store.put_result(result_key(result.model_a.key, result.model_b.key, spec, options), result)
+    ceiling_a = found[0].ceiling_a  # computed with the first B, read beside every B
     written = []
-    for b_spec, result, (sibling_b, note_b) in zip(args.b, results[: len(others)], siblings_b, strict=True):
-        ceilings = Ceilings(ceiling_a, next(later) if sibling_b else None, note_a, note_b)
+    for b_spec, each, (_, note_b) in zip(args.b, found, siblings_b, strict=True):
+        result, ceilings = each.pair, Ceilings(ceiling_a, each.ceiling_b, note_a, note_b)
         out = Path(args.out) / f"{_slug(b_spec)}.json" if many else Path(args.out)
         with writing(out):
             out.write_text(json.dumps(report_json(result, ceilings), indent=1) + "\n")
@@ -213,6 +220,47 @@ def run(args: argparse.Namespace) -> int:
         f"{_timing(results, time.perf_counter() - t0, cluster.describe())}; wrote {', '.join(written)}", file=sys.stderr
     )
     return 0
+
+
+def _compared(
+    reference: LoadedModel,
+    sibling_a: LoadedModel | None,
+    others: list[LoadedModel],
+    siblings_b: list[LoadedModel | None],
+    subset: Subset,
+    options: AnalysisOptions,
+    cluster: Cluster,
+    bars: Bars,
+    lines: _PreviewLines | None,
+) -> list[PairWithCeilings]:
+    """A against each B with its ceilings (core.pipeline.compare_with_ceilings, the app's assembly too); A's own
+    ceiling is computed with the first B only. With several B, A's fingerprint is kept for the whole run, so its
+    pass runs once; each B's is dropped once its comparisons are done. With `lines`, a preview of every
+    comparison (ceilings included) after each minibatch, then every result. Empty on ranks other than 0."""
+    source = None
+    if len(others) > 1:
+        shelf = FingerprintShelf({})
+
+        def steps(network: Network) -> Iterator[Fingerprint]:
+            return fingerprint_steps(network, subset, options, cluster.device, bars, cluster.shard)
+
+        source = shelf.source(steps, key=lambda network: network.identity.key)
+    preview = lines.preview if lines else None
+
+    def compute(pairs: list[Pair]) -> list[AnalysisResult]:
+        return compare_pairs(pairs, subset, options, cluster, bars, preview, source)
+
+    found = []
+    for k, (other, sibling_b) in enumerate(zip(others, siblings_b, strict=True)):
+        each = compare_with_ceilings(reference, other, sibling_a if k == 0 else None, sibling_b, compute)
+        found += [each] if each is not None else []
+        if source is not None:
+            for network in (other, sibling_b, sibling_a):
+                if network is not None and network.identity.key != reference.identity.key:
+                    shelf.drop(network.identity.key)
+    for result in (r for each in found for r in each.results) if lines else ():
+        lines.write("final", result)
+    return found
 
 
 def _timing(results: list[AnalysisResult], total: float, where: str) -> str:

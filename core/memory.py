@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, replace
 
 import numpy as np
+import psutil
 import torch
 
 from core import settings
@@ -68,15 +69,11 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
 
 
 def available_bytes(device: torch.device) -> int:
-    """Free memory where the analysis runs: the GPU's free memory, or the host's MemAvailable."""
+    """Free memory where the analysis runs: the GPU's free memory, or the host's available memory (psutil:
+    MemAvailable on Linux, its counterpart elsewhere)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
+    return int(psutil.virtual_memory().available)
 
 
 def check_memory(
@@ -115,16 +112,18 @@ def _malloc_trim():
 
 
 HEAP_SLACK_LAYERS = 8.0  # freed activations a forward pass keeps in the heap, in largest layer outputs (HeapBudget)
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@functools.cache
+def _process(pid: int) -> psutil.Process:
+    """This process as psutil sees it, made once per process id (a forked child gets its own)."""
+    return psutil.Process(pid)
 
 
 def resident_bytes() -> int:
-    """This process's resident set now (/proc/self/statm), or 0 where there is no /proc."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * PAGE_BYTES
-    except (OSError, ValueError, IndexError):
-        return 0
+    """This process's resident set now (psutil; on Linux it reads /proc/self/statm, as fast as reading it here:
+    ~70 us a call measured either way, once per layer of a forward pass)."""
+    return int(_process(os.getpid()).memory_info().rss)
 
 
 class HeapBudget:

@@ -1,18 +1,22 @@
 """The one assembly of an analysis: memory check -> fingerprints -> pair terms -> result.
 
 The app, the command line (one process or torchrun) and the benchmarks all call `compare_many` (or
-`compare` for one pair in one process, or `compare_pairs` for pairs that share networks, such as a pair and
-its ceilings); they differ only in where fingerprints come from (computed, or a cache), how many processes
-share the work, and whether they want previews as the batches arrive.
+`compare` for one pair in one process, or `compare_pairs` for pairs that share networks); they differ only in
+where fingerprints come from (computed, or a cache), how many processes share the work, and whether they want
+previews as the batches arrive. A pair and its ceilings is assembled in one place, `compare_with_ceilings`, for
+the command line, the app and the server's warm-up; a finished fingerprint is reused through one mechanism,
+`FingerprintShelf`, whether it is kept for one run (a dict) or shared by a server's sessions (a bounded cache).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+import threading
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
+from core.ceilings import Ceilings
 from core.comparison import finalize, merge_pair_terms, pair_terms, preview_terms
 from core.data import Subset
 from core.distributed import Cluster
@@ -23,12 +27,70 @@ from core.options import AnalysisOptions
 from core.progress import Progress, no_progress
 from core.result import AnalysisResult
 from core.spill import Batches
+from core.store import Store
 
 # a network -> this process's share of its fingerprint, one minibatch at a time (see fingerprint_steps); a cache
 # yields the whole fingerprint at once
 FingerprintSource = Callable[[Network], Iterable[Fingerprint]]
 # a preview: the result of the batches so far (no null, no read-outs), batches done, batches in all
 Preview = Callable[[AnalysisResult, int, int], None]
+Pair = tuple[Network, Network]
+
+
+class FingerprintShelf:
+    """Finished fingerprints by key, so that each network's forward pass runs once however many pairs need it.
+
+    `kept` is any mapping: a dict for one run (`compare_pairs` drops an entry after its last pair), a bounded
+    cache shared by a server's sessions (the app passes a cachetools.LRUCache). Access goes through one lock,
+    since a least-recently-used cache reorders itself on every read. Behind the mapping, `source` may read and
+    fill the result store, so fingerprints outlive the process.
+    """
+
+    def __init__(self, kept: MutableMapping[str, Fingerprint]) -> None:
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Fingerprint | None:
+        with self._lock:
+            return self._kept.get(key)
+
+    def put(self, key: str, fp: Fingerprint) -> None:
+        with self._lock:
+            self._kept[key] = fp
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._kept.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+    def source(
+        self, compute: FingerprintSource, key: Callable[[Network], str], store: Store | None = None
+    ) -> FingerprintSource:
+        """A source that yields a kept fingerprint whole (from memory, else from `store`, then kept in memory
+        too), or streams `compute`'s steps (previews follow them) and keeps the last, whole one, in memory and
+        in `store`. A kept fingerprint is named as the network asking for it (the same weights may come by
+        another name)."""
+
+        def reused(network: Network) -> Iterator[Fingerprint]:
+            entry = key(network)
+            found = self.get(entry)
+            if found is None and store is not None:
+                found = store.fingerprint(entry)
+                if found is not None:
+                    self.put(entry, found)
+            if found is not None:
+                yield replace(found, model=network.identity)
+                return
+            for step in compute(network):
+                yield step
+            self.put(entry, step)
+            if store is not None:
+                store.put_fingerprint(entry, step)
+
+        return reused
 
 
 def _lockstep(
@@ -115,37 +177,109 @@ def _previewed(
 
 
 def compare_pairs(
-    pairs: list[tuple[Network, Network]],
+    pairs: Sequence[Pair],
     subset: Subset,
     options: AnalysisOptions,
     cluster: Cluster,
     progress: Progress = no_progress,
     preview: Preview | None = None,
+    fingerprints: FingerprintSource | None = None,
+    previewed: int | None = None,
 ) -> list[AnalysisResult]:
     """Compare each (first, second) pair, every network's pass computed once however many pairs it is in.
 
     A pair and its ceilings ((A, B), (A, A'), (B, B')) cost four forward passes, not six. A fingerprint is
-    kept only until the last pair that needs it. `preview` as in `compare_many`. Results in the pairs' order on
-    rank 0, an empty list elsewhere.
+    kept only until the last pair that needs it. `fingerprints` as in `compare_many` (a cache shared beyond
+    this call); `preview` as there, for the first `previewed` pairs (all by default). Results in the pairs'
+    order on rank 0, an empty list elsewhere.
     """
     last_use = {network.identity.key: k for k, pair in enumerate(pairs) for network in pair}
-    kept: dict[str, Fingerprint] = {}
+    if fingerprints is None:
 
-    def once(network: Network) -> Iterator[Fingerprint]:
-        key = network.identity.key
-        if key in kept:
-            yield kept[key]
-            return
-        for step in fingerprint_steps(network, subset, options, cluster.device, progress, cluster.shard):
-            yield step
-        kept[key] = step
+        def fingerprints(network: Network) -> Iterator[Fingerprint]:
+            return fingerprint_steps(network, subset, options, cluster.device, progress, cluster.shard)
 
+    shelf = FingerprintShelf({})
+    once = shelf.source(fingerprints, key=lambda network: network.identity.key)
     results: list[AnalysisResult] = []
     for k, (first, second) in enumerate(pairs):
-        results += compare_many(first, [second], subset, options, cluster, progress, once, preview)
-        for key in [key for key in kept if last_use[key] == k]:
-            del kept[key]
+        shown = preview if previewed is None or k < previewed else None
+        results += compare_many(first, [second], subset, options, cluster, progress, once, shown)
+        for key, used_last in last_use.items():
+            if used_last == k:
+                shelf.drop(key)
     return results
+
+
+@dataclass(frozen=True)
+class PairWithCeilings:
+    """A vs B and what it is read against: each model against another seed of its own method (None where that
+    side has none), and any further reference pairs asked for, in their order."""
+
+    pair: AnalysisResult
+    ceiling_a: AnalysisResult | None = None  # A against another seed of A's method
+    ceiling_b: AnalysisResult | None = None
+    references: tuple[AnalysisResult, ...] = ()  # the `references` pairs' results (floors, say)
+
+    @property
+    def results(self) -> list[AnalysisResult]:
+        """Every result, in the order `ceiling_pairs` lists the pairs (no slot for a missing ceiling)."""
+        return [r for r in (self.pair, self.ceiling_a, self.ceiling_b) if r is not None] + list(self.references)
+
+    def ceilings(self, note_a: str = "", note_b: str = "") -> Ceilings:
+        """The ceilings as the findings and the result file read them, with why a side has none."""
+        return Ceilings(self.ceiling_a, self.ceiling_b, note_a, note_b)
+
+
+def ceiling_pairs(
+    a: Network, b: Network, sibling_a: Network | None, sibling_b: Network | None, references: Sequence[Pair] = ()
+) -> list[Pair]:
+    """The pairs a pair with its ceilings needs, in the order computed: (A, B), (A, A'), (B, B'), then the
+    further references. A and B come first, so their passes serve the ceilings and previews show A vs B."""
+    pairs = [(a, b)]
+    pairs += [(a, sibling_a)] if sibling_a is not None else []
+    pairs += [(b, sibling_b)] if sibling_b is not None else []
+    return pairs + list(references)
+
+
+ComputePairs = Callable[[list[Pair]], list[AnalysisResult]]  # pairs -> their results (`compare_pairs`, bound)
+KnownResult = Callable[[Network, Network], AnalysisResult | None]  # a finished result from a cache, or None
+
+
+def compare_with_ceilings(
+    a: Network,
+    b: Network,
+    sibling_a: Network | None,
+    sibling_b: Network | None,
+    compute: ComputePairs,
+    known: KnownResult | None = None,
+    references: Sequence[Pair] = (),
+) -> PairWithCeilings | None:
+    """A vs B with its ceilings (A vs `sibling_a`, B vs `sibling_b`, each skipped when None) and the further
+    `references` pairs: the one assembly the command line, the app and the server's warm-up share.
+
+    `known` gives finished results (the app's caches and the result store); `compute` gets the rest in one call,
+    so every network's pass runs once (`compare_pairs` with the subset, options, cluster, progress, fingerprint
+    source and previews bound; the app wraps it in its computing slot). Nothing is computed, and `compute` is not
+    called, when every result is known. A known result is named as the networks given (the caches are keyed by
+    content). None on torchrun ranks other than 0, which compute their share and return nothing.
+    """
+    pairs = ceiling_pairs(a, b, sibling_a, sibling_b, references)
+    found = [known(first, second) if known is not None else None for first, second in pairs]
+    missing = [pair for pair, result in zip(pairs, found, strict=True) if result is None]
+    computed = iter(compute(missing) if missing else [])
+    results = []
+    for (first, second), result in zip(pairs, found, strict=True):
+        if result is not None:
+            results.append(replace(result, model_a=first.identity, model_b=second.identity))
+        else:
+            results.append(next(computed, None))
+    if any(result is None for result in results):
+        return None  # a rank other than 0: its share is done, the results are rank 0's
+    later = iter(results[1:])
+    ceiling_a = next(later) if sibling_a is not None else None
+    ceiling_b = next(later) if sibling_b is not None else None
+    return PairWithCeilings(results[0], ceiling_a, ceiling_b, tuple(later))
 
 
 def compare(

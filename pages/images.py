@@ -3,9 +3,10 @@
 import streamlit as st
 
 from core.data import CLASSES, DataError
-from ui.analysis import augmented_views, device, subset_of
 from ui.choices import current
 from ui.router import use_app_router
+from ui.service import device, subset_of
+from ui.views import augmented_views
 
 use_app_router()
 
@@ -15,7 +16,8 @@ if choices.problem:
     st.warning(choices.problem)
     st.stop()
 try:
-    subset = subset_of(choices.subset)
+    with st.spinner("Loading CIFAR-10 images..."):
+        subset = subset_of(choices.subset)
 except DataError as err:
     st.error(str(err))
     st.stop()

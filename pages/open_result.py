@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core.errors import LensError
-from ui.analysis import OPENED, open_result
 from ui.apology import apologise
+from ui.opened import open_result, opened_name
 from ui.router import use_app_router
 
 use_app_router()
@@ -28,5 +28,5 @@ if opened is not None and st.session_state.get("opened_file_id") != opened.file_
         st.error(str(err))
     except Exception as err:  # noqa: BLE001 - a bug: logged, and the visitor gets an apology with a reference
         apologise(err, "opening the result file")
-elif OPENED in st.session_state:
-    st.info(f"Showing `{st.session_state[OPENED][0]}` on the other pages.")
+elif opened_name() is not None:
+    st.info(f"Showing `{opened_name()}` on the other pages.")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.findings import summarise
 from ui import widgets
-from ui.analysis import analysis, ceilings
+from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.figure import matched_figure, show
 from ui.router import use_app_router
@@ -20,9 +20,9 @@ st.markdown(
 )
 
 choices = current()
-result = analysis(choices, lambda preview: [matched_figure(preview)])
+shown = with_ceilings(choices, lambda preview: [matched_figure(preview)])
+result, seeds = shown or (None, None)
 if result is not None:  # the figure first: it is what a visitor came for, and it needs no script of its own
-    seeds = ceilings(choices)
     found = summarise(result, ceilings=seeds)
     drawn = matched_figure(result, found.parting_layer, seeds)
     show(drawn)

@@ -5,7 +5,7 @@ import streamlit as st
 from core.findings import summarise
 from core.names import side_labels
 from ui import charts, widgets
-from ui.analysis import analysis, ceilings
+from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.router import use_app_router
 
@@ -29,9 +29,9 @@ def across_heatmap(pair, rows: str, cols: str):
 
 
 choices = current()
-result = analysis(choices, lambda preview: [across_heatmap(preview, "A", "B"), charts.matched_curve(preview)])
-if result is not None:
-    seeds = ceilings(choices)
+found = with_ceilings(choices, lambda preview: [across_heatmap(preview, "A", "B"), charts.matched_curve(preview)])
+if found is not None:
+    result, seeds = found
     widgets.result_caption(result)
     label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
     across = {f"{label_a} vs {label_b}": (result, label_a, label_b)}

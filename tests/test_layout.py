@@ -6,6 +6,7 @@ so an import hidden in a function body that runs at import time is caught too.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import subprocess
@@ -51,3 +52,21 @@ def test_the_engine_needs_only_torch_and_numpy():
     loaded = set(_load("core")["loaded"])
     third_party = {"huggingface_hub", "safetensors", "altair", "pandas"}  # (torchvision itself loads tqdm)
     assert not third_party & loaded, sorted(third_party & loaded)
+
+
+# The engine's own imports, chosen deliberately: torch and torchvision (feature extraction), numpy, and psutil
+# (free and resident memory for the memory plan and the heap budget, instead of reading /proc by hand).
+ENGINE_IMPORTS = {"core", "torch", "torchvision", "numpy", "psutil"}
+
+
+def test_the_engine_imports_only_the_standard_library_and_its_chosen_packages():
+    imported = set()
+    for path in (ROOT / "core").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    assert "psutil" in imported  # the memory readings go through it
+    third_party = imported - set(sys.stdlib_module_names)
+    assert third_party <= ENGINE_IMPORTS, sorted(third_party - ENGINE_IMPORTS)

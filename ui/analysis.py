@@ -1,349 +1,121 @@
-"""The analyses a session sees: the subset, each network's fingerprint and each pair's result, cached.
+"""The analysis a page shows for the sidebar's choices: its networks loaded, the service asked, failures said.
 
-Caches, from cheap to expensive: the subset (`st.cache_data`); each network's fingerprint (its one
-forward pass), keyed by (weights sha256 and how they were read, subset, options), so changing model B
-reuses A's; the finished comparison, keyed by (both keys, subset, options). Shared caches are keyed by
-content, so two sessions never see each other's uploads by name. Behind both memory caches, the result store
-on disk (core.store) keeps fingerprints and results across restarts and shares them with the CLI.
-
-While a comparison is computed, the page that asked for it shows previews: its charts from the minibatches so
-far, refined as they arrive (core.pipeline), then replaced by the final result.
+A page passes its charts of a preview; while the service computes, ui.progress draws them where the result will
+be. A result file this session opened (ui.opened) is shown instead of the sidebar's choice until it is closed.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-
-import altair as alt
 import streamlit as st
-import torch
 
-from core import settings
-from core.augment import simclr_views
 from core.ceilings import Ceilings
-from core.data import Subset, SubsetSpec, load_subset
-from core.device import pick_device
-from core.distributed import Cluster
 from core.errors import LensError
-from core.fingerprint import Fingerprint, fingerprint_steps, view_generator
-from core.network import Network
-from core.options import AnalysisOptions
-from core.pipeline import FingerprintSource, Preview, compare_many
-from core.progress import Progress
-from core.report import read_report
+from core.pipeline import PairWithCeilings
 from core.result import AnalysisResult
-from core.store import default_store, fingerprint_key, result_key
 from models import CheckpointError, LoadedModel, choose_sibling
-from ui import figure, networks
+from ui import networks, opened, progress, service
+from ui.apology import apologise
 from ui.choices import Choices
+from ui.service import device  # noqa: F401 - ui.sidebar takes it from here
 
 
-@functools.cache
-def configure_threads() -> None:
-    """Apply CKA_LENS_THREADS once per server process (torch's thread pool is shared by every session)."""
-    threads = settings.threads()
-    if threads:
-        torch.set_num_threads(threads)
-
-
-def device() -> str:
-    return str(pick_device("auto"))
-
-
-@st.cache_data(max_entries=4, show_spinner="Loading CIFAR-10 images...")
-def subset_of(spec: SubsetSpec) -> Subset:
-    return load_subset(spec)
-
-
-@contextmanager
-def progress_panel(title: str) -> Iterator[Progress]:
-    """A status box with a progress bar naming each stage; gone once the work is done.
-
-    Called inside cached functions: everything is drawn in a placeholder created here and emptied at the
-    end, so a cache hit replays nothing visible (and never touches elements made outside the function).
-    """
-    slot = st.empty()
-    with slot.container():
-        status = st.status(title, expanded=True)
-        bar = status.progress(0.0, text="starting")
-
-    def report(stage: str, done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{stage} ({done}/{total})")
-
+def load_sibling(spec: str, chosen: str | None) -> tuple[LoadedModel | None, str]:
+    """The other seed of `spec`'s method (the chosen one, or the registry's) loaded, or None and a plain note
+    saying why there is none (a side without one is never an error)."""
+    sibling, note = choose_sibling(spec, chosen)
+    if sibling is None:
+        return None, note
     try:
-        yield report
-    finally:
-        slot.empty()
+        return networks.load(sibling), ""
+    except CheckpointError as err:
+        return None, f"its other seed ({sibling}) could not be loaded: {err}"
 
 
-MAX_FINGERPRINTS = 8  # fingerprints kept in memory, least recently used dropped first (the store keeps more)
-_FINGERPRINTS: OrderedDict[str, Fingerprint] = OrderedDict()
-_FINGERPRINTS_LOCK = threading.Lock()
-
-
-def _kept_fingerprint(entry: str) -> Fingerprint | None:
-    """A finished fingerprint from memory, else from the result store (then kept in memory too)."""
-    with _FINGERPRINTS_LOCK:
-        if entry in _FINGERPRINTS:
-            _FINGERPRINTS.move_to_end(entry)
-            return _FINGERPRINTS[entry]
-    store = default_store()
-    kept = store.fingerprint(entry) if store else None
-    if kept is not None:
-        _remember(entry, kept)
-    return kept
-
-
-def _remember(entry: str, fp: Fingerprint) -> None:
-    with _FINGERPRINTS_LOCK:
-        _FINGERPRINTS[entry] = fp
-        _FINGERPRINTS.move_to_end(entry)
-        while len(_FINGERPRINTS) > MAX_FINGERPRINTS:
-            _FINGERPRINTS.popitem(last=False)
-
-
-def _fingerprints(spec: SubsetSpec, options: AnalysisOptions, device: str, report: Progress) -> FingerprintSource:
-    """Each network's fingerprint from the caches whole, or computed a minibatch at a time (for previews) and
-    kept once finished, in memory and in the result store."""
-
-    def source(network: Network) -> Iterator[Fingerprint]:
-        entry = fingerprint_key(network.identity.key, spec, options)
-        kept = _kept_fingerprint(entry)
-        if kept is not None:
-            yield replace(kept, model=network.identity)
-            return
-        for step in fingerprint_steps(network, subset_of(spec), options, torch.device(device), report):
-            yield step
-        _remember(entry, step)
-        store = default_store()
-        if store:
-            store.put_fingerprint(entry, step)
-
-    return source
-
-
-Charts = Callable[[AnalysisResult], list[alt.TopLevelMixin | figure.Figure]]  # a page's charts of a preview
-PREVIEW_EVERY_S = 1.0  # at most one preview drawn per second: each redraw costs the browser a chart
-
-
-@contextmanager
-def previews(charts_of: Charts | None, images: int) -> Iterator[Preview | None]:
-    """A `Preview` that draws `charts_of(the result so far)` with a line saying what it rests on, in a placeholder
-    emptied at the end (like `progress_panel`, it is drawn inside a cached function); None without `charts_of`."""
-    if charts_of is None:
-        yield None
-        return
-    slot, last = st.empty(), -PREVIEW_EVERY_S
-
-    def show(result: AnalysisResult, done: int, total: int) -> None:
-        nonlocal last
-        if done < total and time.monotonic() - last < PREVIEW_EVERY_S and done > 1:
-            return
-        last = time.monotonic()
-        with slot.container():
-            st.info(
-                f"Preview from the first {result.used_images:,} of {images:,} images ({done} of {total} minibatches), "
-                "refined as the rest arrive: the interval appears from 5 minibatches, the permutation null and the "
-                "read-outs once all are in."
-            )
-            for chart in charts_of(result):
-                figure.show(chart)
-
-    try:
-        yield show
-    finally:
-        slot.empty()
-
-
-@functools.cache
-def _slots() -> threading.BoundedSemaphore:
-    """How many analyses compute at once: CKA_LENS_CONCURRENT, else as many as the cores hold at the torch
-    thread count (measured: 12 analyses at once on 2 cores all finished after 433 s; in turn, the first after
-    seconds)."""
-    count = settings.concurrent_analyses() or max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
-    return threading.BoundedSemaphore(count)
-
-
-@contextmanager
-def computing_slot() -> Iterator[None]:
-    """Wait for a free computing slot, saying so on the page while waiting (results from caches need none)."""
-    slots = _slots()
-    if not slots.acquire(blocking=False):
-        note = st.empty()
-        note.info("Other visitors' analyses are running: this one starts as soon as one of them finishes.")
-        slots.acquire()
-        note.empty()
-    try:
-        yield
-    finally:
-        slots.release()
-
-
-RESULTS_KEPT = 8  # finished comparisons in the memory cache; the result store keeps more
-
-
-@st.cache_data(max_entries=RESULTS_KEPT, show_spinner=False)
-def _result(key_a: str, key_b: str, spec: SubsetSpec, options: AnalysisOptions, _a, _b, _device: str, _charts=None):
-    store, entry = default_store(), result_key(key_a, key_b, spec, options)
-    result = store.result(entry) if store else None
-    if result is None:
-        cluster = Cluster.single(torch.device(_device))
-        title = f"Comparing {_a.identity.source} with {_b.identity.source}"
-        with computing_slot(), progress_panel(title) as report, previews(_charts, spec.size) as preview:
-            source = _fingerprints(spec, options, _device, report)
-            result = compare_many(_a, [_b], subset_of(spec), options, cluster, report, source, preview)[0]
-        if store:
-            store.put_result(entry, result)
-    _finished(entry)  # from here on at hand: in this cache (and the store, when there is one)
-    return result
-
-
-_FINISHED: OrderedDict[str, None] = OrderedDict()  # the keys of the results in _result's cache, newest last
-_FINISHED_LOCK = threading.Lock()
-
-
-def _finished(entry: str) -> None:
-    with _FINISHED_LOCK:
-        _FINISHED[entry] = None
-        _FINISHED.move_to_end(entry)
-        while len(_FINISHED) > RESULTS_KEPT:
-            _FINISHED.popitem(last=False)
-
-
-def overview_at_hand(choices: Choices) -> bool:
-    """Whether the overview can draw its figure at once for these choices: the pair's result and each ceiling's were
-    finished by this server or are in the result store, for networks it has already loaded. The app then draws the
-    sidebar after the page. A wrong answer costs only that order: a store entry found damaged when read is
-    recomputed with the sidebar still to come."""
-    if OPENED in st.session_state or choices.problem:
-        return True
-    pairs = [(choices.model_a, choices.model_b)]
-    for spec, chosen in ((choices.model_a, choices.sibling_a), (choices.model_b, choices.sibling_b)):
-        sibling, _ = choose_sibling(spec, chosen)
-        if sibling:
-            pairs.append((spec, sibling))
-    store = default_store()
-    for first, second in pairs:
-        a, b = networks.peek(first), networks.peek(second)
-        if a is None or b is None:
-            return False
-        entry = result_key(a.identity.key, b.identity.key, choices.subset, choices.options)
-        with _FINISHED_LOCK:
-            known = entry in _FINISHED
-        if not known and not (store and store.has_result(entry)):
-            return False
-    return True
-
-
-def cached_result(
-    a: LoadedModel, b: LoadedModel, spec: SubsetSpec, options: AnalysisOptions, charts: Charts | None = None
-) -> AnalysisResult:
-    """The comparison from the caches (memory, then the result store), computed only when neither has it; while
-    it is computed, `charts` of each preview are shown."""
-    return _result(a.identity.key, b.identity.key, spec, options, a, b, device(), charts)
-
-
-OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Models page
-OPENED_CEILINGS = "opened_ceilings"  # session_state: the opened file's Ceilings
-MAX_RESULT_BYTES = 50_000_000
-
-
-def open_result(name: str, data: bytes) -> AnalysisResult:
-    """Read a result file the CLI (or a download) wrote and show it on every page of this session; a
-    ValueError says why a file cannot be read."""
-    if len(data) > MAX_RESULT_BYTES:
-        raise ValueError(f"'{name}' is {len(data) / 1e6:.0f} MB; a result file is far smaller (limit 50 MB)")
-    try:
-        parsed = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"'{name}' is not JSON ({str(err)[:80]}); open a .json file that CKA Lens wrote") from None
-    try:
-        result, ceilings = read_report(parsed)
-    except ValueError as err:
-        raise ValueError(f"'{name}' cannot be opened: {err}") from None
-    st.session_state[OPENED] = (name, result)
-    st.session_state[OPENED_CEILINGS] = ceilings
-    return result
-
-
-def _close_opened() -> None:
-    st.session_state.pop(OPENED, None)
-    st.session_state.pop(OPENED_CEILINGS, None)
-
-
-def analysis(choices: Choices, charts: Charts | None = None) -> AnalysisResult | None:
-    """The comparison for the current choices (or the result file this session opened), or None after showing
-    why it cannot be made; while it is computed, the page's `charts` of each preview are shown in its place."""
-    if OPENED in st.session_state:
-        name, result = st.session_state[OPENED]
-        st.info(
-            f"Showing `{name}`, a result opened from a file (A = `{result.model_a.source}`, "
-            f"B = `{result.model_b.source}`), not the sidebar's choice."
-        )
-        st.button("Close it and show the sidebar's choice", on_click=_close_opened, key="close_opened")
-        return result
-    if choices.problem:
-        st.warning(choices.problem)
-        return None
+def _loaded(choices: Choices) -> tuple[LoadedModel, LoadedModel] | None:
+    """Models A and B, or None after saying which could not be loaded and why."""
     loaded: list[LoadedModel] = []
     for side, spec in (("A", choices.model_a), ("B", choices.model_b)):
         try:
             loaded.append(networks.load(spec))
         except CheckpointError as err:
             st.error(f"Model {side} ({spec}) could not be loaded: {err}")
-    if len(loaded) < 2:
-        return None
-    a, b = loaded
+    return (loaded[0], loaded[1]) if len(loaded) == 2 else None
+
+
+def _computed(
+    a: LoadedModel,
+    b: LoadedModel,
+    siblings: list[LoadedModel | None],
+    notes: list[str],
+    choices: Choices,
+    watch: service.Watch,
+) -> tuple[PairWithCeilings, list[str]]:
+    """The pair with its ceilings; when they cannot be computed together, the pair alone (its own error raised)
+    with a note on each ceiling saying why it is missing."""
     try:
-        result = cached_result(a, b, choices.subset, choices.options, charts)
-    except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
+        return service.pair_with_ceilings(a, b, *siblings, choices.subset, choices.options, watch), notes
+    except LensError as err:
+        if all(sibling is None for sibling in siblings):
+            raise
+        found = service.pair_with_ceilings(a, b, None, None, choices.subset, choices.options, watch)
+        return found, [
+            note if sibling is None else f"the comparison with its other seed ({sibling.identity.source}) failed: {err}"
+            for sibling, note in zip(siblings, notes, strict=True)
+        ]
+
+
+def with_ceilings(
+    choices: Choices, charts: progress.Charts | None = None, ceilings: bool = True
+) -> tuple[AnalysisResult, Ceilings] | None:
+    """The comparison for the current choices with each model's ceiling (or the file this session opened), or
+    None after showing why it cannot be made; while it is computed, the page's `charts` of each preview are shown
+    in its place. Without `ceilings`, none are computed (an empty Ceilings)."""
+    found = opened.shown_opened()
+    if found is not None:
+        return found
+    if choices.problem:
+        st.warning(choices.problem)
+        return None
+    pair = _loaded(choices)
+    if pair is None:
+        return None
+    a, b = pair
+    siblings: list[LoadedModel | None] = [None, None]
+    notes = ["", ""]
+    if ceilings:
+        sides = ((choices.model_a, choices.sibling_a), (choices.model_b, choices.sibling_b))
+        loaded = [load_sibling(spec, chosen) for spec, chosen in sides]
+        siblings, notes = [sibling for sibling, _ in loaded], [note for _, note in loaded]
+    title = f"Comparing {a.identity.source} with {b.identity.source}"
+    try:
+        with progress.watching(title, charts, choices.subset.size) as watch:
+            computed, notes = _computed(a, b, siblings, notes, choices, watch)
+    except LensError as err:
         st.error(f"The analysis failed: {err}")
         return None
-    except Exception as err:  # noqa: BLE001 - a bug must reach this session as a message, not hang or leak paths
-        st.error(f"The analysis failed unexpectedly ({type(err).__name__}); please report it with your choices.")
+    except Exception as err:  # noqa: BLE001 - a bug reaches this session as an apology, not a hang or a trace
+        apologise(err, "computing the analysis")
         return None
-    # The shared cache is keyed by content: name the models as this session knows them.
-    return replace(result, model_a=a.identity, model_b=b.identity)
+    return computed.pair, computed.ceilings(*notes)
 
 
-def ceilings(choices: Choices) -> Ceilings:
-    """Each model against its other seed (the sidebar's choice, or the registry's), from the same caches as the
-    pair: one forward pass per other seed. A side without one gets a plain note, never an error; an opened
-    result file brings its own."""
-    if OPENED in st.session_state:
-        return st.session_state.get(OPENED_CEILINGS, Ceilings())
-    found: dict[str, AnalysisResult | None] = {}
-    notes: dict[str, str] = {}
-    for side, spec, chosen in (("a", choices.model_a, choices.sibling_a), ("b", choices.model_b, choices.sibling_b)):
-        sibling, notes[side] = choose_sibling(spec, chosen)
-        found[side] = None
-        if sibling is None:
-            continue
-        try:
-            model, other = networks.load(spec), networks.load(sibling)
-            result = cached_result(model, other, choices.subset, choices.options)
-            found[side] = replace(result, model_a=model.identity, model_b=other.identity)
-        except CheckpointError as err:
-            notes[side] = f"its other seed ({sibling}) could not be loaded: {err}"
-        except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
-            notes[side] = f"the comparison with its other seed ({sibling}) failed: {err}"
-    return Ceilings(found["a"], found["b"], notes["a"], notes["b"])
+def analysis(choices: Choices, charts: progress.Charts | None = None) -> AnalysisResult | None:
+    """The comparison for the current choices alone (`with_ceilings` without them)."""
+    found = with_ceilings(choices, charts, ceilings=False)
+    return None if found is None else found[0]
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def augmented_views(spec: SubsetSpec, options: AnalysisOptions, count: int, _device: str):
-    """The first `count` images of the first minibatch and their SimCLR views, drawn exactly as the invariance
-    analysis draws them (same seed, same device, the whole minibatch at once); uint8 HWC arrays and labels."""
-    batch = subset_of(spec).images[: options.batch_size].to(_device)
-    views = simclr_views(batch, view_generator(options.seed, 0, _device))[:count]
-    as_hwc = lambda x: x.permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
-    originals = as_hwc(batch[:count])
-    return originals, (as_hwc(views) * 255).round().astype("uint8"), subset_of(spec).labels[:count].numpy()
+def overview_at_hand(choices: Choices) -> bool:
+    """Whether the overview can draw its figure at once for these choices: the pair's result and each ceiling's
+    were finished by this server or are in the result store, for networks it has already loaded. The app then draws
+    the sidebar after the page. A wrong answer costs only that order: a store entry found damaged when read is
+    recomputed with the sidebar still to come."""
+    if opened.opened_name() is not None or choices.problem:
+        return True
+    a, b = networks.peek(choices.model_a), networks.peek(choices.model_b)
+    sides = ((choices.model_a, choices.sibling_a), (choices.model_b, choices.sibling_b))
+    chosen = [choose_sibling(spec, sibling)[0] for spec, sibling in sides]
+    siblings = [networks.peek(spec) if spec else None for spec in chosen]
+    if a is None or b is None or any(spec and sibling is None for spec, sibling in zip(chosen, siblings, strict=True)):
+        return False
+    return service.at_hand(a, b, *siblings, choices.subset, choices.options)

@@ -1,19 +1,21 @@
 """The Training page's series: which two runs, their pairs computed through the shared caches, and the findings.
 
-Every pair of snapshots is an ordinary comparison (ui.analysis.cached_result: the memory caches, then the result
-store, then the pipeline), so a snapshot's fingerprint is computed once and a pair the CLI stored is not computed
-again. The gathered layer x snapshot tables are cached too, keyed by the networks' content and the pairing, so a
-rerun loads no network; the names a person gave their files stay in their session, outside that shared cache.
+Every pair of snapshots is an ordinary comparison (ui.service.result: the memory caches, then the result store,
+then the pipeline), so a snapshot's fingerprint is computed once and a pair the CLI stored is not computed again.
+The gathered layer x snapshot tables are cached too (a bounded cache shared by the sessions), keyed by the networks'
+content and the pairing, so a rerun loads no network; the names a person gave their files stay in their session,
+outside that shared cache. The progress of a computation is drawn by ui.progress, outside every cache.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
+from cachetools import LRUCache
 
 from core import settings
 from core.data import SubsetSpec
@@ -22,8 +24,7 @@ from core.names import OUTPUT, kind, side_labels, stage
 from core.options import AnalysisOptions
 from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv, to_json_dict
 from models import CheckpointError, ModelSpec, bundled_series, series_of_specs, weights_version
-from ui import networks
-from ui.analysis import cached_result, progress_panel
+from ui import networks, progress, service
 from ui.apology import apologise
 
 OWN = "your own snapshots"
@@ -92,17 +93,24 @@ def _content_key(spec: ModelSpec | None) -> str | None:
     return networks.load(spec).identity.key
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _curves(key: tuple, spec: SubsetSpec, options: AnalysisOptions, _plan: SeriesPlan) -> SeriesCurves:
-    pairs = _plan.pairs()
-    labels = {s.spec: f"{name} {s.label}" for name, r in (("A", _plan.a), ("B", _plan.b)) for s in r.snapshots}
-    labels |= {_plan.a.final: "A's final network", _plan.b.final: "B's final network"}
+CURVES_KEPT = 8  # series' tables in memory, shared by the sessions
+_CURVES: LRUCache[tuple, SeriesCurves] = LRUCache(maxsize=CURVES_KEPT)
+_CURVES_LOCK = threading.Lock()
+
+
+def _curves(plan: SeriesPlan, spec: SubsetSpec, options: AnalysisOptions) -> SeriesCurves:
+    """The plan's tables, each pair from the service, with a panel on the page naming the pair being compared."""
+    pairs = plan.pairs()
+    labels = {s.spec: f"{name} {s.label}" for name, r in (("A", plan.a), ("B", plan.b)) for s in r.snapshots}
+    labels |= {plan.a.final: "A's final network", plan.b.final: "B's final network"}
     results = {}
-    with progress_panel(f"Training series: {len(pairs)} pair analyses") as report:
+    with progress.watching(f"Training series: {len(pairs)} pair analyses") as series_watch:
         for done, (reference, other) in enumerate(pairs):
-            report(f"{labels[reference]} against {labels[other]}", done, len(pairs))
-            results[(reference, other)] = cached_result(networks.load(reference), networks.load(other), spec, options)
-    return series_curves(_plan, lambda reference, other: results[(reference, other)])
+            series_watch.progress(f"{labels[reference]} against {labels[other]}", done, len(pairs))
+            with progress.watching(f"{labels[reference]} against {labels[other]}") as watch:
+                found = service.result(networks.load(reference), networks.load(other), spec, options, watch)
+            results[(reference, other)] = found
+    return series_curves(plan, lambda reference, other: results[(reference, other)])
 
 
 def series_analysis(plan: SeriesPlan, spec: SubsetSpec, options: AnalysisOptions) -> SeriesCurves | None:
@@ -111,11 +119,17 @@ def series_analysis(plan: SeriesPlan, spec: SubsetSpec, options: AnalysisOptions
         key = tuple(
             (tuple(_content_key(s.spec) for s in series.snapshots), _content_key(series.final))
             for series in (plan.a, plan.b)
-        )
-        return _curves((key, plan.pairing), spec, options, plan)
+        ) + (plan.pairing, spec, options)
+        with _CURVES_LOCK:
+            curves = _CURVES.get(key)
+        if curves is None:
+            curves = _curves(plan, spec, options)
+            with _CURVES_LOCK:
+                _CURVES[key] = curves
+        return curves
     except CheckpointError as err:
         st.error(f"A snapshot could not be loaded: {err}")
-    except (LensError, MemoryError, torch.OutOfMemoryError) as err:
+    except LensError as err:
         st.error(f"The analysis failed: {err}")
     except Exception as err:  # noqa: BLE001 - a bug: logged, and this session gets an apology, not a hang or paths
         apologise(err, "computing the training series")

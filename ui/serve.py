@@ -17,13 +17,13 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 
 def warm() -> None:
     """Import what the app imports, load the default pair into the shared network cache, and read (or compute)
-    its default result and ceilings into the result store. (Streamlit's data caches start only with the server, so
-    the first visitor still reads the result from the store: milliseconds.)"""
+    its default result and ceilings into the service's memory caches and the result store, as a visitor's
+    overview asks for them."""
     import logging
 
     from core.errors import LensError
-    from models import DEFAULT_PAIR, CheckpointError, choose_sibling
-    from ui import analysis, charts, choices, networks, sidebar, widgets  # noqa: F401 - imported to be warm
+    from models import DEFAULT_PAIR, CheckpointError
+    from ui import analysis, charts, choices, networks, service, sidebar, widgets  # noqa: F401 - imported to be warm
 
     # the caches are called outside a script run: Streamlit warns at every call that it is in "bare mode"
     logging.disable(logging.WARNING)
@@ -33,11 +33,8 @@ def warm() -> None:
             a, b = (networks.load(spec) for spec in DEFAULT_PAIR)
             defaults = {f.name: f.default for f in choices.FIELDS}
             subset, options = choices.subset_and_options(defaults)
-            analysis.cached_result(a, b, subset, options)
-            for model, spec in ((a, DEFAULT_PAIR[0]), (b, DEFAULT_PAIR[1])):  # the ceilings the overview shows
-                sibling, _ = choose_sibling(spec, None)
-                if sibling:
-                    analysis.cached_result(model, networks.load(sibling), subset, options)
+            siblings = (analysis.load_sibling(spec, None)[0] for spec in DEFAULT_PAIR)  # the overview's ceilings
+            service.pair_with_ceilings(a, b, *siblings, subset, options)
         except (CheckpointError, LensError, OSError) as err:  # the app will say the same to its visitor
             print(f"warm-up skipped: {err}", file=sys.stderr)
         finally:

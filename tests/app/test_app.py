@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.analysis
 import ui.networks
 import ui.series
+import ui.service
 from core import settings
 from core.errors import OptionsError, ResultFileError
 from core.names import OUTPUT, kind, shared_order
@@ -139,9 +139,9 @@ def test_a_changed_subset_changes_the_numbers(bundled_pair):
 
 def test_changing_model_b_reuses_model_as_fingerprint(bundled_pair, tiny_specs, monkeypatch):
     calls = []
-    real = ui.analysis.fingerprint_steps
+    real = ui.service.fingerprint_steps
     monkeypatch.setattr(
-        ui.analysis, "fingerprint_steps", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
+        ui.service, "fingerprint_steps", lambda model, *a, **k: calls.append(model.info.source) or real(model, *a, **k)
     )
     at = open_app(SMALL | {"subset_seed": "101"})  # a seed no other test uses: a cold cache
     seeds = [s.text for s in (choose_sibling(spec, None)[0] for spec in DEFAULT_PAIR) if s]  # the ceilings' networks
@@ -351,8 +351,8 @@ def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_s
     def no_computing(*args, **kwargs):
         raise AssertionError("the app computed a result the store holds")
 
-    monkeypatch.setattr(ui.analysis, "compare_many", no_computing)
-    ui.analysis._result.clear()
+    monkeypatch.setattr(ui.service, "compare_pairs", no_computing)
+    ui.service.forget()  # what this process computed before is gone from memory: only the store has it
     at = visit(open_app(query), "similarity")
     assert_clean(at)
     stored = json.loads(out.read_text())

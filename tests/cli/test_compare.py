@@ -223,3 +223,25 @@ def test_an_out_file_that_cannot_be_written_is_a_refusal_naming_it(tiny_specs, t
     argv = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], "--out", str(out), "--no-invariance", *SMALL]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: cannot write {out}: No such file or directory"
+
+
+def test_several_b_models_run_a_once_and_share_its_ceiling(tiny_specs, tmp_path, monkeypatch):
+    import cli.compare
+    import core.pipeline
+
+    runs, real = [], core.pipeline.fingerprint_steps
+
+    def counted(network, *args, **kwargs):
+        runs.append(network.identity.source)
+        return real(network, *args, **kwargs)
+
+    monkeypatch.setattr(core.pipeline, "fingerprint_steps", counted)
+    monkeypatch.setattr(cli.compare, "fingerprint_steps", counted)
+    a, a2, b = tiny_specs["a"], tiny_specs["a2"], tiny_specs["b"]
+    argv = ["compare", "--a", a, "--b", b, a2, "--a-sibling", a2, "--b-sibling", "none", "none"]
+    assert main([*argv, "--out", str(tmp_path / "many"), "--no-probes", "--no-invariance", *SMALL]) == 0
+    assert runs.count(a) == 1 and runs.count(b) == 1  # A's pass serves both comparisons and its ceiling
+    written = [json.loads(f.read_text()) for f in sorted((tmp_path / "many").glob("*.json"))]
+    assert {w["model_b"]["source"] for w in written} == {a2, b}
+    assert all(w["ceilings"]["a"]["model_b"]["source"] == a2 for w in written)  # A's ceiling beside every B
+    assert written[0]["ceilings"]["a"]["matched_cka"] == written[1]["ceilings"]["a"]["matched_cka"]

@@ -6,6 +6,7 @@ import gc
 import json
 import pickle
 import weakref
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,9 +20,10 @@ from core.distributed import Cluster
 from core.features import FeatureExtractor
 from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints, view_generator
 from core.options import AnalysisOptions
-from core.pipeline import compare, compare_many
+from core.pipeline import FingerprintShelf, compare, compare_many, compare_pairs, compare_with_ceilings
 from core.result import to_csv, to_json_dict
 from core.spill import part_bytes
+from core.store import Store, fingerprint_key
 from models import load_model
 
 CPU = torch.device("cpu")
@@ -354,3 +356,89 @@ def test_a_mapped_subset_gives_the_same_fingerprint_and_each_minibatch_is_releas
     assert torch.equal(from_file.inv_cross, in_memory.inv_cross) and torch.equal(
         from_file.label_hsic, in_memory.label_hsic
     )
+
+
+@pytest.fixture(scope="module")
+def with_ceilings(models, subset):
+    """A vs B with A's ceiling (A2), B's ceiling (A2 standing in for B's other seed) and one further reference pair,
+    through the one assembly; with the networks whose passes ran."""
+    import core.pipeline
+
+    runs, real = [], core.pipeline.fingerprint_steps
+    core.pipeline.fingerprint_steps = lambda net, *a, **k: runs.append(net.identity.source) or real(net, *a, **k)
+    try:
+        a, a2, b = models["a"], models["a2"], models["b"]
+        found = compare_with_ceilings(
+            a, b, a2, a2, lambda pairs: compare_pairs(pairs, subset, FAST, Cluster.single(CPU)), references=[(a2, b)]
+        )
+    finally:
+        core.pipeline.fingerprint_steps = real
+    return found, runs
+
+
+def test_a_pair_with_its_ceilings_is_each_comparison_alone_to_the_bit_each_network_run_once(
+    models, subset, with_ceilings
+):
+    found, runs = with_ceilings
+    a, a2, b = models["a"], models["a2"], models["b"]
+    assert sorted(runs) == sorted(m.identity.source for m in (a, a2, b))  # three networks, three passes
+    expected = [(found.pair, (a, b)), (found.ceiling_a, (a, a2)), (found.ceiling_b, (b, a2))]
+    expected += [(found.references[0], (a2, b))]
+    assert [id(r) for r in found.results] == [id(result) for result, _ in expected]
+    for result, (first, second) in expected:
+        alone = compare(first, second, subset, FAST, CPU)
+        assert result.model_a == first.identity and result.model_b == second.identity
+        for name, value in _arrays(alone).items():
+            np.testing.assert_array_equal(getattr(result, name), value, err_msg=name)  # to the last bit
+    ceilings = found.ceilings(note_b="B's is a stand-in")
+    assert ceilings.a is found.ceiling_a and ceilings.b is found.ceiling_b and ceilings.note_b == "B's is a stand-in"
+
+
+def test_known_results_are_taken_and_only_the_others_computed(models, with_ceilings):
+    found, _ = with_ceilings
+    a, a2, b = models["a"], models["a2"], models["b"]
+    elsewhere = replace(found.pair, model_a=a2.identity)  # a cache keyed by content: the same weights by another name
+    asked: list[list] = []
+
+    def compute(pairs):
+        asked.append([(first.identity.source, second.identity.source) for first, second in pairs])
+        return [found.ceiling_a]
+
+    def known(first, second):
+        return elsewhere if (first, second) == (a, b) else None
+
+    taken = compare_with_ceilings(a, b, a2, None, compute, known)
+    assert asked == [[(a.identity.source, a2.identity.source)]]  # the pair was known; its ceiling was computed
+    assert taken.pair.model_a == a.identity and taken.pair.cross is found.pair.cross  # renamed, not recomputed
+    assert taken.ceiling_a is found.ceiling_a and taken.ceiling_b is None
+
+    def nothing(pairs):
+        raise AssertionError("computed although every result was known")
+
+    both = {(a, b): found.pair, (a, a2): found.ceiling_a}
+    again = compare_with_ceilings(a, b, a2, None, nothing, lambda x, y: both.get((x, y)))
+    assert len(again.results) == 2  # the same arrays, not copies
+    assert all(mine.cross is theirs.cross for mine, theirs in zip(again.results, found.results, strict=False))
+
+
+def test_a_shelf_keeps_a_finished_fingerprint_in_memory_and_in_the_store(models, subset, tmp_path):
+    a = models["a"]
+    computed: list[str] = []
+
+    def compute(network):
+        computed.append(network.identity.source)
+        return fingerprint_steps(network, subset, CKA_ONLY, CPU)
+
+    store = Store(tmp_path / "store", 10**9)
+    key = lambda network: fingerprint_key(network.identity.key, subset.spec, CKA_ONLY)  # noqa: E731
+    steps = list(FingerprintShelf({}).source(compute, key, store)(a))
+    assert computed == [a.identity.source] and len(steps) == 6  # a minibatch at a time, for previews
+    shelf = FingerprintShelf({})
+    (from_store,) = shelf.source(compute, key, store)(a)  # a fresh memory: read whole from the store
+    (from_memory,) = shelf.source(compute, key)(a)
+    assert computed == [a.identity.source] and from_memory.batch_ids == steps[-1].batch_ids
+    for kept in (from_store, from_memory):
+        assert all(torch.equal(x, y) for x, y in zip(kept.self_hsic, steps[-1].self_hsic, strict=True))
+    shelf.drop(key(a))
+    list(shelf.source(compute, key)(a))
+    assert computed == [a.identity.source] * 2  # dropped, and no store behind it: computed again

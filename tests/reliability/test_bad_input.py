@@ -127,3 +127,25 @@ def test_the_app_refuses_an_analysis_too_large_for_memory(bundled_pair, monkeypa
     at.run()
     assert not at.exception
     assert any("needs about" in e.value for e in at.error)
+
+
+def test_a_ceiling_that_cannot_be_computed_leaves_the_pair_shown_with_a_note(tiny_specs, monkeypatch):
+    import ui.service
+    from core.errors import MemoryRefusal
+
+    real = ui.service.compare_pairs
+
+    def refusing_ceilings(pairs, *args, **kwargs):
+        if any(second.identity.source == tiny_specs["a2"] for _, second in pairs):
+            raise MemoryRefusal("this analysis needs about 9.0 GB but about 1.0 GB is free on cpu")
+        return real(pairs, *args, **kwargs)
+
+    monkeypatch.setattr(ui.service, "compare_pairs", refusing_ceilings)
+    at = AppTest.from_file(APP, default_timeout=300)
+    query = {"a": tiny_specs["a"], "b": tiny_specs["b"], "a_seed": tiny_specs["a2"], "b_seed": "none"}
+    at.query_params.update(query | {"per_class": "6", "batch": "20", "subset_seed": "717"})
+    at.run()
+    assert not at.exception and not at.error
+    notes = [c.value for c in at.caption if c.value.startswith("No ceiling for")]
+    assert len(notes) == 2 and "needs about 9.0 GB" in notes[0] and tiny_specs["a2"] in notes[0]
+    assert "none was asked for" in notes[1]

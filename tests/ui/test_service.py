@@ -1,0 +1,97 @@
+"""ui.service: caches and computation without drawing; what happens while it computes reaches the page's Watch."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from core.data import SubsetSpec
+from core.options import AnalysisOptions
+from models import load_model
+from ui import service
+
+SPEC = SubsetSpec(per_class=6, seed=31)  # 60 images, a subset no other test of this module computes
+OPTIONS = AnalysisOptions(batch_size=20, permutations=3, probes=False)  # 3 minibatches: previews between them
+
+
+@pytest.fixture(scope="module")
+def networks(tiny_specs):
+    return {k: load_model(v) for k, v in tiny_specs.items()}
+
+
+class Recorder:
+    """A Watch that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.previews: list[tuple[str, str, int]] = []
+
+    def watch(self) -> service.Watch:
+        return service.Watch(
+            progress=lambda stage, done, total: self.stages.append(stage),
+            preview=lambda result, done, total: self.previews.append(
+                (result.model_a.source, result.model_b.source, done)
+            ),
+        )
+
+
+def test_a_miss_reports_to_the_watch_and_a_hit_reports_nothing(networks):
+    a, a2, b = networks["a"], networks["a2"], networks["b"]
+    assert not service.at_hand(a, b, a2, None, SPEC, OPTIONS)
+    cold = Recorder()
+    found = service.pair_with_ceilings(a, b, a2, None, SPEC, OPTIONS, cold.watch())
+    assert cold.stages and found.ceiling_a is not None and found.ceiling_b is None
+    pair = (a.identity.source, b.identity.source)
+    assert cold.previews == [(*pair, 1), (*pair, 2), (*pair, 3)]  # of A vs B only, after each minibatch
+    assert service.at_hand(a, b, a2, None, SPEC, OPTIONS)
+    warm = Recorder()
+    again = service.pair_with_ceilings(a, b, a2, None, SPEC, OPTIONS, warm.watch())
+    assert warm.stages == [] and warm.previews == []
+    assert again.pair.cross is found.pair.cross  # the object from the memory cache: nothing pickled or copied
+    with pytest.raises(ValueError, match="read-only"):  # so no session can change what the others are shown
+        again.pair.cross[0, 0] = 0.0
+    service.forget()
+    from_store = service.pair_with_ceilings(a, b, a2, None, SPEC, OPTIONS, warm.watch())
+    assert warm.stages == [] and from_store.pair.cross is not found.pair.cross  # read back from the result store
+    np.testing.assert_array_equal(from_store.ceiling_a.cross, found.ceiling_a.cross)
+
+
+def test_changing_b_reuses_as_fingerprint_and_the_result_names_the_networks_asked_for(networks, monkeypatch):
+    a, a2, b = networks["a"], networks["a2"], networks["b"]
+    runs, real = [], service.fingerprint_steps
+    monkeypatch.setattr(service, "fingerprint_steps", lambda net, *a, **k: runs.append(net) or real(net, *a, **k))
+    spec = SubsetSpec(per_class=6, seed=32)
+    service.result(a, b, spec, OPTIONS)
+    result = service.result(a, a2, spec, OPTIONS)
+    assert [net.identity.source for net in runs] == [a.identity.source, b.identity.source, a2.identity.source]
+    assert result.model_a == a.identity and result.model_b == a2.identity
+
+
+def test_two_sessions_asking_for_one_pair_at_once_compute_it_once(networks, monkeypatch):
+    a, b = networks["a"], networks["b"]
+    spec = SubsetSpec(per_class=6, seed=33)
+    started, second_waits, runs, real = threading.Event(), threading.Event(), [], service.fingerprint_steps
+
+    def steps(network, *args, **kwargs):
+        runs.append(network.identity.source)
+        started.set()
+        second_waits.wait()  # the first session computes only once the second is waiting for it
+        yield from real(network, *args, **kwargs)
+
+    monkeypatch.setattr(service, "fingerprint_steps", steps)
+    told: list[bool] = []
+
+    def waiting(waits: bool) -> None:
+        told.append(waits)
+        second_waits.set()
+
+    first = threading.Thread(target=service.result, args=(a, b, spec, OPTIONS))
+    first.start()
+    started.wait()  # the first session is computing
+    found = service.result(a, b, spec, OPTIONS, service.Watch(waiting=waiting))
+    first.join()
+    assert told == [True, False]  # the second session was told it waits, then that it goes on
+    assert runs == [a.identity.source, b.identity.source]  # each network once, for both sessions
+    assert found.model_a == a.identity
