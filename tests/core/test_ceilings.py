@@ -12,6 +12,7 @@ import torch
 
 from core.ceilings import Ceilings, Matched, ceilings_csv_rows, ceilings_from_json, ceilings_to_json, matched_at
 from core.comparison import finalize, pair_terms
+from core.errors import ResultFileError
 from core.fingerprint import fingerprint
 from core.options import AnalysisOptions
 from tests.core.tiny import tiny_network, tiny_subset
@@ -77,7 +78,7 @@ def test_side_picks_that_sides_result_and_note(result):
     ],
 )
 def test_unreadable_ceilings_say_which_side_and_why(data, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ResultFileError, match=message):
         ceilings_from_json(data)
 
 

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from models.errors import ArchitectureError
 from models.folder_format import (
     CONFIG_FILE,
     SNAPSHOT_DIR,
@@ -46,7 +47,7 @@ def test_a_config_with_only_some_fields_takes_the_defaults_for_the_rest():
     assert arch_from_config({"depth": 34, "note": "anything"}) == ArchConfig(depth=34)
 
 
-@pytest.mark.parametrize(("config", "error"), [({"depth": 19}, ValueError), ({"width": "wide"}, TypeError)])
+@pytest.mark.parametrize(("config", "error"), [({"depth": 19}, ArchitectureError), ({"width": "wide"}, TypeError)])
 def test_a_malformed_config_raises(config, error):
     with pytest.raises(error):
         arch_from_config(config)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+from models.errors import ArchitectureError
 from models.resnet import ArchConfig, PadShortcut, build_resnet, resnet_layers
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -154,5 +155,5 @@ def test_stem_kinds():
     ],
 )
 def test_impossible_configs_are_refused_with_the_reason(fields, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ArchitectureError, match=message):
         ArchConfig(**fields)
