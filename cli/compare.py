@@ -11,11 +11,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cli.checkpoints import describe
+from cli.floors import with_floors_and_seeds
 from core.ceilings import Ceilings
 from core.data import DataError, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
 from core.errors import LensError
+from core.floors import INIT_PAIRS
 from core.names import side_labels
 from core.options import AnalysisOptions
 from core.pipeline import compare_pairs
@@ -59,6 +61,13 @@ def add_parser(sub) -> None:
     c.add_argument("--seed", type=int, default=0, help="seeds augmented views and permutations")
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
+    c.add_argument(
+        "--floor-pairs",
+        type=int,
+        default=INIT_PAIRS,
+        help="pairs of init seeds of untrained networks behind the floor (0: no floor; fewer are run for a large "
+        "network on a CPU, and the result says so)",
+    )
     c.add_argument(
         "--progress-json",
         nargs="?",
@@ -166,7 +175,18 @@ def run(args: argparse.Namespace) -> int:
         if cluster.rank == 0:
             for model in dict.fromkeys(m for pair in pairs for m in pair):
                 print(describe(model.info), file=sys.stderr)
-        results = compare_pairs(pairs, subset, options, cluster, bars, preview=lines and lines.preview)
+        kept: dict = {}
+        results = compare_pairs(pairs, subset, options, cluster, bars, preview=lines and lines.preview, keep=kept)
+        seeds_a = [reference] + ([sibling_a] if sibling_a else [])
+        for i, (other, (sibling, _)) in enumerate(zip(others, siblings_b, strict=True)):
+            first = results[i] if cluster.rank == 0 else None
+            seeds_b = [other] + ([sibling] if sibling else [])
+            enriched = with_floors_and_seeds(
+                first, seeds_a, seeds_b, kept, subset, cluster, args.floor_pairs, default_store(), bars
+            )
+            if cluster.rank == 0:
+                results[i] = enriched
+        kept.clear()
         for result in results if lines else ():
             lines.write("final", result)
     finally:

@@ -121,12 +121,14 @@ def compare_pairs(
     cluster: Cluster,
     progress: Progress = no_progress,
     preview: Preview | None = None,
+    keep: dict[str, Fingerprint] | None = None,
 ) -> list[AnalysisResult]:
     """Compare each (first, second) pair, every network's pass computed once however many pairs it is in.
 
     A pair and its ceilings ((A, B), (A, A'), (B, B')) cost four forward passes, not six. A fingerprint is
     kept only until the last pair that needs it. `preview` as in `compare_many`. Results in the pairs' order on
-    rank 0, an empty list elsewhere.
+    rank 0, an empty list elsewhere. With `keep`, every network's fingerprint (this process's share) is also left
+    there by identity key, for what is made from fingerprints alone afterwards (core.seeds, core.floors).
     """
     last_use = {network.identity.key: k for k, pair in enumerate(pairs) for network in pair}
     kept: dict[str, Fingerprint] = {}
@@ -139,6 +141,8 @@ def compare_pairs(
         for step in fingerprint_steps(network, subset, options, cluster.device, progress, cluster.shard):
             yield step
         kept[key] = step
+        if keep is not None:
+            keep[key] = step
 
     results: list[AnalysisResult] = []
     for k, (first, second) in enumerate(pairs):
