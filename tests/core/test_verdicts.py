@@ -23,6 +23,7 @@ from core.verdicts import (
     below,
     block_structure,
     class_structure,
+    conclude,
     findings_table,
     implicitly_fits,
     invariance,
@@ -39,7 +40,7 @@ LOW_RESIDUALS = [0.5] * 8
 
 
 def verdict(rule, result: AnalysisResult, *args) -> str:
-    return rule(_Pair(result), *args)[1]
+    return conclude(rule(_Pair(result), *args)[1])[0]
 
 
 def with_values(result: AnalysisResult, field: str, side: str, values: dict[str, float], rest: float) -> AnalysisResult:
@@ -118,7 +119,7 @@ def test_a_drop_that_two_seeds_show_too_is_not_the_methods_parting():
     assert verdict(outputs_part_at_the_end, result, Ceilings(a=steady)) == HOLDS
     assert verdict(outputs_part_at_the_end, result, Ceilings(a=same_drop)) == UNSURE  # 0.00 ± 0.20 vs 0.1
     shows, found = outputs_part_at_the_end(_Pair(result), Ceilings(a=larger_drop))
-    assert found == FAILS
+    assert conclude(found)[0] == FAILS
     assert "A (simclr) vs another seed: 0.85 to 0.10 (a drop of 0.75 ± 0.10)" in shows
 
 
@@ -195,7 +196,7 @@ def test_the_stall_is_read_with_simclr_as_model_b_too():
 @pytest.mark.parametrize("rule", [stalls_then_catches_up, class_structure, invariance, implicitly_fits])
 def test_findings_about_the_two_methods_cannot_tell_on_a_same_method_pair(rule):
     shows, found = rule(_Pair(synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))))
-    assert found == UNSURE
+    assert conclude(found)[0] == UNSURE
     assert shows == "needs one self-supervised and one supervised network; this pair is A (simclr) vs B (simclr)."
 
 
@@ -207,7 +208,7 @@ def test_probes_rise_with_depth_and_flat_probes_need_enough_images_to_say_so():
     assert verdict(probes_rise, replace(flat, used_images=10_000)) == FAILS  # 3,000: ± 0.02
     assert probes_rise(_Pair(replace(result, probe_a=np.full(len(result.layers_a), np.nan)))) == (
         "Linear probes were not computed for this result.",
-        UNSURE,
+        [],
     )
 
 
