@@ -120,7 +120,8 @@ def from_json_dict(data: dict) -> AnalysisResult:
     """The result `to_json_dict` wrote (null values back to NaN); a ValueError saying what is wrong otherwise."""
     if not isinstance(data, dict):
         raise ValueError(f"a result is a JSON object, not {type(data).__name__}")
-    missing = sorted({f.name for f in fields(AnalysisResult) if f.default is MISSING} - set(data))
+    required = {f.name for f in fields(AnalysisResult) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(data))
     if missing:
         raise ValueError(f"this is not a CKA Lens result: {', '.join(missing[:4])} missing")
     known = {f.name for f in fields(AnalysisResult)}

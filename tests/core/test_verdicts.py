@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.ceilings import Ceilings
+from core.interval import t975
 from core.names import OUTPUT, kind, stage
 from core.result import AnalysisResult
 from core.verdicts import (
@@ -16,21 +17,26 @@ from core.verdicts import (
     HOLDS,
     STUDY,
     UNSURE,
+    Comparison,
     Estimate,
     _Pair,
     above,
     all_of,
     below,
     block_structure,
+    check_within,
     class_structure,
     conclude,
     findings_table,
     implicitly_fits,
     invariance,
+    mean,
     outputs_part_at_the_end,
     probes_rise,
     residuals_differ,
     stalls_then_catches_up,
+    t_upper,
+    within,
 )
 from tests.app.support import synthetic_result
 
@@ -271,3 +277,57 @@ def test_the_table_has_every_finding_in_order_and_no_interval_means_cannot_tell(
     no_interval = findings_table(replace(result, interval_low=nan, interval_high=nan.copy()))
     uncertain = [f.key for f in no_interval if f.verdict == UNSURE]
     assert uncertain == [f.key for f in no_interval if f.key != "5"]  # probes keep their binomial uncertainty
+
+
+@pytest.mark.parametrize(
+    ("estimate", "expected"),
+    [
+        (Estimate(0.02, 0.05), HOLDS),  # [-0.03, 0.07] inside ±0.10
+        (Estimate(0.08, 0.05), UNSURE),  # [0.03, 0.13] crosses the margin
+        (Estimate(-0.20, 0.05), FAILS),  # [-0.25, -0.15] wholly outside
+        (Estimate(0.0, 0.10), UNSURE),  # the interval reaches the margin: not inside it
+        (Estimate(0.0, float("nan")), UNSURE),
+    ],
+)
+def test_equal_within_a_margin_needs_the_whole_interval_inside_it(estimate, expected):
+    assert within(estimate, 0.10) == expected
+    assert check_within("difference", estimate, 0.10).outcome == expected
+
+
+def test_the_t_tail_matches_the_quantile_table():
+    for df in (1, 2, 3, 4, 9, 10, 29, 30):
+        assert t_upper(t975(df), df) == pytest.approx(0.025, abs=2e-5)
+        assert t_upper(-t975(df), df) == pytest.approx(0.975, abs=2e-5)
+    assert t_upper(0.0, 7) == pytest.approx(0.5)
+    assert t_upper(1.959964, None) == pytest.approx(0.025, abs=1e-6)
+
+
+def failing(p: float) -> Comparison:
+    """A comparison that does not hold alone, with one-sided p-value `p` against its claim."""
+    return Comparison("claim", 0.0, -0.1, -0.05, FAILS, FAILS, p)
+
+
+def holding() -> Comparison:
+    return Comparison("claim", 0.5, 0.4, 0.6, HOLDS, HOLDS, 0.999)  # far from failing: p against it near 1
+
+
+def test_one_marginal_failure_among_six_comparisons_does_not_decide_a_finding():
+    # alone, p = 0.02 < 0.025 fails; Holm over six asks the smallest p to be below 0.025 / 6
+    verdict_of, corrected, note = conclude([failing(0.02)] + [holding()] * 5)
+    assert verdict_of == UNSURE and corrected[0].outcome == UNSURE and corrected[0].alone == FAILS
+    assert "1 fail alone, 0 after the correction" in note
+    # a clear failure still decides it, and a second one is judged at the next Holm level (0.025 / 5)
+    verdict_of, corrected, _ = conclude([failing(0.001), failing(0.004)] + [holding()] * 4)
+    assert verdict_of == FAILS and [c.outcome for c in corrected[:2]] == [FAILS, FAILS]
+    _, corrected, _ = conclude([failing(0.001), failing(0.006)] + [holding()] * 4)
+    assert [c.outcome for c in corrected[:2]] == [FAILS, UNSURE]
+    # all holding: an intersection of claims, no correction
+    assert conclude([holding()] * 6)[0] == HOLDS
+
+
+def test_jackknifed_estimates_stay_paired_through_differences_and_means():
+    loo_x, loo_y = np.array([0.50, 0.52, 0.49, 0.51, 0.50]), np.array([0.40, 0.42, 0.39, 0.41, 0.40])
+    x, y = Estimate.jackknifed(0.5, loo_x), Estimate.jackknifed(0.4, loo_y)
+    assert (x - y).half == pytest.approx(0.0, abs=1e-12)  # the same minibatch moves both alike
+    assert (x - y).half < x.half + y.half
+    assert mean([x, y]).half == pytest.approx(Estimate.jackknifed(0.45, (loo_x + loo_y) / 2).half)
