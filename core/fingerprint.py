@@ -77,11 +77,6 @@ class Fingerprint:
             batch_readouts=self.batch_readouts[:count],
         )
 
-    def readout_sums(self, drop: int | None = None) -> torch.Tensor:
-        """[len(READOUT_TERMS), L + 1] the read-out terms summed over the batches (batch index `drop` left out)."""
-        total = torch.stack(self.batch_readouts).sum(0)
-        return total if drop is None else total - self.batch_readouts[drop]
-
 
 def view_generator(seed: int, batch_id: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The generator of batch `batch_id`'s augmented views (and permutations): one per (seed, batch), so
