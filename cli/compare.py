@@ -248,7 +248,9 @@ def _findings_text(result: AnalysisResult, ceilings: Ceilings) -> str:
     for label, side in zip(labels, "ab", strict=True):
         ceiling, note = ceilings.side(side)
         lines.append(f"ceiling for {label}: " + (ceiling.model_b.source if ceiling else f"none ({note})"))
-    lines += [f"{f.key:>10}  {f.verdict:<13}  {f.shows}" for f in findings_table(result, ceilings)]
+    table = findings_table(result, ceilings)
+    lines += [f"{f.key:>10}  {f.verdict:<13}  {f.shows}" for f in table]
+    lines += [f"the verdicts rest on {table[0].rests_on}"] if table else []
     return "\n".join(lines)
 
 

@@ -192,6 +192,7 @@ class Finding:
     verdict: str  # HOLDS, FAILS or UNSURE
     comparisons: tuple[Comparison, ...] = ()  # what the verdict rests on, each with its interval and outcome
     multiplicity: str = ""  # what Holm's correction within the finding did
+    rests_on: str = ""  # the networks behind it: these two only, or how many seeds of each method
 
 
 def above(estimate: Estimate, threshold: float) -> str:
@@ -347,12 +348,24 @@ def findings_table(result: AnalysisResult, ceilings: Ceilings | None = None) -> 
         ("6b", STUDY["6b"], lambda: invariance(pair)),
         ("conclusion", STUDY["conclusion"], lambda: implicitly_fits(pair)),
     ]
+    rests_on = rests_on_seeds(result, ceilings)
     table = []
     for key, study, rule in rules:
         shows, comparisons = rule()
         verdict, corrected, note = conclude(comparisons)
-        table.append(Finding(key, study, shows, verdict, corrected, note if comparisons else ""))
+        table.append(Finding(key, study, shows, verdict, corrected, note if comparisons else "", rests_on))
     return tuple(table)
+
+
+def rests_on_seeds(result: AnalysisResult, ceilings: Ceilings) -> str:
+    """What a verdict about the methods rests on: with one network per method, these two networks only; with
+    other seeds, how many of each (in the seed pairings or the ceilings)."""
+    seeds_a = len({p.a for p in result.seed_pairings}) or (2 if ceilings.a is not None else 1)
+    seeds_b = len({p.b for p in result.seed_pairings}) or (2 if ceilings.b is not None else 1)
+    if seeds_a == seeds_b == 1:
+        return "these two networks only (one seed per method): it says nothing of the methods beyond them"
+    pairings = f", {len(result.seed_pairings)} cross pairings" if result.seed_pairings else ""
+    return f"{seeds_a} seed(s) of A's method and {seeds_b} of B's{pairings}"
 
 
 STUDY = {

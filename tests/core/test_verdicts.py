@@ -11,7 +11,7 @@ import pytest
 from core.ceilings import Ceilings
 from core.interval import t975
 from core.names import OUTPUT, kind, stage
-from core.result import AnalysisResult
+from core.result import AnalysisResult, SeedPairing
 from core.verdicts import (
     FAILS,
     HOLDS,
@@ -331,3 +331,14 @@ def test_jackknifed_estimates_stay_paired_through_differences_and_means():
     assert (x - y).half == pytest.approx(0.0, abs=1e-12)  # the same minibatch moves both alike
     assert (x - y).half < x.half + y.half
     assert mean([x, y]).half == pytest.approx(Estimate.jackknifed(0.45, (loo_x + loo_y) / 2).half)
+
+
+def test_verdicts_say_whether_they_rest_on_two_networks_or_on_seeds_of_each_method():
+    result = synthetic_result(FLAT, LOW_RESIDUALS)
+    assert findings_table(result)[0].rests_on.startswith("these two networks only")
+    seeds = synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))
+    assert findings_table(result, Ceilings(a=seeds))[0].rests_on == "2 seed(s) of A's method and 1 of B's"
+    m = len(result.matched)
+    pairings = tuple(SeedPairing(a, b, np.full(m, 0.9)) for b in ("B", "B2") for a in ("A", "A2"))
+    found = findings_table(replace(result, seed_pairings=pairings))[0].rests_on
+    assert found == "2 seed(s) of A's method and 2 of B's, 4 cross pairings"
