@@ -63,6 +63,7 @@ def with_floors_and_seeds(
         floors = floors_of(a[0], b[0], kept, subset, cluster, floor_pairs, store, progress)
         if floors is not None and result is not None:
             fields |= floor_fields(floors, result.matched, result.layers_a, result.layers_b)
+            fields["seconds"] = result.seconds | {"floors": floors.seconds}
     if len(a) > 1 or len(b) > 1:
         matched = result.matched if result is not None else ()
         seeds = [[(m.identity.source, kept[m.identity.key]) for m in side] for side in (a, b)]

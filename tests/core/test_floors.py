@@ -137,3 +137,22 @@ def test_large_networks_on_a_cpu_run_fewer_pairs_and_say_so():
     pairs, note = init_pairs(11_000_000, CPU)
     assert pairs == CPU_PAIRS and "11M parameters" in note
     assert init_pairs(11_000_000, torch.device("cuda")) == (8, "")
+
+
+def test_an_untrained_fingerprint_is_stored_under_its_identity_and_read_back(tiny_specs, tmp_path, monkeypatch):
+    import core.floors as floors_module
+    from core.store import Store
+
+    info = load_model(tiny_specs["b"]).info
+    subset = load_subset(SubsetSpec(per_class=4))
+    store, cluster = Store(tmp_path, 10**9), Cluster.single(CPU)
+    first = floors_module.untrained_fingerprint(untrained_model(info, 1), subset, FAST, cluster, store)
+    assert first.model.source == untrained_key(info, 1) and not first.options.invariance
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a stored untrained fingerprint was computed again")
+
+    monkeypatch.setattr(floors_module, "fingerprint", refuse)
+    again = floors_module.untrained_fingerprint(untrained_model(info, 1), subset, FAST, cluster, store)
+    assert again.batch_ids == first.batch_ids
+    torch.testing.assert_close(torch.stack(list(again.rows)), torch.stack(list(first.rows)))
