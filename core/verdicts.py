@@ -30,7 +30,7 @@ import numpy as np
 from core.ceilings import Ceilings, matched_at
 from core.interval import MIN_BATCHES, jackknife_interval, t975
 from core.names import OUTPUT, block, kind, side_labels, stage
-from core.result import AnalysisResult
+from core.result import AnalysisResult, SeedPairing
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "cannot tell"
 FAMILY_ALPHA = 0.025  # Holm's family level for "does not hold" within a finding: one side of a 95% interval
@@ -77,12 +77,16 @@ class Estimate:
         return self.half / Z95
 
     def p_beyond(self, threshold: float, upward: bool) -> float:
-        """One-sided p-value that the truth lies beyond `threshold` (above it when `upward`), against its lying on
-        the other side: small when the estimate is far on the other side. 1 when unknown."""
+        """One-sided p-value for the truth lying beyond `threshold` (above it when `upward`, below otherwise):
+        small when the estimate lies far beyond it. A claim's p-value against it is this for the other side.
+        1 when unknown."""
         se = self.standard_error
-        if not (np.isfinite(self.value) and np.isfinite(se)) or se <= 0:
+        if not (np.isfinite(self.value) and np.isfinite(se)):
             return 1.0
-        statistic = (self.value - threshold) / se if upward else (threshold - self.value) / se
+        distance = self.value - threshold if upward else threshold - self.value
+        if se <= 0:  # no spread at all: the estimate is the truth's side
+            return 0.0 if distance > 0 else 1.0 if distance < 0 else 0.5
+        statistic = distance / se
         df = len(self.loo) - 1 if self.loo is not None and len(self.loo) >= max(MIN_BATCHES, 2) else None
         return t_upper(statistic, df)
 
@@ -253,6 +257,27 @@ def matched_estimate(result: AnalysisResult | None, layer: str) -> Estimate:
     return Estimate.jackknifed(m.value, loo[:, i, j])
 
 
+def pairing_estimate(result: AnalysisResult, pairing: SeedPairing, layer: str) -> Estimate:
+    """One seed pairing's matched CKA at `layer`, jackknifed from its replicates (the pair's images)."""
+    if layer not in result.matched:
+        return Estimate(np.nan, np.nan)
+    k = result.matched.index(layer)
+    value = float(pairing.matched_cka[k])
+    if pairing.leave_one_out is None or not pairing.leave_one_out.size or not np.isfinite(value):
+        return Estimate(value, np.nan)
+    return Estimate.jackknifed(value, pairing.leave_one_out[:, k])
+
+
+def other_pairings(result: AnalysisResult) -> list[tuple[str, SeedPairing]]:
+    """The seed pairings besides A x B itself (the first), each with a short label ("A' x B" ...)."""
+    first = result.seed_pairings[0] if result.seed_pairings else None
+    out = []
+    for p in result.seed_pairings[1:]:
+        label = ("A'" if first and p.a != first.a else "A") + " x " + ("B'" if first and p.b != first.b else "B")
+        out.append((label, p))
+    return out
+
+
 class _Pair:
     """Accessors on one result: CKA and read-outs with their uncertainties by layer name, the stage structure."""
 
@@ -408,8 +433,9 @@ def block_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
 
 def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
     """Finding 2. With `low` the lowest block output before the final stage and `end` the last block output:
-    holds when `low` is above HIGH, `low` - `end` is above DROP, and for each ceiling the drop exceeds the same
-    drop between two seeds of one method by more than DROP (so the parting is the methods', not chance's)."""
+    holds when `low` is above HIGH, `low` - `end` is above DROP, for each ceiling the drop exceeds the same
+    drop between two seeds of one method by more than DROP (so the parting is the methods', not chance's), and
+    every other seed pairing of the two methods shows a drop above DROP too."""
     if not pair.intermediate or not pair.final:
         return "The block outputs do not span an intermediate and a final stage.", []
     low_layer = min(pair.intermediate, key=lambda n: pair.matched(n).value)
@@ -433,13 +459,17 @@ def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[
         comparisons.append(check_above(f"drop minus {label}'s drop between two seeds", drop - c_drop, DROP))
     if ceilings.a is None and ceilings.b is None:
         text += "; no other seed to compare the drop with"
+    for label, p in other_pairings(pair.result):  # the methods' drop, not one pair of seeds'
+        seed_drop = pairing_estimate(pair.result, p, low_layer) - pairing_estimate(pair.result, p, end_layer)
+        text += f"; {label}: a drop of {seed_drop}"
+        comparisons.append(check_above(f"drop in {label}", seed_drop, DROP))
     return text + ".", comparisons
 
 
 def residuals_differ(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
     """Finding 3. Over the blocks after the first stage, block output CKA minus residual branch CKA (mean over
     blocks): holds when above 0 and, for each ceiling, above the same gap between two seeds of one method (so
-    the dissimilar residual updates are the methods', not chance's)."""
+    the dissimilar residual updates are the methods', not chance's), and above 0 in every other seed pairing."""
     first = stage(pair.outputs[0]) if pair.outputs else ""
     blocks = [block(n) for n in pair.outputs if stage(n) != first and f"{block(n)} residual" in pair.result.matched]
     if not blocks:
@@ -464,6 +494,10 @@ def residuals_differ(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Compari
         comparisons.append(check_above(f"the gap minus {label}'s gap between two seeds", cross_gap - seed_gap, 0.0))
     if ceilings.a is None and ceilings.b is None:
         text += "; no other seed to compare the gap with"
+    for label, p in other_pairings(pair.result):  # the methods' gap, not one pair of seeds'
+        pairing_gap = gap(lambda n, p=p: pairing_estimate(pair.result, p, n))
+        text += f"; {label}: a gap of {pairing_gap}"
+        comparisons.append(check_above(f"output minus residual in {label}", pairing_gap, 0.0))
     return text + ".", comparisons
 
 

@@ -24,6 +24,8 @@ from core.verdicts import (
     all_of,
     below,
     block_structure,
+    check_above,
+    check_below,
     check_within,
     class_structure,
     conclude,
@@ -342,3 +344,31 @@ def test_verdicts_say_whether_they_rest_on_two_networks_or_on_seeds_of_each_meth
     pairings = tuple(SeedPairing(a, b, np.full(m, 0.9)) for b in ("B", "B2") for a in ("A", "A2"))
     found = findings_table(replace(result, seed_pairings=pairings))[0].rests_on
     assert found == "2 seed(s) of A's method and 2 of B's, 4 cross pairings"
+
+
+def pairing(name_a: str, name_b: str, result: AnalysisResult, outputs: list[float]) -> SeedPairing:
+    """A seed pairing whose block outputs are `outputs` (other layers as in `result`), with replicates spread by
+    ±0.005 over 5 minibatches."""
+    values = synthetic_result(outputs, LOW_RESIDUALS).matched_cka
+    noise = np.linspace(-0.005, 0.005, 5)[:, None] * np.ones(len(result.matched))
+    return SeedPairing(name_a, name_b, values, values[None, :] + noise)
+
+
+def test_a_parting_every_seed_pairing_shows_holds_and_one_it_lacks_does_not():
+    result = synthetic_result(PARTING, LOW_RESIDUALS)  # A x B: a drop of 0.55 ± 0.10
+    same = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, PARTING))
+    assert verdict(outputs_part_at_the_end, replace(result, seed_pairings=same), Ceilings()) == HOLDS
+    lacking = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, FLAT))  # A' x B: no drop
+    shows, found = outputs_part_at_the_end(_Pair(replace(result, seed_pairings=lacking)), Ceilings())
+    assert "A' x B: a drop of 0.00 ± 0.00" in shows
+    assert conclude(found)[0] == FAILS and found[-1].what == "drop in A' x B > 0.10"
+
+
+def test_a_comparison_fails_alone_exactly_when_its_p_value_against_the_claim_is_below_the_family_level():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        loo = rng.normal(0, rng.uniform(0.001, 0.05), 8)
+        estimate = Estimate.jackknifed(float(rng.uniform(-0.3, 0.3)), loo)
+        for made in (check_above("x", estimate, 0.05), check_below("x", estimate, 0.05)):
+            assert (made.alone == FAILS) == (made.p_fail < 0.025), (made, estimate)
+            assert (made.alone == HOLDS) == (made.p_fail > 0.975), (made, estimate)
