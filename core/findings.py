@@ -154,8 +154,8 @@ def _seeds_line(result: AnalysisResult, ceilings: Ceilings | None) -> str:
         return ""
     rests = spreads[0].rests_on
     return (
-        f"Between methods, over {len(result.seed_pairings)} seed pairings ({rests}): every pairing is below every "
-        f"within-method ceiling at {sum(told)} of {len(told)} matched layers."
+        f"Between methods ({rests}): every pairing is below every within-method ceiling at {sum(told)} of "
+        f"{len(told)} matched layers."
     )
 
 
