@@ -235,4 +235,5 @@ def floor_fields(floors: Floors, matched: tuple[str, ...], layers_a, layers_b) -
         "untrained_b": aligned(np.nanmean(floors.trained_b, 0), floors.layers_b, tuple(layers_b)),
         "floor_pairs": floors.pairs,
         "floor_note": floors.note,
+        "floor_method": FLOOR_METHOD,
     }

@@ -12,6 +12,11 @@ from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.readouts import PROBE_METHOD
 
+NULL_METHOD = (
+    "permutation null: B's examples shuffled within each minibatch; a check that the two networks are not "
+    "independent, not a floor (see floor_untrained)"
+)
+
 
 @dataclass(frozen=True)
 class AnalysisResult:
@@ -53,6 +58,8 @@ class AnalysisResult:
     untrained_b: np.ndarray | None = None  # [Lb]
     floor_pairs: int = 0  # pairs of init seeds behind the floor
     floor_note: str = ""  # why they are fewer than asked, if they are
+    floor_method: str = ""  # how the floor was made (core.floors.FLOOR_METHOD); "" without one
+    null_method: str = NULL_METHOD
     invariance_pooled_a: np.ndarray | None = None  # [La] CKA of layer(x) and layer(t(x)), each averaged over space
     invariance_pooled_b: np.ndarray | None = None
     seed_pairings: tuple[SeedPairing, ...] = ()  # every cross pairing of the seeds at hand, A x B first

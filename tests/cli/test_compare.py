@@ -205,6 +205,7 @@ def test_the_result_holds_floors_pooled_invariance_seed_pairings_and_comparisons
     np.testing.assert_allclose(np.array(data["floor_untrained"], dtype=float), np.mean(floors, 0), atol=1e-6)
     low, high = (np.array(data[f"floor_untrained_{e}"], dtype=float) for e in ("low", "high"))
     assert low.shape == high.shape == (m,) and np.all(low <= high) and data["floor_pairs"] == 2
+    assert data["floor_method"].startswith("CKA between untrained") and "independent" in data["null_method"]
     assert len(data["untrained_a"]) == la and len(data["invariance_pooled_a"]) == la
     assert len(data["invariance_pooled_b"]) == len(data["layers_b"])
     # every cross pairing, A x B first, each the library's matched CKA for that pair
