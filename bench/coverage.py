@@ -8,7 +8,15 @@ contain the truth? From the same per-minibatch terms: the jackknife-t interval C
 minibatches it reported before (200 resamples), for comparison. Coverage counts (slice, layer) pairs that have an
 interval.
 
+With --verdicts, the quantities the findings' verdicts read are checked too, each with the interval CKA Lens gives
+it (the paired delete-one-minibatch jackknife on the quantity itself, core.verdicts): differences of matched CKA
+between neighbouring block outputs, each read-out per layer (class structure, pooled invariance), final-stage
+rises of the read-outs, the ceiling (A vs another seed of A's method) per layer and the pair's drop minus the
+ceiling's. Coverage is given per family, with each slice's hits. --split test uses the test split (10,000 images:
+e.g. --truth 5000 --subsets 5 --n 1000).
+
     python bench/coverage.py --data-dir ../shared/data/cifar10 --json bench/results/coverage.json
+    python bench/coverage.py --split test --truth 5000 --subsets 5 --verdicts --batch-sizes 100
 """
 
 from __future__ import annotations
@@ -28,10 +36,15 @@ import torch  # noqa: E402
 
 from core.comparison import pair_terms  # noqa: E402
 from core.data import DataError, Subset, SubsetSpec, load_split  # noqa: E402
+from core.distributed import Cluster  # noqa: E402
 from core.fingerprint import fingerprint  # noqa: E402
 from core.interval import jackknife_interval  # noqa: E402
+from core.names import OUTPUT, kind  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
-from models import DEFAULT_PAIR, load_model  # noqa: E402
+from core.pipeline import compare_pairs  # noqa: E402
+from core.result import AnalysisResult  # noqa: E402
+from core.verdicts import Estimate, _Pair, matched_estimate  # noqa: E402
+from models import DEFAULT_PAIR, load_model, siblings  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -84,6 +97,59 @@ def _share(hits, widths) -> float | None:
     return float(np.asarray(hits)[given].mean()) if given.any() else None
 
 
+def verdict_quantities(result: AnalysisResult, ceiling: AnalysisResult) -> dict[str, dict[str, Estimate]]:
+    """By family, the named quantities the verdicts read, each an Estimate with its jackknife interval."""
+    pair = _Pair(result)
+    outputs = [n for n in result.matched if kind(n) == OUTPUT]
+    end = outputs[-1]
+    families: dict[str, dict[str, Estimate]] = {"difference": {}, "read-out": {}, "read-out rise": {}}
+    for x, y in zip(outputs, outputs[1:], strict=False):
+        families["difference"][f"{x} - {y}"] = pair.matched(x) - pair.matched(y)
+    for what in ("class", "invariance_pooled"):
+        for side, layers in (("a", result.layers_a), ("b", result.layers_b)):
+            for layer in layers:
+                families["read-out"][f"{what}_{side} {layer}"] = pair.readout(what, side, layer)
+            rise = pair.readout(what, side, result.matched[-1]) - pair.readout(what, side, pair.intermediate[-1])
+            families["read-out rise"][f"{what}_{side} final stage"] = rise
+    families["ceiling"] = {n: matched_estimate(ceiling, n) for n in result.matched}
+    low = min(pair.intermediate, key=lambda n: pair.matched(n).value)
+    drop = pair.matched(low) - pair.matched(end)
+    families["ceiling difference"] = {
+        "drop minus the ceiling's drop": drop - (matched_estimate(ceiling, low) - matched_estimate(ceiling, end))
+    }
+    return families
+
+
+def verdict_coverage(images, labels, args, batch: int) -> dict:
+    """Coverage per family of the verdicts' quantities: truth from the first --truth images, one interval per
+    slice, hits per slice."""
+    a, b = (load_model(spec) for spec in DEFAULT_PAIR)
+    a2 = load_model(siblings(DEFAULT_PAIR[0]).specs[0])
+    options = AnalysisOptions(batch_size=batch, probes=False, permutations=0)
+
+    def quantities(subset: Subset) -> dict[str, dict[str, Estimate]]:
+        pair, ceiling = compare_pairs([(a, b), (a, a2)], subset, options, Cluster.single(CPU))
+        return verdict_quantities(pair, ceiling)
+
+    truth = quantities(_slice(images, labels, 0, args.truth, -1))
+    hits: dict[str, list[list[bool]]] = {family: [] for family in truth}
+    widths: dict[str, list[float]] = {family: [] for family in truth}
+    for k in range(args.subsets):
+        found = quantities(_slice(images, labels, args.truth + k * args.n, args.n, k))
+        for family, named in found.items():
+            given = [(e, truth[family][n].value) for n, e in named.items() if np.isfinite(e.half)]
+            hits[family].append([bool(e.value - e.half <= t <= e.value + e.half) for e, t in given])
+            widths[family] += [2 * e.half for e, _ in given]
+    return {
+        family: {
+            "coverage": float(np.mean([h for per in hits[family] for h in per])) if widths[family] else None,
+            "hits_per_slice": [f"{sum(per)}/{len(per)}" for per in hits[family]],
+            "median_width": float(np.median(widths[family])) if widths[family] else None,
+        }
+        for family in hits
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
@@ -92,11 +158,13 @@ def main() -> None:
     parser.add_argument("--truth", type=int, default=10000, help="images behind the truth")
     parser.add_argument("--batch-sizes", default="100,250", help="comma-separated")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--split", default="train", choices=("train", "test"), help="train falls back to test")
+    parser.add_argument("--verdicts", action="store_true", help="also the verdicts' quantities, per family")
     args = parser.parse_args()
     torch.manual_seed(0)
-    split = "train"
+    split = args.split
     try:
-        images, labels, _ = load_split("train", args.data_dir)
+        images, labels, _ = load_split(split, args.data_dir)
     except DataError:
         split = "test"
         images, labels, _ = load_split("test", args.data_dir)
@@ -133,6 +201,7 @@ def main() -> None:
                 }
                 for name in hits
             },
+            **({"verdicts": verdict_coverage(images, labels, args, batch)} if args.verdicts else {}),
             "seconds": round(time.perf_counter() - t0, 1),
         }
         print(json.dumps({batch: report["by_batch_size"][batch]}), flush=True)

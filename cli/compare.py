@@ -7,17 +7,20 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from cli.bars import Bars
 from cli.checkpoints import describe, model_spec
 from cli.errors import CliError, writing
+from cli.floors import with_floors_and_seeds
 from core.ceilings import Ceilings
 from core.cka import KERNELS
 from core.data import SPLITS, DataError, Subset, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
 from core.fingerprint import Fingerprint, fingerprint_steps
+from core.floors import INIT_PAIRS
 from core.names import side_labels
 from core.network import Network
 from core.options import DEFAULTS, ESTIMATORS, AnalysisOptions
@@ -88,6 +91,13 @@ def add_parser(sub) -> None:
     )
     c.add_argument("--no-invariance", action="store_true", help="skip the augmented-view forward pass")
     c.add_argument("--no-probes", action="store_true")
+    c.add_argument(
+        "--floor-pairs",
+        type=int,
+        default=INIT_PAIRS,
+        help="pairs of init seeds of untrained networks behind the floor (0: no floor; fewer are run for a large "
+        "network on a CPU, and the result says so)",
+    )
     c.add_argument(
         "--progress-json",
         nargs="?",
@@ -190,7 +200,16 @@ def run(args: argparse.Namespace) -> int:
             for model in dict.fromkeys(m for m in everyone if m is not None):
                 print(describe(model.info), file=sys.stderr)
         found = _compared(
-            reference, sibling_a, others, [s for s, _ in siblings_b], subset, options, cluster, bars, lines
+            reference,
+            sibling_a,
+            others,
+            [s for s, _ in siblings_b],
+            subset,
+            options,
+            cluster,
+            bars,
+            lines,
+            args.floor_pairs,
         )
     finally:
         bars.close()
@@ -232,11 +251,14 @@ def _compared(
     cluster: Cluster,
     bars: Bars,
     lines: _PreviewLines | None,
+    floor_pairs: int,
 ) -> list[PairWithCeilings]:
     """A against each B with its ceilings (core.pipeline.compare_with_ceilings, the app's assembly too); A's own
     ceiling is computed with the first B only. With several B, A's fingerprint is kept for the whole run, so its
     pass runs once; each B's is dropped once its comparisons are done. With `lines`, a preview of every
-    comparison (ceilings included) after each minibatch, then every result. Empty on ranks other than 0."""
+    comparison (ceilings included) after each minibatch, then every result. Each pair then gets its untrained
+    floors and its seed pairings (cli.floors), from the fingerprints its comparisons kept. Empty on ranks other
+    than 0."""
     source = None
     if len(others) > 1:
         shelf = FingerprintShelf({})
@@ -247,13 +269,20 @@ def _compared(
         source = shelf.source(steps, key=lambda network: network.identity.key)
     preview = lines.preview if lines else None
 
+    kept: dict[str, Fingerprint] = {}  # every fingerprint of the run, for the floors and the seed pairings
+
     def compute(pairs: list[Pair]) -> list[AnalysisResult]:
-        return compare_pairs(pairs, subset, options, cluster, bars, preview, source)
+        return compare_pairs(pairs, subset, options, cluster, bars, preview, source, keep=kept)
 
     found = []
     for k, (other, sibling_b) in enumerate(zip(others, siblings_b, strict=True)):
         each = compare_with_ceilings(reference, other, sibling_a if k == 0 else None, sibling_b, compute)
-        found += [each] if each is not None else []
+        seeds_a = [reference] + ([sibling_a] if sibling_a else [])
+        seeds_b = [other] + ([sibling_b] if sibling_b else [])
+        pair = with_floors_and_seeds(
+            each and each.pair, seeds_a, seeds_b, kept, subset, cluster, floor_pairs, default_store(), bars
+        )
+        found += [replace(each, pair=pair)] if each is not None else []
         if source is not None:
             for network in (other, sibling_b, sibling_a):
                 if network is not None and network.identity.key != reference.identity.key:
@@ -294,7 +323,9 @@ def _findings_text(result: AnalysisResult, ceilings: Ceilings) -> str:
     for label, side in zip(labels, "ab", strict=True):
         ceiling, note = ceilings.side(side)
         lines.append(f"ceiling for {label}: " + (ceiling.model_b.source if ceiling else f"none ({note})"))
-    lines += [f"{f.key:>10}  {f.verdict:<13}  {f.shows}" for f in findings_table(result, ceilings)]
+    table = findings_table(result, ceilings)
+    lines += [f"{f.key:>10}  {f.verdict:<13}  {f.shows}" for f in table]
+    lines += [f"the verdicts rest on {table[0].rests_on}"] if table else []
     return "\n".join(lines)
 
 

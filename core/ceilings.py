@@ -2,9 +2,9 @@
 
 A cross-method CKA means little alone. Two networks trained with the same method and recipe, differing only in
 their seed, show how alike two networks get when only chance differs: that is the ceiling a cross-method value
-is read against (the permutation null is the floor). A ceiling is an ordinary pair result (A vs A', B vs B'),
-so it carries its own jackknife intervals; computed from cached fingerprints, it costs one forward pass per
-sibling.
+is read against (the floor is two untrained networks, core.floors; the permutation null only checks
+independence). A ceiling is an ordinary pair result (A vs A', B vs B'), so it carries its own jackknife
+intervals; computed from cached fingerprints, it costs one forward pass per sibling.
 """
 
 from __future__ import annotations

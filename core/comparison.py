@@ -142,6 +142,7 @@ def finalize(
         return normalise_hsic(hsic, constant)
 
     full, reasons = stacked_cka([1.0] * len(terms.cross))
+    dropped = _stacked_leave_one_out(fa, fb, terms, constant) if with_readouts else None
     cross = full[:la, la:]
     self_a, self_b = sum(fa.self_hsic).diagonal(), sum(fb.self_hsic).diagonal()
     null_cka = cka_from_hsic(terms.null, self_a[ia].expand_as(terms.null), self_b[ib].expand_as(terms.null))
@@ -190,4 +191,35 @@ def finalize(
         probe_b=rb.probe_accuracy,
         seconds=seconds,
         versions=_versions(),
+        invariance_pooled_a=ra.invariance_pooled,
+        invariance_pooled_b=rb.invariance_pooled,
+        leave_one_out=_replicates(dropped, la, ra, rb),
     )
+
+
+def _stacked_leave_one_out(fa: Fingerprint, fb: Fingerprint, terms: PairTerms, constant: torch.Tensor) -> torch.Tensor:
+    """[batches, La + Lb, La + Lb] the CKA of the stacked [A; B] layers with each minibatch left out: every cell of
+    the cross-model and own maps gets its jackknife replicates (one subtraction and normalisation per batch)."""
+    la = len(fa.layers)
+    blocks = []
+    for cross, sa, sb in zip(terms.cross, fa.self_hsic, fb.self_hsic, strict=True):
+        blocks.append(torch.cat([torch.cat([sa, cross], 1), torch.cat([cross.T, sb], 1)], 0))
+    if not blocks:
+        return torch.zeros(0, la + len(fb.layers), la + len(fb.layers), dtype=torch.float64)
+    total = torch.stack(blocks).sum(0)
+    return torch.stack([normalise_hsic(total - block, constant)[0] for block in blocks])
+
+
+def _replicates(dropped: torch.Tensor | None, la: int, ra, rb) -> dict[str, np.ndarray]:
+    """The result's leave-one-out replicates by quantity (core.result.AnalysisResult.leave_one_out); empty for a
+    preview."""
+    if dropped is None:
+        return {}
+    out = {
+        "cross": dropped[:, :la, la:].numpy(),
+        "self_a": dropped[:, :la, :la].numpy(),
+        "self_b": dropped[:, la:, la:].numpy(),
+    }
+    for side, readout in (("a", ra), ("b", rb)):
+        out |= {f"{name}_{side}": values for name, values in readout.leave_one_out.items()}
+    return out

@@ -1,5 +1,6 @@
 """One-line findings computed from a result: where the two networks agree, where they part ways, and how the
-cross-method numbers compare with the ceiling (two seeds of one method) and the floor (the permutation null)."""
+cross-method numbers compare with the ceiling (two seeds of one method), the floor (two untrained networks of the
+same architectures, core.floors) and the permutation null (an independence check, not a floor)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 from core.ceilings import Ceilings, matched_at
 from core.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
 from core.result import AnalysisResult
+from core.seeds import method_spread
+from core.verdicts import HOLDS, Estimate, above, below, within
 
 AGREE = 0.8  # matched-layer CKA at or above this counts as "the networks agree here"
-SAME = 0.02  # read-outs closer than this are reported as equal
+SAME = 0.02  # read-outs equal within this margin (the whole interval of their difference inside it) are "equal"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ def summarise(result: AnalysisResult, threshold: float = AGREE, ceilings: Ceilin
         output_line,
         _residual_line(curve, threshold),
         *against,
+        _floor_line(result),
+        _seeds_line(result, ceilings),
         _null_line(result),
         _objectives_line(result),
         _probe_line(result),
@@ -98,8 +103,8 @@ def _residual_line(curve: dict[str, float], t: float) -> str:
 
 def _against_ceilings(result: AnalysisResult, ceilings: Ceilings, which: str) -> str:
     """One kind of layer (block outputs or residual branches), mean CKA over its matched layers: A vs B, each
-    model against another seed of its method (the ceiling) and the permutation null's 95th percentile (the
-    floor)."""
+    model against another seed of its method (the ceiling) and the permutation null's 95th percentile (an
+    independence check)."""
     names = [n for n, v in zip(result.matched, result.matched_cka, strict=True) if kind(n) == which and np.isfinite(v)]
     if not names:
         return ""
@@ -116,6 +121,42 @@ def _against_ceilings(result: AnalysisResult, ceilings: Ceilings, which: str) ->
         parts.append(f"permutation null below {max(np.ceil(max(known_floors) * 100) / 100, 0.01):.2f}")
     title = "Block outputs" if which == OUTPUT else "Residual branches"
     return f"{title}, mean over {len(names)} layers: " + "; ".join(parts) + "."
+
+
+def _floor_line(result: AnalysisResult) -> str:
+    """Where A vs B stands clear of the untrained floor (its interval above the floor's 95th percentile), and the
+    first matched layer's numbers; "" for a result without floors."""
+    floor, high = result.floor_untrained, result.floor_untrained_high
+    if floor is None or high is None or not np.isfinite(floor).any():
+        return ""
+    low_end = result.interval_low if np.isfinite(result.interval_low).any() else result.matched_cka
+    known = np.isfinite(low_end) & np.isfinite(high)
+    clear = int((low_end[known] > high[known]).sum())
+    first = result.matched[0]
+    note = f" ({result.floor_note})" if result.floor_note else ""
+    return (
+        f"Against untrained networks of the same architectures ({result.floor_pairs} pairs of init seeds{note}): "
+        f"above the floor's 95th percentile at {clear} of {int(known.sum())} matched layers; at {first} "
+        f"{result.matched_cka[0]:.2f} against an untrained {floor[0]:.2f} ({result.floor_untrained_low[0]:.2f}-"
+        f"{high[0]:.2f})."
+    )
+
+
+def _seeds_line(result: AnalysisResult, ceilings: Ceilings | None) -> str:
+    """Between methods (every seed pairing) against within a method (the ceilings), over the matched layers, and
+    what that rests on; "" without other seeds."""
+    if not result.seed_pairings:
+        return ""
+    within_method = [c for c in (ceilings.a, ceilings.b) if c is not None] if ceilings else []
+    spreads = [method_spread(result, within_method, name) for name in result.matched]
+    told = [s.separated for s in spreads if s.separated is not None]
+    if not told:
+        return ""
+    rests = spreads[0].rests_on
+    return (
+        f"Between methods ({rests}): every pairing is below every within-method ceiling at {sum(told)} of "
+        f"{len(told)} matched layers."
+    )
 
 
 def _null_line(result: AnalysisResult) -> str:
@@ -157,12 +198,37 @@ def _objectives_line(result: AnalysisResult) -> str:
         a, b = float(values_a[i]), float(values_b[j])
         if not (np.isfinite(a) and np.isfinite(b)):
             continue
-        if abs(a - b) < SAME:
+        key = "invariance" if what == "augmentation-invariant" else "class"
+        difference = _difference(result, key, i, j)
+        if difference is not None:
+            parts.append(_compared(difference, what, label_a, label_b, a, b))
+        elif abs(a - b) < SAME:
             parts.append(f"both are about equally {what} ({a:.2f} and {b:.2f})")
         else:
             more, high, low = (label_a, a, b) if a > b else (label_b, b, a)
             parts.append(f"{more} is more {what} ({high:.2f} vs {low:.2f})")
     return f"At the {name} layer, " + " and ".join(parts) + "." if parts else ""
+
+
+def _difference(result: AnalysisResult, key: str, i: int, j: int) -> Estimate | None:
+    """A's read-out `key` at its layer i minus B's at its layer j, jackknifed from the result's replicates (the
+    same minibatches left out of both); None for a result without them."""
+    loo_a, loo_b = result.leave_one_out.get(f"{key}_a"), result.leave_one_out.get(f"{key}_b")
+    if loo_a is None or loo_b is None or loo_a.shape[0] != loo_b.shape[0]:
+        return None
+    value = float(getattr(result, f"{key}_a")[i] - getattr(result, f"{key}_b")[j])
+    return Estimate.jackknifed(value, loo_a[:, i] - loo_b[:, j])
+
+
+def _compared(difference: Estimate, what: str, label_a: str, label_b: str, a: float, b: float) -> str:
+    """Equal within ±SAME, one more than the other (the difference's interval wholly on one side), or neither."""
+    if within(difference, SAME) == HOLDS:
+        return f"both are equally {what} within ±{SAME:.2f} ({a:.2f} and {b:.2f})"
+    if above(difference, 0.0) == HOLDS or below(difference, 0.0) == HOLDS:
+        more, high, low = (label_a, a, b) if a > b else (label_b, b, a)
+        gap = difference.scaled(-1) if difference.value < 0 else difference
+        return f"{more} is more {what} ({high:.2f} vs {low:.2f}, difference {gap})"
+    return f"neither is clearly more {what} ({a:.2f} vs {b:.2f}, difference {difference})"
 
 
 def _probe_line(result: AnalysisResult) -> str:

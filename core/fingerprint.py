@@ -31,6 +31,11 @@ from core.probes import pool_features
 from core.progress import Progress, no_progress
 from core.spill import Batches, Part, Spiller
 
+# The rows of a batch's read-out terms: HSIC of each layer (and the labels) with the label kernel; of layer(x) with
+# layer(t(x)) and of layer(t(x)) with itself; the same three for each map averaged over space first (pooled
+# invariance: a random crop moves content, so flattened maps of x and t(x) differ by misalignment as well).
+READOUT_TERMS = ("label", "inv_cross", "inv_self", "pooled_cross", "pooled_self_x", "pooled_self_t")
+
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -55,6 +60,10 @@ class Fingerprint:
     inv_self: torch.Tensor  # [L] HSIC of a layer on t(x) with itself
     constant: torch.Tensor  # [L] bool: the layer was constant on every batch
     seconds: dict[str, float]  # time per stage
+    # per batch: [len(READOUT_TERMS), L + 1] float64, the read-outs' HSIC terms of that batch alone (see
+    # READOUT_TERMS; the label row has L + 1 entries, the others L and a 0), so that every read-out has its
+    # delete-one-minibatch jackknife; () in a fingerprint made without them
+    batch_readouts: tuple[torch.Tensor, ...] = ()
 
     def first(self, count: int) -> Fingerprint:
         """The per-batch parts of the first `count` batches, for a preview (the summed parts stay whole)."""
@@ -65,6 +74,7 @@ class Fingerprint:
             self_hsic=self.self_hsic[:count],
             pooled=tuple(layer[:count] for layer in self.pooled),
             labels=self.labels[:count],
+            batch_readouts=self.batch_readouts[:count],
         )
 
 
@@ -113,7 +123,7 @@ def fingerprint_steps(
     mine = [k for k in range(options.batch_count(n)) if k % world == rank]
     onehot = F.one_hot(subset.labels, len(CLASSES)).double()
     seconds = {"forward": 0.0, "cka": 0.0}
-    kept, rows, self_hsic, labels = [], [], [], []
+    kept, rows, self_hsic, labels, batch_readouts = [], [], [], [], []
     pooled: list[list] = [[] for _ in extractor.names] if options.probes else []
     spiller = Spiller(settings.spill_bytes())
     heap = HeapBudget()
@@ -143,14 +153,16 @@ def fingerprint_steps(
             inv_self=own.cpu(),
             constant=flat.cpu(),
             seconds=dict(seconds),
+            batch_readouts=tuple(batch_readouts),
         )
 
-    def pass_over(images: torch.Tensor, views: bool) -> tuple[torch.Tensor, torch.Tensor | None, list, float]:
+    def pass_over(images: torch.Tensor, views: bool) -> tuple[torch.Tensor, torch.Tensor | None, list, float, list]:
         """One forward pass, each layer read as the network makes it (FeatureExtractor.stream): the layers' centred
         Gram rows [L, b*b]; for the images themselves (not `views`), whether each layer was constant and (with
-        probes) its pooled probe features in bfloat16; and the seconds of the pass that were the network's own (the
-        rest is CKA time)."""
+        probes) its pooled probe features in bfloat16; the seconds of the pass that were the network's own (the
+        rest is CKA time); with invariance, each layer's centred Gram rows of its map averaged over space."""
         layer_rows, flags, probe = [None] * n_layers, [None] * n_layers, [None] * n_layers
+        spatial = [None] * n_layers
         probes = options.probes and not views
         reading = [0.0]
 
@@ -158,6 +170,9 @@ def fingerprint_steps(
             synchronize(device)
             t = time.perf_counter()
             layer_rows[j] = centred_rows([features], **kw)[0]
+            if options.invariance:
+                averaged = features.float().mean((2, 3)) if features.dim() == 4 else features
+                spatial[j] = centred_rows([averaged], **kw)[0]
             if not views:
                 flags[j] = is_constant([features])[0]
             if probes:
@@ -172,7 +187,8 @@ def fingerprint_steps(
         extractor.stream(normalize(images, network.mean, network.std), consume)
         synchronize(device)
         own = time.perf_counter() - t - reading[0]
-        return torch.stack(layer_rows), None if views else torch.stack(flags), probe if probes else [], own
+        averaged = torch.stack(spatial) if options.invariance else None
+        return torch.stack(layer_rows), None if views else torch.stack(flags), probe if probes else [], own, averaged
 
     for done, k in enumerate(mine, start=1):
         batch = slice(k * options.batch_size, (k + 1) * options.batch_size)
@@ -180,9 +196,11 @@ def fingerprint_steps(
         if len(images) < options.min_batch:
             continue  # a tail too small for the estimator is left out; `used_images` says so
         start = time.perf_counter()
-        r, flat, probe_feats, forward = pass_over(images, views=False)
+        r, flat, probe_feats, forward, spatial_x = pass_over(images, views=False)
         lab = centred_rows([onehot[batch].to(device)], **(kw | {"kernel": "linear"}))
-        label_hsic += (torch.cat([r, lab]) * lab).sum(1)
+        terms = torch.zeros(len(READOUT_TERMS), n_layers + 1, dtype=torch.float64, device=device)
+        terms[0] = (torch.cat([r, lab]) * lab).sum(1)
+        label_hsic += terms[0]
         self_hsic.append((r @ r.T).cpu())
         constant &= flat
         keep_batch(spiller, rows, pooled, r.float().cpu(), probe_feats)
@@ -197,10 +215,14 @@ def fingerprint_steps(
             augmented = simclr_views(images, view_generator(options.seed, k, device))
             synchronize(device)
             forward += time.perf_counter() - t
-            rv, _, _, views_forward = pass_over(augmented, views=True)
+            rv, _, _, views_forward, spatial_t = pass_over(augmented, views=True)
             forward += views_forward
-            inv_cross += (r * rv).sum(1)
-            inv_self += (rv * rv).sum(1)
+            terms[1, :n_layers], terms[2, :n_layers] = (r * rv).sum(1), (rv * rv).sum(1)
+            terms[3, :n_layers] = (spatial_x * spatial_t).sum(1)
+            terms[4, :n_layers], terms[5, :n_layers] = (spatial_x * spatial_x).sum(1), (spatial_t * spatial_t).sum(1)
+            inv_cross += terms[1, :n_layers]
+            inv_self += terms[2, :n_layers]
+        batch_readouts.append(terms.cpu())
         synchronize(device)
         seconds["forward"] += forward
         seconds["cka"] += time.perf_counter() - start - forward
@@ -246,6 +268,7 @@ def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:
         self_hsic=pick("self_hsic"),
         pooled=tuple(parts(lambda s, j=j: s.pooled[j]) for j in range(len(first.pooled))),
         labels=pick("labels"),
+        batch_readouts=pick("batch_readouts") if all(s.batch_readouts for s in shards) else (),
         label_hsic=total("label_hsic"),
         inv_cross=total("inv_cross"),
         inv_self=total("inv_self"),

@@ -185,13 +185,16 @@ def compare_pairs(
     preview: Preview | None = None,
     fingerprints: FingerprintSource | None = None,
     previewed: int | None = None,
+    keep: dict[str, Fingerprint] | None = None,
 ) -> list[AnalysisResult]:
     """Compare each (first, second) pair, every network's pass computed once however many pairs it is in.
 
     A pair and its ceilings ((A, B), (A, A'), (B, B')) cost four forward passes, not six. A fingerprint is
     kept only until the last pair that needs it. `fingerprints` as in `compare_many` (a cache shared beyond
     this call); `preview` as there, for the first `previewed` pairs (all by default). Results in the pairs'
-    order on rank 0, an empty list elsewhere.
+    order on rank 0, an empty list elsewhere. With `keep`, every network's fingerprint (this process's
+    share) is also left there by identity key, for what is made from fingerprints alone afterwards (core.seeds,
+    core.floors).
     """
     last_use = {network.identity.key: k for k, pair in enumerate(pairs) for network in pair}
     if fingerprints is None:
@@ -200,7 +203,14 @@ def compare_pairs(
             return fingerprint_steps(network, subset, options, cluster.device, progress, cluster.shard)
 
     shelf = FingerprintShelf({})
-    once = shelf.source(fingerprints, key=lambda network: network.identity.key)
+    shelved = shelf.source(fingerprints, key=lambda network: network.identity.key)
+
+    def once(network: Network) -> Iterator[Fingerprint]:
+        for step in shelved(network):
+            yield step
+        if keep is not None:
+            keep[network.identity.key] = step
+
     results: list[AnalysisResult] = []
     for k, (first, second) in enumerate(pairs):
         shown = preview if previewed is None or k < previewed else None

@@ -4,7 +4,7 @@ from the comparison's stacked HSIC, core.comparison.finalize)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,10 @@ class Readouts:
     invariance: np.ndarray  # [L] CKA(layer(x), layer(t(x))); NaN when not computed
     probe_accuracy: np.ndarray  # [L] held-out linear-probe accuracy; NaN when not computed
     probe_seconds: float
+    invariance_pooled: np.ndarray | None = None  # [L] the same on maps averaged over space; None when not computed
+    # [batches, L] each read-out with one minibatch left out (keys class, invariance, invariance_pooled); empty
+    # for a fingerprint without per-batch read-out terms
+    leave_one_out: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def readouts(fp: Fingerprint, progress: Progress = no_progress) -> Readouts:
@@ -40,13 +44,34 @@ def readouts(fp: Fingerprint, progress: Progress = no_progress) -> Readouts:
     invariance = cka_from_hsic(fp.inv_cross, diag, fp.inv_self) if fp.options.invariance else np.full(n_layers, np.nan)
     t0 = time.perf_counter()
     probes = _probe_layers(fp, progress) if fp.options.probes else np.full(n_layers, np.nan)
-    return Readouts(class_cka, invariance, probes, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if not fp.batch_readouts:
+        return Readouts(class_cka, invariance, probes, seconds)
+    whole, dropped = _readout_cka(fp)
+    pooled = whole["invariance_pooled"] if fp.options.invariance else None
+    return Readouts(class_cka, invariance, probes, seconds, pooled, dropped)
+
+
+def _readout_cka(fp: Fingerprint) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each read-out from the per-batch terms: over every batch ([L]) and with each batch left out ([batches, L]).
+    Without invariance only class structure is there."""
+    n = len(fp.layers)
+    terms = torch.stack(fp.batch_readouts)  # [batches, terms, L + 1]
+    diag = torch.stack([s.diagonal() for s in fp.self_hsic])  # [batches, L]
+    out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+    for k, (t, d) in enumerate(((terms.sum(0), diag.sum(0)), (terms.sum(0) - terms, diag.sum(0) - diag))):
+        label, views, pooled = t[..., 0, :n], t[..., 1, :n], t[..., 3, :n]
+        out[k]["class"] = cka_from_hsic(label, d, t[..., 0, n : n + 1].expand_as(label))
+        if fp.options.invariance:
+            out[k]["invariance"] = cka_from_hsic(views, d, t[..., 2, :n])
+            out[k]["invariance_pooled"] = cka_from_hsic(pooled, t[..., 4, :n], t[..., 5, :n])
+    return out
 
 
 def no_readouts(fp: Fingerprint) -> Readouts:
     """Every read-out NaN: for a preview, whose sums and probe features are not complete."""
     missing = np.full(len(fp.layers), np.nan)
-    return Readouts(missing, missing, missing, 0.0)
+    return Readouts(missing, missing, missing, 0.0, missing if fp.options.invariance else None)
 
 
 def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:

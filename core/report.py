@@ -7,6 +7,7 @@ its numbers, never taken on trust.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 from core.ceilings import Ceilings, ceilings_csv_rows, ceilings_from_json, ceilings_to_json
@@ -16,8 +17,19 @@ from core.verdicts import findings_table
 
 def report_json(result: AnalysisResult, ceilings: Ceilings) -> dict:
     """The result's JSON (what `from_json_dict` reads) plus its ceilings and the findings table."""
-    findings = [asdict(finding) for finding in findings_table(result, ceilings)]
+    findings = [_finite(asdict(finding)) for finding in findings_table(result, ceilings)]
     return to_json_dict(result) | {"ceilings": ceilings_to_json(ceilings), "findings": findings}
+
+
+def _finite(value):
+    """`value` with every non-finite float (an unknown estimate or interval) as None, which JSON can hold."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def report_csv(result: AnalysisResult, ceilings: Ceilings) -> str:

@@ -13,6 +13,11 @@ from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.readouts import PROBE_METHOD
 
+NULL_METHOD = (
+    "permutation null: B's examples shuffled within each minibatch; a check that the two networks are not "
+    "independent, not a floor (see floor_untrained)"
+)
+
 
 @dataclass(frozen=True)
 class AnalysisResult:
@@ -46,6 +51,33 @@ class AnalysisResult:
     interval_method: str = INTERVAL_METHOD
     seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # Read beside A vs B (core.floors, core.seeds); None, 0 or empty in results made without them (older files).
+    floor_untrained: np.ndarray | None = None  # [M] untrained A-arch vs untrained B-arch, mean over init pairs
+    floor_untrained_low: np.ndarray | None = None  # [M] 5th percentile over init pairs
+    floor_untrained_high: np.ndarray | None = None  # [M] 95th percentile over init pairs
+    untrained_a: np.ndarray | None = None  # [La] trained A vs untrained A-arch networks, mean over init seeds
+    untrained_b: np.ndarray | None = None  # [Lb]
+    floor_pairs: int = 0  # pairs of init seeds behind the floor
+    floor_note: str = ""  # why they are fewer than asked, if they are
+    floor_method: str = ""  # how the floor was made (core.floors.FLOOR_METHOD); "" without one
+    null_method: str = NULL_METHOD
+    invariance_pooled_a: np.ndarray | None = None  # [La] CKA of layer(x) and layer(t(x)), each averaged over space
+    invariance_pooled_b: np.ndarray | None = None
+    seed_pairings: tuple[SeedPairing, ...] = ()  # every cross pairing of the seeds at hand, A x B first
+    # per quantity, its values with each minibatch left out ([batches, ...]): the paired jackknife of any
+    # quantity a verdict reads (core.verdicts); keys cross, self_a, self_b, class_a, class_b, invariance_a,
+    # invariance_b, invariance_pooled_a, invariance_pooled_b
+    leave_one_out: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeedPairing:
+    """One cross pairing of a seed of A's method with a seed of B's: its matched-layer CKA on the same images."""
+
+    a: str  # the spec of A's seed
+    b: str  # the spec of B's seed
+    matched_cka: np.ndarray  # [M] over the result's matched layers
+    leave_one_out: np.ndarray | None = None  # [batches, M] the CKA with each minibatch left out
 
 
 def to_json_dict(result: AnalysisResult) -> dict:
@@ -56,6 +88,8 @@ def to_json_dict(result: AnalysisResult) -> dict:
             return [clean(v) for v in value.tolist()]
         if isinstance(value, list | tuple):
             return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
         if isinstance(value, float) and not np.isfinite(value):
             return None
         return value
@@ -67,14 +101,35 @@ def to_json_dict(result: AnalysisResult) -> dict:
 
 
 _ARRAYS = {f.name for f in fields(AnalysisResult) if f.type == "np.ndarray"}
-_TUPLES = {f.name for f in fields(AnalysisResult) if str(f.type).startswith("tuple")}
+_TUPLES = {f.name for f in fields(AnalysisResult) if str(f.type).startswith("tuple")} - {"seed_pairings"}
+_OPTIONAL_ARRAYS = {f.name for f in fields(AnalysisResult) if f.type == "np.ndarray | None"}
+
+
+def _optional_parts(values: dict) -> None:
+    """The fields older files lack, read in place when present: optional arrays (null -> NaN), the leave-one-out
+    replicates, the seed pairings."""
+    for key in _OPTIONAL_ARRAYS & set(values):
+        values[key] = None if values[key] is None else np.array(values[key], dtype=np.float64)
+    if "leave_one_out" in values:
+        values["leave_one_out"] = {k: np.array(v, dtype=np.float64) for k, v in dict(values["leave_one_out"]).items()}
+    if "seed_pairings" in values:
+        values["seed_pairings"] = tuple(
+            SeedPairing(
+                a=str(p["a"]),
+                b=str(p["b"]),
+                matched_cka=np.array(p["matched_cka"], dtype=np.float64),
+                leave_one_out=None if p.get("leave_one_out") is None else np.array(p["leave_one_out"], np.float64),
+            )
+            for p in values["seed_pairings"]
+        )
 
 
 def from_json_dict(data: dict) -> AnalysisResult:
     """The result `to_json_dict` wrote (null values back to NaN); a ResultFileError saying what is wrong otherwise."""
     if not isinstance(data, dict):
         raise ResultFileError(f"a result is a JSON object, not {type(data).__name__}")
-    missing = sorted({f.name for f in fields(AnalysisResult) if f.default is MISSING} - set(data))
+    required = {f.name for f in fields(AnalysisResult) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(data))
     if missing:
         raise ResultFileError(f"this is not a CKA Lens result: {', '.join(missing[:4])} missing")
     known = {f.name for f in fields(AnalysisResult)}
@@ -84,6 +139,7 @@ def from_json_dict(data: dict) -> AnalysisResult:
             values[key] = np.array(values[key], dtype=np.float64)  # null -> nan
         for key in _TUPLES:
             values[key] = tuple(values[key])
+        _optional_parts(values)
         values["model_a"], values["model_b"] = (ModelIdentity(**values[k]) for k in ("model_a", "model_b"))
         subset = dict(values["subset"])
         values["subset"] = SubsetSpec(**(subset | {"classes": tuple(subset["classes"])}))
@@ -121,4 +177,16 @@ def to_csv(result: AnalysisResult) -> str:
     for k, name in enumerate(result.matched):
         for section in ("matched_cka", "null_mean", "null_p95", "interval_low", "interval_high"):
             add(section, name, name, getattr(result, section)[k])
+    for section in ("invariance_pooled", "untrained"):
+        for side, layers in (("a", result.layers_a), ("b", result.layers_b)):
+            values = getattr(result, f"{section}_{side}")
+            for name, value in zip(layers, () if values is None else values, strict=False):
+                add(f"{section}_{side}", name if side == "a" else "", name if side == "b" else "", value)
+    for section in ("floor_untrained", "floor_untrained_low", "floor_untrained_high"):
+        values = getattr(result, section)
+        for name, value in zip(result.matched, () if values is None else values, strict=False):
+            add(section, name, name, value)
+    for pairing in result.seed_pairings:
+        for name, value in zip(result.matched, pairing.matched_cka, strict=False):
+            add(f"seed_pairing {pairing.a} x {pairing.b}".replace(",", ";"), name, name, value)
     return "\n".join(lines) + "\n"

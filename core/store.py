@@ -39,7 +39,7 @@ from core.result import AnalysisResult, from_json_dict, to_json_dict
 from core.spill import Batches, OnDisk, Part, Spiller, bytes_of, part_bytes
 
 # Bump when the numbers an entry holds would change for the same inputs: older entries are then never read.
-ENGINE_VERSION = "2026.12.2"
+ENGINE_VERSION = "2026.12.3"
 STALE_TMP_S = 600  # a temporary file this old belongs to a writer that died
 FINGERPRINT = ".fp"
 RESULT = ".json"  # two lines of JSON: the engine and a sha256, then the result
@@ -243,6 +243,7 @@ def _fingerprint_parts(fp: Fingerprint) -> tuple[list[tuple[str, Part]], dict]:
     for i, (rows, hsic, labels) in enumerate(zip(fp.rows.parts, fp.self_hsic, fp.labels, strict=True)):
         parts += [(f"rows.{i}", rows), (f"self_hsic.{i}", hsic), (f"labels.{i}", labels)]
         parts += [(f"pooled.{j}.{i}", layer.parts[i]) for j, layer in enumerate(fp.pooled)]
+        parts += [(f"readouts.{i}", fp.batch_readouts[i])] if fp.batch_readouts else []
     parts += [(name, getattr(fp, name)) for name in ("label_hsic", "inv_cross", "inv_self", "constant")]
     meta = {
         "engine": ENGINE_VERSION,
@@ -252,6 +253,7 @@ def _fingerprint_parts(fp: Fingerprint) -> tuple[list[tuple[str, Part]], dict]:
         "options": asdict(fp.options),
         "batch_ids": list(fp.batch_ids),
         "pooled_layers": len(fp.pooled),
+        "readouts": bool(fp.batch_readouts),
         "seconds": fp.seconds,
     }
     return parts, meta
@@ -272,12 +274,13 @@ def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
         return tensor
 
     spiller, rows, pooled = Spiller(settings.spill_bytes()), [], [[] for _ in range(meta["pooled_layers"])]
-    self_hsic, labels = [], []
+    self_hsic, labels, readouts = [], [], []
     for i in range(len(meta["batch_ids"])):
         batch_rows, hsic, batch_labels = read(f"rows.{i}"), read(f"self_hsic.{i}"), read(f"labels.{i}")
         keep_batch(spiller, rows, pooled, batch_rows, [read(f"pooled.{j}.{i}") for j in range(len(pooled))])
         self_hsic.append(hsic)
         labels.append(batch_labels)
+        readouts += [read(f"readouts.{i}")] if meta.get("readouts") else []
     sums = {name: read(name) for name in ("label_hsic", "inv_cross", "inv_self", "constant")}
     return Fingerprint(
         model=ModelIdentity(**meta["model"]),
@@ -290,5 +293,6 @@ def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
         pooled=tuple(Batches(tuple(layer)) for layer in pooled),
         labels=tuple(labels),
         seconds=dict(meta["seconds"]),
+        batch_readouts=tuple(readouts),
         **sums,
     )

@@ -18,8 +18,10 @@ from core.data import SubsetSpec, load_subset
 from core.options import AnalysisOptions
 from core.pipeline import compare
 from models import load_model
+from models.untrained import untrained_model
 
 ROOT = Path(__file__).resolve().parents[2]
+CPU = torch.device("cpu")
 SMALL = ["--per-class", "6", "--batch-size", "30", "--permutations", "3"]
 REFERENCE = re.compile(r"\(reference ([0-9a-f]{8})\)")
 
@@ -245,3 +247,37 @@ def test_several_b_models_run_a_once_and_share_its_ceiling(tiny_specs, tmp_path,
     assert {w["model_b"]["source"] for w in written} == {a2, b}
     assert all(w["ceilings"]["a"]["model_b"]["source"] == a2 for w in written)  # A's ceiling beside every B
     assert written[0]["ceilings"]["a"]["matched_cka"] == written[1]["ceilings"]["a"]["matched_cka"]
+
+
+def test_the_result_holds_floors_pooled_invariance_seed_pairings_and_comparisons(tiny_specs, tmp_path, nets):
+    b2 = "file:" + str(nets.folder(tmp_path / "b2", nets.make(width=8, num_classes=10, seed=5), "supervised"))
+    out = tmp_path / "r.json"
+    argv = ["compare", "--a", tiny_specs["a"], "--a-sibling", tiny_specs["a2"], "--b", tiny_specs["b"]]
+    assert main([*argv, "--b-sibling", b2, "--out", str(out), "--floor-pairs", "2", "--no-probes", *SMALL]) == 0
+    data = json.loads(out.read_text())
+    m, la = len(data["matched"]), len(data["layers_a"])
+    options = AnalysisOptions(batch_size=30, permutations=3, probes=False)
+    subset = load_subset(SubsetSpec(per_class=6))
+    a, b = load_model(tiny_specs["a"]), load_model(tiny_specs["b"])
+    # the floor: untrained A-arch seed 2k against untrained B-arch seed 2k + 1, k = 0, 1, each compared here alone
+    floors = [
+        compare(untrained_model(a.info, 2 * k), untrained_model(b.info, 2 * k + 1), subset, options, CPU).matched_cka
+        for k in range(2)
+    ]
+    np.testing.assert_allclose(np.array(data["floor_untrained"], dtype=float), np.mean(floors, 0), atol=1e-6)
+    low, high = (np.array(data[f"floor_untrained_{e}"], dtype=float) for e in ("low", "high"))
+    assert low.shape == high.shape == (m,) and np.all(low <= high) and data["floor_pairs"] == 2
+    assert data["floor_method"].startswith("CKA between untrained") and "independent" in data["null_method"]
+    assert len(data["untrained_a"]) == la and len(data["invariance_pooled_a"]) == la
+    assert len(data["invariance_pooled_b"]) == len(data["layers_b"])
+    # every cross pairing, A x B first, each the library's matched CKA for that pair
+    pairings = data["seed_pairings"]
+    specs = [(tiny_specs["a"], tiny_specs["b"]), (tiny_specs["a2"], tiny_specs["b"]), (tiny_specs["a"], b2)]
+    assert [(p["a"], p["b"]) for p in pairings] == [*specs, (tiny_specs["a2"], b2)]
+    np.testing.assert_allclose(np.array(pairings[0]["matched_cka"], float), data["matched_cka"], atol=1e-6)
+    other = compare(load_model(tiny_specs["a2"]), b, subset, options, CPU)
+    np.testing.assert_allclose(np.array(pairings[1]["matched_cka"], float), other.matched_cka, atol=1e-6)
+    # every verdict comparison carries its estimate, interval and outcome
+    comparisons = [c for f in data["findings"] for c in f["comparisons"]]
+    assert comparisons and all({"estimate", "low", "high", "outcome", "p_fail"} <= set(c) for c in comparisons)
+    assert all(f["multiplicity"].startswith("Holm") for f in data["findings"] if f["comparisons"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--device", "cpu"]
+ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--device", "cpu", "--floor-pairs", "2"]
 
 
 def _run(cmd: list[str], out: Path) -> dict:
@@ -26,6 +26,11 @@ def test_two_gloo_processes_match_one(tiny_specs, tmp_path):
     one = _run([sys.executable, "-m", "cli", *common, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     two = _run([*torchrun, "-m", "cli", *common, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
-    for key in ("cross", "self_a", "self_b", "class_a", "invariance_a", "probe_b", "null_mean", "interval_high"):
+    keys = ("cross", "self_a", "self_b", "class_a", "invariance_a", "probe_b", "null_mean", "interval_high")
+    for key in (*keys, "invariance_pooled_a", "floor_untrained", "floor_untrained_high", "untrained_b"):
         np.testing.assert_allclose(np.array(two[key], float), np.array(one[key], float), atol=1e-9, err_msg=key)
     assert two["used_images"] == one["used_images"] == 80
+    for key in ("cross", "class_b", "invariance_pooled_a"):  # the jackknife's replicates, batch by batch
+        np.testing.assert_allclose(
+            np.array(two["leave_one_out"][key], float), np.array(one["leave_one_out"][key], float), atol=1e-9
+        )

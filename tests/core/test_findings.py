@@ -1,10 +1,13 @@
 """The one-line findings: where the block outputs part ways, and what the read-outs say, from known numbers."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from core.ceilings import Ceilings
 from core.findings import summarise
+from core.result import SeedPairing
 from tests.app.support import synthetic_result
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]  # residual branches that fall off early
@@ -101,3 +104,35 @@ def test_each_kind_of_layer_is_read_against_the_ceilings_and_the_floor():
     assert lines[3].startswith("Residual branches, mean over 8 layers: A (simclr) vs B (supervised) 0.50;")
     assert "B (supervised) vs another seed 0.80" in lines[3]
     assert len(summarise(result).lines) == len(lines) - 2  # without ceilings, no such lines
+
+
+def test_the_floor_line_counts_layers_clear_of_the_untrained_band():
+    result = synthetic_result([0.95] * 8, [0.95] * 8)  # every matched layer 0.9 or 0.95, intervals ± 0.05
+    m = len(result.matched)
+    floor = np.full(m, 0.5)
+    floor[:3] = 0.93  # the first three layers: the interval's low end (>= 0.85) is not above 0.96
+    result = replace(
+        result,
+        floor_untrained=floor,
+        floor_untrained_low=floor - 0.1,
+        floor_untrained_high=floor + 0.03,
+        floor_pairs=8,
+    )
+    line = next(x for x in summarise(result).lines if x.startswith("Against untrained"))
+    clear = int(np.sum(result.interval_low > floor + 0.03))
+    assert f"above the floor's 95th percentile at {clear} of {m} matched layers" in line
+    assert clear == m - 3 and "8 pairs of init seeds" in line and "untrained 0.93 (0.83-0.96)" in line
+
+
+def test_the_seeds_line_compares_every_pairing_with_the_ceilings_and_says_what_it_rests_on():
+    result = synthetic_result([0.7] * 8, [0.5] * 8)
+    m = len(result.matched)
+    pairings = tuple(SeedPairing(a, b, np.full(m, v)) for a, b, v in (("A", "B", 0.7), ("A2", "B", 0.72)))
+    ceiling = synthetic_result([0.96] * 8, [0.8] * 8, methods=("supervised", "supervised"))
+    line = next(x for x in summarise(replace(result, seed_pairings=pairings), ceilings=Ceilings(b=ceiling)).lines
+                if x.startswith("Between methods"))  # fmt: skip
+    below = sum(max(0.7, 0.72) < c for c in ceiling.matched_cka)  # every pairing below the ceiling there
+    assert f"at {below} of {m} matched layers" in line and "2 seed(s) of A's method and 1 of B's" in line
+    one = tuple(SeedPairing("A", "B", np.full(m, 0.7)) for _ in range(1))
+    lines = summarise(replace(result, seed_pairings=one), ceilings=Ceilings(b=ceiling)).lines
+    assert any("these two networks only" in x for x in lines)

@@ -9,27 +9,36 @@ import numpy as np
 import pytest
 
 from core.ceilings import Ceilings
+from core.interval import t975
 from core.names import OUTPUT, kind, stage
-from core.result import AnalysisResult
+from core.result import AnalysisResult, SeedPairing
 from core.verdicts import (
     FAILS,
     HOLDS,
     STUDY,
     UNSURE,
+    Comparison,
     Estimate,
     _Pair,
     above,
     all_of,
     below,
     block_structure,
+    check_above,
+    check_below,
+    check_within,
     class_structure,
+    conclude,
     findings_table,
     implicitly_fits,
     invariance,
+    mean,
     outputs_part_at_the_end,
     probes_rise,
     residuals_differ,
     stalls_then_catches_up,
+    t_upper,
+    within,
 )
 from tests.app.support import synthetic_result
 
@@ -39,7 +48,7 @@ LOW_RESIDUALS = [0.5] * 8
 
 
 def verdict(rule, result: AnalysisResult, *args) -> str:
-    return rule(_Pair(result), *args)[1]
+    return conclude(rule(_Pair(result), *args)[1])[0]
 
 
 def with_values(result: AnalysisResult, field: str, side: str, values: dict[str, float], rest: float) -> AnalysisResult:
@@ -118,7 +127,7 @@ def test_a_drop_that_two_seeds_show_too_is_not_the_methods_parting():
     assert verdict(outputs_part_at_the_end, result, Ceilings(a=steady)) == HOLDS
     assert verdict(outputs_part_at_the_end, result, Ceilings(a=same_drop)) == UNSURE  # 0.00 ± 0.20 vs 0.1
     shows, found = outputs_part_at_the_end(_Pair(result), Ceilings(a=larger_drop))
-    assert found == FAILS
+    assert conclude(found)[0] == FAILS
     assert "A (simclr) vs another seed: 0.85 to 0.10 (a drop of 0.75 ± 0.10)" in shows
 
 
@@ -195,7 +204,7 @@ def test_the_stall_is_read_with_simclr_as_model_b_too():
 @pytest.mark.parametrize("rule", [stalls_then_catches_up, class_structure, invariance, implicitly_fits])
 def test_findings_about_the_two_methods_cannot_tell_on_a_same_method_pair(rule):
     shows, found = rule(_Pair(synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))))
-    assert found == UNSURE
+    assert conclude(found)[0] == UNSURE
     assert shows == "needs one self-supervised and one supervised network; this pair is A (simclr) vs B (simclr)."
 
 
@@ -207,7 +216,7 @@ def test_probes_rise_with_depth_and_flat_probes_need_enough_images_to_say_so():
     assert verdict(probes_rise, replace(flat, used_images=10_000)) == FAILS  # 3,000: ± 0.02
     assert probes_rise(_Pair(replace(result, probe_a=np.full(len(result.layers_a), np.nan)))) == (
         "Linear probes were not computed for this result.",
-        UNSURE,
+        [],
     )
 
 
@@ -270,3 +279,96 @@ def test_the_table_has_every_finding_in_order_and_no_interval_means_cannot_tell(
     no_interval = findings_table(replace(result, interval_low=nan, interval_high=nan.copy()))
     uncertain = [f.key for f in no_interval if f.verdict == UNSURE]
     assert uncertain == [f.key for f in no_interval if f.key != "5"]  # probes keep their binomial uncertainty
+
+
+@pytest.mark.parametrize(
+    ("estimate", "expected"),
+    [
+        (Estimate(0.02, 0.05), HOLDS),  # [-0.03, 0.07] inside ±0.10
+        (Estimate(0.08, 0.05), UNSURE),  # [0.03, 0.13] crosses the margin
+        (Estimate(-0.20, 0.05), FAILS),  # [-0.25, -0.15] wholly outside
+        (Estimate(0.0, 0.10), UNSURE),  # the interval reaches the margin: not inside it
+        (Estimate(0.0, float("nan")), UNSURE),
+    ],
+)
+def test_equal_within_a_margin_needs_the_whole_interval_inside_it(estimate, expected):
+    assert within(estimate, 0.10) == expected
+    assert check_within("difference", estimate, 0.10).outcome == expected
+
+
+def test_the_t_tail_matches_the_quantile_table():
+    for df in (1, 2, 3, 4, 9, 10, 29, 30):
+        assert t_upper(t975(df), df) == pytest.approx(0.025, abs=2e-5)
+        assert t_upper(-t975(df), df) == pytest.approx(0.975, abs=2e-5)
+    assert t_upper(0.0, 7) == pytest.approx(0.5)
+    assert t_upper(1.959964, None) == pytest.approx(0.025, abs=1e-6)
+
+
+def failing(p: float) -> Comparison:
+    """A comparison that does not hold alone, with one-sided p-value `p` against its claim."""
+    return Comparison("claim", 0.0, -0.1, -0.05, FAILS, FAILS, p)
+
+
+def holding() -> Comparison:
+    return Comparison("claim", 0.5, 0.4, 0.6, HOLDS, HOLDS, 0.999)  # far from failing: p against it near 1
+
+
+def test_one_marginal_failure_among_six_comparisons_does_not_decide_a_finding():
+    # alone, p = 0.02 < 0.025 fails; Holm over six asks the smallest p to be below 0.025 / 6
+    verdict_of, corrected, note = conclude([failing(0.02)] + [holding()] * 5)
+    assert verdict_of == UNSURE and corrected[0].outcome == UNSURE and corrected[0].alone == FAILS
+    assert "1 fail alone, 0 after the correction" in note
+    # a clear failure still decides it, and a second one is judged at the next Holm level (0.025 / 5)
+    verdict_of, corrected, _ = conclude([failing(0.001), failing(0.004)] + [holding()] * 4)
+    assert verdict_of == FAILS and [c.outcome for c in corrected[:2]] == [FAILS, FAILS]
+    _, corrected, _ = conclude([failing(0.001), failing(0.006)] + [holding()] * 4)
+    assert [c.outcome for c in corrected[:2]] == [FAILS, UNSURE]
+    # all holding: an intersection of claims, no correction
+    assert conclude([holding()] * 6)[0] == HOLDS
+
+
+def test_jackknifed_estimates_stay_paired_through_differences_and_means():
+    loo_x, loo_y = np.array([0.50, 0.52, 0.49, 0.51, 0.50]), np.array([0.40, 0.42, 0.39, 0.41, 0.40])
+    x, y = Estimate.jackknifed(0.5, loo_x), Estimate.jackknifed(0.4, loo_y)
+    assert (x - y).half == pytest.approx(0.0, abs=1e-12)  # the same minibatch moves both alike
+    assert (x - y).half < x.half + y.half
+    assert mean([x, y]).half == pytest.approx(Estimate.jackknifed(0.45, (loo_x + loo_y) / 2).half)
+
+
+def test_verdicts_say_whether_they_rest_on_two_networks_or_on_seeds_of_each_method():
+    result = synthetic_result(FLAT, LOW_RESIDUALS)
+    assert findings_table(result)[0].rests_on.startswith("these two networks only")
+    seeds = synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))
+    assert findings_table(result, Ceilings(a=seeds))[0].rests_on == "2 seed(s) of A's method and 1 of B's"
+    m = len(result.matched)
+    pairings = tuple(SeedPairing(a, b, np.full(m, 0.9)) for b in ("B", "B2") for a in ("A", "A2"))
+    found = findings_table(replace(result, seed_pairings=pairings))[0].rests_on
+    assert found == "2 seed(s) of A's method and 2 of B's, 4 cross pairings"
+
+
+def pairing(name_a: str, name_b: str, result: AnalysisResult, outputs: list[float]) -> SeedPairing:
+    """A seed pairing whose block outputs are `outputs` (other layers as in `result`), with replicates spread by
+    ±0.005 over 5 minibatches."""
+    values = synthetic_result(outputs, LOW_RESIDUALS).matched_cka
+    noise = np.linspace(-0.005, 0.005, 5)[:, None] * np.ones(len(result.matched))
+    return SeedPairing(name_a, name_b, values, values[None, :] + noise)
+
+
+def test_a_parting_every_seed_pairing_shows_holds_and_one_it_lacks_does_not():
+    result = synthetic_result(PARTING, LOW_RESIDUALS)  # A x B: a drop of 0.55 ± 0.10
+    same = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, PARTING))
+    assert verdict(outputs_part_at_the_end, replace(result, seed_pairings=same), Ceilings()) == HOLDS
+    lacking = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, FLAT))  # A' x B: no drop
+    shows, found = outputs_part_at_the_end(_Pair(replace(result, seed_pairings=lacking)), Ceilings())
+    assert "A' x B: a drop of 0.00 ± 0.00" in shows
+    assert conclude(found)[0] == FAILS and found[-1].what == "drop in A' x B > 0.10"
+
+
+def test_a_comparison_fails_alone_exactly_when_its_p_value_against_the_claim_is_below_the_family_level():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        loo = rng.normal(0, rng.uniform(0.001, 0.05), 8)
+        estimate = Estimate.jackknifed(float(rng.uniform(-0.3, 0.3)), loo)
+        for made in (check_above("x", estimate, 0.05), check_below("x", estimate, 0.05)):
+            assert (made.alone == FAILS) == (made.p_fail < 0.025), (made, estimate)
+            assert (made.alone == HOLDS) == (made.p_fail > 0.975), (made, estimate)
