@@ -48,7 +48,7 @@ def test_the_cli_the_service_and_the_warm_up_call_the_one_assembly(tiny_specs, t
     np.testing.assert_allclose(np.array(written["cross"], dtype=float), found.pair.cross, rtol=0, atol=0)
     np.testing.assert_allclose(written["ceilings"]["a"]["matched_cka"], found.ceiling_a.matched_cka, rtol=0, atol=0)
 
-    monkeypatch.setattr(models, "DEFAULT_PAIR", (a, b))
+    monkeypatch.setattr(models, "DEFAULT_PAIR", (models.ModelSpec.parse(a), models.ModelSpec.parse(b)))
     defaults = {f.name: f.default for f in choices.FIELDS} | {"per_class": 6, "batch": 20}
     monkeypatch.setattr(choices, "FIELDS", tuple(replace(f, default=defaults[f.name]) for f in choices.FIELDS))
     serve.warm()
