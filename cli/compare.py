@@ -19,6 +19,7 @@ from core.cka import KERNELS
 from core.data import SPLITS, DataError, Subset, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
+from core.findings import findings_table
 from core.fingerprint import Fingerprint, fingerprint_steps
 from core.floors import INIT_PAIRS
 from core.names import side_labels
@@ -34,7 +35,6 @@ from core.pipeline import (
 from core.report import report_csv, report_json
 from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
-from core.verdicts import findings_table
 from models import AUTO, NO_SIBLING, CheckpointError, LoadedModel, ModelSpec, choose_sibling, load_model
 
 

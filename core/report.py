@@ -11,8 +11,8 @@ import math
 from dataclasses import asdict
 
 from core.ceilings import Ceilings, ceilings_csv_rows, ceilings_from_json, ceilings_to_json
+from core.findings import findings_table
 from core.result import AnalysisResult, from_json_dict, to_csv, to_json_dict
-from core.verdicts import findings_table
 
 
 def report_json(result: AnalysisResult, ceilings: Ceilings) -> dict:

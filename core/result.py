@@ -65,7 +65,7 @@ class AnalysisResult:
     invariance_pooled_b: np.ndarray | None = None
     seed_pairings: tuple[SeedPairing, ...] = ()  # every cross pairing of the seeds at hand, A x B first
     # per quantity, its values with each minibatch left out ([batches, ...]): the paired jackknife of any
-    # quantity a verdict reads (core.verdicts); keys cross, self_a, self_b, class_a, class_b, invariance_a,
+    # quantity a verdict reads (core.findings); keys cross, self_a, self_b, class_a, class_b, invariance_a,
     # invariance_b, invariance_pooled_a, invariance_pooled_b
     leave_one_out: dict[str, np.ndarray] = field(default_factory=dict)
 

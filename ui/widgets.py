@@ -8,11 +8,11 @@ import re
 import streamlit as st
 
 from core.ceilings import Ceilings
+from core.findings import findings_table
 from core.interval import MIN_BATCHES
 from core.names import side_labels
 from core.report import report_csv, report_json
 from core.result import AnalysisResult
-from core.verdicts import findings_table
 from models import NORMALISATIONS, ModelInfo, ModelSpec, SpecChoices
 from ui.choices import use
 from ui.figure import Figure
@@ -168,5 +168,5 @@ def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
     st.caption(
         "Each verdict is computed from the numbers shown: a finding holds when every comparison it makes clears its "
         "threshold by more than the 95% interval (± values), does not hold when one falls short by more than that, "
-        "and cannot be told at this sample size otherwise. The rules are in core/verdicts.py."
+        "and cannot be told at this sample size otherwise. The rules are in core/findings.py."
     )

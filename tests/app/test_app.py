@@ -24,10 +24,10 @@ import ui.series
 import ui.service
 from core import settings
 from core.errors import OptionsError, ResultFileError
+from core.findings import FAILS, HOLDS, STUDY, UNSURE
 from core.names import OUTPUT, kind, shared_order
 from core.result import to_json_dict
 from core.series import pair_by_progress
-from core.verdicts import FAILS, HOLDS, STUDY, UNSURE
 from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
 from tests.app.support import APP, chart_specs, chart_values, figures, synthetic_result
@@ -402,7 +402,7 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
         pytest.skip("no bundled SimCLR and supervised runs with snapshots here")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"per_class": "10", "batch": "50"})  # 100 images: the page's own default follows (10)
-    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/snapshots.py").run()
     assert_clean(at)
     assert at.number_input(key="training_per_class").value == 10
     pairing = at.dataframe[0].value
@@ -433,7 +433,7 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     }
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"per_class": "5", "batch": "25"})
-    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/snapshots.py").run()
     at.selectbox(key="series_A").set_value(ui.series.OWN).run()
     assert any("Give series A's snapshots" in i.value for i in at.info)
     at.text_area(key="series_specs_A").input(f"{specs[20]}\nfile:{tmp_path / 'best.pt'}").run()
