@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from models import CheckpointError, load_uploaded, safe_pickle
+from tests.models import hostile
 from tests.models.payloads import PAYLOADS, _Reduce
 
 
@@ -157,3 +158,42 @@ def test_a_refusal_names_the_key_this_file_keeps_its_weights_under(where, hint, 
     with pytest.raises(CheckpointError) as refused:
         load_uploaded(data, "ckpt.pth")
     assert f"`{hint}`" in str(refused.value) and not sentinel.exists()
+
+
+def test_no_hostile_legacy_file_changes_a_later_load(nets):
+    """Files that, read by a general unpickler, would set attributes on torch's own rebuilders, storage types or
+    OrderedDict: each is refused or loaded, and torch and the next load of an honest file stay as they were."""
+    net = nets.make(width=2)
+    victim = hostile.legacy_module(net)
+    torch_before = hostile.torch_state()
+    first = load_uploaded(victim, "victim.pt")
+    for name, data in hostile.hostile_legacy_files(net).items():
+        try:
+            load_uploaded(data, f"{name}.pt")
+        except CheckpointError as refused:
+            assert len(str(refused).splitlines()) == 1
+        assert hostile.torch_state() == torch_before, name
+        again = load_uploaded(victim, "victim.pt")
+        nets.assert_same_outputs(first.module, again.module)
+        nets.assert_same_outputs(net, again.module)
+
+
+def test_a_legacy_whole_module_file_loads_through_the_inert_reader(nets):
+    net = nets.make(width=2)
+    got = safe_pickle.unpickle(hostile.legacy_module(net))["net"]
+    assert got.keys() == net.state_dict().keys()
+    assert all(torch.equal(got[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (hostile.unhashable_storage_key, "storage record"),
+        (hostile.negative_stride, "not valid"),
+        (hostile.huge_legacy_storage, "more than the file holds"),
+    ],
+)
+def test_a_malformed_legacy_file_is_refused_in_one_line(build, says):
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(build(), "old.pt")
+    assert says in str(refused.value) and len(str(refused.value).splitlines()) == 1
