@@ -203,3 +203,49 @@ def test_an_unwritable_store_keeps_nothing_and_raises_nothing(tmp_path, result):
     store = Store(blocked / "store", 10**8)
     store.put_result("2" * 32, result)
     assert store.result("2" * 32) is None
+
+
+@pytest.mark.parametrize("how", ["copied", "linked"])
+def test_an_entry_under_another_keys_name_is_not_served(tmp_path, models, result, how):
+    """Another valid entry copied over an entry, or linked in its place, is not served under that key."""
+    a, b = models["a"].identity.key, models["b"].identity.key
+    mine, other = result_key(a, b, SPEC, FAST), result_key(b, a, SPEC, FAST)
+    store = Store(tmp_path, 10**8)
+    store.put_result(other, result)
+    path, source = tmp_path / f"{mine}.json", tmp_path / f"{other}.json"
+    if how == "copied":
+        path.write_bytes(source.read_bytes())
+    else:
+        path.symlink_to(source)
+    assert not (how == "linked" and store.has_result(mine))
+    assert store.result(mine) is None and not path.is_symlink()
+    assert store.result(other) is not None, "the entry linked to is left as it was"
+
+
+def test_a_fingerprint_under_another_keys_name_is_not_served(tmp_path, models):
+    fp = fingerprint(models["a"], load_subset(SPEC), FAST, CPU)
+    mine = fingerprint_key(models["a"].identity.key, SPEC, replace(FAST, batch_size=30))
+    other = fingerprint_key(models["a"].identity.key, SPEC, FAST)
+    store = Store(tmp_path, 10**8)
+    store.put_fingerprint(other, fp)
+    (tmp_path / f"{mine}.fp").write_bytes((tmp_path / f"{other}.fp").read_bytes())
+    assert store.fingerprint(mine) is None and store.fingerprint(other) is not None
+
+
+def test_eviction_and_clean_up_touch_only_the_stores_own_files(tmp_path, result):
+    """A store pointed at a shared folder: foreign files, old foreign .tmp files, folders and links to foreign
+    files survive eviction, and none of them makes it fail."""
+    notes, backup, target = tmp_path / "notes.txt", tmp_path / "backup.tmp", tmp_path / "elsewhere.bin"
+    for foreign in (notes, backup, target):
+        foreign.write_bytes(b"x" * 100_000)
+        os.utime(foreign, (0, 0))
+    (tmp_path / "lost+found").mkdir()
+    link = tmp_path / f"{'a' * 32}.json"
+    link.symlink_to(target)
+    size = len(Path(_one(tmp_path / "probe", result)).read_bytes())
+    store = Store(tmp_path, int(size * 1.5))
+    for i in range(3):
+        store.put_result(f"{i:032d}", result)
+    assert notes.exists() and backup.exists() and target.exists() and (tmp_path / "lost+found").is_dir()
+    assert link.is_symlink() and store.size() <= store.max_bytes
+    assert store.result(f"{2:032d}") is not None and store.result("a" * 32) is None and target.exists()
