@@ -6,18 +6,19 @@ from core.data import CLASSES, DataError
 from ui.analysis import augmented_views, device, subset_of
 from ui.choices import current
 from ui.router import use_app_router
+from ui.text import plain
 
 use_app_router()
 
 st.title("Images")
 choices = current()
 if choices.problem:
-    st.warning(choices.problem)
+    st.warning(plain(choices.problem, 600))
     st.stop()
 try:
     subset = subset_of(choices.subset)
 except DataError as err:
-    st.error(str(err))
+    st.error(plain(err, 600))
     st.stop()
 
 spec = subset.spec

@@ -4,6 +4,7 @@ import streamlit as st
 
 from ui.analysis import OPENED, open_result
 from ui.router import use_app_router
+from ui.text import code, plain
 
 use_app_router()
 
@@ -19,10 +20,10 @@ if opened is not None and st.session_state.get("opened_file_id") != opened.file_
     try:
         result = open_result(opened.name, opened.getvalue())
         st.success(
-            f"Opened `{opened.name}`: `{result.model_a.source}` vs `{result.model_b.source}` on "
+            f"Opened {code(opened.name)}: {code(result.model_a.source)} vs {code(result.model_b.source)} on "
             f"{result.used_images:,} images. The Overview, Layer similarity and Probes pages now show it."
         )
     except ValueError as err:
-        st.error(str(err))
+        st.error(plain(err, 600))
 elif OPENED in st.session_state:
-    st.info(f"Showing `{st.session_state[OPENED][0]}` on the other pages.")
+    st.info(f"Showing {code(st.session_state[OPENED][0])} on the other pages.")

@@ -44,6 +44,7 @@ from core.store import default_store, fingerprint_key, result_key
 from models import CheckpointError, LoadedModel, choose_sibling
 from ui import figure, networks
 from ui.choices import Choices
+from ui.text import code, plain
 
 
 @functools.cache
@@ -285,27 +286,27 @@ def analysis(choices: Choices, charts: Charts | None = None) -> AnalysisResult |
     if OPENED in st.session_state:
         name, result = st.session_state[OPENED]
         st.info(
-            f"Showing `{name}`, a result opened from a file (A = `{result.model_a.source}`, "
-            f"B = `{result.model_b.source}`), not the sidebar's choice."
+            f"Showing {code(name)}, a result opened from a file (A = {code(result.model_a.source)}, "
+            f"B = {code(result.model_b.source)}), not the sidebar's choice."
         )
         st.button("Close it and show the sidebar's choice", on_click=_close_opened, key="close_opened")
         return result
     if choices.problem:
-        st.warning(choices.problem)
+        st.warning(plain(choices.problem, 600))
         return None
     loaded: list[LoadedModel] = []
     for side, spec in (("A", choices.model_a), ("B", choices.model_b)):
         try:
             loaded.append(networks.load(spec))
         except CheckpointError as err:
-            st.error(f"Model {side} ({spec}) could not be loaded: {err}")
+            st.error(f"Model {side} ({code(spec)}) could not be loaded: {plain(err, 600)}")
     if len(loaded) < 2:
         return None
     a, b = loaded
     try:
         result = cached_result(a, b, choices.subset, choices.options, charts)
     except (LensError, ValueError, MemoryError, torch.OutOfMemoryError) as err:
-        st.error(f"The analysis failed: {err}")
+        st.error(f"The analysis failed: {plain(err, 600)}")
         return None
     except Exception as err:  # noqa: BLE001 - a bug must reach this session as a message, not hang or leak paths
         st.error(f"The analysis failed unexpectedly ({type(err).__name__}); please report it with your choices.")

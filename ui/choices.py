@@ -14,6 +14,7 @@ import streamlit as st
 from core.data import SPLITS, DataError, SubsetSpec, parse_classes
 from core.options import AnalysisOptions
 from models import DEFAULT_PAIR
+from ui.text import plain
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 CHOICES = "choices"  # session_state: the Choices of this run, set by the sidebar
@@ -124,7 +125,7 @@ def init_from_url() -> None:
             try:
                 value = f.parse(raw)
             except ValueError as err:  # DataError and every LensError are ValueErrors
-                ignored.append(f"?{f.name}={raw} ({err})")
+                ignored.append(f"{plain('?' + f.name + '=' + raw, 80)} ({plain(err, 300)})")
         st.session_state[f.key] = value
     if ignored:
         st.session_state["url_ignored"] = ignored

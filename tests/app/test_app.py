@@ -27,7 +27,7 @@ from core.series import pair_by_progress
 from core.verdicts import FAILS, HOLDS, STUDY, UNSURE
 from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
-from tests.app.support import APP, chart_specs, chart_values, figures, synthetic_result
+from tests.app.support import APP, chart_specs, chart_values, figures, shown, synthetic_result
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 
@@ -205,7 +205,7 @@ def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
 def test_bad_url_values_are_ignored_with_a_warning(bundled_pair):
     at = open_app({"per_class": "many", "kernel": "cosine", "classes": "0,1"})
     assert_clean(at)
-    warnings = [w.value for w in at.warning]
+    warnings = [shown(w.value) for w in at.warning]
     assert (
         "Ignored the link's ?per_class=many (invalid literal for int() with base 10: 'many'); using the default."
         in warnings
@@ -221,10 +221,10 @@ def test_an_unknown_hub_repo_shows_the_loaders_error_and_model_b_still_works(bun
         load_model(spec)
     at = open_app(SMALL | {"a": "nobody/no-such-repo"})  # typed as owner/repo: read as a Hub repo
     assert not at.exception
-    assert [e.value for e in at.error] == [f"Model A ({spec}) could not be loaded: {raised.value}"]
+    assert [shown(e.value) for e in at.error] == [shown(f"Model A ({spec}) could not be loaded: {raised.value}")]
     assert at.selectbox(key="sb_a").value == spec
     visit(at, "models")
-    assert f"Model A ({spec}) could not be loaded" in at.error[0].value
+    assert f"Model A ({spec}) could not be loaded" in shown(at.error[0].value)
     assert any(m.value.startswith("#### Model B") for m in at.markdown)
 
 
@@ -254,7 +254,7 @@ def test_a_bad_upload_shows_the_loaders_error_and_the_app_keeps_working(bundled_
     at = visit(open_app(SMALL), "models")
     at.file_uploader[0].upload("weights.pt", junk).run()
     assert not at.exception
-    assert [e.value for e in at.error] == [str(raised.value)]
+    assert [shown(e.value) for e in at.error] == [shown(raised.value)]
     assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
     assert_clean(visit(at, "similarity"))
     assert len(chart_specs(at)) == 4
@@ -312,7 +312,7 @@ def test_a_file_that_is_not_a_result_is_refused_with_the_reason(bundled_pair, da
     at = visit(open_app(SMALL), "open_result")
     at.file_uploader(key="result_file").upload("bad.json", data).run()
     assert not at.exception
-    assert at.error[0].value.startswith(message)
+    assert shown(at.error[0].value).startswith(message)
     assert_clean(visit(at, "overview"))  # nothing was opened: the sidebar's pair is shown
 
 
@@ -380,7 +380,7 @@ def test_the_default_first_open_compares_the_bundled_pair_on_1000_images(bundled
 def test_a_public_server_refuses_file_paths_from_a_link(bundled_pair, tiny_specs, monkeypatch):
     monkeypatch.setenv("CKA_LENS_DISABLE_FILE_SPECS", "1")
     at = open_app(SMALL | {"b": tiny_specs["b"]})
-    assert [e.value for e in at.error] == [
+    assert [shown(e.value) for e in at.error] == [
         f"Model B ({tiny_specs['b']}) could not be loaded: This server does not load file: paths; upload the "
         "checkpoint on the Models page instead."
     ]
@@ -437,7 +437,7 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     at.selectbox(key="series_A").set_value(ui.series.OWN).run()
     assert any("Give series A's snapshots" in i.value for i in at.info)
     at.text_area(key="series_specs_A").input(f"{specs[20]}\nfile:{tmp_path / 'best.pt'}").run()
-    assert [e.value for e in at.error] == [
+    assert [shown(e.value) for e in at.error] == [
         "Series A: 'best.pt' carries no number, so its place in training is unknown; "
         "name each snapshot with its epoch or step (ckpt_epoch5.pt, ckpt_epoch20.pt, ...)"
     ]
