@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.result import AnalysisResult, from_json_dict, to_json_dict
+from core.result import MAX_TEXT, AnalysisResult, ResultError, from_json_dict, to_json_dict
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,17 @@ def ceilings_from_json(data: object) -> Ceilings:
     if data is None:
         return Ceilings()
     if not isinstance(data, dict):
-        raise ValueError(f"its ceilings are a JSON object, not {type(data).__name__}")
+        raise ResultError(f"its ceilings are a JSON object, not {type(data).__name__}")
     results = []
     for side in ("a", "b"):
         try:
             results.append(None if data.get(side) is None else from_json_dict(data[side]))
-        except ValueError as err:
-            raise ValueError(f"its ceiling for {side.upper()} cannot be read: {err}") from None
-    return Ceilings(*results, note_a=str(data.get("note_a", "")), note_b=str(data.get("note_b", "")))
+        except ResultError as err:
+            raise ResultError(f"its ceiling for {side.upper()} cannot be read: {err}") from None
+    notes = [data.get(f"note_{side}", "") for side in "ab"]
+    if not all(isinstance(note, str) and len(note) <= MAX_TEXT for note in notes):
+        raise ResultError(f"its ceilings' notes are not strings of at most {MAX_TEXT:,} characters")
+    return Ceilings(*results, note_a=notes[0], note_b=notes[1])
 
 
 def ceilings_csv_rows(ceilings: Ceilings) -> list[str]:

@@ -34,6 +34,7 @@ import torch
 
 from core import settings
 from core.data import SubsetSpec
+from core.errors import LensError
 from core.fingerprint import Fingerprint, keep_batch
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
@@ -123,7 +124,7 @@ class Store:
             if not _matches(meta, key):
                 raise ValueError("an entry of another key")
             return from_json_dict(json.loads(body))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, LensError):
             return self._discard(key, RESULT)
 
     def has_result(self, key: str) -> bool:

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.errors import LensError
 from ui.analysis import OPENED, open_result
 from ui.router import use_app_router
 from ui.text import code, plain
@@ -23,7 +24,7 @@ if opened is not None and st.session_state.get("opened_file_id") != opened.file_
             f"Opened {code(opened.name)}: {code(result.model_a.source)} vs {code(result.model_b.source)} on "
             f"{result.used_images:,} images. The Overview, Layer similarity and Probes pages now show it."
         )
-    except ValueError as err:
+    except LensError as err:
         st.error(plain(err, 600))
 elif OPENED in st.session_state:
     st.info(f"Showing {code(st.session_state[OPENED][0])} on the other pages.")

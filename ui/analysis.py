@@ -13,7 +13,6 @@ far, refined as they arrive (core.pipeline), then replaced by the final result.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import threading
 import time
@@ -38,7 +37,7 @@ from core.network import Network
 from core.options import AnalysisOptions
 from core.pipeline import FingerprintSource, Preview, compare_many
 from core.progress import Progress
-from core.report import read_report
+from core.report import open_report
 from core.result import AnalysisResult
 from core.store import default_store, fingerprint_key, result_key
 from models import CheckpointError, LoadedModel, choose_sibling
@@ -254,22 +253,14 @@ def cached_result(
 
 OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Models page
 OPENED_CEILINGS = "opened_ceilings"  # session_state: the opened file's Ceilings
-MAX_RESULT_BYTES = 50_000_000
 
 
 def open_result(name: str, data: bytes) -> AnalysisResult:
     """Read a result file the CLI (or a download) wrote and show it on every page of this session; a
-    ValueError says why a file cannot be read."""
-    if len(data) > MAX_RESULT_BYTES:
-        raise ValueError(f"'{name}' is {len(data) / 1e6:.0f} MB; a result file is far smaller (limit 50 MB)")
-    try:
-        parsed = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"'{name}' is not JSON ({str(err)[:80]}); open a .json file that CKA Lens wrote") from None
-    try:
-        result, ceilings = read_report(parsed)
-    except ValueError as err:
-        raise ValueError(f"'{name}' cannot be opened: {err}") from None
+    ResultError says why a file cannot be read, and then nothing is kept open."""
+    st.session_state.pop(OPENED, None)
+    st.session_state.pop(OPENED_CEILINGS, None)
+    result, ceilings = open_report(name, data)
     st.session_state[OPENED] = (name, result)
     st.session_state[OPENED_CEILINGS] = ceilings
     return result
