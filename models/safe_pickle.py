@@ -270,7 +270,9 @@ def unpickle(data: bytes) -> Any:
 
 # Where honest checkpoints keep their storages, and what each storage type holds (read once, here: a file never
 # reaches torch's own classes through the reader below, so it cannot change them).
-_STORAGE_DTYPES = {f"torch.{name}": dtype for dtype, name in torch.storage._dtype_to_storage_type_map().items()}
+_STORAGE_DTYPES = {f"torch.{name}": dtype for dtype, name in torch.storage._dtype_to_storage_type_map().items()} | {
+    "torch.storage.UntypedStorage": torch.uint8  # dtypes without a storage type of their own (float8): bytes
+}
 _TENSOR_REBUILDERS = {"torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2"}
 _PARAMETER_REBUILDERS = {"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
 # torch's own rebuilders of tensor kinds no CIFAR network holds: refused before torch would build them.
