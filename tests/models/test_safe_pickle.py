@@ -8,6 +8,8 @@ import io
 import subprocess
 import sys
 import types
+import warnings
+import zipfile
 
 import pytest
 import torch
@@ -197,3 +199,40 @@ def test_a_malformed_legacy_file_is_refused_in_one_line(build, says):
     with pytest.raises(CheckpointError) as refused:
         load_uploaded(build(), "old.pt")
     assert says in str(refused.value) and len(str(refused.value).splitlines()) == 1
+
+
+def _rezipped(data: bytes, extra: dict[str, bytes], compress: int = zipfile.ZIP_STORED) -> bytes:
+    """A torch zip with its members rewritten (deflated when asked) and `extra` members added."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info), compress_type=compress)
+        for name, body in extra.items():
+            dst.writestr(name, body)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"archive/sub/data.pkl": b"\x80\x02}."}, "exactly one data.pkl"),
+        ({"decoy/data.pkl": b"\x80\x02}."}, "exactly one data.pkl"),
+        ({"archive/data.pkl": b"\x80\x02}."}, "exactly one data.pkl"),
+        ({"archive/byteorder": b"big"}, "duplicate or stray members"),
+        ({"stray.bin": b"x"}, "duplicate or stray members"),
+        ("deflated", "compressed"),
+    ],
+)
+def test_a_zip_whose_scanned_pickle_might_not_be_the_one_read_is_refused(change, says, tmp_path):
+    sentinel = tmp_path / "ran"
+    honest = _save({"w": torch.ones(2), "x": _Reduce(subprocess.call, (["touch", str(sentinel)],))})
+    clean = _save({"w": torch.ones(2)})
+    if change == "deflated":
+        data = _rezipped(clean, {}, zipfile.ZIP_DEFLATED)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": the point of the file
+            data = _rezipped(clean if "archive/data.pkl" not in change else honest, change)
+    with pytest.raises(safe_pickle.UnsafeCheckpoint, match=says):
+        safe_pickle.unpickle(data)
+    assert not sentinel.exists()
