@@ -337,7 +337,7 @@ class _InertReader(pickle._Unpickler):
     def _charge(self, nbytes: int) -> None:
         self.budget -= nbytes
         if self.budget < 0:
-            raise UnsafeCheckpoint("it declares more memory than the file could need (a decompression bomb)")
+            raise UnsafeCheckpoint("it declares more memory than the file could need (a memory bomb)")
 
     def persistent_load(self, pid: Any) -> Any:
         if not isinstance(pid, tuple) or not pid:
