@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import pickle
 import subprocess
 import sys
 import types
@@ -236,3 +237,20 @@ def test_a_zip_whose_scanned_pickle_might_not_be_the_one_read_is_refused(change,
     with pytest.raises(safe_pickle.UnsafeCheckpoint, match=says):
         safe_pickle.unpickle(data)
     assert not sentinel.exists()
+
+
+def test_a_refusal_never_passes_on_torchs_advice_to_load_unsafely(monkeypatch, nets):
+    """torch's message for a blocked module opens with 'Re-running torch.load with weights_only set to False will
+    likely succeed': a refusal of ours never says that."""
+    blocked = (
+        f"Weights only load failed. {torch.serialization.UNSAFE_MESSAGE}\n\n"
+        "Trying to load unsupported GLOBAL zz.yy whose module zz is blocked."
+    )
+
+    def load(*args, **kwargs):
+        raise pickle.UnpicklingError(blocked)
+
+    monkeypatch.setattr(torch, "load", load)
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(_save(nets.make().state_dict()), "w.pt")
+    assert "weights_only" not in str(refused.value) and "False" not in str(refused.value)
