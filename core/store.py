@@ -10,6 +10,10 @@ ENGINE_VERSION), so the CLI can fill the store and the app read it, across resta
 temporary file and renamed into place, and carries a sha256 of its content: a half-written file never has an
 entry's name, and a damaged entry is detected, deleted and recomputed, never shown. The store keeps at most
 `max_bytes`, evicting the least recently used entries (a read touches its entry).
+
+The store trusts nothing it reads: each entry records its key (the digest and the full description it digests)
+and is served only under that key; links are never followed; eviction and clean-up touch only regular files of
+the store's own naming, in its own subfolder of the configured folder, which may be shared with anything else.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ FINGERPRINT = ".fp"
 RESULT = ".json"  # two lines of JSON: the engine and a sha256, then the result
 DIGEST_BYTES = 64  # the sha256 in hex that ends a fingerprint entry
 _DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.bfloat16, torch.int64, torch.bool)}
+ENTRIES = "cka-lens-entries"  # the subfolder of the configured folder that holds the store's files, and only them
 _KEY = re.compile(r"[0-9a-f]{32}")
 _ENTRY = re.compile(r"[0-9a-f]{32}\.(json|fp)")  # the store's own names: nothing else in its folder is touched
 _TMP = re.compile(r"\.[0-9a-f]{32}\.(json|fp)\.\d+\.[0-9a-f]{8}\.tmp")
@@ -103,11 +108,12 @@ def _matches(meta: dict, key: str) -> bool:
 
 
 class Store:
-    """Finished results (JSON) and fingerprints (a header and raw tensors) under `root`, at most `max_bytes`
-    in all."""
+    """Finished results (JSON) and fingerprints (a header and raw tensors) in a subfolder of `root` of their own
+    (ENTRIES), at most `max_bytes` in all."""
 
     def __init__(self, root: Path | str, max_bytes: int) -> None:
         self.root = Path(root)
+        self.folder = self.root / ENTRIES  # the store's own folder: `root` may be shared with anything else
         self.max_bytes = max_bytes
 
     # ------------------------------------------------------------------ results
@@ -171,7 +177,7 @@ class Store:
     def _path(self, key: str, suffix: str) -> Path:
         if not _KEY.fullmatch(key):
             raise ValueError(f"a store key is a hex digest, not {key[:40]!r}")
-        return self.root / f"{key}{suffix}"
+        return self.folder / f"{key}{suffix}"
 
     def _read(self, key: str, suffix: str) -> bytes | None:
         try:
@@ -198,9 +204,9 @@ class Store:
         the store within its bound. Nothing is drawn from `chunks` for an entry larger than the whole store."""
         if size > self.max_bytes:
             return  # larger than the whole store: not kept
-        tmp = self.root / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = self.folder / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 for chunk in chunks:
                     f.write(chunk)
@@ -240,7 +246,7 @@ class Store:
         them; anything else in the folder belongs to someone else."""
         found = []
         try:
-            listing = list(os.scandir(self.root))
+            listing = list(os.scandir(self.folder))
         except OSError:
             return []
         for item in listing:

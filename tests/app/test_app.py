@@ -24,6 +24,7 @@ from core import settings
 from core.names import OUTPUT, kind, shared_order
 from core.result import to_json_dict
 from core.series import pair_by_progress
+from core.store import ENTRIES
 from core.verdicts import FAILS, HOLDS, STUDY, UNSURE
 from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
@@ -346,7 +347,7 @@ def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_s
         env=os.environ | {settings.STORE: str(tmp_path / "store")},
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert list((tmp_path / "store").glob("*.json"))
+    assert list((tmp_path / "store" / ENTRIES).glob("*.json"))
 
     def no_computing(*args, **kwargs):
         raise AssertionError("the app computed a result the store holds")
