@@ -11,6 +11,12 @@ OrderedDict) and blocklist (os, sys, posix, nt) still win over any placeholder.
 A static scan (pickletools only parses) runs first and refuses files that name a module no checkpoint
 needs (subprocess, eval, runpy, ...): a second wall, not the guarantee. Measured with 23 payloads that
 would run code: none ran, with or without the scan.
+
+Before torch reads a file, an inert reader of our own follows its pickle (_InertReader): it hands out no real
+object, so a file cannot change torch for later loads, and it checks every size the file declares (storages,
+tensor views, bytearrays, encoded strings, zip members) against the bytes the file holds, so a small file cannot
+allocate gigabytes. PyTorch < 1.6 files that pickled whole modules, which torch's reader refuses, are built by
+that same reader.
 """
 
 from __future__ import annotations
@@ -287,8 +293,11 @@ MAX_VIEW_ELEMENTS = 1 << 31  # no tensor a file holds may have more elements tha
 
 
 def _short(value: object, limit: int = 60) -> str:
-    """A value from a file, quoted and cut to `limit` characters, so no message grows with the file."""
-    text = repr(value)
+    """A value from a file, quoted and cut to `limit` characters, so no message grows with the file (a collection
+    by its type alone: its repr could be as large as the file)."""
+    if isinstance(value, (list, tuple, dict, set, frozenset, bytearray)):
+        return type(value).__name__
+    text = repr(value[: limit + 1] if isinstance(value, (str, bytes)) else value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -414,7 +423,9 @@ class _InertReader(pickle._Unpickler):
     def encoded(self, args: tuple) -> bytes:
         """_codecs.encode of a string with a text codec (numpy's bytes in protocol 2); no other codec runs."""
         if len(args) != 2 or not isinstance(args[0], str) or args[1] not in _TEXT_CODECS:
-            raise UnsafeCheckpoint(f"it encodes with {_short(args[1:2])}, which a checkpoint never needs")
+            raise UnsafeCheckpoint(
+                f"it encodes with {_short(args[1] if len(args) > 1 else None)}, which a checkpoint never needs"
+            )
         self._charge(len(args[0]) * 4)
         return args[0].encode(args[1])
 
