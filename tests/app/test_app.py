@@ -195,7 +195,7 @@ def test_the_overview_draws_its_figure_before_the_sidebar_once_its_results_are_a
 def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
     at = open_app({"classes": ""})
     assert_clean(at)
-    assert [w.value for w in at.warning] == ["The CIFAR-10 subset cannot be used: choose at least one class."]
+    assert [shown(w.value) for w in at.warning] == ["The CIFAR-10 subset cannot be used: choose at least one class."]
     assert not chart_specs(at) and not figures(at)
     assert_clean(visit(at, "images"))
     assert "choose at least one class" in at.warning[0].value
@@ -279,7 +279,7 @@ def test_what_the_weights_cannot_say_is_measured_shown_and_can_be_set(monkeypatc
     assert at.query_params["a"] == supervised + "#norm=imagenet"
     card = next(m.value for m in at.markdown if m.value.startswith("#### Model A"))
     assert "std (0.229, 0.224, 0.225)" in card
-    assert any("set by your choice: normalisation" in c.value for c in at.caption)
+    assert any("set by your choice: normalisation" in shown(c.value) for c in at.caption)
 
 
 def test_a_result_file_opens_on_every_page_until_closed(bundled_pair):
@@ -462,7 +462,7 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
         f"{labels[side]} vs another seed" for side, s in found.items() if s.specs
     }
     line = next(m.value for m in at.markdown if "Block outputs, mean over" in m.value)
-    captions = [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
     for side, s in found.items():
         if s.specs:
             rows = curve[curve["series"] == f"{labels[side]} vs another seed"]
@@ -475,12 +475,12 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
     if bundled_pair:  # the real pair: B's seed 1 is trained
         assert found["B"].specs == ("bundled:supervised-resnet18-w16-seed1",)
     (table,) = at.table
-    shown = table.value
-    assert list(shown["finding"]) == list(STUDY)
-    assert list(shown["the study reported"]) == list(STUDY.values())
-    assert set(shown["verdict"]) <= {HOLDS, FAILS, UNSURE}
+    rows = table.value
+    assert list(rows["finding"]) == list(STUDY)
+    assert list(rows["the study reported"]) == list(STUDY.values())
+    assert set(rows["verdict"]) <= {HOLDS, FAILS, UNSURE}
 
     at.selectbox(key="sb_b_seed").set_value("none").run()
     assert_clean(at)
-    assert "No ceiling for B (supervised): none was asked for." in " ".join(c.value for c in at.caption)
+    assert "No ceiling for B (supervised): none was asked for." in " ".join(shown(c.value) for c in at.caption)
     assert at.query_params["b_seed"] == "none"
