@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from models.resnet import ArchConfig, build_resnet
 from tests.models.payloads import Asm, zip_with_pickle
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -101,20 +102,22 @@ def bytearray_bomb() -> bytes:
 
 
 def codec_bomb() -> bytes:
-    """26 nested _codecs.encode(..., 'hex'): each doubles the bytes."""
+    """26 nested _codecs.encode(..., 'hex') of 16 bytes: each doubles them, to a gigabyte."""
     a = Asm().op(b"}").str("state_dict")
-    for _ in range(26):
+    for _ in range(27):
         a.glob("_codecs", "encode")
-    a.str("ab" * 8)
+    a.str("ab" * 8).str("latin1").tuple2().reduce()  # bytes, which the 'hex' codec then doubles 26 times
     for _ in range(26):
         a.str("hex").tuple2().reduce()
     return zip_with_pickle(a.op(b"s").stop())
 
 
 def expanded_view_bomb() -> bytes:
-    """A plain torch.save of a zero-stride expanded view: 40000 x 40000 floats over one stored float."""
+    """A plain torch.save of a small ResNet's weights with one more entry: a zero-stride expanded view, 40000 x
+    40000 floats over one stored float (6.4 GB once materialised, as a check of its values would)."""
+    state = build_resnet(ArchConfig(18, width=4)).state_dict()
     buffer = io.BytesIO()
-    torch.save({"conv1.weight": torch.ones(1).expand(40000, 40000)}, buffer)
+    torch.save(state | {"layer4.1.extra": torch.ones(1).expand(40000, 40000)}, buffer)
     return buffer.getvalue()
 
 
