@@ -140,7 +140,9 @@ def subset_and_options(args: argparse.Namespace, **options) -> tuple[SubsetSpec,
     """The subset and analysis options of `add_subset_and_cka_arguments`; `options` sets the others."""
     spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
     cka = {"kernel": args.kernel, "debiased": args.estimator == "debiased", "sigma": args.sigma}
-    return spec, AnalysisOptions(**cka, batch_size=args.batch_size, **options)
+    chosen = AnalysisOptions(**cka, batch_size=args.batch_size, **options)
+    chosen.check_subset(spec.size)  # before any network is loaded
+    return spec, chosen
 
 
 class _PreviewLines:
