@@ -95,6 +95,8 @@ def to_json_dict(result: AnalysisResult) -> dict:
             return {k: clean(v) for k, v in value.items()}
         if isinstance(value, float) and not np.isfinite(value):
             return None
+        if isinstance(value, str):
+            return str(value)  # a str subclass (torch's version string) as the plain string JSON holds
         return value
 
     out = {}
