@@ -115,7 +115,7 @@ def test_matched_curve_draws_each_ceiling_dashed_with_its_interval():
     dashed = [layer for layer in _layers(spec) if layer["mark"].get("strokeDash") == [6, 3]]
     assert len(dashed) == 1 and dashed[0]["encoding"]["y"]["field"] == "ceiling"
     assert spec["resolve"] == {"scale": {"color": "independent"}}
-    assert spec["title"]["subtitle"].endswith("dashed: each model against another seed of its method, the ceiling")
+    assert spec["title"]["subtitle"][-1] == "dashed: each model against another seed of its method, the ceiling"
     assert len(_rows(spec, "cka")) == len(result.matched)  # the pair's own curve is unchanged
 
 
