@@ -136,14 +136,19 @@ def chart_specs(at) -> list[dict]:
     return out
 
 
-def figures(at) -> list[pd.DataFrame]:
-    """Every SVG figure on the current page (a markdown image, `ui.figure`) as its points: series, layer, value."""
+def figure_svgs(at) -> list[str]:
+    """Every SVG figure on the current page (a markdown image, `ui.figure`), as its SVG text."""
     out = []
     for element in at.markdown:
         found = re.fullmatch(r"!\[[^\]]*\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", element.value)
         if found:
-            out.append(figure_points(base64.b64decode(found[1]).decode()))
+            out.append(base64.b64decode(found[1]).decode())
     return out
+
+
+def figures(at) -> list[pd.DataFrame]:
+    """Every SVG figure on the current page as its points: series, layer, value."""
+    return [figure_points(svg) for svg in figure_svgs(at)]
 
 
 def figure_points(svg: str) -> pd.DataFrame:
@@ -154,6 +159,19 @@ def figure_points(svg: str) -> pd.DataFrame:
             "series": [c.get("data-series") for c in circles],
             "layer": [c.get("data-layer") for c in circles],
             "value": [float(c.get("data-value")) for c in circles],
+        }
+    )
+
+
+def figure_ranges(svg: str, cls: str) -> pd.DataFrame:
+    """The per-layer ranges an SVG figure draws with class `cls` ('floor': the untrained floor's boxes, 'seeds':
+    the seed spread's bars): layer, low, high."""
+    found = [e for e in ET.fromstring(svg).iter() if e.get("class") == cls]
+    return pd.DataFrame(
+        {
+            "layer": [e.get("data-layer") for e in found],
+            "low": [float(e.get("data-low")) for e in found],
+            "high": [float(e.get("data-high")) for e in found],
         }
     )
 
