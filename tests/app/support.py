@@ -15,6 +15,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from core.data import SubsetSpec
 from core.names import OUTPUT, RESIDUAL, kind
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
-from core.result import AnalysisResult
+from core.result import AnalysisResult, SeedPairing
 from models.resnet import ArchConfig, resnet_layers
 from ui.figure import MATCHED_ALT
 
@@ -223,4 +224,23 @@ def synthetic_result(
         invariance_b=ramp_b * 0.5,
         probe_a=ramp_a,
         probe_b=ramp_b,
+    )
+
+
+def with_synthetic_references(result: AnalysisResult, floor: float = 0.6, spread: float = 0.05) -> AnalysisResult:
+    """`result` with an untrained floor (mean `floor`, band `floor` - 0.1 to `floor` + 0.05, 8 init pairs), three
+    seed pairings (A x B itself, then its values moved by -`spread` and +`spread`) and trained-vs-untrained
+    read-outs, as models.references would add them."""
+    m = len(result.matched)
+    shifts = (0.0, -spread, spread)
+    return replace(
+        result,
+        floor_untrained=np.full(m, floor),
+        floor_untrained_low=np.full(m, floor - 0.1),
+        floor_untrained_high=np.full(m, floor + 0.05),
+        untrained_a=np.linspace(0.8, 0.2, len(result.layers_a)),
+        untrained_b=np.linspace(0.7, 0.05, len(result.layers_b)),
+        floor_pairs=8,
+        floor_method="untrained networks",
+        seed_pairings=tuple(SeedPairing(f"a{k}", "b", result.matched_cka + shift) for k, shift in enumerate(shifts)),
     )
