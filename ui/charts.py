@@ -208,11 +208,12 @@ def matched_curve(
     null = base.mark_area(color=NULL_COLOUR, opacity=0.35).encode(
         y=alt.Y("null_p95:Q", scale=y_scale, title="matched-layer CKA"), y2=alt.Y2(datum=0)
     )
-    interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=colour)
+    unnamed = colour.legend(None)  # one legend per colour, on the points (independent scales repeat it per layer)
+    interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=unnamed)
     lines = (
         base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
         .mark_line()
-        .encode(y="cka:Q", color=colour, detail="kind:N")
+        .encode(y="cka:Q", color=unnamed, detail="kind:N")
     )
     points = base.mark_point(filled=True, size=50).encode(y="cka:Q", color=colour, tooltip=tooltip)
     layers = [null, interval, lines, points]
@@ -268,14 +269,14 @@ def _ceiling_layers(extra: pd.DataFrame, x: alt.X) -> list[alt.Chart]:
         alt.Tooltip("ceiling_low:Q", title="interval low", format=".3f"),
         alt.Tooltip("ceiling_high:Q", title="interval high", format=".3f"),
     ]
-    base = alt.Chart(extra).encode(x=x, color=colour)
+    base = alt.Chart(extra).encode(x=x)
     lines = (
         base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
         .mark_line(strokeDash=[6, 3], strokeWidth=1.5)
-        .encode(y="ceiling:Q", detail="kind:N")
+        .encode(y="ceiling:Q", detail="kind:N", color=colour.legend(None))
     )
-    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q")
-    points = base.mark_point(size=30).encode(y="ceiling:Q", tooltip=tooltip)
+    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q", color=colour.legend(None))
+    points = base.mark_point(size=30).encode(y="ceiling:Q", tooltip=tooltip, color=colour)
     return [lines, bars, points]
 
 
