@@ -9,7 +9,7 @@ minibatches it reported before (200 resamples), for comparison. Coverage counts 
 interval.
 
 With --verdicts, the quantities the findings' verdicts read are checked too, each with the interval CKA Lens gives
-it (the paired delete-one-minibatch jackknife on the quantity itself, core.verdicts): differences of matched CKA
+it (the paired delete-one-minibatch jackknife on the quantity itself, core.findings): differences of matched CKA
 between neighbouring block outputs, each read-out per layer (class structure, pooled invariance), final-stage
 rises of the read-outs, the ceiling (A vs another seed of A's method) per layer and the pair's drop minus the
 ceiling's. Coverage is given per family, with each slice's hits. --split test uses the test split (10,000 images:
@@ -37,13 +37,13 @@ import torch  # noqa: E402
 from core.comparison import pair_terms  # noqa: E402
 from core.data import DataError, Subset, SubsetSpec, load_split  # noqa: E402
 from core.distributed import Cluster  # noqa: E402
+from core.findings import Estimate, _Pair, matched_estimate  # noqa: E402
 from core.fingerprint import fingerprint  # noqa: E402
 from core.interval import jackknife_interval  # noqa: E402
 from core.names import OUTPUT, kind  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare_pairs  # noqa: E402
 from core.result import AnalysisResult  # noqa: E402
-from core.verdicts import Estimate, _Pair, matched_estimate  # noqa: E402
 from models import DEFAULT_PAIR, load_model, siblings  # noqa: E402
 
 CPU = torch.device("cpu")

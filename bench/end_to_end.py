@@ -55,8 +55,8 @@ from core.memory import estimate_bytes, layer_shapes  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare, compare_many  # noqa: E402
 from models import ArchConfig, build_resnet, load_uploaded  # noqa: E402
+from models.checkpoint import load_bytes  # noqa: E402
 from models.loaded import SourceHints  # noqa: E402
-from models.loader import load_bytes  # noqa: E402
 
 PEERS = ("ours-cka-only", "pytorch-cka", "torch-cka", "cka-pytorch")
 CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0)

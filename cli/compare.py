@@ -18,6 +18,7 @@ from core.cka import KERNELS
 from core.data import SPLITS, DataError, Subset, SubsetSpec, load_subset, parse_classes
 from core.device import pick_device
 from core.distributed import Cluster
+from core.findings import findings_table
 from core.fingerprint import Fingerprint, fingerprint_steps
 from core.floors import INIT_PAIRS
 from core.names import side_labels
@@ -33,7 +34,6 @@ from core.pipeline import (
 from core.report import report_csv, report_json
 from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
-from core.verdicts import findings_table
 from models import AUTO, NO_SIBLING, CheckpointError, LoadedModel, ModelSpec, choose_sibling, load_model
 from models.references import with_floors_and_seeds
 
@@ -140,7 +140,9 @@ def subset_and_options(args: argparse.Namespace, **options) -> tuple[SubsetSpec,
     """The subset and analysis options of `add_subset_and_cka_arguments`; `options` sets the others."""
     spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
     cka = {"kernel": args.kernel, "debiased": args.estimator == "debiased", "sigma": args.sigma}
-    return spec, AnalysisOptions(**cka, batch_size=args.batch_size, **options)
+    chosen = AnalysisOptions(**cka, batch_size=args.batch_size, **options)
+    chosen.check_subset(spec.size)  # before any network is loaded
+    return spec, chosen
 
 
 class _PreviewLines:

@@ -7,7 +7,7 @@ import argparse
 import sys
 import traceback
 
-from cli import checkpoints, compare, train, training
+from cli import checkpoints, compare, snapshots, train
 from cli.errors import CliError
 from core.errors import LensError, bug_reference
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cli", description="CKA Lens: compare the layers of networks with CKA.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     compare.add_parser(sub)
-    training.add_parser(sub)
+    snapshots.add_parser(sub)
     train.add_parser(sub)
     checkpoints.add_parsers(sub)
     return parser

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import ResultFileError
-from core.result import AnalysisResult, from_json_dict, to_json_dict
+from core.result import MAX_TEXT, AnalysisResult, from_json_dict, to_json_dict
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,10 @@ def ceilings_from_json(data: object) -> Ceilings:
             results.append(None if data.get(side) is None else from_json_dict(data[side]))
         except ResultFileError as err:
             raise ResultFileError(f"its ceiling for {side.upper()} cannot be read: {err}") from None
-    return Ceilings(*results, note_a=str(data.get("note_a", "")), note_b=str(data.get("note_b", "")))
+    notes = [data.get(f"note_{side}", "") for side in "ab"]
+    if not all(isinstance(note, str) and len(note) <= MAX_TEXT for note in notes):
+        raise ResultFileError(f"its ceilings' notes are not strings of at most {MAX_TEXT:,} characters")
+    return Ceilings(*results, note_a=notes[0], note_b=notes[1])
 
 
 def ceilings_csv_rows(ceilings: Ceilings) -> list[str]:

@@ -1,246 +1,642 @@
-"""One-line findings computed from a result: where the two networks agree, where they part ways, and how the
-cross-method numbers compare with the ceiling (two seeds of one method), the floor (two untrained networks of the
-same architectures, core.floors) and the permutation null (an independence check, not a floor)."""
+"""The study's findings, each with a verdict computed from a result, its intervals and its ceilings.
+
+Grigg et al. (2021) reported six findings and one conclusion in words. Each rule below turns one of them into
+comparisons of estimates with thresholds, and every comparison has three outcomes: it holds when the whole 95%
+interval of the estimate is on the claimed side of the threshold, it does not hold when the whole interval is
+on the other side, and otherwise the data cannot tell at this sample size. A claim of equality ("equal within
+±margin") holds when the whole interval lies inside the margin, and does not hold when it lies wholly outside.
+A finding holds when all of its comparisons hold (each at its own 95% level: an intersection of claims needs no
+correction), does not hold when any of them does not after Holm's correction over the finding's comparisons
+(one-sided, family level 2.5%: a finding with six comparisons must not fail on one of six chances), and cannot
+be told otherwise (or when layers, read-outs, intervals or the methods it speaks of are missing).
+
+Uncertainties: every quantity a verdict reads (a matched or off-diagonal CKA, a self-CKA, a read-out, and every
+difference or mean of them, across the pair and its ceilings, which share the images) carries its values with
+each minibatch left out, and its interval is the delete-one-minibatch jackknife of the quantity itself (paired:
+the same minibatch is left out of every term). Results without those replicates (files written before them)
+fall back to the older approximations: a difference adds half-widths, and self-CKA, class structure and
+invariance take the median half-width of the matched-layer intervals. A probe accuracy takes the binomial (Wald)
+half-width on its held-out images.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from core.ceilings import Ceilings, matched_at
-from core.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
-from core.result import AnalysisResult
-from core.seeds import method_spread
-from core.verdicts import HOLDS, Estimate, above, below, within
+from core.interval import MIN_BATCHES, jackknife_interval, t975
+from core.names import OUTPUT, block, kind, side_labels, stage
+from core.result import AnalysisResult, SeedPairing
 
-AGREE = 0.8  # matched-layer CKA at or above this counts as "the networks agree here"
-SAME = 0.02  # read-outs equal within this margin (the whole interval of their difference inside it) are "equal"
+HOLDS, FAILS, UNSURE = "holds", "does not hold", "cannot tell"
+FAMILY_ALPHA = 0.025  # Holm's family level for "does not hold" within a finding: one side of a 95% interval
+DROP = 0.10  # the least change (CKA or accuracy) read as "drops sharply", "rises", "much faster"
+HIGH = 0.5  # cross-model CKA above this is "high" (more alike than not)
+SHARE = 0.5  # "fits the supervised objective": SimCLR gains at least this share of the supervised gain
+Z95 = 1.959964
 
 
 @dataclass(frozen=True)
-class Findings:
-    """Sentences about one result, and the layer where the block outputs part ways (None: they never do)."""
+class Estimate:
+    """A number and the half-width of its 95% interval (NaN: unknown); with `loo`, its values with each minibatch
+    left out, from which the half-width is the jackknife's and with which differences and means stay paired."""
 
-    parting_layer: str | None
-    lines: tuple[str, ...]
+    value: float
+    half: float
+    loo: np.ndarray | None = field(default=None, compare=False, repr=False)  # [batches]
 
+    @classmethod
+    def jackknifed(cls, value: float, loo: np.ndarray) -> Estimate:
+        """`value` with the delete-one-minibatch jackknife-t half-width of its replicates `loo` (core.interval)."""
+        loo = np.asarray(loo, dtype=np.float64)
+        _, high = jackknife_interval(np.array([value]), loo[:, None])
+        return cls(float(value), float(high[0] - value), loo)
 
-def summarise(result: AnalysisResult, threshold: float = AGREE, ceilings: Ceilings | None = None) -> Findings:
-    """Findings in reading order: block outputs, residual branches, (given `ceilings`) each kind against the
-    ceiling and the floor, the null, the objectives, the probes."""
-    curve = {name: float(v) for name, v in zip(result.matched, result.matched_cka, strict=True)}
-    outputs = [(name, v) for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
-    parting, output_line = _outputs_line(outputs, threshold)
-    against = [] if ceilings is None else [_against_ceilings(result, ceilings, k) for k in (OUTPUT, RESIDUAL)]
-    lines = [
-        output_line,
-        _residual_line(curve, threshold),
-        *against,
-        _floor_line(result),
-        _seeds_line(result, ceilings),
-        _null_line(result),
-        _objectives_line(result),
-        _probe_line(result),
-    ]
-    return Findings(parting, tuple(line for line in lines if line))
+    def _paired(self, other: Estimate) -> bool:
+        return self.loo is not None and other.loo is not None and self.loo.shape == other.loo.shape
 
+    def __sub__(self, other: Estimate) -> Estimate:
+        if self._paired(other):
+            return Estimate.jackknifed(self.value - other.value, self.loo - other.loo)
+        return Estimate(self.value - other.value, self.half + other.half)
 
-def _final_run_below(items: list[tuple[str, float]], t: float) -> int | None:
-    """Where the last run of values below `t` starts, if the values end below `t` (else None)."""
-    k = len(items)
-    while k > 0 and items[k - 1][1] < t:
-        k -= 1
-    return k if k < len(items) else None
+    def scaled(self, factor: float) -> Estimate:
+        if self.loo is not None:
+            return Estimate(self.value * factor, self.half * abs(factor), self.loo * factor)
+        return Estimate(self.value * factor, self.half * abs(factor))
 
+    @property
+    def standard_error(self) -> float:
+        """The half-width over its quantile: the jackknife's t (minibatches - 1 degrees of freedom) or the normal."""
+        if self.loo is not None and len(self.loo) >= max(MIN_BATCHES, 2):
+            return self.half / t975(len(self.loo) - 1)
+        return self.half / Z95
 
-def _outputs_line(outputs: list[tuple[str, float]], t: float) -> tuple[str | None, str]:
-    """Where the block outputs stop agreeing for good: the first layer of the final run below `t`."""
-    if not outputs:
-        return None, "The two models share no block-output layers, so there is no matched curve to read."
-    start = _final_run_below(outputs, t)
-    last_value = outputs[-1][1]
-    if start == 0:
-        best_name, best_value = max(outputs, key=lambda item: item[1])
-        return None, (
-            f"Block outputs never agree (CKA < {t:.1f} at every block; highest {best_value:.2f} at {block(best_name)})."
-        )
-    agreeing = outputs if start is None else outputs[:start]
-    dips = [block(name) for name, v in agreeing if v < t]
-    dip_text = f", apart from a dip at {', '.join(dips)}" if dips else ""
-    if start is None:
-        low_name, low_value = min(outputs, key=lambda item: item[1])
-        return None, (
-            f"Block outputs agree (CKA ≥ {t:.1f}) through the last block ({last_value:.2f}){dip_text}; "
-            f"lowest {low_value:.2f} at {block(low_name)}."
-        )
-    through_name, (parting_name, parting_value) = outputs[start - 1][0], outputs[start]
-    new_stage = stage(parting_name) != stage(through_name)
-    through = stage(through_name) if new_stage else block(through_name)
-    where = stage(parting_name) if new_stage else block(parting_name)
-    return parting_name, (
-        f"Block outputs agree (CKA ≥ {t:.1f}) through {through}{dip_text}; they part ways in {where}: "
-        f"{parting_value:.2f} at {block(parting_name)}, {last_value:.2f} at the last block."
-    )
+    def p_beyond(self, threshold: float, upward: bool) -> float:
+        """One-sided p-value for the truth lying beyond `threshold` (above it when `upward`, below otherwise):
+        small when the estimate lies far beyond it. A claim's p-value against it is this for the other side.
+        1 when unknown."""
+        se = self.standard_error
+        if not (np.isfinite(self.value) and np.isfinite(se)):
+            return 1.0
+        distance = self.value - threshold if upward else threshold - self.value
+        if se <= 0:  # no spread at all: the estimate is the truth's side
+            return 0.0 if distance > 0 else 1.0 if distance < 0 else 0.5
+        statistic = distance / se
+        df = len(self.loo) - 1 if self.loo is not None and len(self.loo) >= max(MIN_BATCHES, 2) else None
+        return t_upper(statistic, df)
+
+    def __str__(self) -> str:
+        return f"{self.value:.2f} ± {self.half:.2f}" if np.isfinite(self.half) else f"{self.value:.2f}"
 
 
-def _residual_line(curve: dict[str, float], t: float) -> str:
-    """Residual branches against block outputs: the study's 'similar outputs through dissimilar means'."""
-    residual = [(name, v) for name, v in curve.items() if kind(name) == RESIDUAL and np.isfinite(v)]
-    outputs = [v for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
-    if not residual or not outputs:
-        return ""
-    mean_r, mean_o = float(np.mean([v for _, v in residual])), float(np.mean(outputs))
-    start = _final_run_below(residual, t)
-    below = f"; below {t:.1f} from {block(residual[start][0])} on" if start is not None else ""
-    if mean_r < mean_o - 0.05:
-        return (
-            f"Residual branches agree less than block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below}): "
-            "similar outputs reached through dissimilar residual updates."
-        )
-    return f"Residual branches agree about as much as block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below})."
+def t_upper(t: float, df: int | None) -> float:
+    """P(T >= t) for Student's t with `df` degrees of freedom (None: the normal), exact for integer df
+    (Abramowitz and Stegun 26.7.3-4: a finite sum in the angle atan(t / sqrt(df)))."""
+    if df is None:
+        return 0.5 * math.erfc(t / math.sqrt(2))
+    theta = math.atan(abs(t) / math.sqrt(df))
+    s, c = math.sin(theta), math.cos(theta)
+    if df % 2:
+        term, total = 1.0, 1.0 if df > 1 else 0.0
+        for k in range(1, (df - 3) // 2 + 1):
+            term *= c * c * (2 * k) / (2 * k + 1)
+            total += term
+        inside = 2 / math.pi * (theta + (s * c * total if df > 1 else 0.0))
+    else:
+        term, total = 1.0, 1.0
+        for k in range(1, (df - 2) // 2 + 1):
+            term *= c * c * (2 * k - 1) / (2 * k)
+            total += term
+        inside = s * total
+    upper = (1 - inside) / 2  # P(T >= |t|)
+    return upper if t >= 0 else 1 - upper
 
 
-def _against_ceilings(result: AnalysisResult, ceilings: Ceilings, which: str) -> str:
-    """One kind of layer (block outputs or residual branches), mean CKA over its matched layers: A vs B, each
-    model against another seed of its method (the ceiling) and the permutation null's 95th percentile (an
-    independence check)."""
-    names = [n for n, v in zip(result.matched, result.matched_cka, strict=True) if kind(n) == which and np.isfinite(v)]
-    if not names:
-        return ""
-    label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
-    cross = np.mean([matched_at(result, n).value for n in names])
-    parts = [f"{label_a} vs {label_b} {cross:.2f}"]
-    for label, (ceiling, _) in ((label_a, ceilings.side("a")), (label_b, ceilings.side("b"))):
-        values = [matched_at(ceiling, n).value for n in names]
-        known = [v for v in values if np.isfinite(v)]
-        parts.append(f"{label} vs another seed {np.mean(known):.2f}" if known else f"{label} vs another seed: none")
-    floors = [result.null_p95[result.matched.index(n)] for n in names]
-    known_floors = [v for v in floors if np.isfinite(v)]
-    if known_floors:
-        parts.append(f"permutation null below {max(np.ceil(max(known_floors) * 100) / 100, 0.01):.2f}")
-    title = "Block outputs" if which == OUTPUT else "Residual branches"
-    return f"{title}, mean over {len(names)} layers: " + "; ".join(parts) + "."
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of a finding: the quantity, its interval, the claim and its outcome."""
+
+    what: str  # the quantity and the claim, e.g. "SimCLR's final-stage invariance rise > 0.10"
+    estimate: float
+    low: float  # 95% interval (NaN: unknown)
+    high: float
+    outcome: str  # HOLDS, FAILS or UNSURE, after Holm's correction within the finding
+    alone: str  # the outcome of this comparison by itself, before the correction
+    p_fail: float  # one-sided p-value against the claim (what Holm's correction reads)
 
 
-def _floor_line(result: AnalysisResult) -> str:
-    """Where A vs B stands clear of the untrained floor (its interval above the floor's 95th percentile), and the
-    first matched layer's numbers; "" for a result without floors."""
-    floor, high = result.floor_untrained, result.floor_untrained_high
-    if floor is None or high is None or not np.isfinite(floor).any():
-        return ""
-    low_end = result.interval_low if np.isfinite(result.interval_low).any() else result.matched_cka
-    known = np.isfinite(low_end) & np.isfinite(high)
-    clear = int((low_end[known] > high[known]).sum())
-    first = result.matched[0]
-    note = f" ({result.floor_note})" if result.floor_note else ""
-    return (
-        f"Against untrained networks of the same architectures ({result.floor_pairs} pairs of init seeds{note}): "
-        f"above the floor's 95th percentile at {clear} of {int(known.sum())} matched layers; at {first} "
-        f"{result.matched_cka[0]:.2f} against an untrained {floor[0]:.2f} ({result.floor_untrained_low[0]:.2f}-"
-        f"{high[0]:.2f})."
-    )
+def _comparison(what: str, estimate: Estimate, outcome: str, p_fail: float) -> Comparison:
+    low, high = estimate.value - estimate.half, estimate.value + estimate.half
+    return Comparison(what, estimate.value, low, high, outcome, outcome, p_fail)
 
 
-def _seeds_line(result: AnalysisResult, ceilings: Ceilings | None) -> str:
-    """Between methods (every seed pairing) against within a method (the ceilings), over the matched layers, and
-    what that rests on; "" without other seeds."""
-    if not result.seed_pairings:
-        return ""
-    within_method = [c for c in (ceilings.a, ceilings.b) if c is not None] if ceilings else []
-    spreads = [method_spread(result, within_method, name) for name in result.matched]
-    told = [s.separated for s in spreads if s.separated is not None]
-    if not told:
-        return ""
-    rests = spreads[0].rests_on
-    return (
-        f"Between methods ({rests}): every pairing is below every within-method ceiling at {sum(told)} of "
-        f"{len(told)} matched layers."
-    )
+def check_above(what: str, estimate: Estimate, threshold: float) -> Comparison:
+    """The claim `estimate` > `threshold`, as a comparison (outcome as in `above`)."""
+    claim = f"{what} > {threshold:.2f}"
+    return _comparison(claim, estimate, above(estimate, threshold), estimate.p_beyond(threshold, upward=False))
 
 
-def _null_line(result: AnalysisResult) -> str:
-    """How many matched layers stand clear of the permutation null (rows of B shuffled)."""
-    value, null = result.matched_cka, result.null_p95
-    known = np.isfinite(value) & np.isfinite(null)
-    if not known.any():
-        return ""
-    within = [name for name, v, n, k in zip(result.matched, value, null, known, strict=True) if k and v <= n]
-    top = float(np.nanmax(null[known]))
-    if not within:
-        return f"Every matched layer is above the permutation null (its 95th percentile is at most {top:.2f})."
-    shown = ", ".join(within[:3]) + (", ..." if len(within) > 3 else "")
-    return (
-        f"{len(within)} of {int(known.sum())} matched layers are within the permutation null ({shown}): "
-        "there the two networks are no more alike than shuffled images."
-    )
+def check_below(what: str, estimate: Estimate, threshold: float) -> Comparison:
+    """The claim `estimate` < `threshold`, as a comparison (outcome as in `below`)."""
+    claim = f"{what} < {threshold:.2f}"
+    return _comparison(claim, estimate, below(estimate, threshold), estimate.p_beyond(threshold, upward=True))
 
 
-def _last_common(result: AnalysisResult) -> int | None:
-    """Index in A of the deepest layer both models have (the pooled features for a SimCLR/supervised pair)."""
-    common = [i for i, name in enumerate(result.layers_a) if name in result.layers_b]
-    return common[-1] if common else None
+def check_within(what: str, estimate: Estimate, margin: float) -> Comparison:
+    """The claim that `estimate` is 0 within ±`margin`, as a comparison (outcome as in `within`)."""
+    side = margin if estimate.value >= 0 else -margin
+    p = estimate.p_beyond(side, upward=estimate.value >= 0)
+    return _comparison(f"{what} within ±{margin:.2f}", estimate, within(estimate, margin), p)
 
 
-def _objectives_line(result: AnalysisResult) -> str:
-    """At the deepest shared layer: which model is more augmentation-invariant, which has more class structure."""
-    i = _last_common(result)
-    if i is None:
-        return ""
-    name = result.layers_a[i]
-    j = result.layers_b.index(name)
-    label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
-    parts = []
-    for values_a, values_b, what in (
-        (result.invariance_a, result.invariance_b, "augmentation-invariant"),
-        (result.class_a, result.class_b, "class-structured"),
-    ):
-        a, b = float(values_a[i]), float(values_b[j])
-        if not (np.isfinite(a) and np.isfinite(b)):
-            continue
-        key = "invariance" if what == "augmentation-invariant" else "class"
-        difference = _difference(result, key, i, j)
-        if difference is not None:
-            parts.append(_compared(difference, what, label_a, label_b, a, b))
-        elif abs(a - b) < SAME:
-            parts.append(f"both are about equally {what} ({a:.2f} and {b:.2f})")
-        else:
-            more, high, low = (label_a, a, b) if a > b else (label_b, b, a)
-            parts.append(f"{more} is more {what} ({high:.2f} vs {low:.2f})")
-    return f"At the {name} layer, " + " and ".join(parts) + "." if parts else ""
+def unknown(what: str) -> Comparison:
+    """A comparison that cannot be made (a missing layer or read-out): it can only leave the finding untold."""
+    return Comparison(what, np.nan, np.nan, np.nan, UNSURE, UNSURE, 1.0)
 
 
-def _difference(result: AnalysisResult, key: str, i: int, j: int) -> Estimate | None:
-    """A's read-out `key` at its layer i minus B's at its layer j, jackknifed from the result's replicates (the
-    same minibatches left out of both); None for a result without them."""
-    loo_a, loo_b = result.leave_one_out.get(f"{key}_a"), result.leave_one_out.get(f"{key}_b")
-    if loo_a is None or loo_b is None or loo_a.shape[0] != loo_b.shape[0]:
+def holm(comparisons: list[Comparison], alpha: float = FAMILY_ALPHA) -> list[Comparison]:
+    """`comparisons` with each "does not hold" kept only where Holm's step-down procedure over all of them
+    rejects the claim at family level `alpha` (else it becomes "cannot tell"); "holds" is left as it is."""
+    order = sorted(range(len(comparisons)), key=lambda i: comparisons[i].p_fail)
+    rejected, stopped = set(), False
+    for rank, i in enumerate(order):
+        stopped = stopped or comparisons[i].p_fail > alpha / (len(comparisons) - rank)
+        if not stopped:
+            rejected.add(i)
+    out = []
+    for i, c in enumerate(comparisons):
+        outcome = FAILS if c.alone == FAILS and i in rejected else (UNSURE if c.alone == FAILS else c.alone)
+        out.append(Comparison(c.what, c.estimate, c.low, c.high, outcome, c.alone, c.p_fail))
+    return out
+
+
+def conclude(comparisons: list[Comparison]) -> tuple[str, tuple[Comparison, ...], str]:
+    """A finding's verdict from its comparisons after Holm's correction, the corrected comparisons, and a
+    sentence saying what the correction did."""
+    corrected = holm(comparisons)
+    verdict = all_of([c.outcome for c in corrected])
+    alone = sum(c.alone == FAILS for c in comparisons)
+    after = sum(c.outcome == FAILS for c in corrected)
+    note = f"Holm over {len(comparisons)} comparison(s): {alone} fail alone, {after} after the correction"
+    return verdict, tuple(corrected), note
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One row of the findings table."""
+
+    key: str  # "1" .. "6b", or "conclusion"
+    study: str  # what the study reported
+    shows: str  # what this pair shows, with the numbers behind the verdict
+    verdict: str  # HOLDS, FAILS or UNSURE
+    comparisons: tuple[Comparison, ...] = ()  # what the verdict rests on, each with its interval and outcome
+    multiplicity: str = ""  # what Holm's correction within the finding did
+    rests_on: str = ""  # the networks behind it: these two only, or how many seeds of each method
+
+
+def above(estimate: Estimate, threshold: float) -> str:
+    """Whether `estimate` exceeds `threshold`: HOLDS when its interval's low end does, FAILS when its high end
+    does not, UNSURE when the interval straddles it or the estimate or its uncertainty is unknown."""
+    if not (np.isfinite(estimate.value) and np.isfinite(estimate.half)):
+        return UNSURE
+    if estimate.value - estimate.half > threshold:
+        return HOLDS
+    if estimate.value + estimate.half <= threshold:
+        return FAILS
+    return UNSURE
+
+
+def within(estimate: Estimate, margin: float) -> str:
+    """Whether `estimate` is 0 within ±`margin`: HOLDS when its whole interval lies inside (-margin, margin),
+    FAILS when it lies wholly outside [-margin, margin], UNSURE otherwise or when unknown."""
+    if not (np.isfinite(estimate.value) and np.isfinite(estimate.half)):
+        return UNSURE
+    low, high = estimate.value - estimate.half, estimate.value + estimate.half
+    if -margin < low and high < margin:
+        return HOLDS
+    if low >= margin or high <= -margin:
+        return FAILS
+    return UNSURE
+
+
+def below(estimate: Estimate, threshold: float) -> str:
+    """Whether `estimate` is under `threshold`, with the same three outcomes as `above`."""
+    return above(estimate.scaled(-1), -threshold)
+
+
+def all_of(verdicts: list[str]) -> str:
+    """FAILS if any verdict fails, HOLDS if all hold (and there is at least one), UNSURE otherwise."""
+    if FAILS in verdicts:
+        return FAILS
+    return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else UNSURE
+
+
+def mean(estimates: list[Estimate]) -> Estimate:
+    """The mean of several estimates: jackknifed from the mean of their replicates when all have them (paired),
+    else with the mean of their half-widths."""
+    value = float(np.mean([e.value for e in estimates]))
+    loo = [e.loo for e in estimates]
+    if all(x is not None for x in loo) and len({x.shape for x in loo}) == 1:
+        return Estimate.jackknifed(value, np.mean(loo, 0))
+    return Estimate(value, float(np.mean([e.half for e in estimates])))
+
+
+def matched_estimate(result: AnalysisResult | None, layer: str) -> Estimate:
+    """A result's matched-layer CKA at `layer`: jackknifed from its replicates when the result has them, else with
+    its interval's half-width; all NaN when the result or the layer is missing."""
+    m = matched_at(result, layer)
+    loo = result.leave_one_out.get("cross") if result is not None else None
+    if loo is None or not loo.size or not np.isfinite(m.value):
+        return Estimate(m.value, m.half_width)
+    i, j = result.layers_a.index(layer), result.layers_b.index(layer)
+    return Estimate.jackknifed(m.value, loo[:, i, j])
+
+
+def pairing_estimate(result: AnalysisResult, pairing: SeedPairing, layer: str) -> Estimate:
+    """One seed pairing's matched CKA at `layer`, jackknifed from its replicates (the pair's images)."""
+    if layer not in result.matched:
+        return Estimate(np.nan, np.nan)
+    k = result.matched.index(layer)
+    value = float(pairing.matched_cka[k])
+    if pairing.leave_one_out is None or not pairing.leave_one_out.size or not np.isfinite(value):
+        return Estimate(value, np.nan)
+    return Estimate.jackknifed(value, pairing.leave_one_out[:, k])
+
+
+def other_pairings(result: AnalysisResult) -> list[tuple[str, SeedPairing]]:
+    """The seed pairings besides A x B itself (the first), each with a short label ("A' x B" ...)."""
+    first = result.seed_pairings[0] if result.seed_pairings else None
+    out = []
+    for p in result.seed_pairings[1:]:
+        label = ("A'" if first and p.a != first.a else "A") + " x " + ("B'" if first and p.b != first.b else "B")
+        out.append((label, p))
+    return out
+
+
+class _Pair:
+    """Accessors on one result: CKA and read-outs with their uncertainties by layer name, the stage structure."""
+
+    def __init__(self, result: AnalysisResult) -> None:
+        self.result = result
+        widths = (result.interval_high - result.interval_low) / 2
+        finite = widths[np.isfinite(widths)]
+        self.readout_half = float(np.median(finite)) if finite.size else np.nan
+        defined = np.isfinite(result.matched_cka)
+        self.outputs = [n for n, ok in zip(result.matched, defined, strict=True) if kind(n) == OUTPUT and ok]
+        final = stage(self.outputs[-1]) if self.outputs else ""
+        self.intermediate = [n for n in self.outputs if stage(n) != final]
+        self.final = [n for n in self.outputs if stage(n) == final]
+        self.deepest = result.matched[-1] if result.matched else ""
+        self.first = result.matched[0] if result.matched else ""
+        pooled = result.invariance_pooled_a is not None and result.invariance_pooled_b is not None
+        # finding 6 reads invariance of maps averaged over space: a crop's misalignment is not a lack of invariance
+        self.invariance = "invariance_pooled" if pooled else "invariance"
+
+    def _estimate(self, value: float, key: str, index: tuple[int, ...], fallback: float) -> Estimate:
+        """`value` jackknifed from the result's replicates of `key` at `index`, else with the `fallback` half."""
+        loo = self.result.leave_one_out.get(key)
+        if loo is None or not loo.size or not np.isfinite(value):
+            return Estimate(value, fallback)
+        return Estimate.jackknifed(value, loo[(slice(None), *index)])
+
+    def _layers(self, side: str) -> tuple[str, ...]:
+        return self.result.layers_a if side == "a" else self.result.layers_b
+
+    def matched(self, layer: str) -> Estimate:
+        return matched_estimate(self.result, layer)
+
+    def readout(self, what: str, side: str, layer: str) -> Estimate:
+        """'class', 'invariance' or 'invariance_pooled' of model `side` at `layer`, with its uncertainty."""
+        layers, values = self._layers(side), getattr(self.result, f"{what}_{side}")
+        if layer not in layers or values is None:
+            return Estimate(np.nan, np.nan)
+        i = layers.index(layer)
+        return self._estimate(float(values[i]), f"{what}_{side}", (i,), self.readout_half)
+
+    def own(self, side: str, x: str, y: str) -> Estimate:
+        """Model `side`'s own CKA between its layers `x` and `y`, with its uncertainty."""
+        layers, own = self._layers(side), self.result.self_a if side == "a" else self.result.self_b
+        i, j = layers.index(x), layers.index(y)
+        return self._estimate(float(own[i, j]), f"self_{side}", (i, j), self.readout_half)
+
+    def probe(self, side: str, layer: str) -> Estimate:
+        """Held-out probe accuracy of model `side` at `layer`, with its binomial half-width."""
+        layers = self._layers(side)
+        if layer not in layers:
+            return Estimate(np.nan, np.nan)
+        p = float(getattr(self.result, f"probe_{side}")[layers.index(layer)])
+        held_out = max(1, int(round(self.result.used_images * self.result.options.probe_holdout)))
+        return Estimate(p, Z95 * float(np.sqrt(max(p * (1 - p), 0.0) / held_out)) if np.isfinite(p) else np.nan)
+
+    def cross(self, layer_a: str, layer_b: str) -> Estimate:
+        """Cross-model CKA of A's `layer_a` with B's `layer_b`, jackknifed; without replicates, with the matched
+        half-width at `layer_a` (an approximation)."""
+        r = self.result
+        if layer_a not in r.layers_a or layer_b not in r.layers_b:
+            return Estimate(np.nan, np.nan)
+        i, j = r.layers_a.index(layer_a), r.layers_b.index(layer_b)
+        return self._estimate(float(r.cross[i, j]), "cross", (i, j), self.matched(layer_a).half)
+
+    def labels(self) -> tuple[str, str]:
+        return side_labels(self.result.model_a.method, self.result.model_b.method)
+
+    def methods(self) -> tuple[str, str] | None:
+        """(self-supervised side, supervised side) as 'a'/'b', when the pair is one of each; else None."""
+        a, b = self.result.model_a.method, self.result.model_b.method
+        unknown = ("supervised", "unknown", "")
+        if a == "supervised" and b not in unknown:
+            return "b", "a"
+        if b == "supervised" and a not in unknown:
+            return "a", "b"
         return None
-    value = float(getattr(result, f"{key}_a")[i] - getattr(result, f"{key}_b")[j])
-    return Estimate.jackknifed(value, loo_a[:, i] - loo_b[:, j])
 
 
-def _compared(difference: Estimate, what: str, label_a: str, label_b: str, a: float, b: float) -> str:
-    """Equal within ±SAME, one more than the other (the difference's interval wholly on one side), or neither."""
-    if within(difference, SAME) == HOLDS:
-        return f"both are equally {what} within ±{SAME:.2f} ({a:.2f} and {b:.2f})"
-    if above(difference, 0.0) == HOLDS or below(difference, 0.0) == HOLDS:
-        more, high, low = (label_a, a, b) if a > b else (label_b, b, a)
-        gap = difference.scaled(-1) if difference.value < 0 else difference
-        return f"{more} is more {what} ({high:.2f} vs {low:.2f}, difference {gap})"
-    return f"neither is clearly more {what} ({a:.2f} vs {b:.2f}, difference {difference})"
+Rule = Callable[[], tuple[str, list[Comparison]]]
 
 
-def _probe_line(result: AnalysisResult) -> str:
-    """The best linear probe of each model and where it sits."""
-    parts = []
-    for label, layers, acc in zip(
-        side_labels(result.model_a.method, result.model_b.method),
-        (result.layers_a, result.layers_b),
-        (result.probe_a, result.probe_b),
-        strict=True,
-    ):
-        if np.isfinite(acc).any():
-            k = int(np.nanargmax(acc))
-            parts.append(f"{label} {acc[k]:.0%} at {layers[k]}")
-    return "Best linear probe: " + "; ".join(parts) + "." if parts else ""
+def findings_table(result: AnalysisResult, ceilings: Ceilings | None = None) -> tuple[Finding, ...]:
+    """Every finding of the study with what `result` (and its ceilings) shows, the comparisons behind the verdict
+    and the verdict."""
+    pair, ceilings = _Pair(result), ceilings or Ceilings()
+    rules: list[tuple[str, str, Rule]] = [
+        ("1", STUDY["1"], lambda: block_structure(pair)),
+        ("2", STUDY["2"], lambda: outputs_part_at_the_end(pair, ceilings)),
+        ("3", STUDY["3"], lambda: residuals_differ(pair, ceilings)),
+        ("4", STUDY["4"], lambda: stalls_then_catches_up(pair)),
+        ("5", STUDY["5"], lambda: probes_rise(pair)),
+        ("6a", STUDY["6a"], lambda: class_structure(pair)),
+        ("6b", STUDY["6b"], lambda: invariance(pair)),
+        ("conclusion", STUDY["conclusion"], lambda: implicitly_fits(pair)),
+    ]
+    rests_on = rests_on_seeds(result, ceilings)
+    table = []
+    for key, study, rule in rules:
+        shows, comparisons = rule()
+        verdict, corrected, note = conclude(comparisons)
+        table.append(Finding(key, study, shows, verdict, corrected, note if comparisons else "", rests_on))
+    return tuple(table)
+
+
+def rests_on_seeds(result: AnalysisResult, ceilings: Ceilings) -> str:
+    """What a verdict about the methods rests on: with one network per method, these two networks only; with
+    other seeds, how many of each (in the seed pairings or the ceilings)."""
+    seeds_a = len({p.a for p in result.seed_pairings}) or (2 if ceilings.a is not None else 1)
+    seeds_b = len({p.b for p in result.seed_pairings}) or (2 if ceilings.b is not None else 1)
+    if seeds_a == seeds_b == 1:
+        return "these two networks only (one seed per method): it says nothing of the methods beyond them"
+    pairings = f", {len(result.seed_pairings)} cross pairings" if result.seed_pairings else ""
+    return f"{seeds_a} seed(s) of A's method and {seeds_b} of B's{pairings}"
+
+
+STUDY = {
+    "1": "Each network's own CKA map shows block structure, for SimCLR as for supervised.",
+    "2": "Across the networks, block outputs stay alike through the intermediate stages and part sharply in the "
+    "final stage.",
+    "3": "Residual branches are far less alike than block outputs after the early layers: similar outputs through "
+    "dissimilar means.",
+    "4": "SimCLR stalls at the start of each stage, then catches up.",
+    "5": "Linear-probe accuracy rises with depth in both networks.",
+    "6a": "Class structure rises in both; much faster in the supervised network's final layers.",
+    "6b": "Augmentation invariance rises steeply in SimCLR's final layers, not in the supervised network's.",
+    "conclusion": "SimCLR implicitly fits the supervised objective in intermediate layers; the reverse is not true.",
+}
+NEEDS_METHODS = "needs one self-supervised and one supervised network; this pair is {} vs {}"
+
+
+def block_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
+    """Finding 1. In each network's own map, neighbouring block outputs within a stage are more alike than
+    neighbouring block outputs across a stage boundary (the same distance apart, so depth alone cannot explain
+    it): holds when that difference of means is above 0 for both networks."""
+    r, parts, comparisons = pair.result, [], []
+    for side, label, layers in zip("ab", pair.labels(), (r.layers_a, r.layers_b), strict=True):
+        outputs = [n for n in layers if kind(n) == OUTPUT]
+        within_stage, across = [], []
+        for x, y in zip(outputs, outputs[1:], strict=False):
+            value = pair.own(side, x, y)
+            if np.isfinite(value.value):
+                (within_stage if stage(x) == stage(y) else across).append(value)
+        if not within_stage or not across:
+            parts.append(f"{label}: too few blocks per stage to compare")
+            comparisons.append(unknown(f"{label}: block structure"))
+            continue
+        w, a = mean(within_stage), mean(across)
+        difference = w - a
+        parts.append(f"{label}: {w.value:.2f} within a stage vs {a.value:.2f} across a boundary ({difference})")
+        comparisons.append(check_above(f"{label}: own CKA within minus across a stage boundary", difference, 0.0))
+    return "Neighbouring block outputs, own CKA: " + "; ".join(parts) + ".", comparisons
+
+
+def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
+    """Finding 2. With `low` the lowest block output before the final stage and `end` the last block output:
+    holds when `low` is above HIGH, `low` - `end` is above DROP, for each ceiling the drop exceeds the same
+    drop between two seeds of one method by more than DROP (so the parting is the methods', not chance's), and
+    every other seed pairing of the two methods shows a drop above DROP too."""
+    if not pair.intermediate or not pair.final:
+        return "The block outputs do not span an intermediate and a final stage.", []
+    low_layer = min(pair.intermediate, key=lambda n: pair.matched(n).value)
+    end_layer = pair.final[-1]
+    low, end = pair.matched(low_layer), pair.matched(end_layer)
+    drop = low - end
+    text = (
+        f"Block outputs: lowest before {stage(end_layer)} {low} ({block(low_layer)}), last {end} "
+        f"({block(end_layer)}): a drop of {drop}"
+    )
+    comparisons = [
+        check_above(f"lowest block output before the final stage ({block(low_layer)})", low, HIGH),
+        check_above(f"drop to the last block output ({block(end_layer)})", drop, DROP),
+    ]
+    for label, (ceiling, _) in zip(pair.labels(), (ceilings.side("a"), ceilings.side("b")), strict=True):
+        if ceiling is None:
+            continue
+        c_low, c_end = matched_estimate(ceiling, low_layer), matched_estimate(ceiling, end_layer)
+        c_drop = c_low - c_end
+        text += f"; {label} vs another seed: {c_low.value:.2f} to {c_end.value:.2f} (a drop of {c_drop})"
+        comparisons.append(check_above(f"drop minus {label}'s drop between two seeds", drop - c_drop, DROP))
+    if ceilings.a is None and ceilings.b is None:
+        text += "; no other seed to compare the drop with"
+    for label, p in other_pairings(pair.result):  # the methods' drop, not one pair of seeds'
+        seed_drop = pairing_estimate(pair.result, p, low_layer) - pairing_estimate(pair.result, p, end_layer)
+        text += f"; {label}: a drop of {seed_drop}"
+        comparisons.append(check_above(f"drop in {label}", seed_drop, DROP))
+    return text + ".", comparisons
+
+
+def residuals_differ(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
+    """Finding 3. Over the blocks after the first stage, block output CKA minus residual branch CKA (mean over
+    blocks): holds when above 0 and, for each ceiling, above the same gap between two seeds of one method (so
+    the dissimilar residual updates are the methods', not chance's), and above 0 in every other seed pairing."""
+    first = stage(pair.outputs[0]) if pair.outputs else ""
+    blocks = [block(n) for n in pair.outputs if stage(n) != first and f"{block(n)} residual" in pair.result.matched]
+    if not blocks:
+        return "No residual branches beyond the first stage to compare.", []
+
+    def gap(get: Callable[[str], Estimate]) -> Estimate:
+        return mean([get(f"{b} output") - get(f"{b} residual") for b in blocks])
+
+    cross_gap = gap(pair.matched)
+    outputs = mean([pair.matched(f"{b} output") for b in blocks])
+    residuals = mean([pair.matched(f"{b} residual") for b in blocks])
+    text = (
+        f"From {blocks[0]} on: block outputs {outputs}, residual branches {residuals} (mean); output minus residual "
+        f"{cross_gap}"
+    )
+    comparisons = [check_above("block output minus residual branch CKA (mean)", cross_gap, 0.0)]
+    for label, (ceiling, _) in zip(pair.labels(), (ceilings.side("a"), ceilings.side("b")), strict=True):
+        if ceiling is None:
+            continue
+        seed_gap = gap(lambda n, c=ceiling: matched_estimate(c, n))
+        text += f"; the same gap between two seeds of {label}: {seed_gap}"
+        comparisons.append(check_above(f"the gap minus {label}'s gap between two seeds", cross_gap - seed_gap, 0.0))
+    if ceilings.a is None and ceilings.b is None:
+        text += "; no other seed to compare the gap with"
+    for label, p in other_pairings(pair.result):  # the methods' gap, not one pair of seeds'
+        pairing_gap = gap(lambda n, p=p: pairing_estimate(pair.result, p, n))
+        text += f"; {label}: a gap of {pairing_gap}"
+        comparisons.append(check_above(f"output minus residual in {label}", pairing_gap, 0.0))
+    return text + ".", comparisons
+
+
+def stalls_then_catches_up(pair: _Pair) -> tuple[str, list[Comparison]]:
+    """Finding 4, read on the cross-model map. At the first block output F of each stage after the first, the
+    self-supervised network's F is more like the supervised network's previous block output than like its F
+    (it lags: CKA difference above 0); at the stage's last block output E it is not more like the supervised
+    block before E than like its E (caught up: difference below 0). Holds when every stage does both; with two
+    comparisons per stage, Holm's correction keeps one stray failure from deciding it."""
+    sides = pair.methods()
+    if sides is None:
+        return NEEDS_METHODS.format(*pair.labels()) + ".", []
+    ssl, _ = sides
+
+    def like(own: str, other: str) -> Estimate:
+        return pair.cross(own, other) if ssl == "a" else pair.cross(other, own)
+
+    stages = list(dict.fromkeys(stage(n) for n in pair.outputs))  # in depth order
+    parts, comparisons = [], []
+    for s in stages[1:]:
+        in_stage = [n for n in pair.outputs if stage(n) == s]
+        f, e = in_stage[0], in_stage[-1]
+        before_f = pair.outputs[pair.outputs.index(f) - 1]
+        comparisons.append(check_above(f"{block(f)} lags {block(before_f)}", like(f, before_f) - like(f, f), 0.0))
+        part = f"{block(f)}: {like(f, before_f).value:.2f} with {block(before_f)} vs {like(f, f).value:.2f} matched"
+        if e != f:
+            before_e = pair.outputs[pair.outputs.index(e) - 1]
+            behind = like(e, before_e) - like(e, e)
+            comparisons.append(check_below(f"{block(e)} still lags {block(before_e)}", behind, 0.0))
+            part += f", {block(e)}: {like(e, before_e).value:.2f} with {block(before_e)} vs {like(e, e).value:.2f}"
+        else:
+            comparisons.append(unknown(f"{s} catches up (one block only)"))
+        parts.append(part)
+    if not parts:
+        return "Only one stage of block outputs.", []
+    label = pair.labels()[0 if ssl == "a" else 1]
+    return f"{label}'s block outputs against the supervised network's: " + "; ".join(parts) + ".", comparisons
+
+
+def probes_rise(pair: _Pair) -> tuple[str, list[Comparison]]:
+    """Finding 5. For each network, probe accuracy at the deepest shared layer minus at the first layer: holds
+    when above DROP for both (binomial uncertainties on the held-out images)."""
+    parts, comparisons = [], []
+    for side, label in zip("ab", pair.labels(), strict=True):
+        first, deep = pair.probe(side, pair.first), pair.probe(side, pair.deepest)
+        if not (np.isfinite(first.value) and np.isfinite(deep.value)):
+            return "Linear probes were not computed for this result.", []
+        parts.append(f"{label} {first.value:.0%} at {pair.first} to {deep.value:.0%} at {pair.deepest}")
+        comparisons.append(check_above(f"{label}: probe accuracy rise", deep - first, DROP))
+    return "Probe accuracy: " + "; ".join(parts) + ".", comparisons
+
+
+def _final_stage_rise(pair: _Pair, what: str, side: str) -> Estimate:
+    """A read-out's rise over the final stage: at the deepest shared layer minus at the last block output
+    before the final stage."""
+    return pair.readout(what, side, pair.deepest) - pair.readout(what, side, pair.intermediate[-1])
+
+
+def _objective_sides(pair: _Pair) -> tuple[str, str, dict[str, str]] | str:
+    """(self-supervised side, supervised side, labels by side) for the objective findings, or why they cannot be
+    read: the methods are not one of each, or there are no block outputs before the final stage."""
+    sides = pair.methods()
+    if sides is None:
+        return NEEDS_METHODS.format(*pair.labels()) + "."
+    if not pair.intermediate:
+        return "Needs block outputs before the final stage."
+    return (*sides, dict(zip("ab", pair.labels(), strict=True)))
+
+
+def class_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
+    """Finding 6a. Class-structure CKA at the deepest shared layer minus at the first layer is above DROP in both
+    networks, and over the final stage the supervised network's rise exceeds the self-supervised one's by more
+    than DROP."""
+    sides = _objective_sides(pair)
+    if isinstance(sides, str):
+        return sides, []
+    ssl, sup, labels = sides
+    rises = {s: pair.readout("class", s, pair.deepest) - pair.readout("class", s, pair.first) for s in "ab"}
+    final = {s: _final_stage_rise(pair, "class", s) for s in "ab"}
+    text = (
+        f"Class structure from {pair.first} to {pair.deepest}: {labels[ssl]} rises by {rises[ssl]}, "
+        f"{labels[sup]} by {rises[sup]}; over the final stage by {final[ssl]} and {final[sup]}."
+    )
+    comparisons = [
+        check_above(f"{labels[ssl]}: class structure rise", rises[ssl], DROP),
+        check_above(f"{labels[sup]}: class structure rise", rises[sup], DROP),
+        check_above("final-stage rise, supervised minus self-supervised", final[sup] - final[ssl], DROP),
+    ]
+    return text, comparisons
+
+
+def invariance(pair: _Pair) -> tuple[str, list[Comparison]]:
+    """Finding 6b. Over the final stage the self-supervised network's invariance rises by more than DROP and the
+    supervised network's by less than DROP. Read on maps averaged over space where the result has them (a random
+    crop moves content, so flattened maps of x and t(x) differ by misalignment too, most of all before the
+    average pool); on flattened maps otherwise, and the text says so."""
+    sides = _objective_sides(pair)
+    if isinstance(sides, str):
+        return sides, []
+    ssl, sup, labels = sides
+    final = {s: _final_stage_rise(pair, pair.invariance, s) for s in "ab"}
+    if not all(np.isfinite(final[s].value) for s in "ab"):
+        return "Augmentation invariance was not computed for this result.", []
+    how = "maps averaged over space" if pair.invariance == "invariance_pooled" else "flattened maps (misalignment too)"
+    text = (
+        f"Invariance of {how} over the final stage (from {block(pair.intermediate[-1])} to {pair.deepest}): "
+        f"{labels[ssl]} rises by {final[ssl]}, {labels[sup]} by {final[sup]}."
+    )
+    comparisons = [
+        check_above(f"{labels[ssl]}: final-stage invariance rise", final[ssl], DROP),
+        check_below(f"{labels[sup]}: final-stage invariance rise", final[sup], DROP),
+    ]
+    return text, comparisons
+
+
+def implicitly_fits(pair: _Pair) -> tuple[str, list[Comparison]]:
+    """The conclusion. (i) From the first layer to the last block output before the final stage, the
+    self-supervised network gains at least SHARE of the class structure the supervised one gains; (ii) the
+    supervised network's invariance, at every matched layer, stays below the self-supervised network's at the
+    deepest shared layer by more than DROP (invariance as finding 6b reads it)."""
+    sides = _objective_sides(pair)
+    if isinstance(sides, str):
+        return sides, []
+    ssl, sup, labels = sides
+    mid = pair.intermediate[-1]
+    gains = {s: pair.readout("class", s, mid) - pair.readout("class", s, pair.first) for s in "ab"}
+    invariances = [pair.readout(pair.invariance, sup, n) for n in pair.result.matched]
+    known = [e for e in invariances if np.isfinite(e.value)]
+    if not known:
+        return "Augmentation invariance was not computed for this result.", []
+    most = max(known, key=lambda e: e.value)
+    ssl_deep = pair.readout(pair.invariance, ssl, pair.deepest)
+    text = (
+        f"Class structure gained by {block(mid)}: {labels[ssl]} {gains[ssl]}, {labels[sup]} {gains[sup]}; "
+        f"{labels[sup]}'s highest invariance {most.value:.2f} vs {labels[ssl]}'s {ssl_deep.value:.2f} at "
+        f"{pair.deepest}."
+    )
+    comparisons = [
+        check_above(f"class gain, {labels[ssl]} - {SHARE} x {labels[sup]}", gains[ssl] - gains[sup].scaled(SHARE), 0),
+        check_above(f"{labels[ssl]}'s deepest invariance minus {labels[sup]}'s highest", ssl_deep - most, DROP),
+    ]
+    return text, comparisons

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core.cka import KERNELS
@@ -56,8 +57,17 @@ class AnalysisOptions:
             raise OptionsError("batch size must be at least 4 for the debiased estimator (2 for biased)")
         if not 0 < self.probe_holdout < 1:
             raise OptionsError("probe_holdout must be between 0 and 1")
-        if self.sigma <= 0 or self.permutations < 0:
-            raise OptionsError("sigma must be positive; permutations must be >= 0")
+        if not math.isfinite(self.sigma) or self.sigma <= 0 or self.permutations < 0:
+            raise OptionsError("sigma must be a positive finite number; permutations must be >= 0")
+
+    def check_subset(self, images: int) -> None:
+        """Refuse a subset too small for these options before anything is computed: CKA needs at least one
+        minibatch of `min_batch` images (a smaller last one is dropped)."""
+        if images < self.min_batch:
+            raise OptionsError(
+                f"{images} images make no minibatch of at least {self.min_batch} (what the "
+                f"{'debiased' if self.debiased else 'biased'} estimator needs); choose more classes or images per class"
+            )
 
     @property
     def min_batch(self) -> int:

@@ -131,6 +131,7 @@ def compare_many(
     the batches so far after each one; the final results are the same to the last bit. Returns the results
     on rank 0 and an empty list on the other ranks.
     """
+    options.check_subset(subset.spec.size)
     shapes = [layer_shapes(network, cluster.device) for network in [reference, *others]]
     for other_shapes in shapes[1:]:
         check_memory([shapes[0], other_shapes], subset.spec.size, options, cluster.device)

@@ -82,6 +82,8 @@ def ridge_probe(
     prior = targets.mean(0)
     y = targets - prior
     mean = sum(x.double().sum(0) for x, _ in _train_rows(batches, split)) / split
+    if not bool(torch.isfinite(mean).all()):  # finite weights can still overflow to inf: no probe, not a crash
+        return float("nan")
     d = len(mean)
     if d <= split:
         gram, xty = torch.zeros(d, d, dtype=torch.float64), torch.zeros(d, num_classes, dtype=torch.float64)

@@ -10,6 +10,10 @@ ENGINE_VERSION), so the CLI can fill the store and the app read it, across resta
 temporary file and renamed into place, and carries a sha256 of its content: a half-written file never has an
 entry's name, and a damaged entry is detected, deleted and recomputed, never shown. The store keeps at most
 `max_bytes`, evicting the least recently used entries (a read touches its entry).
+
+The store trusts nothing it reads: each entry records its key (the digest and the full description it digests)
+and is served only under that key; links are never followed; eviction and clean-up touch only regular files of
+the store's own naming, in its own subfolder of the configured folder, which may be shared with anything else.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 import secrets
 import struct
 import threading
@@ -25,13 +31,14 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 import torch
 
 from core import settings
 from core.data import SubsetSpec
-from core.errors import ContractError, ResultFileError, StoreEntryDamaged
+from core.errors import ContractError, LensError, StoreEntryDamaged
 from core.fingerprint import Fingerprint, keep_batch
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
@@ -45,6 +52,10 @@ FINGERPRINT = ".fp"
 RESULT = ".json"  # two lines of JSON: the engine and a sha256, then the result
 DIGEST_BYTES = 64  # the sha256 in hex that ends a fingerprint entry
 _DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.bfloat16, torch.int64, torch.bool)}
+ENTRIES = "cka-lens-entries"  # the subfolder of the configured folder that holds the store's files, and only them
+_KEY = re.compile(r"[0-9a-f]{32}")
+_ENTRY = re.compile(r"[0-9a-f]{32}\.(json|fp)")  # the store's own names: nothing else in its folder is touched
+_TMP = re.compile(r"\.[0-9a-f]{32}\.(json|fp)\.\d+\.[0-9a-f]{8}\.tmp")
 _LOCK = threading.Lock()  # eviction walks the folder: one at a time per process
 
 
@@ -54,28 +65,55 @@ def default_store() -> Store | None:
     return None if folder is None else Store(folder, settings.store_bytes())
 
 
-def result_key(key_a: str, key_b: str, subset: SubsetSpec, options: AnalysisOptions) -> str:
+def result_key(key_a: str, key_b: str, subset: SubsetSpec, options: AnalysisOptions) -> StoreKey:
     """The store key of a comparison: both networks' content keys (ModelIdentity.key), subset, options."""
     return content_key("result", key_a, key_b, subset, options)
 
 
-def fingerprint_key(key: str, subset: SubsetSpec, options: AnalysisOptions) -> str:
+def fingerprint_key(key: str, subset: SubsetSpec, options: AnalysisOptions) -> StoreKey:
     return content_key("fingerprint", key, subset, options)
 
 
-def content_key(*parts: object) -> str:
+class StoreKey(str):
+    """A store key (a hex digest) that also carries the full description it digests, which each entry records so
+    an entry is served only for the very models, subset, options and engine it was computed from."""
+
+    text: str
+
+    def __new__(cls, text: str) -> StoreKey:
+        key = super().__new__(cls, hashlib.sha256(text.encode()).hexdigest()[:32])
+        key.text = text
+        return key
+
+
+def content_key(*parts: object) -> StoreKey:
     """A stable hash of JSON-able parts (dataclasses as dicts), with the engine version."""
     plain = [asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts]
-    text = json.dumps([ENGINE_VERSION, *plain], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return StoreKey(json.dumps([ENGINE_VERSION, *plain], sort_keys=True, default=str))
+
+
+def _key_fields(key: str) -> dict[str, str]:
+    """What an entry records of its key: the digest, and the description where the key carries one."""
+    return {"key": str(key), **({"described": key.text} if isinstance(key, StoreKey) else {})}
+
+
+def _matches(meta: dict, key: str) -> bool:
+    """Whether an entry's recorded key is the one asked for (an entry copied or linked under another name is not)."""
+    if meta.get("key") != str(key):
+        return False
+    described = meta.get("described")
+    if isinstance(key, StoreKey):
+        return described == key.text
+    return described is None or StoreKey(str(described)) == key
 
 
 class Store:
-    """Finished results (JSON) and fingerprints (a header and raw tensors) under `root`, at most `max_bytes`
-    in all."""
+    """Finished results (JSON) and fingerprints (a header and raw tensors) in a subfolder of `root` of their own
+    (ENTRIES), at most `max_bytes` in all."""
 
     def __init__(self, root: Path | str, max_bytes: int) -> None:
         self.root = Path(root)
+        self.folder = self.root / ENTRIES  # the store's own folder: `root` may be shared with anything else
         self.max_bytes = max_bytes
 
     # ------------------------------------------------------------------ results
@@ -89,31 +127,35 @@ class Store:
             meta = json.loads(head)
             if not newline or meta.get("sha256") != _digest(body) or meta.get("engine") != ENGINE_VERSION:
                 raise StoreEntryDamaged("checksum")
+            if not _matches(meta, key):
+                raise StoreEntryDamaged("an entry of another key")
             return from_json_dict(json.loads(body))
-        except (StoreEntryDamaged, ResultFileError, ValueError, KeyError, TypeError, AttributeError):
+        except (StoreEntryDamaged, LensError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return self._discard(key, RESULT)
 
     def has_result(self, key: str) -> bool:
         """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
-        return self._path(key, RESULT).is_file()
+        path = self._path(key, RESULT)
+        return path.is_file() and not path.is_symlink()
 
     def put_result(self, key: str, result: AnalysisResult) -> None:
         """A line of JSON naming the engine and the sha256 of what follows it, then the result's JSON: the
         digest covers the bytes as written, so any change to them is caught (a digest of the parsed and
         re-written JSON would miss a changed last digit that parses to the same float)."""
         body = json.dumps(to_json_dict(result), sort_keys=True).encode()
-        head = json.dumps({"engine": ENGINE_VERSION, "sha256": _digest(body)}).encode()
+        head = json.dumps({"engine": ENGINE_VERSION, "sha256": _digest(body), **_key_fields(key)}).encode()
         self._write(key, RESULT, [head, b"\n", body], len(head) + 1 + len(body))
 
     # ------------------------------------------------------------------ fingerprints
 
     def fingerprint(self, key: str) -> Fingerprint | None:
-        path = self._path(key, FINGERPRINT)
         try:
-            with open(path, "rb") as f:
+            with _open_entry(self._path(key, FINGERPRINT)) as f:
                 meta, start = _verified_header(f)
+                if not _matches(meta, key):
+                    raise StoreEntryDamaged("an entry of another key")
                 fp = _fingerprint_from(f, start, meta)
-            os.utime(path)  # least recently used goes first
+                os.utime(f.fileno())  # least recently used goes first
             return fp
         except FileNotFoundError:
             return None
@@ -125,6 +167,7 @@ class Store:
         whole store is refused from the parts' sizes, before anything is read or written."""
         parts, meta = _fingerprint_parts(fp)
         meta["tensors"] = [[name, str(p.dtype), list(p.shape)] for name, p in parts]
+        meta |= _key_fields(key)
         header = json.dumps(meta).encode()
         size = 8 + len(header) + sum(part_bytes(p) for _, p in parts) + DIGEST_BYTES
         self._write(key, FINGERPRINT, _entry_chunks(header, parts), size)
@@ -132,22 +175,28 @@ class Store:
     # ------------------------------------------------------------------ files
 
     def _path(self, key: str, suffix: str) -> Path:
-        if not key.isalnum():
-            raise ContractError(f"a store key is a hex digest, not {key!r}")
-        return self.root / f"{key}{suffix}"
+        if not _KEY.fullmatch(key):
+            raise ContractError(f"a store key is a hex digest, not {key[:40]!r}")
+        return self.folder / f"{key}{suffix}"
 
     def _read(self, key: str, suffix: str) -> bytes | None:
-        path = self._path(key, suffix)
         try:
-            data = path.read_bytes()
-            os.utime(path)  # least recently used goes first
-        except OSError:
+            with _open_entry(self._path(key, suffix)) as f:
+                data = f.read()
+                os.utime(f.fileno())  # least recently used goes first
+        except FileNotFoundError:
             return None
+        except OSError:  # a link or a folder under an entry's name: not ours, never read
+            return self._discard(key, suffix)
         return data
 
     def _discard(self, key: str, suffix: str) -> None:
-        """A damaged entry: removed, so it is recomputed and written again."""
-        self._path(key, suffix).unlink(missing_ok=True)
+        """A damaged entry: removed (a link itself, never what it points to), so it is recomputed and written
+        again; a folder under an entry's name is left alone."""
+        try:
+            self._path(key, suffix).unlink(missing_ok=True)
+        except OSError:
+            pass
         return None
 
     def _write(self, key: str, suffix: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
@@ -155,9 +204,9 @@ class Store:
         the store within its bound. Nothing is drawn from `chunks` for an entry larger than the whole store."""
         if size > self.max_bytes:
             return  # larger than the whole store: not kept
-        tmp = self.root / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = self.folder / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 for chunk in chunks:
                     f.write(chunk)
@@ -173,15 +222,13 @@ class Store:
         self._evict(keep=self._path(key, suffix))
 
     def _evict(self, keep: Path) -> None:
+        """Drop the least recently used entries beyond the bound, and temporary files of dead writers: only
+        regular files of the store's own naming; anything else in the folder is never touched."""
         with _LOCK:
             now = time.time()
             entries = []
-            for path in self.root.iterdir():
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue
-                if path.name.endswith(".tmp"):
+            for path, stat in self._own_files():
+                if _TMP.fullmatch(path.name):
                     if now - stat.st_mtime > STALE_TMP_S:
                         path.unlink(missing_ok=True)
                     continue
@@ -194,11 +241,37 @@ class Store:
                     path.unlink(missing_ok=True)
                     total -= size
 
+    def _own_files(self) -> list[tuple[Path, os.stat_result]]:
+        """The store's entries and temporary files: regular files (not links, not folders) named as it names
+        them; anything else in the folder belongs to someone else."""
+        found = []
+        try:
+            listing = list(os.scandir(self.folder))
+        except OSError:
+            return []
+        for item in listing:
+            if not (_ENTRY.fullmatch(item.name) or _TMP.fullmatch(item.name)):
+                continue
+            try:
+                stat = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((Path(item.path), stat))
+        return found
+
     def size(self) -> int:
-        """Bytes held in entries (temporary files excluded)."""
-        if not self.root.is_dir():
-            return 0
-        return sum(p.stat().st_size for p in self.root.glob("*") if not p.name.endswith(".tmp"))
+        """Bytes held in entries (temporary files and foreign files excluded)."""
+        return sum(stat.st_size for path, stat in self._own_files() if _ENTRY.fullmatch(path.name))
+
+
+def _open_entry(path: Path) -> BinaryIO:
+    """An entry opened for reading without following a link; anything but a regular file is an OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    if not S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(f"{path.name} is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _digest(data: bytes) -> str:
@@ -263,11 +336,17 @@ def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
     """A fingerprint from a verified entry, read a tensor at a time; batches beyond the spill bound go to files."""
     f.seek(start)
     entries = iter(meta["tensors"])
+    left = [os.fstat(f.fileno()).st_size - start - DIGEST_BYTES]  # bytes the entry holds for its tensors
 
     def read(expected: str) -> torch.Tensor:
         name, dtype, shape = next(entries)
         if name != expected:
             raise StoreEntryDamaged(f"entry holds {name} where {expected} belongs")
+        if not all(type(d) is int and d >= 0 for d in shape):
+            raise StoreEntryDamaged("a shape that is not a shape")
+        left[0] -= math.prod(shape) * _DTYPES[dtype].itemsize
+        if left[0] < 0:  # declared larger than the entry: never allocated
+            raise StoreEntryDamaged("truncated")
         tensor = torch.empty(shape, dtype=_DTYPES[dtype])
         if f.readinto(bytes_of(tensor)) != tensor.numel() * tensor.element_size():
             raise StoreEntryDamaged("truncated")

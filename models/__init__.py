@@ -14,11 +14,11 @@ the command line, training) import from here, not from the modules behind it.
 """
 
 from models.calibration import NORMALISATIONS, normalisation_name
+from models.checkpoint import load_uploaded, with_choices
 from models.errors import CheckpointError
 from models.folder_format import SNAPSHOT_DIR, save_folder, save_snapshot, save_snapshot_config
 from models.formats import SUPPORTED_SUFFIXES
 from models.loaded import LoadedModel, ModelInfo
-from models.loader import load_uploaded, with_choices
 from models.registry import (
     AUTO,
     DEFAULT_PAIR,

@@ -9,6 +9,7 @@ There is no fallback to `weights_only=False`.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -24,6 +25,9 @@ from models.safe_pickle import DamagedPickle, UnsafeCheckpoint, strings_in, unpi
 
 SUPPORTED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".tar", ".ckpt", ".th", ".t7")  # any name: content decides
 SUPPORTED_TEXT = "a .safetensors file or a PyTorch checkpoint (.pt, .pth, .pth.tar, .bin, .th, .t7, Lightning .ckpt)"
+MAX_TENSORS = 10_000  # a ResNet-152 has about 930 tensors in its state dict
+MAX_KEY_CHARS = 300  # the longest weight name a network has is under 100 characters
+MAX_SAFETENSORS_HEADER = 4 << 20  # bytes of JSON header; ~150 bytes per tensor
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where trainers nest the state dict
 
 # Leading bytes of files people upload by mistake, so the error can say what the file really is.
@@ -52,11 +56,23 @@ class ParsedFile:
 
 def parse_checkpoint(data: bytes, filename: str) -> ParsedFile:
     """Recognise `data`'s format from its content (not its name) and return the tensors inside."""
+    filename = filename if len(filename) <= 120 else filename[:117] + "..."  # quoted in every message below
     kind = detect_format(data, filename)
     if kind == "safetensors":
         return ParsedFile(_read_safetensors(data, filename), "safetensors", (), False)
     obj = _read_torch(data, filename)
     tensors, notes, lightning = extract_state_dict(obj, filename)
+    odd = [k for k in tensors if not isinstance(k, str) or len(k) > MAX_KEY_CHARS]
+    if odd:
+        raise CheckpointError(
+            f"'{filename}' has a weight named {repr(odd[0])[:60]} (a state dict's keys are names of at most "
+            f"{MAX_KEY_CHARS} characters); save `model.state_dict()`."
+        )
+    if len(tensors) > MAX_TENSORS:
+        raise CheckpointError(
+            f"'{filename}' holds {len(tensors):,} tensors, more than a network has (at most {MAX_TENSORS:,} are "
+            "read); save only the network's state_dict()."
+        )
     return ParsedFile(tensors, "torch", notes, lightning, method_in_metadata(obj))
 
 
@@ -109,7 +125,23 @@ def _check_torch_zip(data: bytes, filename: str) -> None:
 
 
 def _read_safetensors(data: bytes, filename: str) -> dict[str, torch.Tensor]:
-    """Parse with safetensors' reader, which validates the header's offsets against the bytes."""
+    """Parse with safetensors' reader, which validates the header's offsets against the bytes, once the header
+    itself is checked to be of a size and tensor count a network could have (a header of a million empty
+    tensors would cost gigabytes and a minute to read)."""
+    (length,) = struct.unpack("<Q", data[:8])
+    header: object = {}  # a header longer than the file, or not JSON, is damage: safetensors' reader says so
+    if length > MAX_SAFETENSORS_HEADER and length <= len(data) - 8:
+        header = None
+    elif length <= len(data) - 8:
+        try:
+            header = json.loads(data[8 : 8 + length])
+        except ValueError:
+            pass
+    if header is None or (isinstance(header, dict) and len(header) > MAX_TENSORS + 1):
+        raise CheckpointError(
+            f"'{filename}' declares more tensors than a network holds (at most {MAX_TENSORS:,} are read); "
+            "export only the network's weights."
+        )
     try:
         return dict(load_safetensors(data))
     except (SafetensorError, ValueError, TypeError, RuntimeError) as err:

@@ -31,10 +31,10 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import get_token
 
 from core import settings
+from models.checkpoint import check_size, load_path_bytes, parse_config
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.loaded import LoadedModel, SourceHints
-from models.loader import check_size, load_path_bytes, parse_config
 from models.registry import RegistryEntry, find_hub_entry, list_bundled
 from models.spec import ModelSpec
 
@@ -228,7 +228,7 @@ def publish_folder(folder: Path, repo_id: str, *, private: bool = False, token: 
     The folder is loaded first, so only a checkpoint CKA Lens itself can load gets published.
     Returns the commit URL.
     """
-    from models.loader import load_path
+    from models.checkpoint import load_path
 
     spec = ModelSpec.parse(f"hub:{repo_id}")  # the same rule for repo names as for loading
     if spec != ModelSpec("hub", spec.location):  # no revision, file or choices

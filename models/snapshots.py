@@ -16,10 +16,10 @@ from pathlib import Path
 
 from core.series import Series, Snapshot
 from models import registry
+from models.checkpoint import MAX_CONFIG_BYTES, load_path_bytes, parse_config
 from models.errors import ArchitectureError, CheckpointError
 from models.folder_format import CONFIG_FILE, RUN_EPOCHS, SNAPSHOT_DIR, WEIGHTS_FILE, arch_from_config
 from models.loaded import LoadedModel
-from models.loader import MAX_CONFIG_BYTES, load_path_bytes, parse_config
 from models.spec import ModelSpec
 
 _SNAPSHOT = re.compile(r"^epoch-(\d+)$")

@@ -7,10 +7,10 @@ from pathlib import Path, PurePosixPath
 
 from core.series import Series, series_of_files
 from models import registry
+from models.checkpoint import load_path, with_choices
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
 from models.loaded import LoadedModel
-from models.loader import load_path, with_choices
 from models.snapshots import bundled_series_named, load_snapshot
 from models.spec import SPEC_FORMS, ModelSpec
 

@@ -6,6 +6,7 @@ from core.data import CLASSES, DataError
 from ui.choices import current
 from ui.router import use_app_router
 from ui.service import device, subset_of
+from ui.text import plain
 from ui.views import augmented_views
 
 use_app_router()
@@ -13,13 +14,13 @@ use_app_router()
 st.title("Images")
 choices = current()
 if choices.problem:
-    st.warning(choices.problem)
+    st.warning(plain(choices.problem, 600))
     st.stop()
 try:
     with st.spinner("Loading CIFAR-10 images..."):
         subset = subset_of(choices.subset)
 except DataError as err:
-    st.error(str(err))
+    st.error(plain(err, 600))
     st.stop()
 
 spec = subset.spec

@@ -7,6 +7,7 @@ from models import SUPPORTED_SUFFIXES, CheckpointError, registry_entries
 from ui import networks, widgets
 from ui.choices import as_spec, current
 from ui.router import use_app_router
+from ui.text import code, plain
 
 use_app_router()
 
@@ -19,7 +20,7 @@ for column, side, spec in zip(st.columns(2), ("A", "B"), (choices.model_a, choic
             widgets.model_card(info, f"Model {side}")
             widgets.choice_form(spec, info, side.lower())
         except CheckpointError as err:
-            st.error(f"Model {side} ({spec}) could not be loaded: {err}")
+            st.error(f"Model {side} ({code(spec)}) could not be loaded: {plain(err, 600)}")
 
 st.subheader("Known checkpoints")
 st.dataframe(
@@ -50,7 +51,7 @@ with by_spec:
             widgets.model_card(networks.load(spec).info, spec.text)
             widgets.use_buttons(spec)
         except CheckpointError as err:
-            st.error(str(err))
+            st.error(plain(err, 600))
 with by_upload:
     file = st.file_uploader(
         f"Checkpoint file: {', '.join(SUPPORTED_SUFFIXES)} or no suffix, up to the server's size limit (read by its "
@@ -63,4 +64,4 @@ with by_upload:
             widgets.model_card(networks.load(spec).info, spec.text)
             widgets.use_buttons(spec)
         except CheckpointError as err:
-            st.error(str(err))
+            st.error(plain(err, 600))

@@ -6,6 +6,7 @@ from core.errors import LensError
 from ui.apology import apologise
 from ui.opened import open_result, opened_name
 from ui.router import use_app_router
+from ui.text import code, plain
 
 use_app_router()
 
@@ -21,12 +22,12 @@ if opened is not None and st.session_state.get("opened_file_id") != opened.file_
     try:
         result = open_result(opened.name, opened.getvalue())
         st.success(
-            f"Opened `{opened.name}`: `{result.model_a.source}` vs `{result.model_b.source}` on "
+            f"Opened {code(opened.name)}: {code(result.model_a.source)} vs {code(result.model_b.source)} on "
             f"{result.used_images:,} images. The Overview, Layer similarity and Probes pages now show it."
         )
     except LensError as err:
-        st.error(str(err))
+        st.error(plain(err, 600))
     except Exception as err:  # noqa: BLE001 - a bug: logged, and the visitor gets an apology with a reference
         apologise(err, "opening the result file")
 elif opened_name() is not None:
-    st.info(f"Showing `{opened_name()}` on the other pages.")
+    st.info(f"Showing {code(opened_name())} on the other pages.")

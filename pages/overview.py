@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.findings import summarise
+from core.summary import summarise
 from ui import widgets
 from ui.analysis import with_ceilings
 from ui.choices import current

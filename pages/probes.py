@@ -6,6 +6,7 @@ from ui import charts, widgets
 from ui.analysis import analysis
 from ui.choices import current
 from ui.router import use_app_router
+from ui.text import plain
 
 use_app_router()
 
@@ -23,5 +24,5 @@ if result is not None:
     widgets.result_caption(result)
     for metric in ("probe", "class", "invariance"):
         st.altair_chart(charts.readout_chart(result, metric), width="stretch")
-    st.caption(f"Linear probe: {result.probe_method}.")
+    st.caption(f"Linear probe: {plain(result.probe_method)}.")
     widgets.download_buttons(result)

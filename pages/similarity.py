@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.findings import summarise
 from core.names import side_labels
+from core.summary import summarise
 from ui import charts, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current

@@ -17,6 +17,7 @@ from ui import networks, opened, progress, service
 from ui.apology import apologise
 from ui.choices import Choices
 from ui.service import device  # noqa: F401 - ui.sidebar takes it from here
+from ui.text import code, plain
 
 
 def load_sibling(spec: str, chosen: str | None) -> tuple[LoadedModel | None, str]:
@@ -38,7 +39,7 @@ def _loaded(choices: Choices) -> tuple[LoadedModel, LoadedModel] | None:
         try:
             loaded.append(networks.load(spec))
         except CheckpointError as err:
-            st.error(f"Model {side} ({spec}) could not be loaded: {err}")
+            st.error(f"Model {side} ({code(spec)}) could not be loaded: {plain(err, 600)}")
     return (loaded[0], loaded[1]) if len(loaded) == 2 else None
 
 
@@ -74,7 +75,7 @@ def with_ceilings(
     if found is not None:
         return found
     if choices.problem:
-        st.warning(choices.problem)
+        st.warning(plain(choices.problem, 600))
         return None
     pair = _loaded(choices)
     if pair is None:
@@ -91,7 +92,7 @@ def with_ceilings(
         with progress.watching(title, charts, choices.subset.size) as watch:
             computed, notes = _computed(a, b, siblings, notes, choices, watch)
     except LensError as err:
-        st.error(f"The analysis failed: {err}")
+        st.error(f"The analysis failed: {plain(err, 600)}")
         return None
     except Exception as err:  # noqa: BLE001 - a bug reaches this session as an apology, not a hang or a trace
         apologise(err, "computing the analysis")

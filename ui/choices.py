@@ -15,6 +15,7 @@ from core.data import SPLITS, DataError, SubsetSpec, parse_classes
 from core.errors import LensError, OptionsError
 from core.options import DEFAULTS, SIGMA_RANGE, AnalysisOptions
 from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec
+from ui.text import plain
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 CHOICES = "choices"  # session_state: the Choices of this run, set by the sidebar
@@ -137,7 +138,7 @@ def init_from_url() -> None:
             try:
                 value = f.parse(raw)
             except LensError as err:  # OptionsError, or DataError from the classes' parser
-                ignored.append(f"?{f.name}={raw} ({err})")
+                ignored.append(f"{plain('?' + f.name + '=' + raw, 80)} ({plain(err, 300)})")
         st.session_state[f.key] = value
     if ignored:
         st.session_state["url_ignored"] = ignored

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from core.ceilings import Ceilings
-from core.errors import ResultFileError
-from core.report import read_report
+from core.report import open_report
 from core.result import AnalysisResult
+from ui.text import code
 
 OPENED = "opened_result"  # session_state: (file name, AnalysisResult) opened on the Open a result page
 OPENED_CEILINGS = "opened_ceilings"  # session_state: the opened file's Ceilings
-MAX_RESULT_BYTES = 50_000_000
 
 
 def open_result(name: str, data: bytes) -> AnalysisResult:
     """Read a result file the CLI (or a download) wrote and show it on every page of this session; a
-    ResultFileError says why a file cannot be read."""
-    if len(data) > MAX_RESULT_BYTES:
-        raise ResultFileError(f"'{name}' is {len(data) / 1e6:.0f} MB; a result file is far smaller (limit 50 MB)")
-    try:
-        parsed = json.loads(data)
-    except (ValueError, UnicodeDecodeError):  # json's own message names Python internals: say it plainly
-        raise ResultFileError(f"'{name}' is not JSON; open a .json file that CKA Lens wrote") from None
-    try:
-        result, ceilings = read_report(parsed)
-    except ResultFileError as err:
-        raise ResultFileError(f"'{name}' cannot be opened: {err}") from None
+    ResultFileError says why a file cannot be read, and then nothing is kept open."""
+    close_opened()
+    result, ceilings = open_report(name, data)
     st.session_state[OPENED] = (name, result)
     st.session_state[OPENED_CEILINGS] = ceilings
     return result
@@ -51,8 +40,8 @@ def shown_opened() -> tuple[AnalysisResult, Ceilings] | None:
         return None
     name, result = st.session_state[OPENED]
     st.info(
-        f"Showing `{name}`, a result opened from a file (A = `{result.model_a.source}`, "
-        f"B = `{result.model_b.source}`), not the sidebar's choice."
+        f"Showing {code(name)}, a result opened from a file (A = {code(result.model_a.source)}, "
+        f"B = {code(result.model_b.source)}), not the sidebar's choice."
     )
     st.button("Close it and show the sidebar's choice", on_click=close_opened, key="close_opened")
     return result, st.session_state.get(OPENED_CEILINGS, Ceilings())

@@ -26,6 +26,7 @@ from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv,
 from models import CheckpointError, ModelSpec, bundled_series, series_of_specs, weights_version
 from ui import networks, progress, service
 from ui.apology import apologise
+from ui.text import code, plain
 
 OWN = "your own snapshots"
 PROGRESS_COLUMNS = ("A's training done", "B's training done")
@@ -57,7 +58,7 @@ def choose_series(side: str, method: str) -> Series | None:
             return None
         return series_of_specs(specs, f"your series {side}")
     except LensError as err:  # CheckpointError or SeriesError
-        st.error(f"Series {side}: {err}")
+        st.error(f"Series {side}: {plain(err, 600)}")
         return None
 
 
@@ -75,7 +76,7 @@ def show_pairing(plan: SeriesPlan) -> None:
     """The pairing as a table, with how each run's progress and final network were found."""
     percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(pairing_table(plan), hide_index=True, column_config=dict.fromkeys(PROGRESS_COLUMNS, percent))
-    st.caption(f"A = `{plan.a.name}`: {plan.a.rule}. B = `{plan.b.name}`: {plan.b.rule}.")
+    st.caption(f"A = {code(plan.a.name)}: {plain(plan.a.rule)}. B = {code(plan.b.name)}: {plain(plan.b.rule)}.")
 
 
 def column_labels(series: Series) -> list[str]:
@@ -128,9 +129,9 @@ def series_analysis(plan: SeriesPlan, spec: SubsetSpec, options: AnalysisOptions
                 _CURVES[key] = curves
         return curves
     except CheckpointError as err:
-        st.error(f"A snapshot could not be loaded: {err}")
+        st.error(f"A snapshot could not be loaded: {plain(err, 600)}")
     except LensError as err:
-        st.error(f"The analysis failed: {err}")
+        st.error(f"The analysis failed: {plain(err, 600)}")
     except Exception as err:  # noqa: BLE001 - a bug: logged, and this session gets an apology, not a hang or paths
         apologise(err, "computing the training series")
     return None

@@ -8,14 +8,15 @@ import re
 import streamlit as st
 
 from core.ceilings import Ceilings
+from core.findings import findings_table
 from core.interval import MIN_BATCHES
 from core.names import side_labels
 from core.report import report_csv, report_json
 from core.result import AnalysisResult
-from core.verdicts import findings_table
 from models import NORMALISATIONS, ModelInfo, ModelSpec, SpecChoices
 from ui.choices import use
 from ui.figure import Figure
+from ui.text import code, plain
 
 
 def _percent_or_number(value: float) -> str:
@@ -28,9 +29,9 @@ def model_card(info: ModelInfo, heading: str) -> None:
     head = f"{info.num_classes}-way classifier (fc)" if info.num_classes else "no classifier: pooled features"
     metrics = ", ".join(f"{k.replace('_', ' ')} {_percent_or_number(v)}" for k, v in info.metrics.items())
     rows = {
-        "source": f"`{info.source}`",
+        "source": code(info.source),
         "architecture": f"{arch.name}, {info.stem} stem (padding {arch.stem_padding}); {head}",
-        "method": info.method,
+        "method": plain(info.method),
         "weights sha256": f"`{info.sha256[:16]}…`",
         "measured here": info.calibration.summary if info.calibration else "not measured (no CIFAR-10 test images)",
         "reported by its source": metrics or "nothing",
@@ -41,7 +42,7 @@ def model_card(info: ModelInfo, heading: str) -> None:
     st.markdown(f"#### {heading}\n" + "\n".join([lines[0], "|---|---|", *lines[1:]]))  # the source heads the table
     evidence = info.calibration
     if evidence and evidence.warning:
-        st.warning(f"{heading}: {evidence.warning}.")
+        st.warning(f"{heading}: {plain(evidence.warning, 600)}.")
     if evidence and evidence.scores:
         with st.expander("What the weights cannot say: each candidate's score"):
             st.caption(
@@ -55,7 +56,7 @@ def model_card(info: ModelInfo, heading: str) -> None:
                 column_config={"score": st.column_config.NumberColumn(format="percent")},
             )
     if info.notes:
-        st.caption("Loader notes: " + "; ".join(info.notes) + ".")
+        st.caption("Loader notes: " + "; ".join(plain(note, 600) for note in info.notes) + ".")
 
 
 POOL_LABELS = {None: "as measured", True: "yes", False: "no"}
@@ -126,9 +127,10 @@ def result_caption(result: AnalysisResult) -> None:
     spec, o = result.subset, result.options
     estimator = "debiased" if o.debiased else "biased (inflated for wide features)"
     kernel = "linear" if o.kernel == "linear" else f"RBF (σ = {o.sigma:g} × median distance)"
-    took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    took = ", ".join(f"{plain(k, 40)} {v:.1f} s" for k, v in result.seconds.items())
     st.caption(
-        f"A = `{result.model_a.source}`, B = `{result.model_b.source}` · {result.used_images:,} {spec.split} images "
+        f"A = {code(result.model_a.source)}, B = {code(result.model_b.source)} · {result.used_images:,} {spec.split} "
+        "images "
         f"({len(spec.classes)} classes × {spec.per_class}, subset seed {spec.seed}) · {estimator} {kernel} CKA over "
         f"minibatches of {o.batch_size} · computed in: {took}"
     )
@@ -155,7 +157,9 @@ def ceiling_notes(result: AnalysisResult, ceilings: Ceilings) -> None:
     for label, side in zip(side_labels(result.model_a.method, result.model_b.method), "ab", strict=True):
         ceiling, note = ceilings.side(side)
         if ceiling is None:
-            st.caption(f"No ceiling for {label}: {note}. The sidebar can name another seed of its method.")
+            st.caption(
+                f"No ceiling for {plain(label)}: {plain(note, 600)}. The sidebar can name another seed of its method."
+            )
 
 
 def reference_notes(result: AnalysisResult) -> None:
@@ -168,7 +172,7 @@ def reference_notes(result: AnalysisResult) -> None:
             "check, not a floor."
         )
     elif result.floor_note:
-        st.caption(f"The floor rests on {result.floor_note}.")
+        st.caption(f"The floor rests on {plain(result.floor_note)}.")  # a result file's words, shown as text
     if not result.seed_pairings:
         st.caption(
             "No seed spread: one network per method, so A vs B speaks of these two networks only. The sidebar can "
@@ -186,5 +190,5 @@ def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
     st.caption(
         "Each verdict is computed from the numbers shown: a finding holds when every comparison it makes clears its "
         "threshold by more than the 95% interval (± values), does not hold when one falls short by more than that, "
-        "and cannot be told at this sample size otherwise. The rules are in core/verdicts.py."
+        "and cannot be told at this sample size otherwise. The rules are in core/findings.py."
     )

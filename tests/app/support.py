@@ -183,6 +183,11 @@ def chart_values(chart: dict, column: str) -> np.ndarray:
     return frames[0][column].to_numpy(dtype=float)
 
 
+def shown(body: object) -> str:
+    """What a Markdown body reads as on screen: backslash escapes undone, code spans' backticks dropped."""
+    return re.sub(r"\\(.)", r"\1", str(body)).replace("`", "")
+
+
 def synthetic_result(
     outputs: list[float],
     residuals: list[float],

@@ -24,10 +24,11 @@ import ui.series
 import ui.service
 from core import settings
 from core.errors import OptionsError, ResultFileError
+from core.findings import FAILS, HOLDS, STUDY, UNSURE
 from core.names import OUTPUT, kind, shared_order
 from core.result import to_json_dict
 from core.series import pair_by_progress
-from core.verdicts import FAILS, HOLDS, STUDY, UNSURE
+from core.store import ENTRIES
 from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
 from tests.app.support import (
@@ -38,6 +39,7 @@ from tests.app.support import (
     figure_ranges,
     figure_svgs,
     figures,
+    shown,
     synthetic_result,
 )
 
@@ -207,7 +209,7 @@ def test_the_overview_draws_its_figure_before_the_sidebar_once_its_results_are_a
 def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
     at = open_app({"classes": ""})
     assert_clean(at)
-    assert [w.value for w in at.warning] == ["The CIFAR-10 subset cannot be used: choose at least one class."]
+    assert [shown(w.value) for w in at.warning] == ["The CIFAR-10 subset cannot be used: choose at least one class."]
     assert not chart_specs(at) and not figures(at)
     assert_clean(visit(at, "images"))
     assert "choose at least one class" in at.warning[0].value
@@ -218,7 +220,7 @@ def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
 def test_bad_url_values_are_ignored_with_a_warning(bundled_pair):
     at = open_app({"per_class": "many", "kernel": "cosine", "classes": "0,1"})
     assert_clean(at)
-    warnings = [w.value for w in at.warning]
+    warnings = [shown(w.value) for w in at.warning]
     assert "Ignored the link's ?per_class=many ('many' is not a whole number); using the default." in warnings
     assert any(w.startswith("Ignored the link's ?kernel=cosine (must be one of linear, rbf)") for w in warnings)
     assert at.number_input(key="sb_per_class").value == 100 and at.radio(key="sb_kernel").value == "linear"
@@ -231,10 +233,10 @@ def test_an_unknown_hub_repo_shows_the_loaders_error_and_model_b_still_works(bun
         load_model(spec)
     at = open_app(SMALL | {"a": "nobody/no-such-repo"})  # typed as owner/repo: read as a Hub repo
     assert not at.exception
-    assert [e.value for e in at.error] == [f"Model A ({spec}) could not be loaded: {raised.value}"]
+    assert [shown(e.value) for e in at.error] == [shown(f"Model A ({spec}) could not be loaded: {raised.value}")]
     assert at.selectbox(key="sb_a").value == spec
     visit(at, "models")
-    assert f"Model A ({spec}) could not be loaded" in at.error[0].value
+    assert f"Model A ({spec}) could not be loaded" in shown(at.error[0].value)
     assert any(m.value.startswith("#### Model B") for m in at.markdown)
 
 
@@ -264,7 +266,7 @@ def test_a_bad_upload_shows_the_loaders_error_and_the_app_keeps_working(bundled_
     at = visit(open_app(SMALL), "models")
     at.file_uploader[0].upload("weights.pt", junk).run()
     assert not at.exception
-    assert [e.value for e in at.error] == [str(raised.value)]
+    assert [shown(e.value) for e in at.error] == [shown(raised.value)]
     assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
     assert_clean(visit(at, "similarity"))
     assert len(chart_specs(at)) == 5  # across, matched, how far training moved each layer, each model's own
@@ -288,7 +290,7 @@ def test_what_the_weights_cannot_say_is_measured_shown_and_can_be_set(monkeypatc
     assert at.query_params["a"] == supervised + "#norm=imagenet"
     card = next(m.value for m in at.markdown if m.value.startswith("#### Model A"))
     assert "std (0.229, 0.224, 0.225)" in card
-    assert any("set by your choice: normalisation" in c.value for c in at.caption)
+    assert any("set by your choice: normalisation" in shown(c.value) for c in at.caption)
 
 
 def test_a_result_file_opens_on_every_page_until_closed(bundled_pair):
@@ -334,7 +336,7 @@ def test_a_file_that_is_not_a_result_is_refused_with_the_reason(bundled_pair, da
     at = visit(open_app(SMALL), "open_result")
     at.file_uploader(key="result_file").upload("bad.json", data).run()
     assert not at.exception
-    assert at.error[0].value.startswith(message)
+    assert shown(at.error[0].value).startswith(message)
     assert_clean(visit(at, "overview"))  # nothing was opened: the sidebar's pair is shown
 
 
@@ -402,7 +404,7 @@ def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_s
         env=os.environ | {settings.STORE: str(tmp_path / "store")},
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert list((tmp_path / "store").glob("*.json"))
+    assert list((tmp_path / "store" / ENTRIES).glob("*.json"))
 
     def no_computing(*args, **kwargs):
         raise AssertionError("the app computed a result the store holds")
@@ -436,7 +438,7 @@ def test_the_default_first_open_compares_the_bundled_pair_on_1000_images(bundled
 def test_a_public_server_refuses_file_paths_from_a_link(bundled_pair, tiny_specs, monkeypatch):
     monkeypatch.setenv("CKA_LENS_DISABLE_FILE_SPECS", "1")
     at = open_app(SMALL | {"b": tiny_specs["b"]})
-    assert [e.value for e in at.error] == [
+    assert [shown(e.value) for e in at.error] == [
         f"Model B ({tiny_specs['b']}) could not be loaded: This server does not load file: paths; upload the "
         "checkpoint on the Models page instead."
     ]
@@ -458,7 +460,7 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
         pytest.skip("no bundled SimCLR and supervised runs with snapshots here")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"per_class": "10", "batch": "50"})  # 100 images: the page's own default follows (10)
-    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/snapshots.py").run()
     assert_clean(at)
     assert at.number_input(key="training_per_class").value == 10
     pairing = at.dataframe[0].value
@@ -489,11 +491,11 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     }
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"per_class": "5", "batch": "25"})
-    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/snapshots.py").run()
     at.selectbox(key="series_A").set_value(ui.series.OWN).run()
     assert any("Give series A's snapshots" in i.value for i in at.info)
     at.text_area(key="series_specs_A").input(f"{specs[20]}\nfile:{tmp_path / 'best.pt'}").run()
-    assert [e.value for e in at.error] == [
+    assert [shown(e.value) for e in at.error] == [
         "Series A: 'best.pt' carries no number, so its place in training is unknown; "
         "name each snapshot with its epoch or step (ckpt_epoch5.pt, ckpt_epoch20.pt, ...)"
     ]
@@ -517,7 +519,7 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
         f"{labels[side]} vs another seed" for side, s in found.items() if s.specs
     }
     line = next(m.value for m in at.markdown if "Block outputs, mean over" in m.value)
-    captions = [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
     for side, s in found.items():
         if s.specs:
             rows = curve[curve["series"] == f"{labels[side]} vs another seed"]
@@ -530,14 +532,14 @@ def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_
     if bundled_pair:  # the real pair: B's seed 1 is trained
         assert [str(s) for s in found["B"].specs] == ["bundled:supervised-resnet18-w16-seed1"]
     (table,) = at.table
-    shown = table.value
-    assert list(shown["finding"]) == list(STUDY)
-    assert list(shown["the study reported"]) == list(STUDY.values())
-    assert set(shown["verdict"]) <= {HOLDS, FAILS, UNSURE}
+    rows = table.value
+    assert list(rows["finding"]) == list(STUDY)
+    assert list(rows["the study reported"]) == list(STUDY.values())
+    assert set(rows["verdict"]) <= {HOLDS, FAILS, UNSURE}
 
     at.selectbox(key="sb_b_seed").set_value("none").run()
     assert_clean(at)
-    assert "No ceiling for B (supervised): none was asked for." in " ".join(c.value for c in at.caption)
+    assert "No ceiling for B (supervised): none was asked for." in " ".join(shown(c.value) for c in at.caption)
     assert at.query_params["b_seed"] == "none"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from core import settings
-from core.store import Store
+from core.store import ENTRIES, Store
 from tests.app.support import CHROMIUM, OVERVIEW_CHART, SERVER_PIDS, streamlit_server, together
 from tests.bundled import REAL_PAIR
 
@@ -88,11 +88,12 @@ def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tm
     env = {settings.STORE: str(store)}
     models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
     query = f"{models}per_class=60&subset_seed=5"
-    caught, left = _killed_mid_write(store, env, query)
+    own = store / ENTRIES  # where the store keeps its files
+    caught, left = _killed_mid_write(own, env, query)
     assert caught, f"no write was caught in progress; the store holds {left}"
     tmp_name = caught[0]
     key, suffix = tmp_name[1:].split(".")[:2]  # ".{key}.{suffix}.{pid}.{token}.tmp"
-    final = store / f"{key}.{suffix}"
+    final = own / f"{key}.{suffix}"
     assert not final.exists(), "the entry being written when the server died must not exist as an entry"
     assert all(name.endswith(".tmp") for name in left), left  # the kill came at the first write: nothing whole
 
@@ -102,5 +103,5 @@ def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tm
     reopened = Store(store, 1 << 30)
     entry = reopened.fingerprint(key) if suffix == "fp" else reopened.result(key)
     assert entry is not None, "the rewritten entry must read back whole"
-    whole = sorted(p.name for p in store.iterdir() if not p.name.endswith(".tmp"))
+    whole = sorted(p.name for p in own.iterdir() if not p.name.endswith(".tmp"))
     assert len(whole) >= 3, whole  # both fingerprints and the result, all written this time

@@ -192,3 +192,15 @@ def test_ridge_probe_in_float32_stays_within_two_held_out_images_of_float64():
     exact = ridge_probe(batches, y, 2000, 10, torch.float64)
     assert 0.15 < exact < 0.9
     assert abs(ridge_probe(batches, y, 2000, 10) - exact) <= 2 / 1000
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_features_that_overflowed_give_no_probe_rather_than_an_error(bad):
+    """Finite weights can still overflow to inf in a deep layer: that layer has no probe accuracy (NaN, shown as
+    undefined), and the analysis goes on."""
+    from core.probes import ridge_probe
+
+    x = torch.randn(40, 8)
+    x[3, 2] = bad
+    y = torch.arange(40) % 4
+    assert np.isnan(ridge_probe([x], y, 30, 4))

@@ -24,7 +24,7 @@ from core.options import AnalysisOptions
 from core.pipeline import compare
 from core.result import to_json_dict
 from core.spill import OnDisk, part_bytes
-from core.store import ENGINE_VERSION, Store, content_key, fingerprint_key, result_key
+from core.store import ENGINE_VERSION, ENTRIES, Store, content_key, fingerprint_key, result_key
 from models import load_model
 
 CPU = torch.device("cpu")
@@ -98,7 +98,7 @@ def test_a_fingerprint_larger_than_the_store_is_refused_before_it_is_read(tmp_pa
     Store(tmp_path, sum(part_bytes(p) for p in spilled.rows.parts)).put_fingerprint("6" * 32, spilled)
     assert reads == [] and not list(tmp_path.iterdir())
     Store(tmp_path, 10**9).put_fingerprint("6" * 32, spilled)
-    assert len(reads) == 3 * (1 + len(spilled.layers)) and (tmp_path / f"{'6' * 32}.fp").exists()
+    assert len(reads) == 3 * (1 + len(spilled.layers)) and (tmp_path / ENTRIES / f"{'6' * 32}.fp").exists()
 
 
 def test_keys_change_with_every_input_and_the_engine_version(models, monkeypatch):
@@ -123,7 +123,7 @@ def test_an_entry_from_another_engine_version_is_not_read(tmp_path, result, monk
 def test_a_damaged_entry_is_never_shown_and_is_removed(tmp_path, models, result, suffix):
     store = Store(tmp_path, 10**8)
     key = "0" * 32
-    path = tmp_path / f"{key}{suffix}"
+    path = tmp_path / ENTRIES / f"{key}{suffix}"
     fp = fingerprint(models["a"], load_subset(SPEC), FAST, CPU) if suffix == ".fp" else None
     size = None
     for i in range(17):  # one bit at 17 places from the first byte to the last, in the header and the numbers
@@ -145,7 +145,7 @@ def test_a_changed_digit_that_parses_to_the_same_float_is_still_caught(tmp_path,
     """Digits beyond a float's precision can change without changing the float they parse to."""
     store = Store(tmp_path, 10**8)
     store.put_result("4" * 32, result)
-    path = tmp_path / f"{'4' * 32}.json"
+    path = tmp_path / ENTRIES / f"{'4' * 32}.json"
     head, body = path.read_text().split("\n", 1)
     number = re.search(r"(?<![\d.])\d+\.\d{6,}", body)
     longer = number.group() + "00000001"
@@ -159,16 +159,16 @@ def test_the_least_recently_used_entries_go_first(tmp_path, result):
     store = Store(tmp_path / "s", int(size * 3.5))
     for i in range(3):
         store.put_result(f"{i:032d}", result)
-        os.utime(tmp_path / "s" / f"{i:032d}.json", (time.time() - 100 + i, time.time() - 100 + i))
+        os.utime(tmp_path / "s" / ENTRIES / f"{i:032d}.json", (time.time() - 100 + i, time.time() - 100 + i))
     assert store.result(f"{0:032d}") is not None  # read: now the most recently used
     store.put_result(f"{3:032d}", result)
-    kept = sorted(p.stem for p in (tmp_path / "s").glob("*.json"))
+    kept = sorted(p.stem for p in (tmp_path / "s" / ENTRIES).glob("*.json"))
     assert kept == [f"{i:032d}" for i in (0, 2, 3)] and store.size() <= store.max_bytes
 
 
 def _one(folder: Path, result) -> str:
     Store(folder, 10**8).put_result("9" * 32, result)
-    return str(folder / f"{'9' * 32}.json")
+    return str(folder / ENTRIES / f"{'9' * 32}.json")
 
 
 def test_a_writer_killed_mid_write_leaves_no_entry_and_the_next_one_is_written(tmp_path, result):
@@ -181,20 +181,21 @@ def test_a_writer_killed_mid_write_leaves_no_entry_and_the_next_one_is_written(t
         store._write("{"1" * 32}", ".json", [b"x" * 400_000_000], 400_000_000)
         """
     )
+    own = tmp_path / ENTRIES
     proc = subprocess.Popen([sys.executable, "-c", writer], cwd=Path(__file__).parents[2])
     deadline = time.time() + 60
-    while time.time() < deadline and not any(p.name.endswith(".tmp") and p.stat().st_size for p in tmp_path.glob(".*")):
+    while time.time() < deadline and not any(p.name.endswith(".tmp") and p.stat().st_size for p in own.glob(".*")):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert any(p.name.endswith(".tmp") for p in tmp_path.glob(".*")), "the writer never started writing"
+    assert any(p.name.endswith(".tmp") for p in own.glob(".*")), "the writer never started writing"
     store = Store(tmp_path, 10**10)
     assert store.result("1" * 32) is None  # nothing half-written is ever read
-    for tmp in tmp_path.glob(".*.tmp"):
+    for tmp in own.glob(".*.tmp"):
         os.utime(tmp, (0, 0))  # long dead
     store.put_result("1" * 32, result)
     assert to_json_dict(store.result("1" * 32)) == to_json_dict(result)
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(own.glob(".*.tmp"))
 
 
 def test_an_unwritable_store_keeps_nothing_and_raises_nothing(tmp_path, result):
@@ -203,3 +204,52 @@ def test_an_unwritable_store_keeps_nothing_and_raises_nothing(tmp_path, result):
     store = Store(blocked / "store", 10**8)
     store.put_result("2" * 32, result)
     assert store.result("2" * 32) is None
+
+
+@pytest.mark.parametrize("how", ["copied", "linked"])
+def test_an_entry_under_another_keys_name_is_not_served(tmp_path, models, result, how):
+    """Another valid entry copied over an entry, or linked in its place, is not served under that key."""
+    a, b = models["a"].identity.key, models["b"].identity.key
+    mine, other = result_key(a, b, SPEC, FAST), result_key(b, a, SPEC, FAST)
+    store = Store(tmp_path, 10**8)
+    store.put_result(other, result)
+    path, source = tmp_path / ENTRIES / f"{mine}.json", tmp_path / ENTRIES / f"{other}.json"
+    if how == "copied":
+        path.write_bytes(source.read_bytes())
+    else:
+        path.symlink_to(source)
+    assert not (how == "linked" and store.has_result(mine))
+    assert store.result(mine) is None and not path.is_symlink()
+    assert store.result(other) is not None, "the entry linked to is left as it was"
+
+
+def test_a_fingerprint_under_another_keys_name_is_not_served(tmp_path, models):
+    fp = fingerprint(models["a"], load_subset(SPEC), FAST, CPU)
+    mine = fingerprint_key(models["a"].identity.key, SPEC, replace(FAST, batch_size=30))
+    other = fingerprint_key(models["a"].identity.key, SPEC, FAST)
+    store = Store(tmp_path, 10**8)
+    store.put_fingerprint(other, fp)
+    own = tmp_path / ENTRIES
+    (own / f"{mine}.fp").write_bytes((own / f"{other}.fp").read_bytes())
+    assert store.fingerprint(mine) is None and store.fingerprint(other) is not None
+
+
+def test_eviction_and_clean_up_touch_only_the_stores_own_files(tmp_path, result):
+    """A store pointed at a shared folder: foreign files, old foreign .tmp files, folders and links to foreign
+    files survive eviction, and none of them makes it fail."""
+    own = tmp_path / ENTRIES  # foreign files even inside the store's own folder
+    own.mkdir()
+    notes, backup, target = tmp_path / "notes.txt", own / "backup.tmp", own / "elsewhere.bin"
+    for foreign in (notes, backup, target):
+        foreign.write_bytes(b"x" * 100_000)
+        os.utime(foreign, (0, 0))
+    (own / "lost+found").mkdir()
+    link = own / f"{'a' * 32}.json"
+    link.symlink_to(target)
+    size = len(Path(_one(tmp_path / "probe", result)).read_bytes())
+    store = Store(tmp_path, int(size * 1.5))
+    for i in range(3):
+        store.put_result(f"{i:032d}", result)
+    assert notes.exists() and backup.exists() and target.exists() and (own / "lost+found").is_dir()
+    assert link.is_symlink() and store.size() <= store.max_bytes
+    assert store.result(f"{2:032d}") is not None and store.result("a" * 32) is None and target.exists()

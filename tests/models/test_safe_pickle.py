@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import pickle
 import subprocess
 import sys
 import types
+import warnings
+import zipfile
 
 import pytest
 import torch
 from torch import nn
 
 from models import CheckpointError, load_uploaded, safe_pickle
+from tests.models import hostile
 from tests.models.payloads import PAYLOADS, _Reduce
 
 
@@ -157,3 +161,96 @@ def test_a_refusal_names_the_key_this_file_keeps_its_weights_under(where, hint, 
     with pytest.raises(CheckpointError) as refused:
         load_uploaded(data, "ckpt.pth")
     assert f"`{hint}`" in str(refused.value) and not sentinel.exists()
+
+
+def test_no_hostile_legacy_file_changes_a_later_load(nets):
+    """Files that, read by a general unpickler, would set attributes on torch's own rebuilders, storage types or
+    OrderedDict: each is refused or loaded, and torch and the next load of an honest file stay as they were."""
+    net = nets.make(width=2)
+    victim = hostile.legacy_module(net)
+    torch_before = hostile.torch_state()
+    first = load_uploaded(victim, "victim.pt")
+    for name, data in hostile.hostile_legacy_files(net).items():
+        try:
+            load_uploaded(data, f"{name}.pt")
+        except CheckpointError as refused:
+            assert len(str(refused).splitlines()) == 1
+        assert hostile.torch_state() == torch_before, name
+        again = load_uploaded(victim, "victim.pt")
+        nets.assert_same_outputs(first.module, again.module)
+        nets.assert_same_outputs(net, again.module)
+
+
+def test_a_legacy_whole_module_file_loads_through_the_inert_reader(nets):
+    net = nets.make(width=2)
+    got = safe_pickle.unpickle(hostile.legacy_module(net))["net"]
+    assert got.keys() == net.state_dict().keys()
+    assert all(torch.equal(got[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (hostile.unhashable_storage_key, "storage record"),
+        (hostile.negative_stride, "not valid"),
+        (hostile.huge_legacy_storage, "more than the file holds"),
+    ],
+)
+def test_a_malformed_legacy_file_is_refused_in_one_line(build, says):
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(build(), "old.pt")
+    assert says in str(refused.value) and len(str(refused.value).splitlines()) == 1
+
+
+def _rezipped(data: bytes, extra: dict[str, bytes], compress: int = zipfile.ZIP_STORED) -> bytes:
+    """A torch zip with its members rewritten (deflated when asked) and `extra` members added."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info), compress_type=compress)
+        for name, body in extra.items():
+            dst.writestr(name, body)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"archive/sub/data.pkl": b"\x80\x02}."}, "exactly one data.pkl"),
+        ({"decoy/data.pkl": b"\x80\x02}."}, "exactly one data.pkl"),
+        ({"archive/data.pkl": b"\x80\x02}."}, "exactly one data.pkl"),
+        ({"archive/byteorder": b"big"}, "duplicate or stray members"),
+        ({"stray.bin": b"x"}, "duplicate or stray members"),
+        ("deflated", "compressed"),
+    ],
+)
+def test_a_zip_whose_scanned_pickle_might_not_be_the_one_read_is_refused(change, says, tmp_path):
+    sentinel = tmp_path / "ran"
+    honest = _save({"w": torch.ones(2), "x": _Reduce(subprocess.call, (["touch", str(sentinel)],))})
+    clean = _save({"w": torch.ones(2)})
+    if change == "deflated":
+        data = _rezipped(clean, {}, zipfile.ZIP_DEFLATED)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": the point of the file
+            data = _rezipped(clean if "archive/data.pkl" not in change else honest, change)
+    with pytest.raises(safe_pickle.UnsafeCheckpoint, match=says):
+        safe_pickle.unpickle(data)
+    assert not sentinel.exists()
+
+
+def test_a_refusal_never_passes_on_torchs_advice_to_load_unsafely(monkeypatch, nets):
+    """torch's message for a blocked module opens with 'Re-running torch.load with weights_only set to False will
+    likely succeed': a refusal of ours never says that."""
+    blocked = (
+        f"Weights only load failed. {torch.serialization.UNSAFE_MESSAGE}\n\n"
+        "Trying to load unsupported GLOBAL zz.yy whose module zz is blocked."
+    )
+
+    def load(*args, **kwargs):
+        raise pickle.UnpicklingError(blocked)
+
+    monkeypatch.setattr(torch, "load", load)
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(_save(nets.make().state_dict()), "w.pt")
+    assert "weights_only" not in str(refused.value) and "False" not in str(refused.value)

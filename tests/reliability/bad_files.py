@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 
 from models.resnet import ArchConfig, build_resnet
+from tests.models import hostile
 
 SMALL = ArchConfig(depth=18, width=4, num_classes=10)
 
@@ -70,6 +71,16 @@ def _poisoned(value: float) -> bytes:
     return _torch_bytes(state)
 
 
+def _with(change: Callable[[dict], dict]) -> bytes:
+    """A valid state dict, changed by `change`, as torch.save writes it."""
+    return _torch_bytes(change(_state()))
+
+
+def _negative_variance(state: dict) -> dict:
+    state["layer1.0.bn1.running_var"][0] = -1.0  # finite, but the features would be NaN
+    return state
+
+
 def _other_architecture(name: str) -> bytes:
     import torchvision
 
@@ -98,6 +109,15 @@ def bad_files(marker: Path) -> dict[str, Callable[[], tuple[str, bytes]]]:
             _torch_bytes({k: v for k, v in _state().items() if not k.startswith("layer4.1.")}),
         ),
         "unsupported extension": lambda: ("weights.onnx", b"\x08\x07onnx"),
+        "state dict with int keys": lambda: ("weights.pt", _with(lambda s: {i: v for i, v in enumerate(s.values())})),
+        "state dict with tuple keys": lambda: ("weights.pt", _with(lambda s: {tuple(k): v for k, v in s.items()})),
+        "complex64 weights": lambda: ("weights.pt", _with(lambda s: {k: v.to(torch.complex64) for k, v in s.items()})),
+        "float8 weights": lambda: ("weights.pt", _with(lambda s: {k: v.to(torch.float8_e4m3fn) for k, v in s.items()})),
+        "negative BatchNorm variance": lambda: ("weights.pt", _with(_negative_variance)),
+        "a weight named with 10 MB": lambda: ("weights.pt", _with(lambda s: s | {"x" * 10_000_000: torch.zeros(1)})),
+        "legacy file with an unhashable storage key": lambda: ("old.pt", hostile.unhashable_storage_key()),
+        "legacy file with a negative stride": lambda: ("old.pt", hostile.negative_stride()),
+        "legacy file declaring a terabyte": lambda: ("old.pt", hostile.huge_legacy_storage()),
     }
 
 

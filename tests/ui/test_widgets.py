@@ -13,10 +13,10 @@ from streamlit.testing.v1 import AppTest
 import ui.widgets
 from core.ceilings import Ceilings
 from core.comparison import finalize, pair_terms
+from core.findings import findings_table
 from core.fingerprint import fingerprint
 from core.options import AnalysisOptions
 from core.report import report_csv, report_json
-from core.verdicts import findings_table
 from models import ModelSpec
 from models.loaded import ModelInfo
 from models.resnet import ArchConfig, resnet_layers

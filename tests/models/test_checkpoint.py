@@ -429,3 +429,9 @@ def test_a_stem_pool_the_weights_cannot_show_is_reported_as_uncertain(tmp_path, 
     assert any(n.startswith("uncertain: the weights cannot show whether a max-pool") for n in bare.info.notes)
     described = load_model(f"file:{nets.folder(tmp_path / 'ours', net, 'supervised')}")  # config.json says
     assert not any(n.startswith("uncertain") for n in described.info.notes)
+
+
+def test_a_size_just_over_the_limit_is_not_rounded_onto_it():
+    with pytest.raises(CheckpointError) as refused:
+        load_uploaded(b"\0" * 200_001, "w.pt", max_bytes=200_000)
+    assert "is 200,001 bytes, over the 200,000-byte limit" in str(refused.value)

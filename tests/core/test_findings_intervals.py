@@ -13,12 +13,12 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from core.augment import simclr_views
 from core.cka import MinibatchCKA
 from core.data import CLASSES, SubsetSpec, load_subset, normalize
+from core.findings import _Pair
 from core.fingerprint import view_generator
 from core.interval import t975
 from core.options import AnalysisOptions
 from core.pipeline import compare
 from core.result import from_json_dict, to_json_dict
-from core.verdicts import _Pair
 from models import load_model
 
 CPU = torch.device("cpu")

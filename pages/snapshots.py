@@ -10,6 +10,7 @@ from core.series import SeriesPlan
 from ui import charts, series
 from ui.choices import current
 from ui.router import use_app_router
+from ui.text import code, plain
 
 use_app_router()
 
@@ -36,13 +37,13 @@ per_class = st.number_input(
     "at most 50 per class (500 images) unless you ask for more here.",
 )
 if choices.problem:
-    st.warning(choices.problem)
+    st.warning(plain(choices.problem, 600))
 if choices.problem or a is None or b is None:
     st.stop()
 try:
     subset = replace(choices.subset, per_class=int(per_class))
 except DataError as err:
-    st.error(f"The CIFAR-10 subset cannot be used: {err}.")
+    st.error(f"The CIFAR-10 subset cannot be used: {plain(err, 600)}.")
     st.stop()
 options = replace(choices.options, invariance=False, probes=False, permutations=0)  # matched-layer CKA only
 plan = SeriesPlan.of(a, b)
@@ -76,7 +77,7 @@ for column, kinds, what in zip(
 st.subheader("Each snapshot against its own run's final network")
 for label, run, matrix in (("A", a, curves.final_a), ("B", b, curves.final_b)):
     if matrix is None:
-        st.info(f"{label} (`{run.name}`) has no final network yet: its run has not finished.")
+        st.info(f"{label} ({code(run.name)}) has no final network yet: its run has not finished.")
         continue
     title = f"{label} ({run.method}): each snapshot against the final network"
     chart = charts.heatmap(

@@ -43,8 +43,12 @@ def check_size(size: int, name: str, max_bytes: int | None) -> None:
     limit = settings.max_upload_bytes() if max_bytes is None else max_bytes
     variable = settings.MAX_UPLOAD_MB
     if size > limit:
+        shown, cap = f"{size / 1e6:.3g} MB", f"{limit / 1e6:g} MB"
+        if shown == cap:  # rounding would say "0.2 MB, over the 0.2 MB limit"
+            shown, cap = f"{size:,} bytes", f"{limit:,}-byte"
+        name = name if len(name) <= 120 else name[:117] + "..."
         raise CheckpointError(
-            f"'{name}' is {size / 1e6:.3g} MB, over the {limit / 1e6:g} MB limit; raise the limit with the "
+            f"'{name}' is {shown}, over the {cap} limit; raise the limit with the "
             f"environment variable {variable} (e.g. {variable}={math.ceil(size / 1e6) + 1}) or use a smaller "
             "checkpoint."
         )
@@ -289,14 +293,29 @@ def _stem_padding(hints: SourceHints, keys: Normalised, lightning: bool, notes: 
     return 1
 
 
+_READ_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}  # weights; integer buffers pass as is
+
+
 def _as_float32(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
-    """Refuse NaN/Inf; cast half/bfloat16/double weights to float32 (the app computes in float32)."""
+    """Refuse NaN/Inf, weight types this app does not compute with (complex, float8, quantised) and negative
+    BatchNorm variances (finite, but the network's features would be NaN); cast half/bfloat16/double weights to
+    float32 (the app computes in float32)."""
     out, cast = {}, set()
     for key, tensor in tensors.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and tensor.dtype not in _READ_DTYPES:
+            raise CheckpointError(
+                f"The weight {_quoted(key)} is {str(tensor.dtype).removeprefix('torch.')}, which CKA Lens does not "
+                "read; save the weights as float32, float16 or bfloat16."
+            )
+        if key.endswith("running_var") and tensor.is_floating_point() and bool((tensor < 0).any()):
+            raise CheckpointError(
+                f"The BatchNorm variance {_quoted(key)} has negative values, so the network's features would be "
+                "NaN; the checkpoint is damaged: use another one."
+            )
         if tensor.is_floating_point():
             if not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(
-                    f"The weight '{key}' contains NaN or infinite values, so the network would output garbage; "
+                    f"The weight {_quoted(key)} contains NaN or infinite values, so the network would output garbage; "
                     "use a checkpoint from before training diverged."
                 )
             if tensor.dtype != torch.float32:
@@ -306,6 +325,11 @@ def _as_float32(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str,
     if cast:
         notes.append(f"cast {', '.join(sorted(cast))} weights to float32")
     return out
+
+
+def _quoted(key: str) -> str:
+    """A weight's name for a message, cut short."""
+    return repr(key if len(key) <= 80 else key[:77] + "...")
 
 
 def strict_load(arch: ArchConfig, tensors: dict[str, torch.Tensor], notes: list[str]) -> nn.Module:
