@@ -156,6 +156,6 @@ def test_a_ceiling_that_cannot_be_computed_leaves_the_pair_shown_with_a_note(tin
     at.query_params.update(query | {"per_class": "6", "batch": "20", "subset_seed": "717"})
     at.run()
     assert not at.exception and not at.error
-    notes = [c.value for c in at.caption if c.value.startswith("No ceiling for")]
+    notes = [shown(c.value) for c in at.caption if shown(c.value).startswith("No ceiling for")]
     assert len(notes) == 2 and "needs about 9.0 GB" in notes[0] and tiny_specs["a2"] in notes[0]
     assert "none was asked for" in notes[1]
