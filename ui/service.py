@@ -245,10 +245,9 @@ def pair_with_ceilings(
     """A vs B and each side's ceiling (core.pipeline.compare_with_ceilings) from the caches, the missing ones
     computed together in one computing slot, each network's pass once; then, with `references`, A vs B's untrained
     floors and seed pairings (models.references.with_floors_and_seeds, the command line's own), unless it has them
-    already.
-    `watch` hears of the work and gets previews of A vs B. Another session asking for the same pair meanwhile
-    waits for it rather than computing it again. Raises LensError (MemoryRefusal, DataError, ...) for what cannot
-    be computed."""
+    already. `watch` hears of the work and gets previews of A vs B. Another session asking for the same pair
+    meanwhile waits for it rather than computing it again. Raises LensError (MemoryRefusal, DataError, ...) for
+    what cannot be computed."""
     watch = watch or Watch()
     kept: dict[str, Fingerprint] = {}  # the fingerprints of this computation, for the floors and seed pairings
 
