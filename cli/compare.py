@@ -13,7 +13,6 @@ from pathlib import Path
 from cli.bars import Bars
 from cli.checkpoints import describe, model_spec
 from cli.errors import CliError, writing
-from cli.floors import with_floors_and_seeds
 from core.ceilings import Ceilings
 from core.cka import KERNELS
 from core.data import SPLITS, DataError, Subset, SubsetSpec, load_subset, parse_classes
@@ -36,6 +35,7 @@ from core.report import report_csv, report_json
 from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
 from models import AUTO, NO_SIBLING, CheckpointError, LoadedModel, ModelSpec, choose_sibling, load_model
+from models.references import with_floors_and_seeds
 
 
 def _classes(text: str) -> tuple[int, ...]:
@@ -259,7 +259,7 @@ def _compared(
     ceiling is computed with the first B only. With several B, A's fingerprint is kept for the whole run, so its
     pass runs once; each B's is dropped once its comparisons are done. With `lines`, a preview of every
     comparison (ceilings included) after each minibatch, then every result. Each pair then gets its untrained
-    floors and its seed pairings (cli.floors), from the fingerprints its comparisons kept. Empty on ranks other
+    floors and its seed pairings (models.references), from the fingerprints its comparisons kept. Empty on ranks other
     than 0."""
     source = None
     if len(others) > 1:

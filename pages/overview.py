@@ -30,6 +30,7 @@ if result is not None:  # the figure first: it is what a visitor came for, and i
     widgets.result_caption(result)
     st.markdown("\n".join(f"- {line}" for line in found.lines))
     widgets.ceiling_notes(result, seeds)
+    widgets.reference_notes(result)
 
 st.subheader("What the study found")
 st.markdown(

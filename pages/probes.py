@@ -15,7 +15,9 @@ st.markdown(
     "Three read-outs per layer, for both models on one layer axis. **Linear-probe accuracy**: a linear classifier "
     "trained on the layer's (pooled) features, scored on held-out images. **Class structure**: CKA between the layer "
     "and the one-hot labels, the supervised objective. **Augmentation invariance**: CKA between the layer's "
-    "response to an image and to a SimCLR-augmented view of it, the contrastive objective."
+    "response to an image and to a SimCLR-augmented view of it, the contrastive objective, each averaged over "
+    "space first (a crop or flip moves features across the map; on flattened maps that movement would read as "
+    "lost invariance, mixing spatial pooling with invariance)."
 )
 result = analysis(current())
 if result is not None:

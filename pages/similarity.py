@@ -44,10 +44,20 @@ if found is not None:
     st.subheader("Matched layers")
     st.caption(
         "Layer i of A against layer i of B. Block outputs (after the addition and ReLU) and residual branches "
-        "(after the branch's last BatchNorm, before the addition) are drawn as separate lines."
+        "(after the branch's last BatchNorm, before the addition) are drawn as separate lines. Read them between "
+        "the floor (untrained networks of the two architectures, no training at all) and the ceilings (another "
+        "seed of the same method); the bars are which images were drawn, the seed spread which seeds were trained."
     )
     widgets.ceiling_notes(result, seeds)
+    widgets.reference_notes(result)
     st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer, seeds), width="stretch")
+    if result.untrained_a is not None and result.untrained_b is not None:
+        st.subheader("How far training moved each layer")
+        st.caption(
+            "Each trained network against untrained networks of its own architecture (mean over init seeds): near 1, "
+            "the layer is still much as it started; low, training changed it."
+        )
+        st.altair_chart(charts.readout_chart(result, "untrained"), width="stretch")
     st.subheader("Within each model")
     for column, label, matrix, layers, undefined in zip(
         st.columns(2),

@@ -17,6 +17,9 @@ UNDEFINED_FILL = "#d0d0d0"  # undefined CKA cells: grey, labelled "n/a", never a
 KIND_COLOURS = {OUTPUT: "#1f77b4", RESIDUAL: "#ff7f0e", OTHER: "#7f7f7f"}
 MODEL_COLOURS = ("#1f77b4", "#d62728")
 CEILING_COLOURS = ("#2ca02c", "#9467bd")  # A vs another seed of A's method, B vs another seed of B's
+FLOOR_COLOUR = "#8c6d31"  # untrained A-arch vs untrained B-arch: what architecture and input give untrained
+SEEDS_COLOUR = "#333333"  # the spread over the cross pairings of the methods' seeds
+NULL_COLOUR = "#bbbbbb"  # the permutation null: an independence check
 ROW_PX = 20  # height of one heatmap row
 LAYER_AXIS = alt.Axis(labelAngle=-45, labelOverlap=False)  # every layer named, even when labels are tight
 # Streamlit's default autosize "fit" squeezes the plot to make room for the rotated layer names; fit-x keeps
@@ -26,11 +29,21 @@ READOUTS = {  # metric -> (result fields for A and B, chart title, y-axis title)
     "probe": (("probe_a", "probe_b"), "Linear-probe accuracy per layer (held-out images)", "probe accuracy"),
     "class": (("class_a", "class_b"), "Class structure: CKA with the one-hot label kernel", "class-structure CKA"),
     "invariance": (
-        ("invariance_a", "invariance_b"),
-        "Augmentation invariance: CKA between f(x) and f(t(x)), t a SimCLR augmentation",
+        ("invariance_pooled_a", "invariance_pooled_b"),
+        "Augmentation invariance: CKA between f(x) and f(t(x)), t a SimCLR augmentation, each averaged over space",
         "invariance CKA",
     ),
+    "untrained": (
+        ("untrained_a", "untrained_b"),
+        "How far training moved each layer: CKA of each trained network with untrained networks of its architecture",
+        "CKA with untrained (1: unmoved)",
+    ),
 }
+FLATTENED = (  # an older result without the spatially averaged reading: its flattened one, said as such
+    ("invariance_a", "invariance_b"),
+    "Augmentation invariance on flattened maps (mixes spatial pooling with invariance): this result has no reading "
+    "on spatially averaged features",
+)
 
 
 def _value(v: float) -> float | None:
@@ -90,18 +103,46 @@ def heatmap(
 
 
 def matched_frame(result: AnalysisResult) -> pd.DataFrame:
-    """The matched curve as a table: layer, kind, CKA, jackknife interval, permutation null."""
+    """The matched curve as a table: layer, kind, CKA, jackknife interval, permutation null (the independence
+    check), the untrained floor's mean and 5th-95th percentile band over init pairs, and the spread over the seed
+    pairings (min and max; None where the result has no floor or no other seeds)."""
+    m = len(result.matched)
+
+    def column(values: np.ndarray | None) -> list[float | None]:
+        return [None] * m if values is None else [_value(v) for v in values]
+
+    spread = np.stack([p.matched_cka for p in result.seed_pairings]) if result.seed_pairings else None
+    with np.errstate(all="ignore"):
+        low, high = (None, None) if spread is None else (np.nanmin(spread, 0), np.nanmax(spread, 0))
     return pd.DataFrame(
         {
             "layer": list(result.matched),
             "kind": [kind(name) for name in result.matched],
-            "cka": [_value(v) for v in result.matched_cka],
-            "low": [_value(v) for v in result.interval_low],
-            "high": [_value(v) for v in result.interval_high],
-            "null_mean": [_value(v) for v in result.null_mean],
-            "null_p95": [_value(v) for v in result.null_p95],
+            "cka": column(result.matched_cka),
+            "low": column(result.interval_low),
+            "high": column(result.interval_high),
+            "null_mean": column(result.null_mean),
+            "null_p95": column(result.null_p95),
+            "floor": column(result.floor_untrained),
+            "floor_low": column(result.floor_untrained_low),
+            "floor_high": column(result.floor_untrained_high),
+            "seeds_low": column(low),
+            "seeds_high": column(high),
         }
     )
+
+
+def floor_label(result: AnalysisResult) -> str:
+    """What the floor band is, for a legend."""
+    return f"floor: untrained A-arch vs untrained B-arch, 5th-95th pct over {result.floor_pairs} init pairs"
+
+
+def seeds_label(result: AnalysisResult) -> str:
+    """What the seed spread is, for a legend."""
+    return f"seed spread: min-max over {len(result.seed_pairings)} pairings of A's and B's methods' seeds"
+
+
+NULL_LABEL = "independence check: permutation null to its 95th pct"
 
 
 def ceiling_frame(result: AnalysisResult, ceilings: Ceilings) -> pd.DataFrame:
@@ -132,15 +173,21 @@ def matched_curve(
 ) -> alt.LayerChart:
     """CKA of layer i of A with layer i of B, residual branches and block outputs as separate lines.
 
-    The grey band runs from 0 to the permutation null's 95th percentile (the floor); error bars are the
-    jackknife interval over minibatches; a rule marks `parting_layer` when given. Each of `ceilings` (a model
-    against another seed of its method) is drawn dashed in its own colour, with its interval.
+    Error bars are the jackknife interval over minibatches (which images were drawn); a brown bar per layer, the
+    floor (untrained A-arch vs untrained B-arch, 5th-95th percentile over init pairs, a tick at the mean); a
+    thin dark bar beside each point, the spread over the seed pairings (which seeds were trained); the grey band
+    from 0 to the permutation null's 95th percentile, the independence check. A rule marks `parting_layer` when
+    given. Each of `ceilings` (a model against another seed of its method) is drawn dashed in its own colour,
+    with its interval.
     """
     data = matched_frame(result)
     extra = ceiling_frame(result, ceilings or Ceilings())
     order = list(result.matched)
     x = alt.X("layer:N", sort=order, title="layer (same name in both models)", axis=LAYER_AXIS)
-    values = [data[["cka", "low", "null_p95"]].to_numpy(dtype=float), extra[["ceiling_low"]].to_numpy(dtype=float)]
+    values = [
+        data[["cka", "low", "null_p95", "floor_low", "seeds_low"]].to_numpy(dtype=float),
+        extra[["ceiling_low"]].to_numpy(dtype=float),
+    ]
     lowest = min(0.0, *(float(np.nanmin(v, initial=0.0)) for v in values))
     y_scale = alt.Scale(domain=[lowest, 1.0])
     colour = alt.Color(
@@ -152,24 +199,44 @@ def matched_curve(
         alt.Tooltip("cka:Q", title="CKA", format=".3f"),
         alt.Tooltip("low:Q", title="interval low", format=".3f"),
         alt.Tooltip("high:Q", title="interval high", format=".3f"),
-        alt.Tooltip("null_p95:Q", title="null 95th pct", format=".3f"),
+        alt.Tooltip("floor:Q", title="floor (untrained) mean", format=".3f"),
+        alt.Tooltip("seeds_low:Q", title="seed pairings min", format=".3f"),
+        alt.Tooltip("seeds_high:Q", title="seed pairings max", format=".3f"),
+        alt.Tooltip("null_p95:Q", title="independence check 95th pct", format=".3f"),
     ]
     base = alt.Chart(data).encode(x=x)
-    null = base.mark_area(color="#bbbbbb", opacity=0.35).encode(
+    null = base.mark_area(color=NULL_COLOUR, opacity=0.35).encode(
         y=alt.Y("null_p95:Q", scale=y_scale, title="matched-layer CKA"), y2=alt.Y2(datum=0)
     )
-    interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=colour)
+    unnamed = colour.legend(None)  # one legend per colour, on the points (independent scales repeat it per layer)
+    interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=unnamed)
     lines = (
         base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
         .mark_line()
-        .encode(y="cka:Q", color=colour, detail="kind:N")
+        .encode(y="cka:Q", color=unnamed, detail="kind:N")
     )
     points = base.mark_point(filled=True, size=50).encode(y="cka:Q", color=colour, tooltip=tooltip)
     layers = [null, interval, lines, points]
-    subtitle = "grey band: permutation null, the floor (to its 95th percentile); bars: 95% jackknife-t interval"
+    parts = ["bars: 95% jackknife-t interval over minibatches"]
+    if result.floor_untrained is not None:
+        floor = base.transform_filter("isValid(datum.floor_low)")
+        layers += [
+            floor.mark_bar(color=FLOOR_COLOUR, opacity=0.3, width={"band": 0.7}).encode(
+                y="floor_low:Q", y2="floor_high:Q", tooltip=tooltip
+            ),
+            floor.mark_tick(color=FLOOR_COLOUR, thickness=2).encode(y="floor:Q"),
+        ]
+        parts.append(f"brown boxes: {floor_label(result)} (tick: mean)")
+    if result.seed_pairings:
+        seeds = base.transform_filter("isValid(datum.seeds_low)")
+        layers.append(
+            seeds.mark_rule(color=SEEDS_COLOUR, strokeWidth=1, xOffset=6).encode(y="seeds_low:Q", y2="seeds_high:Q")
+        )
+        parts.append(f"thin dark bars: {seeds_label(result)}")
+    parts.append(f"grey: {NULL_LABEL}")
     if len(extra):
         layers += _ceiling_layers(extra, x)
-        subtitle += "; dashed: each model against another seed of its method, the ceiling"
+        parts.append("dashed: each model against another seed of its method, the ceiling")
     if parting_layer is not None and parting_layer in order:
         mark = pd.DataFrame({"layer": [parting_layer], "text": ["they part ways"]})
         rule = alt.Chart(mark).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("layer:N", sort=order))
@@ -180,7 +247,7 @@ def matched_curve(
         )
         layers += [rule, text]
     chart = alt.layer(*layers).properties(
-        title=alt.TitleParams("Matched layers: A's layer i against B's layer i", subtitle=subtitle),
+        title=alt.TitleParams("Matched layers: A's layer i against B's layer i", subtitle=parts),
         height=300,
         autosize=FIT_WIDTH,
     )
@@ -202,33 +269,49 @@ def _ceiling_layers(extra: pd.DataFrame, x: alt.X) -> list[alt.Chart]:
         alt.Tooltip("ceiling_low:Q", title="interval low", format=".3f"),
         alt.Tooltip("ceiling_high:Q", title="interval high", format=".3f"),
     ]
-    base = alt.Chart(extra).encode(x=x, color=colour)
+    base = alt.Chart(extra).encode(x=x)
     lines = (
         base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
         .mark_line(strokeDash=[6, 3], strokeWidth=1.5)
-        .encode(y="ceiling:Q", detail="kind:N")
+        .encode(y="ceiling:Q", detail="kind:N", color=colour.legend(None))
     )
-    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q")
-    points = base.mark_point(size=30).encode(y="ceiling:Q", tooltip=tooltip)
+    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q", color=colour.legend(None))
+    points = base.mark_point(size=30).encode(y="ceiling:Q", tooltip=tooltip, color=colour)
     return [lines, bars, points]
 
 
+def _readout(result: AnalysisResult, metric: str) -> tuple[tuple[str, str], str, str]:
+    """The fields, title and y-axis title of a read-out for this result: an older result without the spatially
+    averaged invariance is shown on its flattened maps, its title saying so."""
+    fields, title, y_title = READOUTS[metric]
+    if metric == "invariance" and any(getattr(result, name) is None for name in fields):
+        fields, title = FLATTENED
+    return fields, title, y_title
+
+
 def readout_frame(result: AnalysisResult, metric: str) -> pd.DataFrame:
-    """Long table of one per-layer read-out for both models (NaN kept, so missing layers are visible)."""
-    (field_a, field_b), _, _ = READOUTS[metric]
+    """Long table of one per-layer read-out for both models (NaN kept, so missing layers are visible; a result
+    without the read-out, all missing)."""
+    (field_a, field_b), _, _ = _readout(result, metric)
     label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
+
+    def values(name: str, count: int) -> list[float | None]:
+        found = getattr(result, name)
+        return [None] * count if found is None else [_value(v) for v in found]
+
     parts = [
-        pd.DataFrame({"layer": list(layers), "model": label, "value": [_value(v) for v in getattr(result, name)]})
+        pd.DataFrame({"layer": list(layers), "model": label, "value": values(name, len(layers))})
         for label, layers, name in ((label_a, result.layers_a, field_a), (label_b, result.layers_b, field_b))
     ]
     return pd.concat(parts, ignore_index=True)
 
 
 def readout_chart(result: AnalysisResult, metric: str) -> alt.LayerChart:
-    """One per-layer read-out ('probe', 'class' or 'invariance') for both models on the shared layer axis."""
+    """One per-layer read-out ('probe', 'class', 'invariance' or 'untrained') for both models on the shared layer
+    axis."""
     if metric not in READOUTS:
         raise ContractError(f"metric must be one of {sorted(READOUTS)}, not {metric!r}")
-    _, title, y_title = READOUTS[metric]
+    _, title, y_title = _readout(result, metric)
     data = readout_frame(result, metric)
     order = shared_order(result.layers_a, result.layers_b)
     labels = side_labels(result.model_a.method, result.model_b.method)

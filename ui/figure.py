@@ -23,10 +23,22 @@ import streamlit as st
 from core.ceilings import Ceilings
 from core.names import OTHER, OUTPUT, RESIDUAL
 from core.result import AnalysisResult
-from ui.charts import CEILING_COLOURS, KIND_COLOURS, ceiling_frame, matched_frame
+from ui.charts import (
+    CEILING_COLOURS,
+    FLOOR_COLOUR,
+    KIND_COLOURS,
+    NULL_COLOUR,
+    NULL_LABEL,
+    SEEDS_COLOUR,
+    ceiling_frame,
+    floor_label,
+    matched_frame,
+    seeds_label,
+)
 
-WIDTH, HEIGHT = 1000, 430
-LEFT, RIGHT, TOP, BOTTOM = 62, 16, 92, 118  # margins: y-axis labels; title, subtitle and legend; layer names
+WIDTH, HEIGHT = 1000, 460
+LEFT, RIGHT, TOP, BOTTOM = 62, 16, 116, 118  # margins: y-axis labels; title, subtitle and legend; layer names
+LEGEND_TOP = 62  # the first legend row's baseline; rows 16 px apart, at most three above the plot
 FONT = "font-family:Helvetica,Arial,sans-serif"
 MATCHED_ALT = "Matched-layer CKA of A and B"  # the figure's alt text (the browser tests find it by it)
 
@@ -136,15 +148,54 @@ def _series(
     return parts
 
 
+def _floor(axes: _Axes, row) -> str:
+    """A layer's floor: a box from the 5th to the 95th percentile over init pairs, a tick at the mean."""
+    if not (_finite(row.floor_low) and _finite(row.floor_high)):
+        return ""
+    x, half = axes.x(row.layer), axes.step * 0.35
+    top, bottom = axes.y(row.floor_high), axes.y(row.floor_low)
+    words = f"floor (untrained A-arch vs untrained B-arch), {row.layer}: 5th-95th pct {row.floor_low:.3f} to "
+    words += f"{row.floor_high:.3f}" + (f", mean {row.floor:.3f}" if _finite(row.floor) else "")
+    mean = (
+        f'<line x1="{_number(x - half)}" x2="{_number(x + half)}" y1="{_number(axes.y(row.floor))}" '
+        f'y2="{_number(axes.y(row.floor))}" stroke="{FLOOR_COLOUR}" stroke-width="1.5"/>'
+        if _finite(row.floor)
+        else ""
+    )
+    return (
+        f'<g class="floor" data-layer={quoteattr(row.layer)} data-low="{row.floor_low:.6f}" '
+        f'data-high="{row.floor_high:.6f}"><title>{escape(words)}</title><rect x="{_number(x - half)}" '
+        f'y="{_number(top)}" width="{_number(2 * half)}" height="{_number(max(bottom - top, 1.0))}" '
+        f'fill="{FLOOR_COLOUR}" opacity="0.3"/>{mean}</g>'
+    )
+
+
+def _seeds(axes: _Axes, row) -> str:
+    """A layer's seed spread: a thin bar from the lowest to the highest seed pairing, beside the point."""
+    if not (_finite(row.seeds_low) and _finite(row.seeds_high)):
+        return ""
+    x = _number(axes.x(row.layer) + 6)
+    words = f"seed pairings, {row.layer}: {row.seeds_low:.3f} to {row.seeds_high:.3f}"
+    return (
+        f'<line class="seeds" x1="{x}" x2="{x}" y1="{_number(axes.y(row.seeds_low))}" '
+        f'y2="{_number(axes.y(row.seeds_high))}" stroke="{SEEDS_COLOUR}" stroke-width="1.2" '
+        f'data-layer={quoteattr(row.layer)} data-low="{row.seeds_low:.6f}" data-high="{row.seeds_high:.6f}">'
+        f"<title>{escape(words)}</title></line>"
+    )
+
+
 def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
-    """(colour, 'line' | 'dashed' | 'point' | 'band', label) under the subtitle, in at most two rows."""
-    out, x, y = [], LEFT, TOP - 30
+    """(colour, 'line' | 'dashed' | 'point' | 'band' | 'box' | 'bar', label) under the subtitle, in rows."""
+    out, x, y = [], LEFT, LEGEND_TOP
     for colour, style, label in entries:
-        width = 24 + 7 * len(label) + 18
+        width = 24 + 6 * len(label) + 18
         if x + width > WIDTH - RIGHT and x > LEFT:
             x, y = LEFT, y + 16
-        if style == "band":
-            out.append(f'<rect x="{x}" y="{y - 6}" width="18" height="10" fill="{colour}" opacity="0.35"/>')
+        if style in ("band", "box"):
+            opacity = 0.35 if style == "band" else 0.3
+            out.append(f'<rect x="{x}" y="{y - 6}" width="18" height="10" fill="{colour}" opacity="{opacity}"/>')
+        elif style == "bar":
+            out.append(f'<line x1="{x + 9}" x2="{x + 9}" y1="{y - 7}" y2="{y + 5}" stroke="{colour}"/>')
         elif style == "point":
             out.append(f'<circle cx="{x + 9}" cy="{y}" r="4" fill="{colour}"/>')
         else:
@@ -159,14 +210,16 @@ def matched_figure(
     result: AnalysisResult, parting_layer: str | None = None, ceilings: Ceilings | None = None
 ) -> Figure:
     """CKA of layer i of A with layer i of B (block outputs and residual branches as separate lines, other layers
-    as points) with its 95% interval, the permutation null's 95th percentile as a grey band from 0 (the floor),
-    each model against another seed of its method dashed (the ceiling), and a rule at `parting_layer`."""
+    as points) with its 95% interval over the images drawn; beside it what it is read against: a brown box per
+    layer, the floor (untrained A-arch vs untrained B-arch, 5th-95th percentile over init pairs, a line at the
+    mean); a thin dark bar, the spread over the pairings of the methods' seeds; each model against another seed of
+    its method dashed (the ceiling); the permutation null's 95th percentile as a grey band from 0 (an independence
+    check); and a rule at `parting_layer`. A result without floors or other seeds draws none of them."""
     data = matched_frame(result)
     extra = ceiling_frame(result, ceilings or Ceilings())
     layers = list(result.matched)
-    numbers = np.array(
-        [v for column in ("cka", "low", "null_p95") for v in data[column]] + list(extra["ceiling_low"]), dtype=float
-    )
+    columns = ("cka", "low", "null_p95", "floor_low", "seeds_low")
+    numbers = np.array([v for column in columns for v in data[column]] + list(extra["ceiling_low"]), dtype=float)
     axes = _Axes(layers, math.floor(min(0.0, float(np.nanmin(numbers, initial=0.0))) * 5) / 5)  # to a tick
     bottom = HEIGHT - BOTTOM
     parts = [
@@ -198,10 +251,11 @@ def matched_figure(
                 f"{escape(layer)}</text>"
             )
     null = [(layer, v) for layer, v in zip(layers, data["null_p95"], strict=True) if _finite(v)]
-    if null:  # the floor: a grey band from 0 to the null's 95th percentile
+    if null:  # the independence check: a grey band from 0 to the null's 95th percentile
         top = [f"{_number(axes.x(layer))},{_number(axes.y(v))}" for layer, v in null]
         base = [f"{_number(axes.x(layer))},{_number(axes.y(0.0))}" for layer, _ in reversed(null)]
-        parts.append(f'<polygon class="null" points="{" ".join(top + base)}" fill="#bbbbbb" opacity="0.35"/>')
+        parts.append(f'<polygon class="null" points="{" ".join(top + base)}" fill="{NULL_COLOUR}" opacity="0.35"/>')
+    parts += [_floor(axes, row) for row in data.itertuples()]
     if parting_layer in axes.index:
         x = _number(axes.x(parting_layer))
         parts.append(
@@ -221,8 +275,13 @@ def matched_figure(
         rows = extra[extra["comparison"] == name]
         same = dict.fromkeys(KIND_COLOURS, colour)
         parts += _series(axes, rows, ("ceiling", "ceiling_low", "ceiling_high"), name, same, ceiling=True)
+    parts += [_seeds(axes, row) for row in data.itertuples()]
     parts += _series(axes, data, ("cka", "low", "high"), "A vs B", KIND_COLOURS, ceiling=False)
-    legend.append(("#bbbbbb", "band", "permutation null to its 95th percentile (the floor)"))
+    if data["floor_low"].notna().any():
+        legend.append((FLOOR_COLOUR, "box", floor_label(result)))
+    if data["seeds_low"].notna().any():
+        legend.append((SEEDS_COLOUR, "bar", seeds_label(result)))
+    legend.append((NULL_COLOUR, "band", NULL_LABEL))
     parts += _legend(legend)
     parts.append("</svg>")
     return Figure("".join(part for part in parts if part), MATCHED_ALT)

@@ -2,10 +2,11 @@
 
 Caches, from cheap to expensive: the subset; each network's fingerprint (its one forward pass), keyed by (weights
 and how they were read, subset, options), so changing model B reuses A's; each finished comparison, keyed by (both
-networks' keys, subset, options). Keyed by content, so two sessions never see each other's uploads by name. Each
-is a bounded cachetools.LRUCache behind a lock (sessions run in threads of one process) holding the objects
-themselves: a hit copies nothing. Behind the fingerprint and result caches, the result store on disk (core.store)
-keeps both across restarts and shares them with the CLI.
+networks' keys, subset, options), A vs B with its untrained floors and seed pairings (models.references, the
+command line's own), whose untrained networks' fingerprints the store keeps too. Keyed by content, so two
+sessions never see each other's uploads by name. Each is a bounded cachetools.LRUCache behind a lock (sessions
+run in threads of one process) holding the objects themselves: a hit copies nothing. Behind the fingerprint and
+result caches, the result store on disk (core.store) keeps both across restarts and shares them with the CLI.
 
 A page learns what happens while a comparison is computed (progress, previews, waiting for a computing slot)
 through the callbacks of the `Watch` it passes in; it draws them itself (ui.progress).
@@ -18,7 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,11 +29,12 @@ from core import settings
 from core.data import Subset, SubsetSpec, load_subset
 from core.device import pick_device
 from core.distributed import Cluster
-from core.fingerprint import fingerprint_steps
+from core.fingerprint import Fingerprint, fingerprint_steps, last
 from core.network import Network
 from core.options import AnalysisOptions
 from core.pipeline import (
     FingerprintShelf,
+    FingerprintSource,
     Pair,
     PairWithCeilings,
     Preview,
@@ -43,6 +45,8 @@ from core.pipeline import (
 from core.progress import Progress, no_progress
 from core.result import AnalysisResult
 from core.store import default_store, fingerprint_key, result_key
+from models import LoadedModel
+from models.references import missing_references, with_floors_and_seeds
 
 SUBSETS_KEPT = 4  # subsets in memory (a full training split is 150 MB, mapped from a file beyond a bound)
 FINGERPRINTS_KEPT = 8  # fingerprints in memory, least recently used dropped first (the store keeps more)
@@ -179,33 +183,82 @@ class _Turns:
 _TURNS = _Turns()
 
 
+def _source(spec: SubsetSpec, options: AnalysisOptions, cluster: Cluster, watch: Watch) -> FingerprintSource:
+    """Each network's fingerprint from the shared shelf, else the result store, else computed (and kept in both)."""
+    subset = subset_of(spec)
+
+    def steps(network: Network):
+        return fingerprint_steps(network, subset, options, cluster.device, watch.progress)
+
+    return _FINGERPRINTS.source(
+        steps, key=lambda net: fingerprint_key(net.identity.key, spec, options), store=default_store()
+    )
+
+
+def _cluster() -> Cluster:
+    return Cluster.single(torch.device(device()))
+
+
+def _with_references(
+    found: PairWithCeilings,
+    seeds_a: list[LoadedModel],
+    seeds_b: list[LoadedModel],
+    kept: dict[str, Fingerprint],
+    spec: SubsetSpec,
+    options: AnalysisOptions,
+    watch: Watch,
+) -> PairWithCeilings:
+    """The pair with its untrained floors and seed pairings (models.references, as the command line makes them),
+    from the fingerprints its comparisons kept (else the shelf or the store); a pair that already has them for
+    these seeds, from a cache or the store, is returned as it is. The enriched pair replaces the plain one in the
+    caches and the store."""
+    floor_pairs, pairings = missing_references(found.pair, seeds_a, seeds_b)
+    if not floor_pairs and not pairings:
+        return found
+    with computing_slot(watch.waiting):
+        cluster = _cluster()
+        source = _source(spec, options, cluster, watch)
+        for network in (*seeds_a, *seeds_b):
+            if network.identity.key not in kept:
+                kept[network.identity.key] = last(source(network))
+        store = default_store()
+        pair = with_floors_and_seeds(
+            found.pair, seeds_a, seeds_b, kept, subset_of(spec), cluster, floor_pairs, store, watch.progress
+        )
+    entry = _entry(seeds_a[0], seeds_b[0], spec, options)
+    _remember(entry, pair)
+    if store is not None:
+        store.put_result(entry, pair)
+    return replace(found, pair=pair)
+
+
 def pair_with_ceilings(
-    a: Network,
-    b: Network,
-    sibling_a: Network | None,
-    sibling_b: Network | None,
+    a: LoadedModel,
+    b: LoadedModel,
+    sibling_a: LoadedModel | None,
+    sibling_b: LoadedModel | None,
     spec: SubsetSpec,
     options: AnalysisOptions,
     watch: Watch | None = None,
+    references: bool = True,
 ) -> PairWithCeilings:
     """A vs B and each side's ceiling (core.pipeline.compare_with_ceilings) from the caches, the missing ones
-    computed together in one computing slot, each network's pass once; `watch` hears of the work and gets
-    previews of A vs B. Another session asking for the same pair meanwhile waits for it rather than computing it
-    again. Raises LensError (MemoryRefusal, DataError, ...) for what cannot be computed."""
+    computed together in one computing slot, each network's pass once; then, with `references`, A vs B's untrained
+    floors and seed pairings (models.references.with_floors_and_seeds, the command line's own), unless it has them
+    already. `watch` hears of the work and gets previews of A vs B. Another session asking for the same pair
+    meanwhile waits for it rather than computing it again. Raises LensError (MemoryRefusal, DataError, ...) for
+    what cannot be computed."""
     watch = watch or Watch()
+    kept: dict[str, Fingerprint] = {}  # the fingerprints of this computation, for the floors and seed pairings
 
     def compute(pairs: list[Pair]) -> list[AnalysisResult]:
         with computing_slot(watch.waiting):
-            subset, cluster = subset_of(spec), Cluster.single(torch.device(device()))
-
-            def steps(network: Network):
-                return fingerprint_steps(network, subset, options, cluster.device, watch.progress)
-
-            source = _FINGERPRINTS.source(
-                steps, key=lambda net: fingerprint_key(net.identity.key, spec, options), store=default_store()
-            )
+            subset, cluster = subset_of(spec), _cluster()
+            source = _source(spec, options, cluster, watch)
             previewed = 1 if pairs[0][0] is a and pairs[0][1] is b else 0
-            results = compare_pairs(pairs, subset, options, cluster, watch.progress, watch.preview, source, previewed)
+            results = compare_pairs(
+                pairs, subset, options, cluster, watch.progress, watch.preview, source, previewed, keep=kept
+            )
         store = default_store()
         for (first, second), result in zip(pairs, results, strict=True):
             _remember(_entry(first, second, spec, options), result)
@@ -215,16 +268,21 @@ def pair_with_ceilings(
 
     with _TURNS.turn(_entry(a, b, spec, options), watch.waiting):
         found = compare_with_ceilings(a, b, sibling_a, sibling_b, compute, _known(spec, options))
-    if found is None:
-        raise RuntimeError("the app computes in one process, which returns every result")
-    return found
+        if found is None:
+            raise RuntimeError("the app computes in one process, which returns every result")
+        if not references:
+            return found
+        seeds_a = [a] + ([sibling_a] if sibling_a is not None else [])
+        seeds_b = [b] + ([sibling_b] if sibling_b is not None else [])
+        return _with_references(found, seeds_a, seeds_b, kept, spec, options, watch)
 
 
 def result(
-    a: Network, b: Network, spec: SubsetSpec, options: AnalysisOptions, watch: Watch | None = None
+    a: LoadedModel, b: LoadedModel, spec: SubsetSpec, options: AnalysisOptions, watch: Watch | None = None
 ) -> AnalysisResult:
-    """A vs B alone, from the caches or computed (as `pair_with_ceilings`, without ceilings)."""
-    return pair_with_ceilings(a, b, None, None, spec, options, watch).pair
+    """A vs B alone, from the caches or computed (as `pair_with_ceilings`, without ceilings, floors or seed
+    pairings: the training page, which compares many snapshots, reads none of them)."""
+    return pair_with_ceilings(a, b, None, None, spec, options, watch, references=False).pair
 
 
 def at_hand(

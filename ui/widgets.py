@@ -162,6 +162,24 @@ def ceiling_notes(result: AnalysisResult, ceilings: Ceilings) -> None:
             )
 
 
+def reference_notes(result: AnalysisResult) -> None:
+    """Say plainly what A vs B is not drawn against here: no untrained floor (an older result, or one made without
+    it), fewer init pairs than usual, or no other seeds (then there is no seed spread)."""
+    if not result.floor_method:
+        st.caption(
+            "No untrained floor in this result: it was made without one (an older result file, or one made with "
+            "--floor-pairs 0), so A vs B is read here against its ceilings only. The grey band is an independence "
+            "check, not a floor."
+        )
+    elif result.floor_note:
+        st.caption(f"The floor rests on {plain(result.floor_note)}.")  # a result file's words, shown as text
+    if not result.seed_pairings:
+        st.caption(
+            "No seed spread: one network per method, so A vs B speaks of these two networks only. The sidebar can "
+            "name another seed of either method."
+        )
+
+
 def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
     """The study's findings, what this pair shows and the verdict of each, with how verdicts are decided."""
     rows = [

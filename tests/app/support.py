@@ -15,6 +15,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from core.data import SubsetSpec
 from core.names import OUTPUT, RESIDUAL, kind
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
-from core.result import AnalysisResult
+from core.result import AnalysisResult, SeedPairing
 from models.resnet import ArchConfig, resnet_layers
 from ui.figure import MATCHED_ALT
 
@@ -136,14 +137,19 @@ def chart_specs(at) -> list[dict]:
     return out
 
 
-def figures(at) -> list[pd.DataFrame]:
-    """Every SVG figure on the current page (a markdown image, `ui.figure`) as its points: series, layer, value."""
+def figure_svgs(at) -> list[str]:
+    """Every SVG figure on the current page (a markdown image, `ui.figure`), as its SVG text."""
     out = []
     for element in at.markdown:
         found = re.fullmatch(r"!\[[^\]]*\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", element.value)
         if found:
-            out.append(figure_points(base64.b64decode(found[1]).decode()))
+            out.append(base64.b64decode(found[1]).decode())
     return out
+
+
+def figures(at) -> list[pd.DataFrame]:
+    """Every SVG figure on the current page as its points: series, layer, value."""
+    return [figure_points(svg) for svg in figure_svgs(at)]
 
 
 def figure_points(svg: str) -> pd.DataFrame:
@@ -154,6 +160,19 @@ def figure_points(svg: str) -> pd.DataFrame:
             "series": [c.get("data-series") for c in circles],
             "layer": [c.get("data-layer") for c in circles],
             "value": [float(c.get("data-value")) for c in circles],
+        }
+    )
+
+
+def figure_ranges(svg: str, cls: str) -> pd.DataFrame:
+    """The per-layer ranges an SVG figure draws with class `cls` ('floor': the untrained floor's boxes, 'seeds':
+    the seed spread's bars): layer, low, high."""
+    found = [e for e in ET.fromstring(svg).iter() if e.get("class") == cls]
+    return pd.DataFrame(
+        {
+            "layer": [e.get("data-layer") for e in found],
+            "low": [float(e.get("data-low")) for e in found],
+            "high": [float(e.get("data-high")) for e in found],
         }
     )
 
@@ -210,4 +229,23 @@ def synthetic_result(
         invariance_b=ramp_b * 0.5,
         probe_a=ramp_a,
         probe_b=ramp_b,
+    )
+
+
+def with_synthetic_references(result: AnalysisResult, floor: float = 0.6, spread: float = 0.05) -> AnalysisResult:
+    """`result` with an untrained floor (mean `floor`, band `floor` - 0.1 to `floor` + 0.05, 8 init pairs), three
+    seed pairings (A x B itself, then its values moved by -`spread` and +`spread`) and trained-vs-untrained
+    read-outs, as models.references would add them."""
+    m = len(result.matched)
+    shifts = (0.0, -spread, spread)
+    return replace(
+        result,
+        floor_untrained=np.full(m, floor),
+        floor_untrained_low=np.full(m, floor - 0.1),
+        floor_untrained_high=np.full(m, floor + 0.05),
+        untrained_a=np.linspace(0.8, 0.2, len(result.layers_a)),
+        untrained_b=np.linspace(0.7, 0.05, len(result.layers_b)),
+        floor_pairs=8,
+        floor_method="untrained networks",
+        seed_pairings=tuple(SeedPairing(f"a{k}", "b", result.matched_cka + shift) for k, shift in enumerate(shifts)),
     )

@@ -31,7 +31,17 @@ from core.series import pair_by_progress
 from core.store import ENTRIES
 from models import DEFAULT_PAIR, CheckpointError, choose_sibling, load_model, load_uploaded, siblings
 from models.snapshots import bundled_series
-from tests.app.support import APP, chart_specs, chart_values, figures, shown, synthetic_result
+from tests.app.support import (
+    APP,
+    chart_specs,
+    chart_values,
+    figure_points,
+    figure_ranges,
+    figure_svgs,
+    figures,
+    shown,
+    synthetic_result,
+)
 
 DEFAULT_A, DEFAULT_B = (spec.text for spec in DEFAULT_PAIR)
 
@@ -68,8 +78,9 @@ def test_every_page_renders_with_the_default_pair(bundled_pair):
     assert curve[curve["series"] == "A vs B"]["layer"].tolist() == matched
 
     assert_clean(visit(at, "similarity"))
-    cross, matched_curve, self_a, self_b = chart_specs(at)
+    cross, matched_curve, untrained, self_a, self_b = chart_specs(at)
     assert len(chart_values(cross, "cka")) == len(layers_a) * len(layers_b)
+    assert len(chart_values(untrained, "value")) == len(layers_a) + len(layers_b)
     assert len(chart_values(self_a, "cka")) == len(layers_a) ** 2
     assert len(chart_values(self_b, "cka")) == len(layers_b) ** 2
     assert len(chart_values(matched_curve, "cka")) == len(matched)
@@ -258,7 +269,7 @@ def test_a_bad_upload_shows_the_loaders_error_and_the_app_keeps_working(bundled_
     assert [shown(e.value) for e in at.error] == [shown(raised.value)]
     assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
     assert_clean(visit(at, "similarity"))
-    assert len(chart_specs(at)) == 4
+    assert len(chart_specs(at)) == 5  # across, matched, how far training moved each layer, each model's own
 
 
 def test_what_the_weights_cannot_say_is_measured_shown_and_can_be_set(monkeypatch):
@@ -292,9 +303,21 @@ def test_a_result_file_opens_on_every_page_until_closed(bundled_pair):
     at = visit(at, "similarity")
     assert_clean(at)
     assert at.info[0].value.startswith("Showing `cluster-run.json`, a result opened from a file")
-    heat = chart_specs(at)[0]
+    heat, curve, *own = chart_specs(at)
     np.testing.assert_allclose(np.sort(chart_values(heat, "cka")), np.sort(result.cross.ravel()))
+    assert np.isnan(chart_values(curve, "floor_low")).all() and len(own) == 2  # no floor, no untrained chart
+    no_floor = "No untrained floor in this result: it was made without one (an older result file"
+    assert any(c.value.startswith(no_floor) for c in at.caption)
+    assert any(c.value.startswith("No seed spread: one network per method") for c in at.caption)
+    at = visit(at, "overview")
+    assert_clean(at)
+    (svg,) = figure_svgs(at)
+    assert figure_ranges(svg, "floor").empty and figure_ranges(svg, "seeds").empty
+    assert "floor:" not in svg and "independence check: permutation null" in svg
+    assert any(c.value.startswith(no_floor) for c in at.caption)
     assert_clean(visit(at, "probes"))
+    invariance = chart_specs(at)[2]["spec"]["title"]["text"]
+    assert invariance.startswith("Augmentation invariance on flattened maps (mixes spatial pooling with invariance)")
     at.button(key="close_opened").click().run()
     assert_clean(at)
     assert not any(i.value.startswith("Showing `cluster-run.json`") for i in at.info)
@@ -315,6 +338,40 @@ def test_a_file_that_is_not_a_result_is_refused_with_the_reason(bundled_pair, da
     assert not at.exception
     assert shown(at.error[0].value).startswith(message)
     assert_clean(visit(at, "overview"))  # nothing was opened: the sidebar's pair is shown
+
+
+def test_the_overview_and_layer_similarity_draw_the_floor_band_and_the_seed_spread(tiny_specs):
+    """Tiny networks, with another seed of A's method: both matched-layer views draw the untrained floor's band and
+    the spread over the seed pairings (A x B and A' x B) beside A vs B, from the same numbers, each named in the
+    legend; the null is named an independence check; Layer similarity shows how far training moved each layer."""
+    query = {"a": tiny_specs["a"], "b": tiny_specs["b"], "a_seed": tiny_specs["a2"], "b_seed": "none"}
+    at = open_app(query | {"per_class": "6", "batch": "20", "subset_seed": "211"})
+    assert_clean(at)
+    (svg,) = figure_svgs(at)
+    points = figure_points(svg)
+    pair = points[points["series"] == "A vs B"]
+    floor, seeds = figure_ranges(svg, "floor"), figure_ranges(svg, "seeds")
+    assert floor["layer"].tolist() == pair["layer"].tolist() == seeds["layer"].tolist()
+    assert (floor["low"] <= floor["high"]).all() and floor["high"].gt(floor["low"]).any()
+    value = pair["value"].to_numpy()  # A x B is one of the two pairings: inside their spread
+    assert (seeds["low"].to_numpy() <= value + 1e-6).all() and (value - 1e-6 <= seeds["high"].to_numpy()).all()
+    assert "floor: untrained A-arch vs untrained B-arch, 5th-95th pct over 8 init pairs" in svg
+    assert "seed spread: min-max over 2 pairings" in svg and "independence check: permutation null" in svg
+    assert not any(c.value.startswith(("No untrained floor", "No seed spread")) for c in at.caption)
+
+    at = visit(at, "similarity")
+    assert_clean(at)
+    _, curve, untrained, *_ = chart_specs(at)
+    for column, drawn in (("floor_low", floor["low"]), ("floor_high", floor["high"])):
+        np.testing.assert_allclose(chart_values(curve, column), drawn, atol=1e-6)
+    for column, drawn in (("seeds_low", seeds["low"]), ("seeds_high", seeds["high"])):
+        np.testing.assert_allclose(chart_values(curve, column), drawn, atol=1e-6)
+    subtitle = " ".join(curve["spec"]["title"]["subtitle"])
+    assert "brown boxes: floor: untrained A-arch vs untrained B-arch" in subtitle
+    assert "thin dark bars: seed spread" in subtitle and "grey: independence check" in subtitle
+    assert untrained["spec"]["title"]["text"].startswith("How far training moved each layer")
+    moved = chart_values(untrained, "value")
+    assert np.isfinite(moved).any() and (moved[np.isfinite(moved)] <= 1 + 1e-6).all()
 
 
 def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_specs, tmp_path, monkeypatch):

@@ -6,19 +6,20 @@ show no exception box. Screenshots go to a temporary folder (printed; kept by py
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
 
 import pytest
 
 from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_ranges, streamlit_server
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
 RUNS = bundled_series()  # the Training page opens on the first SimCLR and the first supervised run with snapshots
 FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
-    ("similarity", {"charts": 4}),  # first: a deep link on a fresh server must still get the sidebar
+    ("similarity", {"charts": 5}),  # first: a deep link on a fresh server must still get the sidebar
     ("", {"figure": 1}),  # the overview draws its own figure (ui.figure), no Vega chart
     ("probes", {"charts": 3}),
     ("training", {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
@@ -60,6 +61,8 @@ def test_every_page_draws_without_an_exception(server, tmp_path_factory):
             if "figure" in wait_for:
                 expect(page.locator(OVERVIEW_CHART)).to_have_count(wait_for["figure"], timeout=COLD_MS)
                 expect(page.locator(OVERVIEW_CHART)).to_have_js_property("complete", True)
+                svg = base64.b64decode(page.locator(OVERVIEW_CHART).get_attribute("src").split(",", 1)[1]).decode()
+                assert not figure_ranges(svg, "floor").empty  # the untrained floor's band, beside A vs B
             if "text" in wait_for:
                 expect(page.get_by_text(wait_for["text"])).to_be_visible(timeout=COLD_MS)
             if "table" in wait_for:

@@ -126,7 +126,7 @@ def test_the_app_uploader_refuses_every_bad_file_and_keeps_working(marker, bundl
     assert not marker.exists(), "a pickle payload ran"
     at.switch_page("pages/similarity.py").run()
     assert not at.exception and not at.error
-    assert len(chart_specs(at)) == 4
+    assert len(chart_specs(at)) == 5  # how far training moved each layer among them
 
 
 def test_the_app_refuses_an_analysis_too_large_for_memory(bundled_pair, monkeypatch):
@@ -156,6 +156,6 @@ def test_a_ceiling_that_cannot_be_computed_leaves_the_pair_shown_with_a_note(tin
     at.query_params.update(query | {"per_class": "6", "batch": "20", "subset_seed": "717"})
     at.run()
     assert not at.exception and not at.error
-    notes = [c.value for c in at.caption if c.value.startswith("No ceiling for")]
+    notes = [shown(c.value) for c in at.caption if shown(c.value).startswith("No ceiling for")]
     assert len(notes) == 2 and "needs about 9.0 GB" in notes[0] and tiny_specs["a2"] in notes[0]
     assert "none was asked for" in notes[1]

@@ -1,12 +1,14 @@
 """Chart builders: the data, order and marks of each chart, read from its Vega-Lite spec."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from core.ceilings import Ceilings
 from core.errors import ContractError
 from core.names import OUTPUT, RESIDUAL, shared_order
-from tests.app.support import synthetic_result
+from tests.app.support import synthetic_result, with_synthetic_references
 from ui import charts
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
@@ -115,10 +117,54 @@ def test_matched_curve_draws_each_ceiling_dashed_with_its_interval():
     dashed = [layer for layer in _layers(spec) if layer["mark"].get("strokeDash") == [6, 3]]
     assert len(dashed) == 1 and dashed[0]["encoding"]["y"]["field"] == "ceiling"
     assert spec["resolve"] == {"scale": {"color": "independent"}}
-    assert spec["title"]["subtitle"].endswith("dashed: each model against another seed of its method, the ceiling")
+    assert spec["title"]["subtitle"][-1] == "dashed: each model against another seed of its method, the ceiling"
     assert len(_rows(spec, "cka")) == len(result.matched)  # the pair's own curve is unchanged
 
 
 def test_matched_curve_without_ceilings_draws_none():
     spec = charts.matched_curve(synthetic_result([0.95] * 8, FALLING), None, Ceilings(note_a="x", note_b="y"))
     assert "ceiling" not in str(spec.to_dict()["title"]) and len(spec.to_dict()["layer"]) == 4
+
+
+def test_matched_curve_draws_the_floor_band_and_the_seed_spread_and_names_each():
+    result = with_synthetic_references(synthetic_result([0.95] * 8, FALLING), floor=0.5, spread=0.03)
+    spec = charts.matched_curve(result).to_dict()
+    rows = _rows(spec, "floor_low")
+    assert [r["floor_low"] for r in rows] == pytest.approx([0.4] * len(result.matched))
+    assert [r["floor_high"] for r in rows] == pytest.approx([0.55] * len(result.matched))
+    assert [r["seeds_low"] for r in rows] == pytest.approx(list(result.matched_cka - 0.03))
+    assert [r["seeds_high"] for r in rows] == pytest.approx(list(result.matched_cka + 0.03))
+    bands = [layer for layer in _layers(spec) if layer["mark"]["type"] == "bar"]
+    assert [(b["encoding"]["y"]["field"], b["encoding"]["y2"]["field"]) for b in bands] == [("floor_low", "floor_high")]
+    spread = [layer for layer in _layers(spec) if layer["encoding"].get("y", {}).get("field") == "seeds_low"]
+    assert len(spread) == 1 and spread[0]["encoding"]["y2"]["field"] == "seeds_high"
+    subtitle = spec["title"]["subtitle"]
+    assert "brown boxes: floor: untrained A-arch vs untrained B-arch, 5th-95th pct over 8 init pairs (tick: mean)" in (
+        subtitle
+    )
+    assert any(line.startswith("thin dark bars: seed spread: min-max over 3 pairings") for line in subtitle)
+    assert "grey: independence check: permutation null to its 95th pct" in subtitle
+
+
+def test_invariance_is_read_on_spatially_averaged_features_and_an_older_result_says_it_has_only_flattened_maps():
+    result = synthetic_result([0.95] * 8, FALLING)
+    pooled = replace(result, invariance_pooled_a=result.invariance_a / 2, invariance_pooled_b=result.invariance_b / 2)
+    spec = charts.readout_chart(pooled, "invariance").to_dict()
+    values = [r["value"] for r in _rows(spec, "value")]
+    assert values == pytest.approx(list(pooled.invariance_pooled_a) + list(pooled.invariance_pooled_b))
+    assert spec["title"]["text"].endswith("each averaged over space")
+    older = charts.readout_chart(result, "invariance").to_dict()
+    assert [r["value"] for r in _rows(older, "value")] == pytest.approx(
+        list(result.invariance_a) + list(result.invariance_b)
+    )
+    assert older["title"]["text"].startswith(
+        "Augmentation invariance on flattened maps (mixes spatial pooling with invariance)"
+    )
+
+
+def test_how_far_training_moved_each_layer_is_each_trained_network_against_its_untrained_start():
+    result = with_synthetic_references(synthetic_result([0.95] * 8, FALLING))
+    spec = charts.readout_chart(result, "untrained").to_dict()
+    values = [r["value"] for r in _rows(spec, "value")]
+    assert values == pytest.approx(list(result.untrained_a) + list(result.untrained_b))
+    assert spec["layer"][0]["encoding"]["y"]["title"] == "CKA with untrained (1: unmoved)"

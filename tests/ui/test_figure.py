@@ -9,7 +9,7 @@ import pytest
 
 from core.ceilings import Ceilings
 from core.names import OUTPUT, RESIDUAL, kind
-from tests.app.support import figure_points, synthetic_result
+from tests.app.support import figure_points, figure_ranges, synthetic_result, with_synthetic_references
 from ui import figure
 
 FALLING = [0.9, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
@@ -118,3 +118,35 @@ def test_the_markdown_image_carries_the_svg_itself():
     prefix = f"![{figure.MATCHED_ALT}](data:image/svg+xml;base64,"
     assert text.startswith(prefix) and text.endswith(")")
     assert base64.b64decode(text[len(prefix) : -1]).decode() == shown.svg
+
+
+def test_the_floor_is_a_box_per_layer_from_its_5th_to_its_95th_percentile_with_its_legend():
+    result = with_synthetic_references(synthetic_result(OUTPUTS, FALLING), floor=0.6)
+    svg = figure.matched_figure(result).svg
+    floor = figure_ranges(svg, "floor")
+    assert floor["layer"].tolist() == list(result.matched)
+    np.testing.assert_allclose(floor["low"], result.floor_untrained_low, atol=1e-6)
+    np.testing.assert_allclose(floor["high"], result.floor_untrained_high, atol=1e-6)
+    top, bottom = figure.TOP, figure.HEIGHT - figure.BOTTOM
+    boxes = _elements(svg, "g", "floor")
+    for box in boxes:
+        (rect,) = [e for e in box if e.tag.endswith("rect")]
+        assert float(rect.get("y")) == pytest.approx(bottom - 0.65 * (bottom - top), abs=0.06)
+        assert float(rect.get("y")) + float(rect.get("height")) == pytest.approx(bottom - 0.5 * (bottom - top), abs=0.1)
+    assert "floor: untrained A-arch vs untrained B-arch, 5th-95th pct over 8 init pairs" in svg
+
+
+def test_the_seed_spread_is_a_bar_from_the_lowest_to_the_highest_pairing():
+    result = with_synthetic_references(synthetic_result(OUTPUTS, FALLING), spread=0.04)
+    svg = figure.matched_figure(result).svg
+    seeds = figure_ranges(svg, "seeds")
+    assert seeds["layer"].tolist() == list(result.matched)
+    np.testing.assert_allclose(seeds["low"], result.matched_cka - 0.04, atol=1e-6)
+    np.testing.assert_allclose(seeds["high"], result.matched_cka + 0.04, atol=1e-6)
+    assert "seed spread: min-max over 3 pairings" in svg
+
+
+def test_without_floors_or_other_seeds_neither_is_drawn_and_the_null_is_an_independence_check():
+    svg = figure.matched_figure(synthetic_result(OUTPUTS, FALLING)).svg
+    assert figure_ranges(svg, "floor").empty and figure_ranges(svg, "seeds").empty
+    assert "independence check: permutation null to its 95th pct" in svg and "floor" not in svg

@@ -95,3 +95,34 @@ def test_two_sessions_asking_for_one_pair_at_once_compute_it_once(networks, monk
     assert told == [True, False]  # the second session was told it waits, then that it goes on
     assert runs == [a.identity.source, b.identity.source]  # each network once, for both sessions
     assert found.model_a == a.identity
+
+
+def test_a_pair_gets_its_floors_and_seed_pairings_once_and_the_caches_keep_them(networks):
+    """The training page's plain result (no floors) is enriched when a page asks for the pair with its seeds; asked
+    again, from memory or from the store, nothing is computed and the same floors come back."""
+    a, a2, b = networks["a"], networks["a2"], networks["b"]
+    spec = SubsetSpec(per_class=6, seed=34)
+    plain = service.result(a, b, spec, OPTIONS)
+    assert not plain.floor_method and plain.floor_untrained is None and plain.seed_pairings == ()
+    cold = Recorder()
+    found = service.pair_with_ceilings(a, b, a2, None, spec, OPTIONS, cold.watch())
+    assert "floors: untrained pairs" in cold.stages
+    pair = found.pair
+    assert pair.floor_pairs == 8 and pair.floor_untrained.shape == (len(pair.matched),)
+    assert (pair.floor_untrained_low <= pair.floor_untrained_high).all()
+    assert [(p.a, p.b) for p in pair.seed_pairings] == [
+        (a.identity.source, b.identity.source),
+        (a2.identity.source, b.identity.source),
+    ]
+    np.testing.assert_allclose(pair.seed_pairings[0].matched_cka, pair.matched_cka, rtol=0, atol=1e-9)  # A x B
+    np.testing.assert_array_equal(pair.cross, plain.cross)  # the pair itself was not computed again
+    warm = Recorder()
+    again = service.pair_with_ceilings(a, b, a2, None, spec, OPTIONS, warm.watch())
+    assert warm.stages == [] and again.pair.floor_untrained is pair.floor_untrained
+    service.forget()
+    stored = service.pair_with_ceilings(a, b, a2, None, spec, OPTIONS, warm.watch())
+    assert warm.stages == []
+    np.testing.assert_array_equal(stored.pair.floor_untrained_high, pair.floor_untrained_high)
+    alone = service.pair_with_ceilings(a, b, None, None, spec, OPTIONS, warm.watch())  # no other seed asked for
+    assert alone.pair.seed_pairings == () and warm.stages == []  # its floors kept, no pass run
+    np.testing.assert_array_equal(alone.pair.floor_untrained, pair.floor_untrained)
