@@ -94,7 +94,7 @@ def test_a_crafted_result_file_is_refused_whole_with_its_first_problem(kind):
     ("data", "says"),
     [
         (b"[" * 100_000 + b"]" * 100_000, "nests its JSON too deeply"),
-        (b'{"cross": NaN}', "is not JSON (NaN is not a JSON number"),
+        (b'{"cross": NaN}', "cannot be opened: NaN is not a JSON number"),
         (b'{"cross": 1e999}', "cross holds inf"),
         (b"x" * (MAX_REPORT_BYTES + 1), "limit"),
     ],

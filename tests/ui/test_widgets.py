@@ -20,6 +20,7 @@ from core.report import report_csv, report_json
 from models import ModelSpec
 from models.loaded import ModelInfo
 from models.resnet import ArchConfig, resnet_layers
+from tests.app.support import shown
 from tests.core.tiny import tiny_network, tiny_subset
 
 ARCH = ArchConfig(depth=18, width=4, num_classes=0)
@@ -82,7 +83,7 @@ def test_the_model_card_is_a_table_headed_by_the_source():
     assert "| normalisation | mean (0.4914, 0.4822, 0.4465), std (0.2, 0.2, 0.2) |" in text
     assert "| layers read | 18 (stem … pooled) |" in text
     assert "| measured here | not measured (no CIFAR-10 test images) |" in text
-    assert at.caption[0].value == (
+    assert shown(at.caption[0].value) == (
         "Loader notes: took the backbone from the keys under 'backbone.'; dropped: projector (4 tensors)."
     )
 
@@ -110,7 +111,7 @@ def test_too_few_minibatches_for_an_interval_are_explained(result):
 
 def test_a_missing_ceiling_is_said_plainly_for_its_side_only(result):
     at = draw("ceiling_notes", result, Ceilings(a=result, note_b="no other seed of supervised is bundled"))
-    assert [c.value for c in at.caption] == [
+    assert [shown(c.value) for c in at.caption] == [
         "No ceiling for B (supervised): no other seed of supervised is bundled. "
         "The sidebar can name another seed of its method."
     ]
