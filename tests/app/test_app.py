@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import ui.analysis
 import ui.networks
+import ui.opened
 import ui.series
 import ui.service
 from core import settings
@@ -549,9 +551,9 @@ REFERENCE = re.compile(r"\(reference ([0-9a-f]{8})\)")
 def apology_reference(at: AppTest, doing: str) -> str:
     """The reference in the page's one error, checked to be the apology for a failure while `doing`."""
     assert not at.exception, [e.message for e in at.exception]
-    [shown] = [e.value for e in at.error]
-    assert shown.startswith(f"Something went wrong on our side while {doing} (reference "), shown
-    return REFERENCE.search(shown).group(1)
+    [message] = [e.value for e in at.error]
+    assert message.startswith(f"Something went wrong on our side while {doing} (reference "), message
+    return REFERENCE.search(message).group(1)
 
 
 def test_a_bug_on_a_page_is_an_apology_with_a_reference_not_its_exception(bundled_pair, monkeypatch, caplog):
@@ -560,7 +562,7 @@ def test_a_bug_on_a_page_is_an_apology_with_a_reference_not_its_exception(bundle
     def broken_analysis(*args: object, **kwargs: object) -> None:
         raise KeyError("/srv/cka-lens/cache/entry")
 
-    monkeypatch.setattr(ui.analysis, "analysis", broken_analysis)
+    monkeypatch.setattr(ui.analysis, "with_ceilings", broken_analysis)
     with caplog.at_level(logging.ERROR, logger="cka_lens"):
         at = open_app(SMALL)
     reference = apology_reference(at, "showing this page")
@@ -576,10 +578,10 @@ def test_a_refusal_a_page_leaves_uncaught_is_shown_as_it_is_and_not_logged(bundl
     def refusing_analysis(*args: object, **kwargs: object) -> None:
         raise refusal
 
-    monkeypatch.setattr(ui.analysis, "analysis", refusing_analysis)
+    monkeypatch.setattr(ui.analysis, "with_ceilings", refusing_analysis)
     with caplog.at_level(logging.ERROR, logger="cka_lens"):
         at = open_app(SMALL)
-    assert not at.exception and [e.value for e in at.error] == [str(refusal)]
+    assert not at.exception and [shown(e.value) for e in at.error] == [str(refusal)]
     assert not [r for r in caplog.records if r.name == "cka_lens"]
 
 
@@ -598,8 +600,8 @@ def test_a_bug_opening_a_result_is_an_apology_and_a_refusal_stays_its_message(
     def open_result(name: str, data: bytes) -> None:
         raise raised
 
-    monkeypatch.setattr(ui.analysis, "analysis", lambda *args, **kwargs: None)  # the overview computes nothing
-    monkeypatch.setattr(ui.analysis, "open_result", open_result)
+    monkeypatch.setattr(ui.analysis, "with_ceilings", lambda *args, **kwargs: None)  # the overview computes nothing
+    monkeypatch.setattr(ui.opened, "open_result", open_result)
     at = visit(open_app(SMALL), "open_result")
     with caplog.at_level(logging.ERROR, logger="cka_lens"):
         at.file_uploader(key="result_file").upload("run.json", b"{}").run()
@@ -608,5 +610,5 @@ def test_a_bug_opening_a_result_is_an_apology_and_a_refusal_stays_its_message(
         assert "broadcast" not in at.error[0].value
         assert [r.exc_info[0] for r in caplog.records if reference in r.getMessage()] == [ValueError]
     else:
-        assert [e.value for e in at.error] == [str(raised)]
+        assert [shown(e.value) for e in at.error] == [str(raised)]
         assert not [r for r in caplog.records if r.name == "cka_lens"]  # a refusal is no bug: nothing logged
