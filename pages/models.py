@@ -60,7 +60,13 @@ with by_upload:
     )
     if file is not None:
         try:
-            spec = networks.upload(file)
+            spec, dropped = networks.upload(file, {choices.model_a.base.text, choices.model_b.base.text})
+            if dropped:
+                st.info(
+                    f"This session keeps {networks.MAX_SESSION_UPLOAD_MB} MB of uploaded weights at most: "
+                    f"{', '.join(code(d.text) for d in dropped)}, the oldest not in use, let go to make room "
+                    "(upload again to use it)."
+                )
             widgets.model_card(networks.load(spec).info, spec.text)
             widgets.use_buttons(spec)
         except CheckpointError as err:

@@ -81,12 +81,49 @@ def upload_specs() -> list[ModelSpec]:
     return list(dict.fromkeys(st.session_state.get(UPLOAD_IDS, {}).values()))
 
 
-def upload(file) -> ModelSpec:
-    """Load an st.file_uploader file once per upload and keep it in this session only; returns its spec."""
+MAX_SESSION_UPLOAD_MB = 400  # weights one session keeps from uploads (a ResNet-50 holds 94 MB): a bounded share
+
+
+def upload(file, in_use: set[str] = frozenset()) -> tuple[ModelSpec, list[ModelSpec]]:
+    """Load an st.file_uploader file once per upload and keep it in this session only; returns its spec and the
+    uploads let go to make room for it. A session keeps at most MAX_SESSION_UPLOAD_MB of uploaded weights: past
+    that the oldest uploads whose specs are not `in_use` go first, and if that is not enough the upload is refused
+    (the session keeps what it had)."""
     seen = st.session_state.setdefault(UPLOAD_IDS, {})
-    if file.file_id not in seen:
-        model = load_uploaded(file.getvalue(), file.name)
-        spec = ModelSpec.upload(file.name)
-        st.session_state.setdefault(UPLOADS, {})[spec.text] = model
-        seen[file.file_id] = spec
-    return seen[file.file_id]
+    if file.file_id in seen:
+        return seen[file.file_id], []
+    spec = ModelSpec.upload(file.name)
+    model = load_uploaded(file.getvalue(), file.name)
+    uploads = st.session_state.setdefault(UPLOADS, {})
+    others = {text: held for text, held in uploads.items() if text != spec.text}
+    room = MAX_SESSION_UPLOAD_MB * 2**20 - _weight_bytes(model)
+    dropped, held = [], sum(_weight_bytes(m) for m in others.values())
+    for text in [t for t in others if t not in in_use]:
+        if held <= room:
+            break
+        dropped.append(ModelSpec.parse(text))
+        held -= _weight_bytes(others[text])
+    if held > room:
+        raise CheckpointError(
+            f"'{file.name[:80]}' does not fit beside the uploads this session uses: a session keeps "
+            f"{MAX_SESSION_UPLOAD_MB} MB of uploaded weights at most. Choose other models A and B, then upload again."
+        )
+    for gone in dropped:
+        _forget_upload(gone)
+    uploads[spec.text] = model
+    seen[file.file_id] = spec
+    return spec, dropped
+
+
+def _weight_bytes(model: LoadedModel) -> int:
+    return sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
+
+
+def _forget_upload(spec: ModelSpec) -> None:
+    """Let go of an upload and every form of it under choices."""
+    s = st.session_state
+    s[UPLOADS].pop(spec.text, None)
+    for text in [t for t in s.get(CHOSEN_UPLOADS, {}) if ModelSpec.parse(t).base == spec]:
+        del s[CHOSEN_UPLOADS][text]
+    for file_id in [i for i, seen in s[UPLOAD_IDS].items() if seen == spec]:
+        del s[UPLOAD_IDS][file_id]

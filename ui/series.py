@@ -51,7 +51,9 @@ def choose_series(side: str, method: str) -> Series | None:
     if not settings.file_specs_disabled():
         typed = st.text_area(f"or file: specs of series {side}, one per line", key=f"series_specs_{side}")
     try:
-        specs = [networks.upload(file) for file in files or []]
+        specs: list[ModelSpec] = []
+        for file in files or []:  # the series' own snapshots are never let go to make room for each other
+            specs.append(networks.upload(file, {s.text for s in specs})[0])
         specs += [ModelSpec.parse(line) for line in typed.splitlines() if line.strip()]
         if not specs:
             st.info(f"Give series {side}'s snapshots: the largest number in their names is taken as the final network.")
