@@ -22,7 +22,7 @@ with app_frame():
             st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
             st.Page("pages/similarity.py", title="Layer similarity", icon=":material/grid_on:"),
             st.Page("pages/probes.py", title="Probes and objectives", icon=":material/show_chart:"),
-            st.Page("pages/snapshots.py", title="Training", icon=":material/timeline:", url_path="training"),
+            st.Page("pages/training.py", title="Training", icon=":material/timeline:"),
             st.Page("pages/models.py", title="Models", icon=":material/memory:"),
             st.Page("pages/images.py", title="Images", icon=":material/image:"),
             st.Page("pages/open_result.py", title="Open a result", icon=":material/folder_open:"),

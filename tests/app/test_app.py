@@ -467,7 +467,7 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
         pytest.skip("no bundled SimCLR and supervised runs with snapshots here")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"per_class": "10", "batch": "50"})  # 100 images: the page's own default follows (10)
-    at.switch_page("pages/snapshots.py").run()
+    at.switch_page("pages/training.py").run()
     assert_clean(at)
     assert at.number_input(key="training_per_class").value == 10
     pairing = at.dataframe[0].value
@@ -498,7 +498,7 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     }
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"per_class": "5", "batch": "25"})
-    at.switch_page("pages/snapshots.py").run()
+    at.switch_page("pages/training.py").run()
     at.selectbox(key="series_A").set_value(ui.series.OWN).run()
     assert any("Give series A's snapshots" in i.value for i in at.info)
     at.text_area(key="series_specs_A").input(f"{specs[20]}\nfile:{tmp_path / 'best.pt'}").run()
