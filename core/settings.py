@@ -20,6 +20,7 @@ STORE = "CKA_LENS_STORE"  # the result store's folder; "off" keeps nothing on di
 STORE_MB = "CKA_LENS_STORE_MB"  # its size bound
 SPILL_MB = "CKA_LENS_SPILL_MB"  # a fingerprint's per-batch parts beyond this many MB go to files on disk
 CACHE = "CKA_LENS_CACHE"  # where downloaded CIFAR-10 is kept
+FLOOR_PAIRS = "CKA_LENS_FLOOR_PAIRS"  # pairs of init seeds behind the app's untrained floor (the result says how many)
 CIFAR10_DIR = "CIFAR10_DIR"  # a folder holding CIFAR-10 (npz pair or cifar-10-batches-py)
 DEFAULT_MAX_UPLOAD_MB = 500.0
 DEFAULT_HUB_TIMEOUT_S = 10.0
@@ -64,6 +65,15 @@ def concurrent_analyses() -> int | None:
     if value != int(value) or value < 0:
         raise SettingsError(f"{CONCURRENT}={_raw(CONCURRENT)!r} is not a number of analyses; set it to e.g. 2.")
     return int(value) or None
+
+
+def floor_pairs(default: int) -> int:
+    """CKA_LENS_FLOOR_PAIRS as a whole number of init pairs from 1 (fewer make a coarser floor band), else
+    `default`."""
+    value = env_number(FLOOR_PAIRS, default, "is not a number of init pairs; set it to e.g. 8.")
+    if value != int(value) or value < 1:
+        raise SettingsError(f"{FLOOR_PAIRS}={_raw(FLOOR_PAIRS)!r} is not a number of init pairs; set it to e.g. 8.")
+    return int(value)
 
 
 def file_specs_disabled() -> bool:

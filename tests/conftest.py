@@ -22,6 +22,9 @@ DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 # Most test networks have random weights, which measuring on test images cannot tell anything about; the tests
 # of calibration (tests/models/test_calibration.py, and the model card in the app's tests) turn it on.
 os.environ[settings.CALIBRATION_IMAGES] = "0"
+# The app's floors rest on 2 pairs of untrained networks here, not 8: every app test computes them, and the band's
+# own behaviour at 8 pairs is tested on the engine and the command line (tests/core/test_floors.py, tests/cli).
+os.environ[settings.FLOOR_PAIRS] = "2"
 # The result store lives in a fresh folder per test run, never in the user's cache.
 os.environ[settings.STORE] = tempfile.mkdtemp(prefix="cka-lens-test-store-")
 

@@ -30,6 +30,7 @@ from core.data import Subset, SubsetSpec, load_subset
 from core.device import pick_device
 from core.distributed import Cluster
 from core.fingerprint import Fingerprint, fingerprint_steps, last
+from core.floors import INIT_PAIRS
 from core.network import Network
 from core.options import AnalysisOptions
 from core.pipeline import (
@@ -212,7 +213,7 @@ def _with_references(
     from the fingerprints its comparisons kept (else the shelf or the store); a pair that already has them for
     these seeds, from a cache or the store, is returned as it is. The enriched pair replaces the plain one in the
     caches and the store."""
-    floor_pairs, pairings = missing_references(found.pair, seeds_a, seeds_b)
+    floor_pairs, pairings = missing_references(found.pair, seeds_a, seeds_b, settings.floor_pairs(INIT_PAIRS))
     if not floor_pairs and not pairings:
         return found
     with computing_slot(watch.waiting):

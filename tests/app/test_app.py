@@ -347,10 +347,11 @@ def test_a_file_that_is_not_a_result_is_refused_with_the_reason(bundled_pair, da
     assert_clean(visit(at, "overview"))  # nothing was opened: the sidebar's pair is shown
 
 
-def test_the_overview_and_layer_similarity_draw_the_floor_band_and_the_seed_spread(tiny_specs):
+def test_the_overview_and_layer_similarity_draw_the_floor_band_and_the_seed_spread(tiny_specs, monkeypatch):
     """Tiny networks, with another seed of A's method: both matched-layer views draw the untrained floor's band and
     the spread over the seed pairings (A x B and A' x B) beside A vs B, from the same numbers, each named in the
     legend; the null is named an independence check; Layer similarity shows how far training moved each layer."""
+    monkeypatch.setenv(settings.FLOOR_PAIRS, "8")  # the app's default, which the other app tests lower
     query = {"a": tiny_specs["a"], "b": tiny_specs["b"], "a_seed": tiny_specs["a2"], "b_seed": "none"}
     at = open_app(query | {"per_class": "6", "batch": "20", "subset_seed": "211"})
     assert_clean(at)

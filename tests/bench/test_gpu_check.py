@@ -80,6 +80,9 @@ def _owners() -> dict[str, set[str]]:
     return owners
 
 
+pytestmark = pytest.mark.xdist_group("gpu-check-dry-run")  # one worker runs the module's dry run
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> tuple[dict, str, set[str]]:
     """The dry run through the shell script: (its JSON report, its log, every module any of its processes imported)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core import settings
 from core.errors import SettingsError
 from core.settings import env_number, hub_timeout, max_upload_bytes
 
@@ -37,3 +38,14 @@ def test_limits_from_the_environment(monkeypatch):
     assert hub_timeout() == 10.0  # a non-positive timeout would never answer: the default instead
     monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", "3")
     assert hub_timeout() == 3.0
+
+
+def test_the_floor_pairs_setting_takes_whole_numbers_from_one(monkeypatch):
+    monkeypatch.delenv(settings.FLOOR_PAIRS, raising=False)
+    assert settings.floor_pairs(8) == 8
+    monkeypatch.setenv(settings.FLOOR_PAIRS, "3")
+    assert settings.floor_pairs(8) == 3
+    for bad in ("0", "2.5", "many"):
+        monkeypatch.setenv(settings.FLOOR_PAIRS, bad)
+        with pytest.raises(SettingsError, match="is not a number of init pairs"):
+            settings.floor_pairs(8)
