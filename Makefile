@@ -30,9 +30,9 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Two workers for our two cores; tests of a costly module fixture share an xdist_group, so it is built once.
+# Two workers for our two cores (pytest-xdist), each taking the next test as it finishes one.
 test: $(VENV)/.dev browser lint gpu-wheels
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
 bench: $(VENV)/.dev

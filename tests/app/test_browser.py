@@ -30,7 +30,6 @@ PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
-    pytest.mark.xdist_group("browser-server"),  # one worker starts the module's server
 ]
 
 

@@ -45,10 +45,10 @@ async def _watch(browser, url: str) -> dict:
 
 def test_a_preview_is_drawn_before_the_result_and_gives_way_to_it(tiny_specs):
     models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
-    query = f"{models}per_class=40&subset_seed=17&batch=20"  # 400 images in 20 minibatches
+    query = f"{models}per_class=20&subset_seed=17&batch=20"  # 200 images in 10 minibatches
     with streamlit_server({settings.STORE: "off"}) as base:
         (seen,) = together([lambda browser: _watch(browser, f"{base}/?{query}")])
     assert seen["preview_at_first_chart"] == 1  # the first chart on the page was a preview's
-    assert "of 400 images" in seen["said"] and "of 20 minibatches" in seen["said"], seen["said"]
+    assert "of 200 images" in seen["said"] and "of 10 minibatches" in seen["said"], seen["said"]
     assert seen["first_chart_s"] < seen["final_s"]
     assert seen["preview_left"] == 0 and seen["exceptions"] == 0

@@ -7,7 +7,9 @@ import threading
 import numpy as np
 import pytest
 
+from core import settings
 from core.data import SubsetSpec
+from core.floors import INIT_PAIRS
 from core.options import AnalysisOptions
 from models import load_model
 from ui import service
@@ -108,7 +110,7 @@ def test_a_pair_gets_its_floors_and_seed_pairings_once_and_the_caches_keep_them(
     found = service.pair_with_ceilings(a, b, a2, None, spec, OPTIONS, cold.watch())
     assert "floors: untrained pairs" in cold.stages
     pair = found.pair
-    assert pair.floor_pairs == 8 and pair.floor_untrained.shape == (len(pair.matched),)
+    assert pair.floor_pairs == settings.floor_pairs(INIT_PAIRS) and pair.floor_untrained.shape == (len(pair.matched),)
     assert (pair.floor_untrained_low <= pair.floor_untrained_high).all()
     assert [(p.a, p.b) for p in pair.seed_pairings] == [
         (a.identity.source, b.identity.source),
