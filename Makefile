@@ -32,7 +32,7 @@ lint: $(VENV)/.dev
 
 # Two workers for our two cores (pytest-xdist), each taking the next test as it finishes one.
 test: $(VENV)/.dev browser lint gpu-wheels
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --durations=15
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
 bench: $(VENV)/.dev
