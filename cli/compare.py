@@ -256,25 +256,21 @@ def _compared(
     floor_pairs: int,
 ) -> list[PairWithCeilings]:
     """A against each B with its ceilings (core.pipeline.compare_with_ceilings, the app's assembly too); A's own
-    ceiling is computed with the first B only. With several B, A's fingerprint is kept for the whole run, so its
-    pass runs once; each B's is dropped once its comparisons are done. With `lines`, a preview of every
-    comparison (ceilings included) after each minibatch, then every result. Each pair then gets its untrained
-    floors and its seed pairings (models.references), from the fingerprints its comparisons kept. Empty on ranks other
-    than 0."""
-    source = None
-    if len(others) > 1:
-        shelf = FingerprintShelf({})
+    ceiling is computed with the first B only. Every fingerprint of the run is kept (the floors and the seed
+    pairings are made from them), and the comparisons take them from there, so each network's pass runs once
+    however many B there are. With `lines`, a preview of every comparison (ceilings included) after each
+    minibatch, then every result. Each pair then gets its untrained floors and its seed pairings
+    (models.references). Empty on ranks other than 0."""
+    kept: dict[str, Fingerprint] = {}
 
-        def steps(network: Network) -> Iterator[Fingerprint]:
-            return fingerprint_steps(network, subset, options, cluster.device, bars, cluster.shard)
+    def steps(network: Network) -> Iterator[Fingerprint]:
+        return fingerprint_steps(network, subset, options, cluster.device, bars, cluster.shard)
 
-        source = shelf.source(steps, key=lambda network: network.identity.key)
+    source = FingerprintShelf(kept).source(steps, key=lambda network: network.identity.key)
     preview = lines.preview if lines else None
 
-    kept: dict[str, Fingerprint] = {}  # every fingerprint of the run, for the floors and the seed pairings
-
     def compute(pairs: list[Pair]) -> list[AnalysisResult]:
-        return compare_pairs(pairs, subset, options, cluster, bars, preview, source, keep=kept)
+        return compare_pairs(pairs, subset, options, cluster, bars, preview, source)
 
     found = []
     for k, (other, sibling_b) in enumerate(zip(others, siblings_b, strict=True)):
@@ -285,10 +281,6 @@ def _compared(
             each and each.pair, seeds_a, seeds_b, kept, subset, cluster, floor_pairs, default_store(), bars
         )
         found += [replace(each, pair=pair)] if each is not None else []
-        if source is not None:
-            for network in (other, sibling_b, sibling_a):
-                if network is not None and network.identity.key != reference.identity.key:
-                    shelf.drop(network.identity.key)
     for result in (r for each in found for r in each.results) if lines else ():
         lines.write("final", result)
     return found

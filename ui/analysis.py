@@ -16,7 +16,6 @@ from models import CheckpointError, LoadedModel, choose_sibling
 from ui import networks, opened, progress, service
 from ui.apology import apologise
 from ui.choices import Choices
-from ui.service import device  # noqa: F401 - ui.sidebar takes it from here
 from ui.text import code, plain
 
 

@@ -8,7 +8,6 @@ from core.data import CLASSES, SPLITS
 from core.options import SIGMA_RANGE
 from models import CheckpointError, ModelSpec, choose_sibling, registry_entries
 from ui import networks
-from ui.analysis import device
 from ui.choices import (
     AUTO,
     BY_NAME,
@@ -25,6 +24,7 @@ from ui.choices import (
     init_from_url,
     read_choices,
 )
+from ui.service import device
 
 REFUSED = "refused_models"  # session_state: models typed or linked this run that are not specs, to say so once
 
