@@ -141,7 +141,7 @@ def subset_and_options(args: argparse.Namespace, **options) -> tuple[SubsetSpec,
     spec = SubsetSpec(args.split, args.classes, args.per_class, args.subset_seed)
     cka = {"kernel": args.kernel, "debiased": args.estimator == "debiased", "sigma": args.sigma}
     chosen = AnalysisOptions(**cka, batch_size=args.batch_size, **options)
-    chosen.check_subset(spec.size)  # before any network is loaded
+    spec.check_for(chosen)  # before any network is loaded
     return spec, chosen
 
 

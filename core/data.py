@@ -22,7 +22,7 @@ import torch
 
 from core import settings
 from core.errors import DataError
-from core.options import DEFAULTS
+from core.options import DEFAULTS, AnalysisOptions
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("test", "train")
@@ -46,11 +46,15 @@ class SubsetSpec:
         object.__setattr__(self, "classes", tuple(sorted({int(c) for c in self.classes})))
         if self.split not in SPLITS:
             raise DataError(f"split must be one of {SPLITS}, not {self.split!r}")
-        if not self.classes:
-            raise DataError("choose at least one class")
         bad = [c for c in self.classes if not 0 <= c < len(CLASSES)]
         if bad:
             raise DataError(f"class indices must be 0-9; got {bad}")
+        if len(self.classes) < DEFAULTS.min_classes:
+            chosen = f"only {CLASSES[self.classes[0]]} is chosen" if self.classes else "none is chosen"
+            raise DataError(
+                f"choose at least {DEFAULTS.min_classes} classes ({chosen}): with one class every image has the same "
+                "label, so a linear probe is right by default and class structure has nothing to measure"
+            )
         limit = PER_CLASS[self.split]
         if not 1 <= self.per_class <= limit:
             raise DataError(f"images per class must be between 1 and {limit} for the {self.split} split")
@@ -58,6 +62,24 @@ class SubsetSpec:
     @property
     def size(self) -> int:
         return len(self.classes) * self.per_class
+
+    def check_for(self, options: AnalysisOptions) -> None:
+        """Refuse, before anything is computed, a subset these options cannot use: too few images for a minibatch
+        (AnalysisOptions.check_subset), or with probes, too few per class for each class to have room in both the
+        images the probes train on and those they are scored on. The sidebar, a link and the command line all
+        call this, so they refuse with the same words."""
+        options.check_subset(self.size)
+        least = options.min_per_class(len(self.classes))
+        if options.probes and self.per_class < least:
+            held = options.held_out(self.size)
+            train = self.size - held
+            raise DataError(
+                f"with {len(self.classes)} classes, the linear probes need at least {least} images per class: they "
+                f"train on {1 - options.probe_holdout:.0%} of the images and are scored on the other "
+                f"{options.probe_holdout:.0%}, and with {self.per_class} per class one part would have fewer images "
+                f"than there are classes ({train} to train on, {held} to score on), so some class could not be in "
+                f"both; choose at least {least} images per class"
+            )
 
     def key(self) -> str:
         """A stable hash of the spec, used as a cache key."""

@@ -8,7 +8,8 @@ on the other side, and otherwise the data cannot tell at this sample size. A cla
 A finding holds when all of its comparisons hold (each at its own 95% level: an intersection of claims needs no
 correction), does not hold when any of them does not after Holm's correction over the finding's comparisons
 (one-sided, family level 2.5%: a finding with six comparisons must not fail on one of six chances), and cannot
-be told otherwise (or when layers, read-outs, intervals or the methods it speaks of are missing).
+be told otherwise (or when layers, read-outs, intervals or the methods it speaks of are missing). Every threshold
+is in core.rules, with its reason; the one-line summary (core.summary) reads the same rules.
 
 Uncertainties: every quantity a verdict reads (a matched or off-diagonal CKA, a self-CKA, a read-out, and every
 difference or mean of them, across the pair and its ceilings, which share the images) carries its values with
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core import rules
 from core.ceilings import Ceilings, matched_at
 from core.interval import MIN_BATCHES, jackknife_interval, t975
 from core.names import OUTPUT, block, kind, side_labels, stage
@@ -34,9 +36,8 @@ from core.result import AnalysisResult, SeedPairing
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "cannot tell"
 FAMILY_ALPHA = 0.025  # Holm's family level for "does not hold" within a finding: one side of a 95% interval
-DROP = 0.10  # the least change (CKA or accuracy) read as "drops sharply", "rises", "much faster"
-HIGH = 0.5  # cross-model CKA above this is "high" (more alike than not)
-SHARE = 0.5  # "fits the supervised objective": SimCLR gains at least this share of the supervised gain
+DROP = rules.DROP.value  # the least change (CKA or accuracy) read as "drops sharply", "rises", "much faster"
+SHARE = rules.SHARE.value  # "fits the supervised objective": SimCLR gains at least this share of the supervised gain
 Z95 = 1.959964
 
 
@@ -63,6 +64,10 @@ class Estimate:
         if self._paired(other):
             return Estimate.jackknifed(self.value - other.value, self.loo - other.loo)
         return Estimate(self.value - other.value, self.half + other.half)
+
+    def shifted(self, by: float) -> Estimate:
+        """This estimate minus a known constant `by` (a threshold read off elsewhere): the same interval, moved."""
+        return Estimate(self.value - by, self.half, None if self.loo is None else self.loo - by)
 
     def scaled(self, factor: float) -> Estimate:
         if self.loo is not None:
@@ -257,6 +262,23 @@ def matched_estimate(result: AnalysisResult | None, layer: str) -> Estimate:
     return Estimate.jackknifed(m.value, loo[:, i, j])
 
 
+def over_floor(result: AnalysisResult, layer: str) -> Estimate | None:
+    """A vs B's matched CKA at `layer` minus the untrained floor's 95th percentile there (rules.ALIKE reads it
+    against 0), with the matched CKA's interval; None when the result has no floor at that layer."""
+    high = result.floor_untrained_high
+    if high is None or layer not in result.matched:
+        return None
+    floor = float(high[result.matched.index(layer)])
+    return matched_estimate(result, layer).shifted(floor) if np.isfinite(floor) else None
+
+
+def alike(result: AnalysisResult, layer: str) -> str | None:
+    """Whether the two networks are alike at `layer` (rules.ALIKE), this comparison alone: HOLDS, FAILS or
+    UNSURE; None when there is no floor to read it against."""
+    margin = over_floor(result, layer)
+    return None if margin is None else above(margin, rules.ALIKE.value)
+
+
 def pairing_estimate(result: AnalysisResult, pairing: SeedPairing, layer: str) -> Estimate:
     """One seed pairing's matched CKA at `layer`, jackknifed from its replicates (the pair's images)."""
     if layer not in result.matched:
@@ -330,7 +352,7 @@ class _Pair:
         if layer not in layers:
             return Estimate(np.nan, np.nan)
         p = float(getattr(self.result, f"probe_{side}")[layers.index(layer)])
-        held_out = max(1, int(round(self.result.used_images * self.result.options.probe_holdout)))
+        held_out = self.result.options.held_out(self.result.used_images)
         return Estimate(p, Z95 * float(np.sqrt(max(p * (1 - p), 0.0) / held_out)) if np.isfinite(p) else np.nan)
 
     def cross(self, layer_a: str, layer_b: str) -> Estimate:
@@ -432,24 +454,35 @@ def block_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
 
 
 def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
-    """Finding 2. With `low` the lowest block output before the final stage and `end` the last block output:
-    holds when `low` is above HIGH, `low` - `end` is above DROP, for each ceiling the drop exceeds the same
-    drop between two seeds of one method by more than DROP (so the parting is the methods', not chance's), and
-    every other seed pairing of the two methods shows a drop above DROP too."""
+    """Finding 2. Holds when every block output before the final stage is alike (rules.ALIKE: above the untrained
+    floor's 95th percentile), the drop from the lowest of them (`low`) to the last block output (`end`) is above
+    DROP, for each ceiling the drop exceeds the same drop between two seeds of one method by more than DROP (so
+    the parting is the methods', not chance's), and every other seed pairing of the two methods shows a drop
+    above DROP too. Without a floor, whether the block outputs are alike cannot be told."""
     if not pair.intermediate or not pair.final:
         return "The block outputs do not span an intermediate and a final stage.", []
     low_layer = min(pair.intermediate, key=lambda n: pair.matched(n).value)
     end_layer = pair.final[-1]
     low, end = pair.matched(low_layer), pair.matched(end_layer)
     drop = low - end
-    text = (
-        f"Block outputs: lowest before {stage(end_layer)} {low} ({block(low_layer)}), last {end} "
-        f"({block(end_layer)}): a drop of {drop}"
-    )
-    comparisons = [
-        check_above(f"lowest block output before the final stage ({block(low_layer)})", low, HIGH),
-        check_above(f"drop to the last block output ({block(end_layer)})", drop, DROP),
-    ]
+    margins = {n: over_floor(pair.result, n) for n in pair.intermediate}
+    before = f"before {stage(end_layer)}"
+    if any(m is None for m in margins.values()):
+        text = f"Block outputs {before}: no untrained floor to read them against"
+        comparisons = [unknown(f"block outputs {before} above the untrained floor's 95th percentile")]
+    else:
+        over = sum(above(m, rules.ALIKE.value) == HOLDS for m in margins.values())
+        least = min(margins, key=lambda n: margins[n].value)
+        text = (
+            f"Block outputs {before} above the untrained floor's 95th percentile at {over} of {len(margins)} blocks "
+            f"(the least: {block(least)}, {margins[least]} from it)"
+        )
+        comparisons = [
+            check_above(f"{block(n)} minus the untrained floor's 95th percentile", m, rules.ALIKE.value)
+            for n, m in margins.items()
+        ]
+    text += f"; lowest {before} {low} ({block(low_layer)}), last {end} ({block(end_layer)}): a drop of {drop}"
+    comparisons.append(check_above(f"drop to the last block output ({block(end_layer)})", drop, DROP))
     for label, (ceiling, _) in zip(pair.labels(), (ceilings.side("a"), ceilings.side("b")), strict=True):
         if ceiling is None:
             continue

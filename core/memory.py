@@ -54,7 +54,7 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     """
     b = min(options.batch_size, n)
     batches, stored, in_flight, probe = -(-n // b), 0, 0, 0
-    n_train = n - max(1, int(round(n * options.probe_holdout)))
+    n_train = n - options.held_out(n)
     for shapes in models_shapes:
         sizes = [int(np.prod(s)) for s in shapes]
         widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]

@@ -31,6 +31,9 @@ class Defaults:
     probe_holdout: float = 0.3  # share of the subset held out to score the probes
     permutations: int = 20  # permutation-null samples for the matched layers
     seed: int = 0  # seeds the augmented views and the permutations
+    # at least this many classes: with one, every label is the same, so a probe is right by default (100% at every
+    # layer) and class structure (CKA with the labels) has nothing to measure
+    min_classes: int = 2
 
 
 DEFAULTS = Defaults()
@@ -68,6 +71,19 @@ class AnalysisOptions:
                 f"{images} images make no minibatch of at least {self.min_batch} (what the "
                 f"{'debiased' if self.debiased else 'biased'} estimator needs); choose more classes or images per class"
             )
+
+    def held_out(self, n: int) -> int:
+        """How many of n images the linear probes are scored on (the last ones in the subset's seeded order); they
+        train on the others."""
+        return max(1, int(round(n * self.probe_holdout)))
+
+    def min_per_class(self, classes: int) -> int:
+        """The fewest images per class with which both parts of the probes' split (trained on, held out) have at
+        least as many images as there are classes: fewer, and some class could not be in both."""
+        k = 1
+        while min(self.held_out(classes * k), classes * k - self.held_out(classes * k)) < classes:
+            k += 1
+        return k
 
     @property
     def min_batch(self) -> int:

@@ -77,7 +77,7 @@ def no_readouts(fp: Fingerprint) -> Readouts:
 def _probe_layers(fp: Fingerprint, progress: Progress) -> np.ndarray:
     """Held-out accuracy of a linear probe per layer; the subset's seeded order fixes the split."""
     y = torch.cat(fp.labels)
-    split = len(y) - max(1, int(round(len(y) * fp.options.probe_holdout)))
+    split = len(y) - fp.options.held_out(len(y))
     accuracies = []
     for layer, batches in enumerate(fp.pooled):  # one layer's features read at a time, a batch at a time
         accuracies.append(ridge_probe(batches, y, split, len(CLASSES)))

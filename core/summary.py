@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import rules
 from core.ceilings import Ceilings, matched_at
-from core.findings import HOLDS, Estimate, above, below, within
+from core.findings import HOLDS, UNSURE, Estimate, Finding, above, alike, below, findings_table, over_floor, within
 from core.names import OUTPUT, RESIDUAL, block, kind, side_labels, stage
 from core.result import AnalysisResult
 from core.seeds import method_spread
 
-AGREE = 0.8  # matched-layer CKA at or above this counts as "the networks agree here"
-SAME = 0.02  # read-outs equal within this margin (the whole interval of their difference inside it) are "equal"
+SAME = rules.SAME.value  # read-outs equal within this margin (the whole interval of their difference inside it)
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,18 @@ class Summary:
     lines: tuple[str, ...]
 
 
-def summarise(result: AnalysisResult, threshold: float = AGREE, ceilings: Ceilings | None = None) -> Summary:
-    """Summary in reading order: block outputs, residual branches, (given `ceilings`) each kind against the
-    ceiling and the floor, the null, the objectives, the probes."""
+def summarise(result: AnalysisResult, ceilings: Ceilings | None = None) -> Summary:
+    """Summary in reading order: block outputs and residual branches (each with the verdict of the study's finding
+    it speaks of, from the same rules: core.rules), (given `ceilings`) each kind against the ceiling and the
+    floor, the null, the objectives, the probes."""
+    table = {f.key: f for f in findings_table(result, ceilings)}
     curve = {name: float(v) for name, v in zip(result.matched, result.matched_cka, strict=True)}
-    outputs = [(name, v) for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
-    parting, output_line = _outputs_line(outputs, threshold)
+    outputs = [name for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
+    parting, output_line = _outputs_line(result, outputs, table["2"])
     against = [] if ceilings is None else [_against_ceilings(result, ceilings, k) for k in (OUTPUT, RESIDUAL)]
     lines = [
         output_line,
-        _residual_line(curve, threshold),
+        _residual_line(table["3"]),
         *against,
         _floor_line(result),
         _seeds_line(result, ceilings),
@@ -46,59 +48,68 @@ def summarise(result: AnalysisResult, threshold: float = AGREE, ceilings: Ceilin
     return Summary(parting, tuple(line for line in lines if line))
 
 
-def _final_run_below(items: list[tuple[str, float]], t: float) -> int | None:
-    """Where the last run of values below `t` starts, if the values end below `t` (else None)."""
-    k = len(items)
-    while k > 0 and items[k - 1][1] < t:
-        k -= 1
-    return k if k < len(items) else None
+def _verdict(finding: Finding) -> str:
+    """The closing words of a line that speaks of one of the study's findings: its verdict, as the table says."""
+    return f"finding {finding.key}: {finding.verdict}"
 
 
-def _outputs_line(outputs: list[tuple[str, float]], t: float) -> tuple[str | None, str]:
-    """Where the block outputs stop agreeing for good: the first layer of the final run below `t`."""
+def _outputs_line(result: AnalysisResult, outputs: list[str], finding: Finding) -> tuple[str | None, str]:
+    """Where the block outputs are alike (rules.ALIKE, layer by layer, as finding 2 reads each) and where they
+    stop being alike for good: the first block output after the last alike one; and finding 2's verdict."""
     if not outputs:
         return None, "The two models share no block-output layers, so there is no matched curve to read."
-    start = _final_run_below(outputs, t)
-    last_value = outputs[-1][1]
-    if start == 0:
-        best_name, best_value = max(outputs, key=lambda item: item[1])
+    said = {name: alike(result, name) for name in outputs}
+    if any(outcome is None for outcome in said.values()):
         return None, (
-            f"Block outputs never agree (CKA < {t:.1f} at every block; highest {best_value:.2f} at {block(best_name)})."
+            "Block outputs: this result has no untrained floor, so whether they are alike (more alike than two "
+            f"untrained networks of these architectures) cannot be read ({_verdict(finding)})."
         )
-    agreeing = outputs if start is None else outputs[:start]
-    dips = [block(name) for name, v in agreeing if v < t]
-    dip_text = f", apart from a dip at {', '.join(dips)}" if dips else ""
-    if start is None:
-        low_name, low_value = min(outputs, key=lambda item: item[1])
+    margins = {name: over_floor(result, name) for name in outputs}
+    kept = [name for name in outputs if said[name] == HOLDS]
+    if not kept:
+        closest = max(outputs, key=lambda n: margins[n].value)
         return None, (
-            f"Block outputs agree (CKA ≥ {t:.1f}) through the last block ({last_value:.2f}){dip_text}; "
-            f"lowest {low_value:.2f} at {block(low_name)}."
+            "Block outputs are not clearly more alike than untrained networks of these architectures at any block "
+            f"(closest: {block(closest)}, {_against_floor(result, closest)}) ({_verdict(finding)})."
         )
-    through_name, (parting_name, parting_value) = outputs[start - 1][0], outputs[start]
+    last = outputs.index(kept[-1])
+    dips = [block(n) for n in outputs[:last] if said[n] != HOLDS]
+    dip_text = f", apart from {', '.join(dips)}" if dips else ""
+    if last == len(outputs) - 1:
+        return None, (
+            f"Block outputs are more alike than untrained networks of these architectures through the last block"
+            f"{dip_text} (there {_against_floor(result, outputs[-1])}) ({_verdict(finding)})."
+        )
+    through_name, parting_name = outputs[last], outputs[last + 1]
     new_stage = stage(parting_name) != stage(through_name)
     through = stage(through_name) if new_stage else block(through_name)
     where = stage(parting_name) if new_stage else block(parting_name)
     return parting_name, (
-        f"Block outputs agree (CKA ≥ {t:.1f}) through {through}{dip_text}; they part ways in {where}: "
-        f"{parting_value:.2f} at {block(parting_name)}, {last_value:.2f} at the last block."
+        f"Block outputs are more alike than untrained networks of these architectures through {through}{dip_text}; "
+        f"from {where} on they are not clearly so ({block(parting_name)}: {_against_floor(result, parting_name)}) "
+        f"({_verdict(finding)})."
     )
 
 
-def _residual_line(curve: dict[str, float], t: float) -> str:
-    """Residual branches against block outputs: the study's 'similar outputs through dissimilar means'."""
-    residual = [(name, v) for name, v in curve.items() if kind(name) == RESIDUAL and np.isfinite(v)]
-    outputs = [v for name, v in curve.items() if kind(name) == OUTPUT and np.isfinite(v)]
-    if not residual or not outputs:
+def _against_floor(result: AnalysisResult, layer: str) -> str:
+    """A vs B at `layer` beside the untrained floor's 95th percentile there."""
+    k = result.matched.index(layer)
+    return f"{result.matched_cka[k]:.2f} against the floor's {result.floor_untrained_high[k]:.2f}"
+
+
+def _residual_line(finding: Finding) -> str:
+    """Residual branches against block outputs, the study's 'similar outputs through dissimilar means', as finding
+    3 reads them: the mean gap from the second stage on, its interval, and the verdict."""
+    if not finding.comparisons:
         return ""
-    mean_r, mean_o = float(np.mean([v for _, v in residual])), float(np.mean(outputs))
-    start = _final_run_below(residual, t)
-    below = f"; below {t:.1f} from {block(residual[start][0])} on" if start is not None else ""
-    if mean_r < mean_o - 0.05:
-        return (
-            f"Residual branches agree less than block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below}): "
-            "similar outputs reached through dissimilar residual updates."
-        )
-    return f"Residual branches agree about as much as block outputs (mean CKA {mean_r:.2f} vs {mean_o:.2f}{below})."
+    gap = finding.comparisons[0]
+    said = {
+        HOLDS: "Residual branches are less alike than block outputs",
+        UNSURE: "Residual branches cannot be told apart from block outputs",
+    }.get(gap.outcome, "Residual branches are not less alike than block outputs")
+    means, difference = finding.shows.rstrip(".").split("; ")[:2]  # the cross-model numbers, before the seeds'
+    seeds = ", which also reads the gap against two seeds of one method" if len(finding.comparisons) > 1 else ""
+    return f"{said} ({means[0].lower()}{means[1:]}; {difference}) (finding 3{seeds}: {finding.verdict})."
 
 
 def _against_ceilings(result: AnalysisResult, ceilings: Ceilings, which: str) -> str:

@@ -159,6 +159,11 @@ def read_choices(models: dict[str, ModelSpec | str]) -> Choices:
         options = _options(v)
     except OptionsError as err:
         problem = problem or f"The CKA options cannot be used: {err}."
+    try:
+        if subset is not None and options is not None:
+            subset.check_for(options)  # what the command line refuses too, in the same words
+    except LensError as err:
+        problem, subset = f"The CIFAR-10 subset cannot be used: {err}.", None
     return Choices(models["a"], models["b"], models["a_seed"], models["b_seed"], subset, options, problem, values)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import streamlit as st
 
 from core.ceilings import Ceilings
@@ -13,7 +14,9 @@ from core.interval import MIN_BATCHES
 from core.names import side_labels
 from core.report import report_csv, report_json
 from core.result import AnalysisResult
+from core.rules import in_words
 from models import NORMALISATIONS, ModelInfo, ModelSpec, SpecChoices
+from ui import verdicts
 from ui.choices import use
 from ui.figure import Figure
 from ui.text import code, plain
@@ -181,14 +184,13 @@ def reference_notes(result: AnalysisResult) -> None:
 
 
 def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
-    """The study's findings, what this pair shows and the verdict of each, with how verdicts are decided."""
-    rows = [
-        {"finding": f.key, "the study reported": f.study, "this pair shows": f.shows, "verdict": f.verdict}
-        for f in findings_table(result, ceilings)
-    ]
-    st.table(rows)
-    st.caption(
-        "Each verdict is computed from the numbers shown: a finding holds when every comparison it makes clears its "
-        "threshold by more than the 95% interval (± values), does not hold when one falls short by more than that, "
-        "and cannot be told at this sample size otherwise. The rules are in core/findings.py."
+    """The study's findings, what this pair shows and the verdict of each as a badge (its word, which carries the
+    meaning, on a colour that helps to scan), then the rules every verdict and one-line finding reads, in words."""
+    rows = pd.DataFrame(
+        [
+            {"finding": f.key, "the study reported": f.study, "this pair shows": f.shows, "verdict": f.verdict}
+            for f in findings_table(result, ceilings)
+        ]
     )
+    st.table(rows.style.map(verdicts.badge_style, subset=["verdict"]))
+    st.markdown("**How the verdicts and the lines above are decided**\n" + "\n".join(f"- {r}" for r in in_words()))

@@ -12,7 +12,8 @@ import torch
 
 import core.data as data
 from core.data import CLASSES, DataError, SubsetSpec, load_split, load_subset, normalize, select_indices
-from core.errors import LensError
+from core.errors import LensError, OptionsError
+from core.options import AnalysisOptions
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,8 @@ def fake_batches(folder: Path, per_batch: int = 20) -> dict[str, tuple[np.ndarra
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"classes": ()}, "choose at least one class"),
+        ({"classes": ()}, r"choose at least 2 classes \(none is chosen\)"),
+        ({"classes": (3,)}, r"choose at least 2 classes \(only cat is chosen\): with one class every image"),
         ({"per_class": 0}, "between 1 and 1000 for the test split"),
         ({"per_class": 1001}, "between 1 and 1000 for the test split"),
         ({"split": "train", "per_class": 5001}, "between 1 and 5000 for the train split"),
@@ -67,6 +69,44 @@ def fake_batches(folder: Path, per_batch: int = 20) -> dict[str, tuple[np.ndarra
 def test_subset_spec_validation(kwargs, message):
     with pytest.raises(DataError, match=message):
         SubsetSpec(**kwargs)
+
+
+def test_a_one_class_subset_is_refused_with_the_reason():
+    """Item 3 of issue 26: one class made every probe right by default ('Best linear probe ... 100% at stem')."""
+    with pytest.raises(DataError) as refused:
+        SubsetSpec(classes=(4,), per_class=20)
+    assert str(refused.value) == (
+        "choose at least 2 classes (only deer is chosen): with one class every image has the same label, so a "
+        "linear probe is right by default and class structure has nothing to measure"
+    )
+
+
+@pytest.mark.parametrize(("classes", "least"), [(2, 3), (3, 3), (5, 4), (10, 4)])
+def test_probes_need_room_for_every_class_in_both_parts_of_their_split(classes, least):
+    """The least per-class count is the first at which the images the probes train on and those they are scored
+    on each number at least the classes (AnalysisOptions.held_out is the split core.readouts makes)."""
+    options = AnalysisOptions(batch_size=4)
+    assert options.min_per_class(classes) == least
+    for k, room in ((least, True), (least - 1, False)):
+        held = options.held_out(classes * k)
+        assert (min(held, classes * k - held) >= classes) is room
+    SubsetSpec(classes=tuple(range(classes)), per_class=least).check_for(options)
+    fewer = SubsetSpec(classes=tuple(range(classes)), per_class=least - 1)
+    fewer.check_for(dataclasses.replace(options, probes=False))  # without probes, no split to make room in
+    with pytest.raises(DataError, match=f"need at least {least} images per class"):
+        fewer.check_for(options)
+
+
+def test_too_few_images_per_class_for_the_probes_are_refused_with_the_reason():
+    with pytest.raises(DataError) as refused:
+        SubsetSpec(per_class=3).check_for(AnalysisOptions(batch_size=4))
+    assert str(refused.value) == (
+        "with 10 classes, the linear probes need at least 4 images per class: they train on 70% of the images and "
+        "are scored on the other 30%, and with 3 per class one part would have fewer images than there are classes "
+        "(21 to train on, 9 to score on), so some class could not be in both; choose at least 4 images per class"
+    )
+    with pytest.raises(OptionsError, match="3 images make no minibatch of at least 4"):  # the minibatch comes first
+        SubsetSpec(classes=(0, 1, 2), per_class=1).check_for(AnalysisOptions())
 
 
 def test_data_error_is_a_refusal_and_not_a_value_error():
@@ -217,8 +257,8 @@ def test_subset_contents_match_the_split():
 
 
 def test_different_seed_gives_different_images():
-    a = load_subset(SubsetSpec(classes=(4,), per_class=50, seed=0))
-    b = load_subset(SubsetSpec(classes=(4,), per_class=50, seed=1))
+    a = load_subset(SubsetSpec(classes=(4, 6), per_class=25, seed=0))
+    b = load_subset(SubsetSpec(classes=(4, 6), per_class=25, seed=1))
     assert len(set(a.indices.tolist()) & set(b.indices.tolist())) < 25
     assert not torch.equal(a.images, b.images)
 
