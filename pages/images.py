@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.data import CLASSES, DataError
+from ui import banner
 from ui.choices import current
 from ui.router import use_app_router
 from ui.service import device, subset_of
@@ -12,6 +13,7 @@ from ui.views import augmented_views
 use_app_router()
 
 st.title("Images")
+banner.near_chance(current())  # a model measured near chance is named before any chart
 choices = current()
 if choices.problem:
     st.warning(plain(choices.problem, 600))

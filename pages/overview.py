@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.summary import summarise
-from ui import widgets
+from ui import banner, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.figure import matched_figure, show
@@ -12,6 +12,7 @@ from ui.router import use_app_router
 use_app_router()
 
 st.title("CKA Lens")
+banner.near_chance(current())  # a model measured near chance is named before any chart
 st.markdown(
     "Do a network trained with **SimCLR** (no labels: it learns to map two augmentations of an image close "
     "together) and one trained **with labels** learn the same things, layer by layer? Here, the two networks "

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import charts, widgets
+from ui import banner, charts, widgets
 from ui.analysis import analysis
 from ui.choices import current
 from ui.router import use_app_router
@@ -11,6 +11,7 @@ from ui.text import plain
 use_app_router()
 
 st.title("Probes and objectives")
+banner.near_chance(current())  # a model measured near chance is named before any chart
 st.markdown(
     "Three read-outs per layer, for both models on one layer axis. **Linear-probe accuracy**: a linear classifier "
     "trained on the layer's (pooled) features, scored on held-out images. **Class structure**: CKA between the layer "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.names import side_labels
 from core.summary import summarise
-from ui import charts, widgets
+from ui import banner, charts, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.router import use_app_router
@@ -12,6 +12,7 @@ from ui.router import use_app_router
 use_app_router()
 
 st.title("Layer similarity")
+banner.near_chance(current())  # a model measured near chance is named before any chart
 
 
 def across_heatmap(pair, rows: str, cols: str):

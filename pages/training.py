@@ -7,7 +7,7 @@ import streamlit as st
 from core.data import DataError
 from core.names import OTHER, OUTPUT, RESIDUAL
 from core.series import SeriesPlan
-from ui import charts, series
+from ui import banner, charts, series
 from ui.choices import current
 from ui.router import use_app_router
 from ui.text import code, plain
@@ -15,6 +15,7 @@ from ui.text import code, plain
 use_app_router()
 
 st.title("Training")
+banner.near_chance(current())  # a model measured near chance is named before any chart
 st.markdown(
     "Snapshots taken along two training runs, compared layer by layer: each snapshot of run A with run B's snapshot "
     "at the nearest **fraction of training** (SimCLR after epoch 10 of 50 with the supervised network after epoch 4 "
