@@ -455,10 +455,12 @@ def block_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
 
 def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
     """Finding 2. Holds when every block output before the final stage is alike (rules.ALIKE: above the untrained
-    floor's 95th percentile), the drop from the lowest of them (`low`) to the last block output (`end`) is above
-    DROP, for each ceiling the drop exceeds the same drop between two seeds of one method by more than DROP (so
-    the parting is the methods', not chance's), and every other seed pairing of the two methods shows a drop
-    above DROP too. Without a floor, whether the block outputs are alike cannot be told."""
+    floor's 95th percentile; read on the block whose interval reaches lowest and the one whose interval ends
+    lowest, so that Holm's correction counts two comparisons, not one per block), the drop from the lowest of them
+    (`low`) to the last block output (`end`) is above DROP, for each ceiling the drop exceeds the same drop between
+    two seeds of one method by more than DROP (so the parting is the methods', not chance's), and every other seed
+    pairing of the two methods shows a drop above DROP too. Without a floor, whether the block outputs are alike
+    cannot be told."""
     if not pair.intermediate or not pair.final:
         return "The block outputs do not span an intermediate and a final stage.", []
     low_layer = min(pair.intermediate, key=lambda n: pair.matched(n).value)
@@ -472,14 +474,18 @@ def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[
         comparisons = [unknown(f"block outputs {before} above the untrained floor's 95th percentile")]
     else:
         over = sum(above(m, rules.ALIKE.value) == HOLDS for m in margins.values())
-        least = min(margins, key=lambda n: margins[n].value)
+        # every block is alike when the lowest low end of their intervals is above the threshold, and one is clearly
+        # not when the lowest high end is below it: those two blocks (one, when it is both) decide the claim
+        deciding = dict.fromkeys(
+            min(margins, key=lambda n, e=e: margins[n].value + e * margins[n].half) for e in (-1, 1)
+        )
         text = (
             f"Block outputs {before} above the untrained floor's 95th percentile at {over} of {len(margins)} blocks "
-            f"(the least: {block(least)}, {margins[least]} from it)"
+            f"({'; '.join(_from_floor(block(n), margins[n]) for n in deciding)})"
         )
         comparisons = [
-            check_above(f"{block(n)} minus the untrained floor's 95th percentile", m, rules.ALIKE.value)
-            for n, m in margins.items()
+            check_above(f"{block(n)} minus the untrained floor's 95th percentile", margins[n], rules.ALIKE.value)
+            for n in deciding
         ]
     text += f"; lowest {before} {low} ({block(low_layer)}), last {end} ({block(end_layer)}): a drop of {drop}"
     comparisons.append(check_above(f"drop to the last block output ({block(end_layer)})", drop, DROP))
@@ -497,6 +503,11 @@ def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[
         text += f"; {label}: a drop of {seed_drop}"
         comparisons.append(check_above(f"drop in {label}", seed_drop, DROP))
     return text + ".", comparisons
+
+
+def _from_floor(name: str, margin: Estimate) -> str:
+    """'layer1.1 0.23 ± 0.01 below it': how far a block's CKA is from the untrained floor's 95th percentile."""
+    return f"{name} {margin if margin.value >= 0 else margin.scaled(-1)} {'above' if margin.value >= 0 else 'below'} it"
 
 
 def residuals_differ(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:

@@ -106,21 +106,33 @@ def test_block_structure_fails_when_one_network_lacks_it():
     assert verdict(block_structure, r) == FAILS
 
 
+def floored(result: AnalysisResult, high: float = 0.7) -> AnalysisResult:
+    """`result` with an untrained floor whose 95th percentile is `high` at every matched layer."""
+    m = len(result.matched)
+    floor = {"floor_untrained": high - 0.1, "floor_untrained_low": high - 0.2, "floor_untrained_high": high}
+    return replace(result, **{k: np.full(m, v) for k, v in floor.items()}, floor_pairs=8)
+
+
 @pytest.mark.parametrize(
-    ("outputs", "expected"),
+    ("outputs", "high", "expected"),
     [
-        (PARTING, HOLDS),  # 0.85 before layer4, 0.30 at its end: a drop of 0.55 ± 0.10
-        ([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.92], FAILS),  # no drop at all
-        ([0.9, 0.9, 0.88, 0.88, 0.85, 0.85, 0.8, 0.7], UNSURE),  # a drop of 0.15 ± 0.10
-        ([0.45, 0.45, 0.4, 0.4, 0.4, 0.4, 0.1, 0.1], FAILS),  # a drop, but never alike before it
+        (PARTING, 0.7, HOLDS),  # 0.85 or more before layer4, 0.15 above the floor; a drop of 0.55 ± 0.10
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.92], 0.7, FAILS),  # no drop at all
+        ([0.9, 0.9, 0.88, 0.88, 0.85, 0.85, 0.8, 0.7], 0.7, UNSURE),  # a drop of 0.15 ± 0.10
+        ([0.45, 0.45, 0.4, 0.4, 0.4, 0.4, 0.1, 0.1], 0.7, FAILS),  # a drop, but below the floor before it
+        (PARTING, 0.85, UNSURE),  # 0.85 before layer4 is no clearer than the floor's 95th percentile there
+        (PARTING, 0.95, FAILS),  # untrained networks are more alike than these before layer4
+        (PARTING, None, UNSURE),  # no floor: whether they are alike cannot be read
     ],
 )
-def test_block_outputs_part_in_the_final_stage(outputs, expected):
-    assert verdict(outputs_part_at_the_end, synthetic_result(outputs, LOW_RESIDUALS), Ceilings()) == expected
+def test_block_outputs_are_alike_beside_the_floor_and_part_in_the_final_stage(outputs, high, expected):
+    result = synthetic_result(outputs, LOW_RESIDUALS)
+    result = result if high is None else floored(result, high)
+    assert verdict(outputs_part_at_the_end, result, Ceilings()) == expected
 
 
 def test_a_drop_that_two_seeds_show_too_is_not_the_methods_parting():
-    result = synthetic_result(PARTING, LOW_RESIDUALS)  # a drop of 0.55 ± 0.10
+    result = floored(synthetic_result(PARTING, LOW_RESIDUALS))  # a drop of 0.55 ± 0.10
     steady = synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))
     same_drop = synthetic_result(PARTING, LOW_RESIDUALS, methods=("simclr", "simclr"))
     larger_drop = synthetic_result(PARTING[:6] + [0.4, 0.1], LOW_RESIDUALS, methods=("simclr", "simclr"))
@@ -355,7 +367,7 @@ def pairing(name_a: str, name_b: str, result: AnalysisResult, outputs: list[floa
 
 
 def test_a_parting_every_seed_pairing_shows_holds_and_one_it_lacks_does_not():
-    result = synthetic_result(PARTING, LOW_RESIDUALS)  # A x B: a drop of 0.55 ± 0.10
+    result = floored(synthetic_result(PARTING, LOW_RESIDUALS))  # A x B: a drop of 0.55 ± 0.10
     same = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, PARTING))
     assert verdict(outputs_part_at_the_end, replace(result, seed_pairings=same), Ceilings()) == HOLDS
     lacking = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, FLAT))  # A' x B: no drop
