@@ -25,9 +25,11 @@ import ui.opened
 import ui.series
 import ui.service
 from core import settings
+from core.data import DataError, SubsetSpec
 from core.errors import OptionsError, ResultFileError
 from core.findings import FAILS, HOLDS, STUDY, UNSURE
 from core.names import OUTPUT, kind, shared_order
+from core.options import AnalysisOptions
 from core.result import to_json_dict
 from core.series import pair_by_progress
 from core.store import ENTRIES
@@ -223,6 +225,15 @@ def test_no_class_selected_warns_and_the_rest_keeps_working(bundled_pair):
     assert any(refusal in shown(w.value) for w in at.warning)
     assert_clean(visit(at, "models"))
     assert sum(m.value.startswith("#### Model") for m in at.markdown) == 2
+
+
+def test_a_link_with_too_few_images_per_class_for_the_probes_is_refused_in_the_command_lines_words(bundled_pair):
+    with pytest.raises(DataError) as refused:  # what `python -m cli compare --per-class 3` says after "error:"
+        SubsetSpec(per_class=3).check_for(AnalysisOptions())
+    at = open_app({"per_class": "3"})
+    assert_clean(at)
+    assert f"The CIFAR-10 subset cannot be used: {refused.value}." in [shown(w.value) for w in at.warning]
+    assert not figures(at)
 
 
 def test_bad_url_values_are_ignored_with_a_warning(bundled_pair):

@@ -124,6 +124,8 @@ def test_progress_json_writes_a_preview_per_minibatch_then_the_final_results(tin
         (["--kernel", "rbf", "--sigma", "nan"], "sigma must be a positive finite number"),
         (["--kernel", "rbf", "--sigma", "inf"], "sigma must be a positive finite number"),
         (["--per-class", "1", "--classes", "0,1,2"], "3 images make no minibatch of at least 4"),
+        (["--classes", "cat"], "choose at least 2 classes (only cat is chosen): with one class every image has the"),
+        (["--per-class", "3", "--batch-size", "10"], "the linear probes need at least 4 images per class: they train"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tiny_specs, tmp_path, capsys, args, message):
