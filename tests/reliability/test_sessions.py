@@ -25,7 +25,7 @@ def test_four_sessions_keep_their_uploads_and_results_apart(bundled_pair, tmp_pa
     sessions = []
     for i in range(4):  # interleaved: every session is opened before any finishes its work
         at = AppTest.from_file(APP, default_timeout=300)
-        at.query_params.update({"per_class": str(3 + i), "batch": "20", "subset_seed": str(i)})
+        at.query_params.update({"per_class": str(4 + i), "batch": "20", "subset_seed": str(i)})
         sessions.append(at.run())
     uploads = [_upload_bytes(100 + i, tmp_path) for i in range(4)]
     for i, at in enumerate(sessions):
@@ -40,9 +40,9 @@ def test_four_sessions_keep_their_uploads_and_results_apart(bundled_pair, tmp_pa
         assert f"upload:mine{i}.safetensors" in options
         assert not any(f"mine{j}" in o for j in range(4) if j != i for o in options)
         caption = " ".join(c.value for c in at.caption)
-        assert f"A = `upload:mine{i}.safetensors`" in caption and f"{(3 + i) * 10} test images" in caption, caption
+        assert f"A = `upload:mine{i}.safetensors`" in caption and f"{(4 + i) * 10} test images" in caption, caption
     other = AppTest.from_file(APP, default_timeout=300)
-    other.query_params.update({"a": "upload:mine0.safetensors", "per_class": "3"})
+    other.query_params.update({"a": "upload:mine0.safetensors", "per_class": "4"})
     other.run()
     assert "is not among this session's uploads" in other.error[0].value
     assert sessions[0].session_state[ui.networks.UPLOADS]  # the owner still has it
