@@ -20,7 +20,8 @@ SAME = rules.SAME.value  # read-outs equal within this margin (the whole interva
 
 @dataclass(frozen=True)
 class Summary:
-    """Sentences about one result, and the layer where the block outputs part ways (None: they never do)."""
+    """Sentences about one result, and the block output from which they are no longer alike (rules.ALIKE) for good
+    (None: alike to the last block, alike nowhere, or no untrained floor to tell)."""
 
     parting_layer: str | None
     lines: tuple[str, ...]
