@@ -28,7 +28,9 @@ def test_progress_curves_draw_one_line_per_layer_of_the_chosen_kinds_over_traini
     assert len(rows) == 5 * 3 and {r["progress"] for r in rows} == set(progress)
     assert next(r for r in rows if r["layer"] == "stem" and r["progress"] == 1.0)["cka"] is None  # undefined: no point
     line = spec["layer"][0]
-    assert line["mark"]["type"] == "line" and line["encoding"]["color"]["sort"] == [n for n in LAYERS if "res" not in n]
+    colour = line["encoding"]["color"]
+    assert line["mark"]["type"] == "line" and colour["scale"]["domain"] == [n for n in LAYERS if "res" not in n]
+    assert len(set(colour["scale"]["range"])) == 5  # a colour of its own per layer drawn
     assert line["encoding"]["x"]["scale"]["domain"] == [0, 1]
     with pytest.raises(ContractError, match="6 layers and 2 snapshots"):
         charts.progress_curves(matrix, LAYERS, progress[:2], labels[:2], title="t")
