@@ -483,11 +483,30 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
     assert set(frame["row"]) == set(layers) and set(frame["col"]) == set(ui.series.column_labels(a))
     assert frame["cka"].notna().all() and frame["cka"].between(0, 1).all()
     assert len(others) == 2 + (a.final is not None) + (b.final is not None)  # two curve panels, a heatmap per final
-    lines = next(m.value for m in at.markdown if m.value.startswith("- ")).splitlines()
+    said, found, *_ = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert shown(said).splitlines() == [  # the sidebar's default pair kept no snapshots: bundled runs stand in, said
+        f"- The sidebar's model {side}, {spec.text}, kept no snapshots while it trained, so series {side} is the "
+        f"bundled run of its method ({run.method}): {run.name} ({run.method}), through its {len(run.snapshots)} "
+        "snapshots."
+        for side, spec, run in (("A", DEFAULT_PAIR[0], a), ("B", DEFAULT_PAIR[1], b))
+    ] + ["- Compared on 100 CIFAR-10 test images: 10 per class of the sidebar's 10 classes, as the sidebar asks."]
+    assert not at.number_input(key="training_per_class").help  # said on the page, not in a tooltip
+    lines = found.splitlines()
     assert any(line.startswith("- The last stage's block outputs (layer4) agree across the methods") for line in lines)
     assert any(line.startswith("- B (supervised): ") and "settle" in line for line in lines)
     if a.final is None:
         assert any("has no final network yet" in i.value for i in at.info)
+
+    at.session_state["sb_a"], at.session_state["sb_b"] = b.name, a.name  # runs that kept snapshots: followed, said
+    at.run()
+    assert_clean(at)
+    said = shown(next(m.value for m in at.markdown if m.value.startswith("- "))).splitlines()
+    for side, run in (("A", b), ("B", a)):
+        assert (
+            f"- Series {side} is the sidebar's model {side}, {run.name} ({run.method}), through the "
+            f"{len(run.snapshots)} snapshots its training kept." in said
+        )
+    assert at.dataframe[0].value["A"].tolist() == [s.label for s in b.snapshots]  # the supervised run now on A's side
 
 
 def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_path):
@@ -511,7 +530,12 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     assert_clean(at)
     assert at.dataframe[0].value["A"].tolist() == ["mine_epoch5", "mine_epoch20"]
     assert not any(str(tmp_path) in m.value for m in (*at.markdown, *at.caption))  # no server path on the page
-    assert len(chart_specs(at)) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run
+    charts = chart_specs(at)
+    assert len(charts) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run
+    said = shown(next(m.value for m in at.markdown if "Series A is" in m.value))
+    assert "- Series A is your own 2 snapshots, trained simclr." in said.splitlines()
+    assert charts[3]["spec"]["title"]["text"] == "A (simclr): each snapshot against the final network"  # as Models says
+    assert at.dataframe[0].value["A's training done"].tolist() == ["25%", "100%"]  # one format: whole percentages
 
 
 def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_findings(bundled_pair):
