@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import altair as alt
@@ -33,11 +34,13 @@ ROW_PX = 20  # height of one heatmap row
 LABEL_LIMIT = 1000  # px: wider than any layer name or legend entry we draw, so Vega never cuts one with "…"
 # Layer names stand upright: one band apart, they never overlap as -45 degree labels did in a narrow column;
 # where bands are narrower than a line of text, every other name is left out (greedy) and the tooltip names it.
-LAYER_AXIS = alt.Axis(labelAngle=-90, labelOverlap="greedy", labelLimit=LABEL_LIMIT)
+LAYER_AXIS = alt.Axis(labelAngle=-90, labelOverlap="greedy", labelLimit=LABEL_LIMIT, labelFontSize=10)
 ROW_AXIS = alt.Axis(labelOverlap=False, labelLimit=LABEL_LIMIT)  # rows are ROW_PX apart: every name fits
 # Streamlit's default autosize "fit" squeezes the plot to make room for the rotated layer names; fit-x keeps
 # the plot height we ask for and stretches only the width.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+HALF_TITLE = 40  # characters a title line of a chart in half the page's width holds (Streamlit cuts a longer one)
+SVG_POINTS = 2000  # up to this many data points Vega draws SVG: text in the page, read by a screen reader or a test
 READOUTS = {  # metric -> (result fields for A and B, chart title, y-axis title)
     "probe": (("probe_a", "probe_b"), "Linear-probe accuracy per layer (held-out images)", "probe accuracy"),
     "class": (("class_a", "class_b"), "Class structure: CKA with the one-hot label kernel", "class-structure CKA"),
@@ -66,9 +69,17 @@ def series_colours(count: int) -> tuple[str, ...]:
     return tuple(palette[i % len(palette)] for i in range(count))
 
 
-def legend(title: str | None, columns: int = 1) -> alt.Legend:
+def legend(title: str | None, columns: int = 1, **symbol) -> alt.Legend:
     """A legend below the plot, entries in `columns`, none cut short: a long entry widens the legend instead."""
-    return alt.Legend(title=title, orient="bottom", direction="vertical", columns=columns, labelLimit=LABEL_LIMIT)
+    return alt.Legend(
+        title=title, orient="bottom", direction="vertical", columns=columns, labelLimit=LABEL_LIMIT, **symbol
+    )
+
+
+def drawn(points: int) -> dict:
+    """The chart's `usermeta`: SVG up to SVG_POINTS data points, a canvas beyond (as Streamlit would pick for a big
+    chart, where SVG gets slow)."""
+    return {"embedOptions": {"renderer": "svg" if points <= SVG_POINTS else "canvas"}}
 
 
 def _value(v: float) -> float | None:
@@ -123,7 +134,10 @@ def heatmap(
     n_missing = int(data["cka"].isna().sum())
     subtitle = f"{n_missing} grey cells marked n/a: CKA undefined (hover for why)" if n_missing else ""
     return alt.layer(defined, grey, label).properties(
-        title=alt.TitleParams(title, subtitle=subtitle), height=ROW_PX * len(rows), autosize=FIT_WIDTH
+        title=alt.TitleParams(title, subtitle=subtitle),
+        height=ROW_PX * len(rows),
+        autosize=FIT_WIDTH,
+        usermeta=drawn(len(data)),
     )
 
 
@@ -275,6 +289,7 @@ def matched_curve(
         title=alt.TitleParams("Matched layers: A's layer i against B's layer i", subtitle=parts),
         height=300,
         autosize=FIT_WIDTH,
+        usermeta=drawn(len(data) + len(extra)),
     )
 
 
@@ -295,7 +310,7 @@ def _ceiling_layers(extra: pd.DataFrame, x: alt.X, colour: alt.Color) -> list[al
     dash = alt.StrokeDash(
         "line:N",
         scale=alt.Scale(domain=styles, range=[list(CEILING_DASH[k]) for k in CEILING_DASH if KIND_NAMES[k] in styles]),
-        legend=legend("ceiling lines"),
+        legend=legend("ceiling lines", symbolType="stroke", symbolSize=400, symbolStrokeWidth=2),
     )
     tooltip = [
         alt.Tooltip("comparison:N", title="ceiling"),
@@ -367,7 +382,7 @@ def readout_chart(result: AnalysisResult, metric: str) -> alt.LayerChart:
         layers.append(rule.encode(y="chance:Q", tooltip=[alt.Tooltip("chance:Q", format=".2f")]))
         subtitle = (f"dashed: chance ({chance:.0%})" + (f"; {subtitle}" if subtitle else "")).strip()
     return alt.layer(*layers).properties(
-        title=alt.TitleParams(title, subtitle=subtitle), height=220, autosize=FIT_WIDTH
+        title=alt.TitleParams(title, subtitle=subtitle), height=220, autosize=FIT_WIDTH, usermeta=drawn(len(data))
     )
 
 
@@ -382,7 +397,7 @@ def progress_curves(
 ) -> alt.LayerChart:
     """Per-layer CKA over training: one line per layer of the given kinds, x the fraction of training done, each
     layer in a colour of its own (series_colours), its legend in depth order; undefined values are left out of the
-    lines."""
+    lines. The title is wrapped to lines that fit a chart in half the page's width."""
     if matrix.shape != (len(layers), len(progress)) or len(snapshots) != len(progress):
         raise ContractError(
             f"matrix is {matrix.shape}, but there are {len(layers)} layers and {len(progress)} snapshots"
@@ -402,7 +417,9 @@ def progress_curves(
             x=alt.X("progress:Q", title="training done", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             y=alt.Y("cka:Q", title="matched-layer CKA", scale=alt.Scale(domain=[lowest, 1.0])),
             color=alt.Color(
-                "layer:N", scale=alt.Scale(domain=order, range=list(series_colours(len(order)))), legend=legend("layer")
+                "layer:N",
+                scale=alt.Scale(domain=order, range=list(series_colours(len(order)))),
+                legend=legend("layer", columns=2),
             ),
             tooltip=[
                 "layer:N",
@@ -413,5 +430,8 @@ def progress_curves(
         )
     )
     return alt.layer(base.mark_line(), base.mark_point(filled=True)).properties(
-        title=title, height=280, autosize=FIT_WIDTH
+        title=alt.TitleParams(textwrap.wrap(title, HALF_TITLE)),
+        height=280,
+        autosize=FIT_WIDTH,
+        usermeta=drawn(len(data)),
     )

@@ -29,7 +29,7 @@ from ui import networks, progress, service
 from ui.apology import apologise
 from ui.text import code, plain
 
-SIDEBAR = "as the sidebar"  # a series' first choice: the sidebar's model's run, or a bundled run standing in for it
+SIDEBAR = "sidebar"  # a series' first choice: the sidebar's model's run, or a bundled run standing in for it
 OWN = "your own snapshots"
 SETTLED = 0.05  # a layer has settled once its CKA with its run's final network stays within this of 1
 
@@ -40,7 +40,12 @@ def choose_series(side: str, sidebar: ModelSpec, method: str) -> tuple[Series | 
     first trained with `method`); or a bundled run by name, or the person's own snapshots (uploads, or file: specs
     where this server allows them). None after saying what is missing."""
     runs = {series.name: series for series in bundled_series()}
-    picked = st.selectbox(f"Series {side}", [SIDEBAR, *runs, OWN], key=f"series_{side}")
+    picked = st.selectbox(
+        f"Series {side}",
+        [SIDEBAR, *runs, OWN],
+        key=f"series_{side}",
+        format_func=lambda name: f"the sidebar's model {side}" if name == SIDEBAR else name,
+    )
     if picked == SIDEBAR:
         return _as_sidebar(side, sidebar, method, list(runs.values()))
     if picked != OWN:
@@ -90,10 +95,14 @@ def _as_sidebar(side: str, spec: ModelSpec, method: str, runs: list[Series]) -> 
         its = None
     same = next((r for r in runs if r.method == its), None)
     run = same or next((r for r in runs if r.method == method), runs[0])
-    why = f"the bundled run of its method ({plain(its)})" if same else "a bundled run that kept snapshots"
+    what = (
+        f", the bundled run of its method ({plain(its)}),"
+        if same
+        else f" ({plain(run.method)}), a bundled run that did,"
+    )
     return run, (
-        f"{mine} kept no snapshots while it trained, so series {side} is {why}: {code(run.name)} "
-        f"({plain(run.method)}), through its {len(run.snapshots)} snapshots."
+        f"{mine} kept no snapshots while it trained, so series {side} is {code(run.name)}{what} through its "
+        f"{len(run.snapshots)} snapshots."
     )
 
 

@@ -485,9 +485,8 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
     assert len(others) == 2 + (a.final is not None) + (b.final is not None)  # two curve panels, a heatmap per final
     said, found, *_ = [m.value for m in at.markdown if m.value.startswith("- ")]
     assert shown(said).splitlines() == [  # the sidebar's default pair kept no snapshots: bundled runs stand in, said
-        f"- The sidebar's model {side}, {spec.text}, kept no snapshots while it trained, so series {side} is the "
-        f"bundled run of its method ({run.method}): {run.name} ({run.method}), through its {len(run.snapshots)} "
-        "snapshots."
+        f"- The sidebar's model {side}, {spec.text}, kept no snapshots while it trained, so series {side} is "
+        f"{run.name}, the bundled run of its method ({run.method}), through its {len(run.snapshots)} snapshots."
         for side, spec, run in (("A", DEFAULT_PAIR[0], a), ("B", DEFAULT_PAIR[1], b))
     ] + ["- Compared on 100 CIFAR-10 test images: 10 per class of the sidebar's 10 classes, as the sidebar asks."]
     assert not at.number_input(key="training_per_class").help  # said on the page, not in a tooltip

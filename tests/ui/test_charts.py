@@ -229,3 +229,14 @@ def test_readout_legend_names_each_model_in_full():
     (colour,) = {json.dumps(e, sort_keys=True) for e in _legends(spec)["color"]}
     colour = json.loads(colour)
     assert colour["scale"]["domain"] == ["A (simclr)", "B (supervised)"] and colour["legend"]["labelLimit"] >= 1000
+
+
+def test_charts_are_drawn_as_svg_text_unless_they_are_big():
+    small = charts.heatmap(np.eye(3), list("abc"), list("abc"), title="t", row_title="A", col_title="B").to_dict()
+    assert small["usermeta"] == {"embedOptions": {"renderer": "svg"}}  # legends and labels are text in the page
+    names = [f"layer {i}" for i in range(50)]  # 2,500 cells: a canvas, as Streamlit picks for a big chart
+    big = charts.heatmap(np.eye(50), names, names, title="t", row_title="A", col_title="B").to_dict()
+    assert big["usermeta"] == {"embedOptions": {"renderer": "canvas"}}
+    result = synthetic_result([0.95] * 8, FALLING)
+    assert charts.matched_curve(result).to_dict()["usermeta"]["embedOptions"]["renderer"] == "svg"
+    assert charts.readout_chart(result, "probe").to_dict()["usermeta"]["embedOptions"]["renderer"] == "svg"

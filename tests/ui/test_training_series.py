@@ -32,6 +32,9 @@ def test_progress_curves_draw_one_line_per_layer_of_the_chosen_kinds_over_traini
     assert line["mark"]["type"] == "line" and colour["scale"]["domain"] == [n for n in LAYERS if "res" not in n]
     assert len(set(colour["scale"]["range"])) == 5  # a colour of its own per layer drawn
     assert line["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    long = "Across the methods over training: block outputs, stem and pooled"
+    title = charts.progress_curves(matrix, LAYERS, progress, labels, title=long).to_dict()["title"]["text"]
+    assert " ".join(title) == long and max(map(len, title)) <= charts.HALF_TITLE  # wrapped, never cut
     with pytest.raises(ContractError, match="6 layers and 2 snapshots"):
         charts.progress_curves(matrix, LAYERS, progress[:2], labels[:2], title="t")
 
