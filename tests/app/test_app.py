@@ -460,7 +460,7 @@ def test_too_few_minibatches_for_an_interval_are_said_on_screen(bundled_pair):
     assert not any("No 95% interval" in i.value for i in at.info)
 
 
-def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
+def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot(nets, tmp_path):
     runs = bundled_series()
     a = next((s for s in runs if s.method == "simclr"), None)
     b = next((s for s in runs if s.method == "supervised"), None)
@@ -496,16 +496,27 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
     if a.final is None:
         assert any("has no final network yet" in i.value for i in at.info)
 
-    at.session_state["sb_a"], at.session_state["sb_b"] = b.name, a.name  # runs that kept snapshots: followed, said
-    at.run()
+    at.session_state["sb_a"], at.session_state["sb_b"] = a.name, b.name  # runs that kept snapshots: followed, said
+    at.run()  # (the same two runs as above, so the same tables, from the cache)
     assert_clean(at)
     said = shown(next(m.value for m in at.markdown if m.value.startswith("- "))).splitlines()
-    for side, run in (("A", b), ("B", a)):
-        assert (
-            f"- Series {side} is the sidebar's model {side}, {run.name} ({run.method}), through the "
-            f"{len(run.snapshots)} snapshots its training kept." in said
-        )
-    assert at.dataframe[0].value["A"].tolist() == [s.label for s in b.snapshots]  # the supervised run now on A's side
+    assert said[:2] == [
+        f"- Series {side} is the sidebar's model {side}, {run.name} ({run.method}), through the "
+        f"{len(run.snapshots)} snapshots its training kept."
+        for side, run in (("A", a), ("B", b))
+    ]
+
+    odd = "file:" + str(nets.folder(tmp_path / "odd", nets.make(width=4, num_classes=0), "byol"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a link naming a model of a method no bundled run has
+    at.query_params.update({"a": odd, "per_class": "10", "batch": "50"})
+    at.switch_page("pages/training.py").run()
+    assert_clean(at)
+    said = shown(next(m.value for m in at.markdown if m.value.startswith("- "))).splitlines()
+    assert said[0] == (
+        f"- The sidebar's model A kept no snapshots while it trained, so series A is {a.name} ({a.method}), a bundled "
+        f"run that did, through its {len(a.snapshots)} snapshots."  # the page's SimCLR default; a path is never shown
+    )
+    assert at.dataframe[0].value["A"].tolist() == [s.label for s in a.snapshots]  # the first plan again: cached
 
 
 def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_path):
