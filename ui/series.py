@@ -70,7 +70,8 @@ def choose_series(side: str, sidebar: ModelSpec, method: str) -> tuple[Series | 
         own = series_of_specs(specs, f"your series {side}")
         own = replace(own, method=networks.load(own.final or own.snapshots[-1].spec).info.method)
         count = len(own.snapshots)
-        return own, f"Series {side} is your own {count} snapshot{'s' * (count != 1)}, trained {plain(own.method)}."
+        how = "their files do not say how they were trained" if own.method == "unknown" else f"trained {own.method}"
+        return own, f"Series {side} is your own {count} snapshot{'s' * (count != 1)}, {plain(how)}."
     except LensError as err:  # CheckpointError or SeriesError
         st.error(f"Series {side}: {plain(err, 600)}")
         return None, ""
@@ -114,11 +115,12 @@ def images_line(subset: SubsetSpec, asked: int, pairs: int) -> str:
     )
     if subset.per_class == asked:
         return f"{shown}, as the sidebar asks."
-    return (
-        f"{shown}; the sidebar asks for {asked} per class. Each of the {pairs} pairs of snapshots here is an analysis "
-        "of its own, so this page takes at most "
-        f"{DEFAULTS.series_per_class} per class unless you set another count above."
-    )
+    if subset.per_class == DEFAULTS.series_per_class < asked:
+        return (
+            f"{shown}; the sidebar asks for {asked} per class, but each of the {pairs} pairs of snapshots here is an "
+            f"analysis of its own, so this page takes {DEFAULTS.series_per_class} per class unless you set more above."
+        )
+    return f"{shown}, as set above; the sidebar asks for {asked} per class."
 
 
 def pairing_table(plan: SeriesPlan) -> pd.DataFrame:

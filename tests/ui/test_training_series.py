@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.data import SubsetSpec
 from core.errors import ContractError
 from core.names import OTHER, OUTPUT
+from core.options import DEFAULTS
 from core.series import Series, SeriesCurves, SeriesPlan, Snapshot
 from ui import charts, series
 
@@ -87,3 +89,16 @@ def test_findings_say_which_layers_settle_first_and_when_the_last_stage_parts_wa
     )
     still = SeriesCurves(LAYERS, np.full((6, 4), 0.5), None, None)
     assert "no parting there yet" in series.findings(plan, still)[2]
+
+
+def test_the_images_line_says_the_count_shown_against_the_sidebars():
+    subset = SubsetSpec(per_class=10)
+    assert series.images_line(subset, 10, 20) == (
+        "Compared on 100 CIFAR-10 test images: 10 per class of the sidebar's 10 classes, as the sidebar asks."
+    )
+    capped = series.images_line(SubsetSpec(per_class=DEFAULTS.series_per_class), 100, 20)
+    assert capped.endswith(
+        f"; the sidebar asks for 100 per class, but each of the 20 pairs of snapshots here is an analysis of its "
+        f"own, so this page takes {DEFAULTS.series_per_class} per class unless you set more above."
+    )
+    assert series.images_line(subset, 100, 20).endswith(", as set above; the sidebar asks for 100 per class.")
