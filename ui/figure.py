@@ -41,6 +41,7 @@ from ui.charts import (
 WIDTH, PLOT_HEIGHT = 1000, 226  # px: the figure's width; the plot's height, whatever the legend's
 LEFT, RIGHT, BOTTOM = 62, 16, 118  # margins: y-axis labels; layer names below the plot
 LEGEND_TOP, LEGEND_ROW, LEGEND_GAP = 62, 16, 22  # the first legend row's baseline, rows apart, last row to the plot
+NAME_GAP = 12  # px between two layer names across their slant: more than their 10 px font's height
 CHAR_PX = 7.0  # px per character of 12 px Helvetica, rounded up (capitals and digits are wider than 6)
 FONT = "font-family:Helvetica,Arial,sans-serif"
 MATCHED_ALT = "Matched-layer CKA of A and B"  # the figure's alt text (the browser tests find it by it)
@@ -85,6 +86,14 @@ class _Axes:
 
     def y(self, value: float) -> float:
         return self.bottom - (value - self.low) / (1.0 - self.low) * PLOT_HEIGHT
+
+
+def _name_spacing(step: float) -> tuple[int, int]:
+    """Which layer names to draw (every k-th) and at what angle, so that no two overlap: names NAME_GAP px apart
+    across their slant, at -45 degrees where that spacing allows, else upright (-90); each point still names its
+    layer on hover."""
+    every = max(1, math.ceil(NAME_GAP / step))
+    return every, -45 if step * every * math.sin(math.pi / 4) >= NAME_GAP else -90
 
 
 def _finite(v) -> bool:
@@ -315,13 +324,13 @@ def matched_figure(
         f'<text transform="translate(16,{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle">'
         "matched-layer CKA</text>"
     )
-    every = max(1, math.ceil(len(layers) / 60))  # at most 60 layer names, as many as fit
+    every, angle = _name_spacing(axes.step)
     for i, layer in enumerate(layers):
         if i % every == 0:
             x = _number(axes.x(layer))
             parts.append(
-                f'<text transform="translate({x},{bottom + 10}) rotate(-45)" font-size="10" text-anchor="end">'
-                f"{escape(layer)}</text>"
+                f'<text class="layer-name" transform="translate({x},{bottom + 10}) rotate({angle})" font-size="10" '
+                f'text-anchor="end">{escape(layer)}</text>'
             )
     null = [(layer, v) for layer, v in zip(layers, data["null_p95"], strict=True) if _finite(v)]
     if null:  # the independence check: a grey band from 0 to the null's 95th percentile

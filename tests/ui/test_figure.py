@@ -215,3 +215,28 @@ def test_a_long_legend_takes_more_rows_above_a_plot_of_the_same_height_and_stays
     assert float(ET.fromstring(long).get("height")) - float(ET.fromstring(short).get("height")) == pytest.approx(
         _plot(long)[0] - _plot(short)[0]
     )
+
+
+@pytest.mark.parametrize("count", [18, 60, 300])
+def test_layer_names_never_overlap_however_many_layers(count):
+    result = synthetic_result(OUTPUTS, FALLING)
+    names = tuple(f"block{i} {'output' if i % 2 else 'residual'}" for i in range(count))
+    values = np.linspace(0.9, 0.2, count)
+    many = replace(
+        result,
+        layers_a=names,
+        layers_b=names,
+        matched=names,
+        matched_cka=values,
+        null_mean=np.full(count, 0.01),
+        null_p95=np.full(count, 0.02),
+        interval_low=values - 0.05,
+        interval_high=values + 0.05,
+    )
+    drawn = _elements(figure.matched_figure(many).svg, "text", "layer-name")
+    xs = [float(t.get("transform").split("(")[1].split(",")[0]) for t in drawn]
+    angles = {t.get("transform").split("rotate(")[1].rstrip(")") for t in drawn}
+    assert len(angles) == 1 and angles <= {"-45", "-90"}
+    slant = abs(np.sin(np.radians(float(angles.pop()))))
+    assert np.diff(xs).min() * slant >= figure.NAME_GAP  # across their slant, names stand apart: no overlap
+    assert len(drawn) >= min(count, (figure.WIDTH - figure.LEFT - figure.RIGHT) // figure.NAME_GAP // 2)
