@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.data import DataError
 from core.names import OTHER, OUTPUT, RESIDUAL
+from core.options import DEFAULTS
 from core.series import SeriesPlan
 from ui import banner, charts, series
 from ui.choices import current
@@ -17,25 +18,20 @@ use_app_router()
 st.title("Training")
 banner.near_chance(current())  # a model measured near chance is named before any chart
 st.markdown(
-    "Snapshots taken along two training runs, compared layer by layer: each snapshot of run A with run B's snapshot "
-    "at the nearest **fraction of training** (SimCLR after epoch 10 of 50 with the supervised network after epoch 4 "
-    "of 18), and each snapshot with its own run's **final network**. Which layers settle first, and when do the "
-    "two methods part ways?"
+    "Snapshots taken along two training runs, compared layer by layer: each snapshot of run A with the snapshot of "
+    "run B taken at the nearest **fraction of training**, and each snapshot with its own run's **final network**. "
+    "For example, SimCLR's snapshot after epoch 10 of its 50 (20% of its training) meets the supervised network's "
+    "after epoch 4 of its 18 (22%). Which layers settle first, and when do the two methods part ways?"
 )
 choices = current()
 left, right = st.columns(2)
 with left:
-    a = series.choose_series("A", "simclr")
+    a, said_a = series.choose_series("A", choices.model_a, "simclr")
 with right:
-    b = series.choose_series("B", "supervised")
+    b, said_b = series.choose_series("B", choices.model_b, "supervised")
+asked = choices.subset.per_class if choices.subset else DEFAULTS.per_class
 per_class = st.number_input(
-    "Images per class on this page",
-    1,
-    5000,
-    min(50, choices.subset.per_class) if choices.subset else 50,
-    key="training_per_class",
-    help="The sidebar's split, classes and seed; a series costs one forward pass per snapshot, so this page takes "
-    "at most 50 per class (500 images) unless you ask for more here.",
+    "Images per class on this page", 1, 5000, min(DEFAULTS.series_per_class, asked), key="training_per_class"
 )
 if choices.problem:
     st.warning(plain(choices.problem, 600))
@@ -48,6 +44,7 @@ except DataError as err:
     st.stop()
 options = replace(choices.options, invariance=False, probes=False, permutations=0)  # matched-layer CKA only
 plan = SeriesPlan.of(a, b)
+st.markdown("\n".join(f"- {line}" for line in (said_a, said_b, series.images_line(subset, asked, len(plan.pairs())))))
 
 st.subheader("Which snapshots are compared")
 series.show_pairing(plan)

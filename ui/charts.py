@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import altair as alt
@@ -20,11 +21,26 @@ CEILING_COLOURS = ("#2ca02c", "#9467bd")  # A vs another seed of A's method, B v
 FLOOR_COLOUR = "#8c6d31"  # untrained A-arch vs untrained B-arch: what architecture and input give untrained
 SEEDS_COLOUR = "#333333"  # the spread over the cross pairings of the methods' seeds
 NULL_COLOUR = "#bbbbbb"  # the permutation null: an independence check
+KIND_NAMES = {OUTPUT: "block outputs", RESIDUAL: "residual branches", OTHER: "stem / head"}  # legend words
+CEILING_DASH = {OUTPUT: (6, 3), RESIDUAL: (2, 2)}  # a ceiling's block outputs dashed, its residual branches dotted
+TABLEAU10 = (  # up to 10 series: ten hues that stay apart (Vega's tableau10)
+    "#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac",
+)  # fmt: skip
+TABLEAU20 = (  # 11 to 20 series: ten hues, each dark and light (Vega's tableau20)
+    "#4c78a8", "#9ecae9", "#f58518", "#ffbf79", "#54a24b", "#88d27a", "#b79a20", "#f2cf5b", "#439894", "#83bcb6",
+    "#e45756", "#ff9d98", "#79706e", "#bab0ac", "#d67195", "#fcbfd2", "#b279a2", "#d6a5c9", "#9e765f", "#d8b5a5",
+)  # fmt: skip
 ROW_PX = 20  # height of one heatmap row
-LAYER_AXIS = alt.Axis(labelAngle=-45, labelOverlap=False)  # every layer named, even when labels are tight
+LABEL_LIMIT = 1000  # px: wider than any layer name or legend entry we draw, so Vega never cuts one with "…"
+# Layer names stand upright: one band apart, they never overlap as -45 degree labels did in a narrow column;
+# where bands are narrower than a line of text, every other name is left out (greedy) and the tooltip names it.
+LAYER_AXIS = alt.Axis(labelAngle=-90, labelOverlap="greedy", labelLimit=LABEL_LIMIT, labelFontSize=10)
+ROW_AXIS = alt.Axis(labelOverlap=False, labelLimit=LABEL_LIMIT)  # rows are ROW_PX apart: every name fits
 # Streamlit's default autosize "fit" squeezes the plot to make room for the rotated layer names; fit-x keeps
 # the plot height we ask for and stretches only the width.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+HALF_TITLE = 40  # characters a title line of a chart in half the page's width holds (Streamlit cuts a longer one)
+SVG_POINTS = 2000  # up to this many data points Vega draws SVG: text in the page, read by a screen reader or a test
 READOUTS = {  # metric -> (result fields for A and B, chart title, y-axis title)
     "probe": (("probe_a", "probe_b"), "Linear-probe accuracy per layer (held-out images)", "probe accuracy"),
     "class": (("class_a", "class_b"), "Class structure: CKA with the one-hot label kernel", "class-structure CKA"),
@@ -44,6 +60,26 @@ FLATTENED = (  # an older result without the spatially averaged reading: its fla
     "Augmentation invariance on flattened maps (mixes spatial pooling with invariance): this result has no reading "
     "on spatially averaged features",
 )
+
+
+def series_colours(count: int) -> tuple[str, ...]:
+    """`count` colours that can be told apart: tableau10's hues up to 10 series, tableau20 up to 20 (beyond 20
+    they repeat, in order)."""
+    palette = TABLEAU10 if count <= len(TABLEAU10) else TABLEAU20
+    return tuple(palette[i % len(palette)] for i in range(count))
+
+
+def legend(title: str | None, columns: int = 1, **symbol) -> alt.Legend:
+    """A legend below the plot, entries in `columns`, none cut short: a long entry widens the legend instead."""
+    return alt.Legend(
+        title=title, orient="bottom", direction="vertical", columns=columns, labelLimit=LABEL_LIMIT, **symbol
+    )
+
+
+def drawn(points: int) -> dict:
+    """The chart's `usermeta`: SVG up to SVG_POINTS data points, a canvas beyond (as Streamlit would pick for a big
+    chart, where SVG gets slow)."""
+    return {"embedOptions": {"renderer": "svg" if points <= SVG_POINTS else "canvas"}}
 
 
 def _value(v: float) -> float | None:
@@ -79,7 +115,7 @@ def heatmap(
             records.append({"row": r, "col": c, "cka": value, "note": note})
     data = pd.DataFrame.from_records(records)
     x = alt.X("col:N", sort=list(cols), title=col_title, axis=LAYER_AXIS)
-    y = alt.Y("row:N", sort=list(rows), title=row_title, axis=alt.Axis(labelOverlap=False))
+    y = alt.Y("row:N", sort=list(rows), title=row_title, axis=ROW_AXIS)
     tooltip = [
         alt.Tooltip("row:N", title=row_title),
         alt.Tooltip("col:N", title=col_title),
@@ -98,7 +134,10 @@ def heatmap(
     n_missing = int(data["cka"].isna().sum())
     subtitle = f"{n_missing} grey cells marked n/a: CKA undefined (hover for why)" if n_missing else ""
     return alt.layer(defined, grey, label).properties(
-        title=alt.TitleParams(title, subtitle=subtitle), height=ROW_PX * len(rows), autosize=FIT_WIDTH
+        title=alt.TitleParams(title, subtitle=subtitle),
+        height=ROW_PX * len(rows),
+        autosize=FIT_WIDTH,
+        usermeta=drawn(len(data)),
     )
 
 
@@ -181,7 +220,10 @@ def matched_curve(
     with its interval.
     """
     data = matched_frame(result)
+    data["curve"] = [f"A vs B: {KIND_NAMES[k]}" for k in data["kind"]]
     extra = ceiling_frame(result, ceilings or Ceilings())
+    extra["curve"] = [f"ceiling: {name}" for name in extra["comparison"]]
+    extra["line"] = [KIND_NAMES[k] for k in extra["kind"]]
     order = list(result.matched)
     x = alt.X("layer:N", sort=order, title="layer (same name in both models)", axis=LAYER_AXIS)
     values = [
@@ -190,9 +232,7 @@ def matched_curve(
     ]
     lowest = min(0.0, *(float(np.nanmin(v, initial=0.0)) for v in values))
     y_scale = alt.Scale(domain=[lowest, 1.0])
-    colour = alt.Color(
-        "kind:N", title="representation", scale=alt.Scale(domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values()))
-    )
+    colour = curve_colour(data, extra)
     tooltip = [
         "layer:N",
         "kind:N",
@@ -208,12 +248,11 @@ def matched_curve(
     null = base.mark_area(color=NULL_COLOUR, opacity=0.35).encode(
         y=alt.Y("null_p95:Q", scale=y_scale, title="matched-layer CKA"), y2=alt.Y2(datum=0)
     )
-    unnamed = colour.legend(None)  # one legend per colour, on the points (independent scales repeat it per layer)
-    interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=unnamed)
+    interval = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q", color=colour)
     lines = (
         base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
         .mark_line()
-        .encode(y="cka:Q", color=unnamed, detail="kind:N")
+        .encode(y="cka:Q", color=colour)
     )
     points = base.mark_point(filled=True, size=50).encode(y="cka:Q", color=colour, tooltip=tooltip)
     layers = [null, interval, lines, points]
@@ -235,8 +274,8 @@ def matched_curve(
         parts.append(f"thin dark bars: {seeds_label(result)}")
     parts.append(f"grey: {NULL_LABEL}")
     if len(extra):
-        layers += _ceiling_layers(extra, x)
-        parts.append("dashed: each model against another seed of its method, the ceiling")
+        layers += _ceiling_layers(extra, x, colour)
+        parts.append("dashed and dotted: each model against another seed of its method, the ceiling")
     if parting_layer is not None and parting_layer in order:
         mark = pd.DataFrame({"layer": [parting_layer], "text": ["they part ways"]})
         rule = alt.Chart(mark).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("layer:N", sort=order))
@@ -246,24 +285,35 @@ def matched_curve(
             .encode(x=alt.X("layer:N", sort=order), y=alt.datum(1.0), text="text:N")
         )
         layers += [rule, text]
-    chart = alt.layer(*layers).properties(
+    return alt.layer(*layers).properties(
         title=alt.TitleParams("Matched layers: A's layer i against B's layer i", subtitle=parts),
         height=300,
         autosize=FIT_WIDTH,
+        usermeta=drawn(len(data) + len(extra)),
     )
-    return chart.resolve_scale(color="independent") if len(extra) else chart
 
 
-def _ceiling_layers(extra: pd.DataFrame, x: alt.X) -> list[alt.Chart]:
-    """The ceilings' dashed lines (block outputs and residual branches apart), points and interval bars."""
+def curve_colour(data: pd.DataFrame, extra: pd.DataFrame) -> alt.Color:
+    """One colour scale for every curve of the matched chart (A vs B by kind of layer, then each ceiling), shared by
+    all its layers, so Vega draws one legend with one entry per curve drawn."""
+    kinds = [k for k in KIND_NAMES if k in set(data["kind"])]
     names = list(dict.fromkeys(extra["comparison"]))
-    colour = alt.Color(
-        "comparison:N",
-        title="ceiling (same method, other seed)",
-        scale=alt.Scale(domain=names, range=list(CEILING_COLOURS[: len(names)])),
+    domain = [f"A vs B: {KIND_NAMES[k]}" for k in kinds] + [f"ceiling: {name}" for name in names]
+    palette = [KIND_COLOURS[k] for k in kinds] + list(CEILING_COLOURS[: len(names)])
+    return alt.Color("curve:N", scale=alt.Scale(domain=domain, range=palette), legend=legend(None, columns=2))
+
+
+def _ceiling_layers(extra: pd.DataFrame, x: alt.X, colour: alt.Color) -> list[alt.Chart]:
+    """The ceilings' lines (block outputs dashed, residual branches dotted: a legend of its own), points and
+    interval bars, in the matched chart's one colour scale."""
+    styles = [KIND_NAMES[k] for k in CEILING_DASH if k in set(extra["kind"])]
+    dash = alt.StrokeDash(
+        "line:N",
+        scale=alt.Scale(domain=styles, range=[list(CEILING_DASH[k]) for k in CEILING_DASH if KIND_NAMES[k] in styles]),
+        legend=legend("ceiling lines", symbolType="stroke", symbolSize=400, symbolStrokeWidth=2),
     )
     tooltip = [
-        "comparison:N",
+        alt.Tooltip("comparison:N", title="ceiling"),
         "layer:N",
         alt.Tooltip("ceiling:Q", title="CKA", format=".3f"),
         alt.Tooltip("ceiling_low:Q", title="interval low", format=".3f"),
@@ -272,10 +322,10 @@ def _ceiling_layers(extra: pd.DataFrame, x: alt.X) -> list[alt.Chart]:
     base = alt.Chart(extra).encode(x=x)
     lines = (
         base.transform_filter(alt.FieldOneOfPredicate("kind", [OUTPUT, RESIDUAL]))
-        .mark_line(strokeDash=[6, 3], strokeWidth=1.5)
-        .encode(y="ceiling:Q", detail="kind:N", color=colour.legend(None))
+        .mark_line(strokeWidth=1.5)
+        .encode(y="ceiling:Q", color=colour, strokeDash=dash)
     )
-    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q", color=colour.legend(None))
+    bars = base.mark_rule(opacity=0.5).encode(y="ceiling_low:Q", y2="ceiling_high:Q", color=colour)
     points = base.mark_point(size=30).encode(y="ceiling:Q", tooltip=tooltip, color=colour)
     return [lines, bars, points]
 
@@ -315,7 +365,7 @@ def readout_chart(result: AnalysisResult, metric: str) -> alt.LayerChart:
     data = readout_frame(result, metric)
     order = shared_order(result.layers_a, result.layers_b)
     labels = side_labels(result.model_a.method, result.model_b.method)
-    colour = alt.Color("model:N", title="model", scale=alt.Scale(domain=list(labels), range=list(MODEL_COLOURS)))
+    colour = alt.Color("model:N", scale=alt.Scale(domain=list(labels), range=list(MODEL_COLOURS)), legend=legend(None))
     x = alt.X("layer:N", sort=order, title="layer", axis=LAYER_AXIS)
     base = alt.Chart(data).encode(
         x=x, color=colour, tooltip=["model:N", "layer:N", alt.Tooltip("value:Q", title=y_title, format=".3f")]
@@ -332,7 +382,7 @@ def readout_chart(result: AnalysisResult, metric: str) -> alt.LayerChart:
         layers.append(rule.encode(y="chance:Q", tooltip=[alt.Tooltip("chance:Q", format=".2f")]))
         subtitle = (f"dashed: chance ({chance:.0%})" + (f"; {subtitle}" if subtitle else "")).strip()
     return alt.layer(*layers).properties(
-        title=alt.TitleParams(title, subtitle=subtitle), height=220, autosize=FIT_WIDTH
+        title=alt.TitleParams(title, subtitle=subtitle), height=220, autosize=FIT_WIDTH, usermeta=drawn(len(data))
     )
 
 
@@ -345,8 +395,9 @@ def progress_curves(
     title: str,
     kinds: Sequence[str] = (OUTPUT, RESIDUAL, OTHER),
 ) -> alt.LayerChart:
-    """Per-layer CKA over training: one line per layer of the given kinds, x the fraction of training done,
-    coloured by depth (light: early layers, dark: late ones); undefined values are left out of the lines."""
+    """Per-layer CKA over training: one line per layer of the given kinds, x the fraction of training done, each
+    layer in a colour of its own (series_colours), its legend in depth order; undefined values are left out of the
+    lines. The title is wrapped to lines that fit a chart in half the page's width."""
     if matrix.shape != (len(layers), len(progress)) or len(snapshots) != len(progress):
         raise ContractError(
             f"matrix is {matrix.shape}, but there are {len(layers)} layers and {len(progress)} snapshots"
@@ -365,7 +416,11 @@ def progress_curves(
         .encode(
             x=alt.X("progress:Q", title="training done", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             y=alt.Y("cka:Q", title="matched-layer CKA", scale=alt.Scale(domain=[lowest, 1.0])),
-            color=alt.Color("layer:O", sort=order, scale=alt.Scale(scheme="viridis", reverse=True), title="layer"),
+            color=alt.Color(
+                "layer:N",
+                scale=alt.Scale(domain=order, range=list(series_colours(len(order)))),
+                legend=legend("layer", columns=2),
+            ),
             tooltip=[
                 "layer:N",
                 "snapshot:N",
@@ -375,5 +430,8 @@ def progress_curves(
         )
     )
     return alt.layer(base.mark_line(), base.mark_point(filled=True)).properties(
-        title=title, height=280, autosize=FIT_WIDTH
+        title=alt.TitleParams(textwrap.wrap(title, HALF_TITLE)),
+        height=280,
+        autosize=FIT_WIDTH,
+        usermeta=drawn(len(data)),
     )

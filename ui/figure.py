@@ -25,8 +25,10 @@ from core.names import OTHER, OUTPUT, RESIDUAL
 from core.result import AnalysisResult
 from ui.charts import (
     CEILING_COLOURS,
+    CEILING_DASH,
     FLOOR_COLOUR,
     KIND_COLOURS,
+    KIND_NAMES,
     NULL_COLOUR,
     NULL_LABEL,
     SEEDS_COLOUR,
@@ -36,9 +38,11 @@ from ui.charts import (
     seeds_label,
 )
 
-WIDTH, HEIGHT = 1000, 460
-LEFT, RIGHT, TOP, BOTTOM = 62, 16, 116, 118  # margins: y-axis labels; title, subtitle and legend; layer names
-LEGEND_TOP = 62  # the first legend row's baseline; rows 16 px apart, at most three above the plot
+WIDTH, PLOT_HEIGHT = 1000, 226  # px: the figure's width; the plot's height, whatever the legend's
+LEFT, RIGHT, BOTTOM = 62, 16, 118  # margins: y-axis labels; layer names below the plot
+LEGEND_TOP, LEGEND_ROW, LEGEND_GAP = 62, 16, 22  # the first legend row's baseline, rows apart, last row to the plot
+NAME_GAP = 12  # px between two layer names across their slant: more than their 10 px font's height
+CHAR_PX = 7.0  # px per character of 12 px Helvetica, rounded up (capitals and digits are wider than 6)
 FONT = "font-family:Helvetica,Arial,sans-serif"
 MATCHED_ALT = "Matched-layer CKA of A and B"  # the figure's alt text (the browser tests find it by it)
 
@@ -69,18 +73,27 @@ def _number(v: float) -> str:
 
 
 class _Axes:
-    """Layer i at the middle of its slot; CKA from `low` (0 or below) at the bottom to 1 at the top."""
+    """Layer i at the middle of its slot; CKA from `low` (0 or below) at `bottom` to 1 at `top`."""
 
-    def __init__(self, layers: Sequence[str], low: float):
+    def __init__(self, layers: Sequence[str], low: float, top: float):
         self.index = {name: i for i, name in enumerate(layers)}
         self.step = (WIDTH - LEFT - RIGHT) / max(1, len(layers))
         self.low = low
+        self.top, self.bottom = top, top + PLOT_HEIGHT
 
     def x(self, layer: str) -> float:
         return LEFT + self.step * (self.index[layer] + 0.5)
 
     def y(self, value: float) -> float:
-        return HEIGHT - BOTTOM - (value - self.low) / (1.0 - self.low) * (HEIGHT - TOP - BOTTOM)
+        return self.bottom - (value - self.low) / (1.0 - self.low) * PLOT_HEIGHT
+
+
+def _name_spacing(step: float) -> tuple[int, int]:
+    """Which layer names to draw (every k-th) and at what angle, so that no two overlap: names NAME_GAP px apart
+    across their slant, at -45 degrees where that spacing allows, else upright (-90); each point still names its
+    layer on hover."""
+    every = max(1, math.ceil(NAME_GAP / step))
+    return every, -45 if step * every * math.sin(math.pi / 4) >= NAME_GAP else -90
 
 
 def _finite(v) -> bool:
@@ -111,14 +124,20 @@ def _point(axes: _Axes, layer: str, value: float, low, high, colour: str, label:
     )
 
 
-def _bar(axes: _Axes, layer: str, low, high, colour: str, opacity: float) -> str:
+def _bar(axes: _Axes, layer: str, low, high, colour: str, opacity: float, label: str) -> str:
     if not (_finite(low) and _finite(high)):
         return ""
     x = _number(axes.x(layer))
+    words = escape(f"{label}, {layer}: 95% interval {low:.3f} to {high:.3f}")
     return (
         f'<line class="interval" x1="{x}" x2="{x}" y1="{_number(axes.y(low))}" y2="{_number(axes.y(high))}" '
-        f'stroke="{colour}" stroke-width="2" opacity="{opacity}"/>'
+        f'stroke="{colour}" stroke-width="2" opacity="{opacity}"><title>{words}</title></line>'
     )
+
+
+def _dash(kind: str, ceiling: bool) -> str:
+    """A line's stroke-dasharray: '' for A vs B (solid), a ceiling's block outputs dashed, residual branches dotted."""
+    return " ".join(map(str, CEILING_DASH[kind])) if ceiling else ""
 
 
 def _series(
@@ -130,19 +149,26 @@ def _series(
     *,
     ceiling: bool,
 ) -> list[str]:
-    """One comparison's curve: a line per kind (block outputs, residual branches; dashed for a ceiling), then each
-    layer's interval bar and point (hollow for a ceiling), in `colours[kind]`."""
+    """One comparison's curve: a line per kind (block outputs, residual branches; a ceiling's dashed and dotted),
+    then each layer's interval bar and point (hollow for a ceiling), in `colours[kind]`; each mark names itself on
+    hover (its <title>)."""
     value, low, high = columns
-    dashed = 'class="ceiling" stroke-width="1.5" stroke-dasharray="6 3"'
-    style = dashed if ceiling else 'class="matched" stroke-width="2"'
     parts = []
     for k in (OUTPUT, RESIDUAL):
         mine = frame[frame["kind"] == k]
+        dash = _dash(k, ceiling)
+        style = (
+            f'class="ceiling" stroke-width="1.5" stroke-dasharray="{dash}"'
+            if dash
+            else 'class="matched" stroke-width="2"'
+        )
+        words = escape(f"{label}, {KIND_NAMES[k]}")
         for points in _segments(axes, list(mine["layer"]), list(mine[value])):
-            parts.append(f'<polyline {style} points="{points}" fill="none" stroke="{colours[k]}"/>')
+            line = f'<polyline {style} points="{points}" fill="none" stroke="{colours[k]}">'
+            parts.append(f"{line}<title>{words}</title></polyline>")
     for row in frame.itertuples():
         v, lo, hi = getattr(row, value), getattr(row, low), getattr(row, high)
-        parts.append(_bar(axes, row.layer, lo, hi, colours[row.kind], 0.5 if ceiling else 0.6))
+        parts.append(_bar(axes, row.layer, lo, hi, colours[row.kind], 0.5 if ceiling else 0.6, label))
         if _finite(v):
             parts.append(_point(axes, row.layer, v, lo, hi, colours[row.kind], label, ceiling))
     return parts
@@ -184,26 +210,77 @@ def _seeds(axes: _Axes, row) -> str:
     )
 
 
-def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
-    """(colour, 'line' | 'dashed' | 'point' | 'band' | 'box' | 'bar', label) under the subtitle, in rows."""
-    out, x, y = [], LEFT, LEGEND_TOP
-    for colour, style, label in entries:
-        width = 24 + 6 * len(label) + 18
-        if x + width > WIDTH - RIGHT and x > LEFT:
-            x, y = LEFT, y + 16
-        if style in ("band", "box"):
-            opacity = 0.35 if style == "band" else 0.3
-            out.append(f'<rect x="{x}" y="{y - 6}" width="18" height="10" fill="{colour}" opacity="{opacity}"/>')
-        elif style == "bar":
-            out.append(f'<line x1="{x + 9}" x2="{x + 9}" y1="{y - 7}" y2="{y + 5}" stroke="{colour}"/>')
-        elif style == "point":
-            out.append(f'<circle cx="{x + 9}" cy="{y}" r="4" fill="{colour}"/>')
-        else:
-            dash = ' stroke-dasharray="6 3"' if style == "dashed" else ""
-            out.append(f'<line x1="{x}" x2="{x + 18}" y1="{y}" y2="{y}" stroke="{colour}" stroke-width="2"{dash}/>')
-        out.append(f'<text x="{x + 24}" y="{y + 4}" font-size="12">{escape(label)}</text>')
+@dataclass(frozen=True)
+class Key:
+    """One legend entry: how its mark is drawn ('line' with `dash`, 'point', 'band', 'box' or 'bar'), and its words."""
+
+    colour: str
+    style: str
+    label: str
+    dash: str = ""  # a line's stroke-dasharray, as the curve's: '' solid
+
+
+def _legend_rows(keys: Sequence[Key]) -> list[list[tuple[float, Key]]]:
+    """The entries in rows under the subtitle, each at its x: a row holds what fits in the figure's width."""
+    rows: list[list[tuple[float, Key]]] = [[]]
+    x = LEFT
+    for key in keys:
+        width = 24 + CHAR_PX * len(key.label) + 18
+        if x + width > WIDTH - RIGHT and rows[-1]:
+            rows.append([])
+            x = LEFT
+        rows[-1].append((x, key))
         x += width
+    return rows
+
+
+def _legend(rows: list[list[tuple[float, Key]]]) -> list[str]:
+    """Each entry as a group (class "key") of its swatch, drawn as its curve is, and its words."""
+    out = []
+    for r, row in enumerate(rows):
+        y = LEGEND_TOP + LEGEND_ROW * r
+        for x, key in row:
+            if key.style in ("band", "box"):
+                opacity = 0.35 if key.style == "band" else 0.3
+                mark = f'<rect x="{x}" y="{y - 6}" width="18" height="10" fill="{key.colour}" opacity="{opacity}"/>'
+            elif key.style == "bar":
+                mark = f'<line x1="{x + 9}" x2="{x + 9}" y1="{y - 7}" y2="{y + 5}" stroke="{key.colour}"/>'
+            elif key.style == "point":
+                mark = f'<circle cx="{x + 9}" cy="{y}" r="4" fill="{key.colour}"/>'
+            else:
+                dash = f' stroke-dasharray="{key.dash}"' if key.dash else ""
+                mark = f'<line x1="{x}" x2="{x + 18}" y1="{y}" y2="{y}" stroke="{key.colour}" stroke-width="2"{dash}/>'
+            out.append(
+                f'<g class="key" data-style="{key.style}" data-stroke="{key.colour}" data-dash="{key.dash}">{mark}'
+                f'<text x="{x + 24}" y="{y + 4}" font-size="12">{escape(key.label)}</text></g>'
+            )
     return out
+
+
+def _keys(result: AnalysisResult, data: pd.DataFrame, extra: pd.DataFrame) -> list[Key]:
+    """One legend entry for every kind of mark the figure draws: each curve of A vs B and of each ceiling, line by
+    line (a ceiling's block outputs dashed, its residual branches dotted), then the floor, seeds and null."""
+    keys = []
+    curves = [("A vs B", data, KIND_COLOURS, False)]
+    names = list(dict.fromkeys(extra["comparison"]))
+    curves += [
+        (f"ceiling: {name}", extra[extra["comparison"] == name], dict.fromkeys(KIND_COLOURS, colour), True)
+        for colour, name in zip(CEILING_COLOURS, names, strict=False)
+    ]
+    for label, frame, colours, ceiling in curves:
+        drawn = set(frame["kind"])
+        keys += [
+            Key(colours[k], "line", f"{label}, {KIND_NAMES[k]}", _dash(k, ceiling))
+            for k in (OUTPUT, RESIDUAL)
+            if k in drawn
+        ]
+        if OTHER in drawn:
+            keys.append(Key(colours[OTHER], "point", f"{label}, {KIND_NAMES[OTHER]}"))
+    if data["floor_low"].notna().any():
+        keys.append(Key(FLOOR_COLOUR, "box", floor_label(result)))
+    if data["seeds_low"].notna().any():
+        keys.append(Key(SEEDS_COLOUR, "bar", seeds_label(result)))
+    return [*keys, Key(NULL_COLOUR, "band", NULL_LABEL)]
 
 
 def matched_figure(
@@ -213,20 +290,25 @@ def matched_figure(
     as points) with its 95% interval over the images drawn; beside it what it is read against: a brown box per
     layer, the floor (untrained A-arch vs untrained B-arch, 5th-95th percentile over init pairs, a line at the
     mean); a thin dark bar, the spread over the pairings of the methods' seeds; each model against another seed of
-    its method dashed (the ceiling); the permutation null's 95th percentile as a grey band from 0 (an independence
-    check); and a rule at `parting_layer`. A result without floors or other seeds draws none of them."""
+    its method, block outputs dashed and residual branches dotted (the ceiling); the permutation null's 95th
+    percentile as a grey band from 0 (an independence check); and a rule at `parting_layer`. A result without
+    floors or other seeds draws none of them. Every kind of mark has its legend entry (the legend takes as many
+    rows as it needs, the plot keeps its height) and every mark its <title>, shown on hover."""
     data = matched_frame(result)
     extra = ceiling_frame(result, ceilings or Ceilings())
     layers = list(result.matched)
+    rows = _legend_rows(_keys(result, data, extra))
     columns = ("cka", "low", "null_p95", "floor_low", "seeds_low")
     numbers = np.array([v for column in columns for v in data[column]] + list(extra["ceiling_low"]), dtype=float)
-    axes = _Axes(layers, math.floor(min(0.0, float(np.nanmin(numbers, initial=0.0))) * 5) / 5)  # to a tick
-    bottom = HEIGHT - BOTTOM
+    low = math.floor(min(0.0, float(np.nanmin(numbers, initial=0.0))) * 5) / 5  # to a tick
+    axes = _Axes(layers, low, LEGEND_TOP + LEGEND_ROW * (len(rows) - 1) + LEGEND_GAP)
+    top, bottom, height = axes.top, axes.bottom, axes.bottom + BOTTOM
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
         f'role="img" style="{FONT};background:white">',
         f"<title>{escape(MATCHED_ALT)}</title>",
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+        f'<rect class="plot" x="{LEFT}" y="{top}" width="{WIDTH - LEFT - RIGHT}" height="{PLOT_HEIGHT}" fill="none"/>',
         f'<text x="{LEFT}" y="22" font-size="16" font-weight="bold">Matched layers: A\'s layer i against B\'s layer i'
         "</text>",
         f'<text x="{LEFT}" y="42" font-size="12" fill="#555">A = {escape(result.model_a.source)}, B = '
@@ -239,49 +321,40 @@ def matched_figure(
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}" stroke="#e4e4e4"/>')
         parts.append(f'<text x="{LEFT - 8}" y="{y}" dy="4" font-size="11" text-anchor="end">{t:.1f}</text>')
     parts.append(
-        f'<text transform="translate(16,{(TOP + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle">'
+        f'<text transform="translate(16,{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle">'
         "matched-layer CKA</text>"
     )
-    every = max(1, math.ceil(len(layers) / 60))  # at most 60 layer names, as many as fit
+    every, angle = _name_spacing(axes.step)
     for i, layer in enumerate(layers):
         if i % every == 0:
             x = _number(axes.x(layer))
             parts.append(
-                f'<text transform="translate({x},{bottom + 10}) rotate(-45)" font-size="10" text-anchor="end">'
-                f"{escape(layer)}</text>"
+                f'<text class="layer-name" transform="translate({x},{bottom + 10}) rotate({angle})" font-size="10" '
+                f'text-anchor="end">{escape(layer)}</text>'
             )
     null = [(layer, v) for layer, v in zip(layers, data["null_p95"], strict=True) if _finite(v)]
     if null:  # the independence check: a grey band from 0 to the null's 95th percentile
-        top = [f"{_number(axes.x(layer))},{_number(axes.y(v))}" for layer, v in null]
+        upper = [f"{_number(axes.x(layer))},{_number(axes.y(v))}" for layer, v in null]
         base = [f"{_number(axes.x(layer))},{_number(axes.y(0.0))}" for layer, _ in reversed(null)]
-        parts.append(f'<polygon class="null" points="{" ".join(top + base)}" fill="{NULL_COLOUR}" opacity="0.35"/>')
+        parts.append(
+            f'<polygon class="null" points="{" ".join(upper + base)}" fill="{NULL_COLOUR}" opacity="0.35">'
+            f"<title>{escape(NULL_LABEL)}</title></polygon>"
+        )
     parts += [_floor(axes, row) for row in data.itertuples()]
     if parting_layer in axes.index:
         x = _number(axes.x(parting_layer))
         parts.append(
-            f'<line class="parting" x1="{x}" x2="{x}" y1="{TOP}" y2="{bottom}" stroke="#d62728" '
-            'stroke-dasharray="4 3"/>'
+            f'<line class="parting" x1="{x}" x2="{x}" y1="{top}" y2="{bottom}" stroke="#d62728" '
+            f'stroke-dasharray="4 3"><title>{escape(f"they part ways at {parting_layer}")}</title></line>'
         )
-        parts.append(f'<text x="{x}" dx="4" y="{TOP + 12}" font-size="12" fill="#d62728">they part ways</text>')
-    legend = [
-        (KIND_COLOURS[OUTPUT], "line", "block outputs"),
-        (KIND_COLOURS[RESIDUAL], "line", "residual branches"),
-    ]
-    if any(k == OTHER for k in data["kind"]):
-        legend.append((KIND_COLOURS[OTHER], "point", "stem / head"))
+        parts.append(f'<text x="{x}" dx="4" y="{top + 12}" font-size="12" fill="#d62728">they part ways</text>')
     names = list(dict.fromkeys(extra["comparison"]))
-    for colour, name in zip(CEILING_COLOURS, names, strict=False):  # the ceilings, dashed
-        legend.append((colour, "dashed", f"ceiling: {name}"))
-        rows = extra[extra["comparison"] == name]
+    for colour, name in zip(CEILING_COLOURS, names, strict=False):  # the ceilings, dashed and dotted
         same = dict.fromkeys(KIND_COLOURS, colour)
-        parts += _series(axes, rows, ("ceiling", "ceiling_low", "ceiling_high"), name, same, ceiling=True)
+        mine = extra[extra["comparison"] == name]
+        parts += _series(axes, mine, ("ceiling", "ceiling_low", "ceiling_high"), name, same, ceiling=True)
     parts += [_seeds(axes, row) for row in data.itertuples()]
     parts += _series(axes, data, ("cka", "low", "high"), "A vs B", KIND_COLOURS, ceiling=False)
-    if data["floor_low"].notna().any():
-        legend.append((FLOOR_COLOUR, "box", floor_label(result)))
-    if data["seeds_low"].notna().any():
-        legend.append((SEEDS_COLOUR, "bar", seeds_label(result)))
-    legend.append((NULL_COLOUR, "band", NULL_LABEL))
-    parts += _legend(legend)
+    parts += _legend(rows)
     parts.append("</svg>")
     return Figure("".join(part for part in parts if part), MATCHED_ALT)

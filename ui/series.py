@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,27 +22,35 @@ from core import settings
 from core.data import SubsetSpec
 from core.errors import LensError
 from core.names import OUTPUT, kind, side_labels, stage
-from core.options import AnalysisOptions
+from core.options import DEFAULTS, AnalysisOptions
 from core.series import Series, SeriesCurves, SeriesPlan, series_curves, to_csv, to_json_dict
 from models import CheckpointError, ModelSpec, bundled_series, series_of_specs, weights_version
 from ui import networks, progress, service
 from ui.apology import apologise
 from ui.text import code, plain
 
+SIDEBAR = "sidebar"  # a series' first choice: the sidebar's model's run, or a bundled run standing in for it
 OWN = "your own snapshots"
-PROGRESS_COLUMNS = ("A's training done", "B's training done")
 SETTLED = 0.05  # a layer has settled once its CKA with its run's final network stays within this of 1
 
 
-def choose_series(side: str, method: str) -> Series | None:
-    """Series A or B: a bundled run with snapshots (by default the first trained with `method`), or the person's
-    own snapshots (uploads, or file: specs where this server allows them); None after saying what is missing."""
+def choose_series(side: str, sidebar: ModelSpec, method: str) -> tuple[Series | None, str]:
+    """Series A or B, and a sentence saying which run it is and why: by default the run of the sidebar's model when
+    its training kept snapshots, else a bundled run that did (of the same method where there is one, else the
+    first trained with `method`); or a bundled run by name, or the person's own snapshots (uploads, or file: specs
+    where this server allows them). None after saying what is missing."""
     runs = {series.name: series for series in bundled_series()}
-    names = [*runs, OWN]
-    default = next((i for i, s in enumerate(runs.values()) if s.method == method), 0)
-    picked = st.selectbox(f"Series {side}", names, index=default, key=f"series_{side}")
+    picked = st.selectbox(
+        f"Series {side}",
+        [SIDEBAR, *runs, OWN],
+        key=f"series_{side}",
+        format_func=lambda name: f"the sidebar's model {side}" if name == SIDEBAR else name,
+    )
+    if picked == SIDEBAR:
+        return _as_sidebar(side, sidebar, method, list(runs.values()))
     if picked != OWN:
-        return runs[picked]
+        run = runs[picked]
+        return run, f"Series {side} is the bundled run {code(run.name)} ({plain(run.method)}), as chosen above."
     files = st.file_uploader(
         f"Snapshots of series {side}, each named with its epoch or step (ckpt_epoch5.pt, ckpt_epoch20.pt, ...)",
         accept_multiple_files=True,
@@ -57,18 +66,74 @@ def choose_series(side: str, method: str) -> Series | None:
         specs += [ModelSpec.parse(line) for line in typed.splitlines() if line.strip()]
         if not specs:
             st.info(f"Give series {side}'s snapshots: the largest number in their names is taken as the final network.")
-            return None
-        return series_of_specs(specs, f"your series {side}")
+            return None, ""
+        own = series_of_specs(specs, f"your series {side}")
+        own = replace(own, method=networks.load(own.final or own.snapshots[-1].spec).info.method)
+        count = len(own.snapshots)
+        how = "their files do not say how they were trained" if own.method == "unknown" else f"trained {own.method}"
+        return own, f"Series {side} is your own {count} snapshot{'s' * (count != 1)}, {plain(how)}."
     except LensError as err:  # CheckpointError or SeriesError
         st.error(f"Series {side}: {plain(err, 600)}")
-        return None
+        return None, ""
+
+
+def _as_sidebar(side: str, spec: ModelSpec, method: str, runs: list[Series]) -> tuple[Series | None, str]:
+    """The run of the sidebar's model when it kept snapshots; else a bundled run that did, said as standing in."""
+    named = spec.source != "file"  # a file: spec is a path on the server, never shown on a page
+    mine = f"The sidebar's model {side}, {code(spec.text)}," if named else f"The sidebar's model {side}"
+    own = next((r for r in runs if spec.source == "bundled" and r.name == f"bundled:{spec.location}"), None)
+    if own is not None:
+        return own, (
+            f"Series {side} is the sidebar's model {side}, {code(own.name)} ({plain(own.method)}), through the "
+            f"{len(own.snapshots)} snapshots its training kept."
+        )
+    if not runs:
+        st.info(f"{mine} kept no snapshots while it trained, and no bundled run did: choose {OWN!r} above.")
+        return None, ""
+    try:
+        its = networks.load(spec).info.method
+    except LensError:  # the sidebar says why it cannot be loaded; here it only has no snapshots to offer
+        its = None
+    same = next((r for r in runs if r.method == its), None)
+    run = same or next((r for r in runs if r.method == method), runs[0])
+    what = (
+        f", the bundled run of its method ({plain(its)}),"
+        if same
+        else f" ({plain(run.method)}), a bundled run that did,"
+    )
+    return run, (
+        f"{mine} kept no snapshots while it trained, so series {side} is {code(run.name)}{what} through its "
+        f"{len(run.snapshots)} snapshots."
+    )
+
+
+def images_line(subset: SubsetSpec, asked: int, pairs: int) -> str:
+    """Which images the page compares on, and how that stands to the sidebar's per-class count."""
+    shown = (
+        f"Compared on {subset.size:,} CIFAR-10 {subset.split} images: {subset.per_class} per class of the sidebar's "
+        f"{len(subset.classes)} classes"
+    )
+    if subset.per_class == asked:
+        return f"{shown}, as the sidebar asks."
+    if subset.per_class == DEFAULTS.series_per_class < asked:
+        return (
+            f"{shown}; the sidebar asks for {asked} per class, but each of the {pairs} pairs of snapshots here is an "
+            f"analysis of its own, so this page takes {DEFAULTS.series_per_class} per class unless you set more above."
+        )
+    return f"{shown}, as set above; the sidebar asks for {asked} per class."
 
 
 def pairing_table(plan: SeriesPlan) -> pd.DataFrame:
-    """Which snapshot of B each snapshot of A is compared with, and how far through training each was taken."""
+    """Which snapshot of B each snapshot of A is compared with, and how far through training each was taken, as
+    whole percentages (as the heatmaps' columns say them)."""
     return pd.DataFrame(
         [
-            {"A": s.label, PROGRESS_COLUMNS[0]: s.progress, "B": b.label, PROGRESS_COLUMNS[1]: b.progress}
+            {
+                "A": s.label,
+                "A's training done": f"{s.progress:.0%}",
+                "B": b.label,
+                "B's training done": f"{b.progress:.0%}",
+            }
             for s, b in ((s, plan.b.snapshots[j]) for s, j in zip(plan.a.snapshots, plan.pairing, strict=True))
         ]
     )
@@ -76,8 +141,7 @@ def pairing_table(plan: SeriesPlan) -> pd.DataFrame:
 
 def show_pairing(plan: SeriesPlan) -> None:
     """The pairing as a table, with how each run's progress and final network were found."""
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(pairing_table(plan), hide_index=True, column_config=dict.fromkeys(PROGRESS_COLUMNS, percent))
+    st.dataframe(pairing_table(plan), hide_index=True)
     st.caption(f"A = {code(plan.a.name)}: {plain(plan.a.rule)}. B = {code(plan.b.name)}: {plain(plan.b.rule)}.")
 
 

@@ -472,7 +472,7 @@ def test_too_few_minibatches_for_an_interval_are_said_on_screen(bundled_pair):
     assert not any("No 95% interval" in i.value for i in at.info)
 
 
-def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
+def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot(nets, tmp_path):
     runs = bundled_series()
     a = next((s for s in runs if s.method == "simclr"), None)
     b = next((s for s in runs if s.method == "supervised"), None)
@@ -495,11 +495,40 @@ def test_the_training_page_compares_the_bundled_series_snapshot_by_snapshot():
     assert set(frame["row"]) == set(layers) and set(frame["col"]) == set(ui.series.column_labels(a))
     assert frame["cka"].notna().all() and frame["cka"].between(0, 1).all()
     assert len(others) == 2 + (a.final is not None) + (b.final is not None)  # two curve panels, a heatmap per final
-    lines = next(m.value for m in at.markdown if m.value.startswith("- ")).splitlines()
+    said, found, *_ = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert shown(said).splitlines() == [  # the sidebar's default pair kept no snapshots: bundled runs stand in, said
+        f"- The sidebar's model {side}, {spec.text}, kept no snapshots while it trained, so series {side} is "
+        f"{run.name}, the bundled run of its method ({run.method}), through its {len(run.snapshots)} snapshots."
+        for side, spec, run in (("A", DEFAULT_PAIR[0], a), ("B", DEFAULT_PAIR[1], b))
+    ] + ["- Compared on 100 CIFAR-10 test images: 10 per class of the sidebar's 10 classes, as the sidebar asks."]
+    assert not at.number_input(key="training_per_class").help  # said on the page, not in a tooltip
+    lines = found.splitlines()
     assert any(line.startswith("- The last stage's block outputs (layer4) agree across the methods") for line in lines)
     assert any(line.startswith("- B (supervised): ") and "settle" in line for line in lines)
     if a.final is None:
         assert any("has no final network yet" in i.value for i in at.info)
+
+    at.session_state["sb_a"], at.session_state["sb_b"] = a.name, b.name  # runs that kept snapshots: followed, said
+    at.run()  # (the same two runs as above, so the same tables, from the cache)
+    assert_clean(at)
+    said = shown(next(m.value for m in at.markdown if m.value.startswith("- "))).splitlines()
+    assert said[:2] == [
+        f"- Series {side} is the sidebar's model {side}, {run.name} ({run.method}), through the "
+        f"{len(run.snapshots)} snapshots its training kept."
+        for side, run in (("A", a), ("B", b))
+    ]
+
+    odd = "file:" + str(nets.folder(tmp_path / "odd", nets.make(width=4, num_classes=0), "byol"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a link naming a model of a method no bundled run has
+    at.query_params.update({"a": odd, "per_class": "10", "batch": "50"})
+    at.switch_page("pages/training.py").run()
+    assert_clean(at)
+    said = shown(next(m.value for m in at.markdown if m.value.startswith("- "))).splitlines()
+    assert said[0] == (
+        f"- The sidebar's model A kept no snapshots while it trained, so series A is {a.name} ({a.method}), a bundled "
+        f"run that did, through its {len(a.snapshots)} snapshots."  # the page's SimCLR default; a path is never shown
+    )
+    assert at.dataframe[0].value["A"].tolist() == [s.label for s in a.snapshots]  # the first plan again: cached
 
 
 def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_path):
@@ -523,7 +552,12 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
     assert_clean(at)
     assert at.dataframe[0].value["A"].tolist() == ["mine_epoch5", "mine_epoch20"]
     assert not any(str(tmp_path) in m.value for m in (*at.markdown, *at.caption))  # no server path on the page
-    assert len(chart_specs(at)) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run
+    charts = chart_specs(at)
+    assert len(charts) == 3 + 2  # A's final is its epoch-20 snapshot; B is the finished bundled run
+    said = shown(next(m.value for m in at.markdown if "Series A is" in m.value))
+    assert "- Series A is your own 2 snapshots, trained simclr." in said.splitlines()
+    assert charts[3]["spec"]["title"]["text"] == "A (simclr): each snapshot against the final network"  # as Models says
+    assert at.dataframe[0].value["A's training done"].tolist() == ["25%", "100%"]  # one format: whole percentages
 
 
 def test_the_overview_reads_the_pair_against_its_ceilings_and_checks_the_studys_findings(bundled_pair):

@@ -1,5 +1,6 @@
 """Chart builders: the data, order and marks of each chart, read from its Vega-Lite spec."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -114,10 +115,16 @@ def test_matched_curve_draws_each_ceiling_dashed_with_its_interval():
     assert {r["comparison"] for r in rows} == {"B (supervised) vs another seed"}
     assert [r["ceiling"] for r in rows] == pytest.approx(list(seeds_b.matched_cka))
     assert [r["ceiling_high"] - r["ceiling_low"] for r in rows] == pytest.approx([0.1] * len(rows))
-    dashed = [layer for layer in _layers(spec) if layer["mark"].get("strokeDash") == [6, 3]]
-    assert len(dashed) == 1 and dashed[0]["encoding"]["y"]["field"] == "ceiling"
-    assert spec["resolve"] == {"scale": {"color": "independent"}}
-    assert spec["title"]["subtitle"][-1] == "dashed: each model against another seed of its method, the ceiling"
+    (dashed,) = [layer for layer in _layers(spec) if "strokeDash" in layer["encoding"]]
+    assert dashed["encoding"]["y"]["field"] == "ceiling" and dashed["mark"]["type"] == "line"
+    assert dashed["encoding"]["strokeDash"]["scale"] == {
+        "domain": ["block outputs", "residual branches"],
+        "range": [[6, 3], [2, 2]],
+    }
+    assert "resolve" not in spec  # one colour scale: one legend
+    assert spec["title"]["subtitle"][-1] == (
+        "dashed and dotted: each model against another seed of its method, the ceiling"
+    )
     assert len(_rows(spec, "cka")) == len(result.matched)  # the pair's own curve is unchanged
 
 
@@ -168,3 +175,68 @@ def test_how_far_training_moved_each_layer_is_each_trained_network_against_its_u
     values = [r["value"] for r in _rows(spec, "value")]
     assert values == pytest.approx(list(result.untrained_a) + list(result.untrained_b))
     assert spec["layer"][0]["encoding"]["y"]["title"] == "CKA with untrained (1: unmoved)"
+
+
+def _legends(spec: dict) -> dict[str, list[dict]]:
+    """Each encoding channel that has a legend (Vega-Lite draws one per scale): the encodings that share it."""
+    found: dict[str, list[dict]] = {}
+    for layer in spec.get("layer", [spec]):
+        for channel, encoding in layer.get("encoding", {}).items():
+            if channel in ("color", "strokeDash") and encoding.get("legend", {}) is not None:
+                found.setdefault(channel, []).append(encoding)
+    return found
+
+
+@pytest.mark.parametrize("ceilings", ["none", "b", "both"])
+def test_the_matched_curve_has_one_legend_per_encoding_naming_each_curve_once_and_in_full(ceilings):
+    result = synthetic_result([0.95] * 8, FALLING)
+    other = synthetic_result([0.97] * 8, [0.8] * 8)
+    given = {"none": Ceilings(), "b": Ceilings(b=other), "both": Ceilings(a=other, b=other)}[ceilings]
+    spec = charts.matched_curve(result, "layer4.0 output", given).to_dict()
+    assert "resolve" not in spec  # shared scales: Vega-Lite merges each channel's legend into one
+    colours = _legends(spec)["color"]
+    assert len({json.dumps(e, sort_keys=True) for e in colours}) == 1  # the same encoding, scale and legend everywhere
+    scale, legend = colours[0]["scale"], colours[0]["legend"]
+    names = {"none": [], "b": ["B (supervised)"], "both": ["A (simclr)", "B (supervised)"]}[ceilings]
+    expected = ["A vs B: block outputs", "A vs B: residual branches", "A vs B: stem / head"]
+    assert scale["domain"] == expected + [f"ceiling: {name} vs another seed" for name in names]
+    assert len(set(scale["range"])) == len(scale["domain"])  # every entry its own colour
+    drawn = {r["curve"] for rows in spec["datasets"].values() for r in rows if "curve" in r}
+    assert drawn == set(scale["domain"])  # complete: every curve drawn is in the legend, and nothing else
+    assert legend["labelLimit"] >= 1000 and legend["orient"] == "bottom"
+    assert ("strokeDash" in _legends(spec)) == (ceilings != "none")
+
+
+def test_heatmap_layer_names_stand_upright_uncut_and_never_overlap():
+    layers = [f"layer{s}.{b} {k}" for s in range(1, 5) for b in range(2) for k in ("residual", "output")]
+    spec = charts.heatmap(np.eye(len(layers)), layers, layers, title="t", row_title="A", col_title="A").to_dict()
+    x, y = spec["layer"][0]["encoding"]["x"]["axis"], spec["layer"][0]["encoding"]["y"]["axis"]
+    assert x["labelAngle"] == -90 and x["labelOverlap"] == "greedy" and x["labelLimit"] >= 1000
+    assert y["labelOverlap"] is False and y["labelLimit"] >= 1000
+    tooltip = [t["field"] for t in spec["layer"][0]["encoding"]["tooltip"]]
+    assert tooltip[:2] == ["row", "col"]  # a name left out where bands are narrow is still named on hover
+
+
+@pytest.mark.parametrize("count", [2, 10, 11, 20])
+def test_up_to_20_series_each_get_a_colour_of_their_own(count):
+    colours = charts.series_colours(count)
+    assert len(colours) == count == len(set(colours))
+    assert all(c.startswith("#") and len(c) == 7 for c in colours)
+
+
+def test_readout_legend_names_each_model_in_full():
+    spec = charts.readout_chart(synthetic_result([0.95] * 8, FALLING), "probe").to_dict()
+    (colour,) = {json.dumps(e, sort_keys=True) for e in _legends(spec)["color"]}
+    colour = json.loads(colour)
+    assert colour["scale"]["domain"] == ["A (simclr)", "B (supervised)"] and colour["legend"]["labelLimit"] >= 1000
+
+
+def test_charts_are_drawn_as_svg_text_unless_they_are_big():
+    small = charts.heatmap(np.eye(3), list("abc"), list("abc"), title="t", row_title="A", col_title="B").to_dict()
+    assert small["usermeta"] == {"embedOptions": {"renderer": "svg"}}  # legends and labels are text in the page
+    names = [f"layer {i}" for i in range(50)]  # 2,500 cells: a canvas, as Streamlit picks for a big chart
+    big = charts.heatmap(np.eye(50), names, names, title="t", row_title="A", col_title="B").to_dict()
+    assert big["usermeta"] == {"embedOptions": {"renderer": "canvas"}}
+    result = synthetic_result([0.95] * 8, FALLING)
+    assert charts.matched_curve(result).to_dict()["usermeta"]["embedOptions"]["renderer"] == "svg"
+    assert charts.readout_chart(result, "probe").to_dict()["usermeta"]["embedOptions"]["renderer"] == "svg"

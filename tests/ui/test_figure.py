@@ -24,6 +24,12 @@ def _y(circle: ET.Element) -> float:
     return float(circle.get("cy"))
 
 
+def _plot(svg: str) -> tuple[float, float]:
+    """The plot area's top and bottom (y of CKA 1 and of the axis' low end)."""
+    (area,) = _elements(svg, "rect", "plot")
+    return float(area.get("y")), float(area.get("y")) + float(area.get("height"))
+
+
 def test_every_matched_layer_is_a_point_at_its_value():
     result = synthetic_result(OUTPUTS, FALLING)
     points = figure_points(figure.matched_figure(result).svg)
@@ -37,7 +43,7 @@ def test_heights_follow_the_values_on_one_linear_axis_from_0_to_1():
     circles = _elements(svg, "circle", "point")
     values = np.array([float(c.get("data-value")) for c in circles])
     ys = np.array([_y(c) for c in circles])
-    top, bottom = figure.TOP, figure.HEIGHT - figure.BOTTOM
+    top, bottom = _plot(svg)
     np.testing.assert_allclose(ys, bottom - values * (bottom - top), atol=0.06)  # coordinates kept to 0.1 px
 
 
@@ -71,7 +77,7 @@ def test_intervals_the_floor_and_the_parting_layer_are_drawn():
     assert len(_elements(svg, "line", "interval")) == len(result.matched)
     (band,) = _elements(svg, "polygon", "null")
     ys = {float(p.split(",")[1]) for p in band.get("points").split()}
-    top, bottom = figure.TOP, figure.HEIGHT - figure.BOTTOM
+    top, bottom = _plot(svg)
     assert sorted(ys) == pytest.approx([bottom - 0.2 * (bottom - top), bottom], abs=0.06)
     (rule,) = _elements(svg, "line", "parting")
     point = next(c for c in _elements(svg, "circle", "point") if c.get("data-layer") == parting)
@@ -100,7 +106,7 @@ def test_a_negative_cka_extends_the_axis_below_zero():
     labels = [e.text for e in ET.fromstring(svg).iter() if e.tag.endswith("text")]
     assert "-0.4" in labels and "1.0" in labels  # the lowest tick at or below the interval's low end (-0.35)
     lowest = max(_y(c) for c in _elements(svg, "circle", "point"))
-    assert lowest <= figure.HEIGHT - figure.BOTTOM
+    assert lowest <= _plot(svg)[1]
 
 
 def test_names_are_drawn_as_text_never_as_markup():
@@ -127,7 +133,7 @@ def test_the_floor_is_a_box_per_layer_from_its_5th_to_its_95th_percentile_with_i
     assert floor["layer"].tolist() == list(result.matched)
     np.testing.assert_allclose(floor["low"], result.floor_untrained_low, atol=1e-6)
     np.testing.assert_allclose(floor["high"], result.floor_untrained_high, atol=1e-6)
-    top, bottom = figure.TOP, figure.HEIGHT - figure.BOTTOM
+    top, bottom = _plot(svg)
     boxes = _elements(svg, "g", "floor")
     for box in boxes:
         (rect,) = [e for e in box if e.tag.endswith("rect")]
@@ -150,3 +156,87 @@ def test_without_floors_or_other_seeds_neither_is_drawn_and_the_null_is_an_indep
     svg = figure.matched_figure(synthetic_result(OUTPUTS, FALLING)).svg
     assert figure_ranges(svg, "floor").empty and figure_ranges(svg, "seeds").empty
     assert "independence check: permutation null to its 95th pct" in svg and "floor" not in svg
+
+
+def _both_ceilings(result):
+    seeds = replace(result, matched_cka=np.full(len(result.matched), 0.97))
+    return Ceilings(a=seeds, b=replace(result, matched_cka=np.full(len(result.matched), 0.93)))
+
+
+def test_every_drawn_line_style_has_one_legend_entry_of_its_own():
+    result = with_synthetic_references(synthetic_result(OUTPUTS, FALLING))
+    svg = figure.matched_figure(result, None, _both_ceilings(result)).svg
+    drawn = {
+        (e.get("stroke"), e.get("stroke-dasharray", ""))
+        for e in ET.fromstring(svg).iter()
+        if e.tag.endswith("polyline")
+    }
+    keys = _elements(svg, "g", "key")
+    lines = [(k.get("data-stroke"), k.get("data-dash")) for k in keys if k.get("data-style") == "line"]
+    assert len(drawn) == 6  # A vs B's two kinds, and each ceiling's block outputs and residual branches
+    assert sorted(lines) == sorted(drawn)  # each style once, none missing
+    labels = ["".join(k.itertext()) for k in keys]
+    assert len(labels) == len(set(labels))
+    assert "ceiling: A (simclr) vs another seed, block outputs" in labels
+    assert "ceiling: A (simclr) vs another seed, residual branches" in labels
+    ceiling = [k for k in keys if k.get("data-style") == "line" and "ceiling" in "".join(k.itertext())]
+    styles = {k.get("data-dash") for k in ceiling}
+    assert len(styles) == 2 and "" not in styles  # dashed and dotted, never solid like A vs B
+
+
+def test_every_mark_names_itself_on_hover():
+    result = with_synthetic_references(synthetic_result(OUTPUTS, FALLING, null_p95=0.1))
+    svg = figure.matched_figure(result, "layer4.0 output", _both_ceilings(result)).svg
+    marks = [
+        e
+        for e in ET.fromstring(svg).iter()
+        if e.tag.endswith("polyline") or e.get("class") in ("point", "interval", "null", "floor", "seeds", "parting")
+    ]
+    assert len(marks) > 6 * len(result.matched)
+    untitled = [e.get("class") for e in marks if not [c for c in e if c.tag.endswith("title") and c.text]]
+    assert untitled == []
+    titles = [c.text for e in marks for c in e if c.tag.endswith("title")]
+    assert "A vs B, residual branches" in titles and "B (simclr) vs another seed, block outputs" not in titles
+
+
+def test_a_long_legend_takes_more_rows_above_a_plot_of_the_same_height_and_stays_inside_the_figure():
+    plain = synthetic_result(OUTPUTS, FALLING)
+    full = with_synthetic_references(plain)
+    short, long = figure.matched_figure(plain).svg, figure.matched_figure(full, None, _both_ceilings(full)).svg
+    for svg in (short, long):
+        top, bottom = _plot(svg)
+        assert bottom - top == figure.PLOT_HEIGHT
+        rows = {float(t.get("y")) for k in _elements(svg, "g", "key") for t in k if t.tag.endswith("text")}
+        assert max(rows) < top  # the legend sits above the plot
+        for key in _elements(svg, "g", "key"):
+            (text,) = [t for t in key if t.tag.endswith("text")]
+            assert float(text.get("x")) + figure.CHAR_PX * len(text.text) <= figure.WIDTH  # nothing cut at the edge
+    assert _plot(long)[0] > _plot(short)[0]
+    assert float(ET.fromstring(long).get("height")) - float(ET.fromstring(short).get("height")) == pytest.approx(
+        _plot(long)[0] - _plot(short)[0]
+    )
+
+
+@pytest.mark.parametrize("count", [18, 60, 300])
+def test_layer_names_never_overlap_however_many_layers(count):
+    result = synthetic_result(OUTPUTS, FALLING)
+    names = tuple(f"block{i} {'output' if i % 2 else 'residual'}" for i in range(count))
+    values = np.linspace(0.9, 0.2, count)
+    many = replace(
+        result,
+        layers_a=names,
+        layers_b=names,
+        matched=names,
+        matched_cka=values,
+        null_mean=np.full(count, 0.01),
+        null_p95=np.full(count, 0.02),
+        interval_low=values - 0.05,
+        interval_high=values + 0.05,
+    )
+    drawn = _elements(figure.matched_figure(many).svg, "text", "layer-name")
+    xs = [float(t.get("transform").split("(")[1].split(",")[0]) for t in drawn]
+    angles = {t.get("transform").split("rotate(")[1].rstrip(")") for t in drawn}
+    assert len(angles) == 1 and angles <= {"-45", "-90"}
+    slant = abs(np.sin(np.radians(float(angles.pop()))))
+    assert np.diff(xs).min() * slant >= figure.NAME_GAP  # across their slant, names stand apart: no overlap
+    assert len(drawn) >= min(count, (figure.WIDTH - figure.LEFT - figure.RIGHT) // figure.NAME_GAP // 2)

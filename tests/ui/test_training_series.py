@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.data import SubsetSpec
 from core.errors import ContractError
 from core.names import OTHER, OUTPUT
+from core.options import DEFAULTS
 from core.series import Series, SeriesCurves, SeriesPlan, Snapshot
 from ui import charts, series
 
@@ -28,8 +30,13 @@ def test_progress_curves_draw_one_line_per_layer_of_the_chosen_kinds_over_traini
     assert len(rows) == 5 * 3 and {r["progress"] for r in rows} == set(progress)
     assert next(r for r in rows if r["layer"] == "stem" and r["progress"] == 1.0)["cka"] is None  # undefined: no point
     line = spec["layer"][0]
-    assert line["mark"]["type"] == "line" and line["encoding"]["color"]["sort"] == [n for n in LAYERS if "res" not in n]
+    colour = line["encoding"]["color"]
+    assert line["mark"]["type"] == "line" and colour["scale"]["domain"] == [n for n in LAYERS if "res" not in n]
+    assert len(set(colour["scale"]["range"])) == 5  # a colour of its own per layer drawn
     assert line["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    long = "Across the methods over training: block outputs, stem and pooled"
+    title = charts.progress_curves(matrix, LAYERS, progress, labels, title=long).to_dict()["title"]["text"]
+    assert " ".join(title) == long and max(map(len, title)) <= charts.HALF_TITLE  # wrapped, never cut
     with pytest.raises(ContractError, match="6 layers and 2 snapshots"):
         charts.progress_curves(matrix, LAYERS, progress[:2], labels[:2], title="t")
 
@@ -39,7 +46,8 @@ def test_the_pairing_table_and_column_labels_say_which_snapshots_meet():
     table = series.pairing_table(plan)
     assert table["A"].tolist() == ["epoch 1", "epoch 10", "epoch 50"]
     assert table["B"].tolist() == ["epoch 1", "epoch 4", "epoch 18"]
-    assert table["B's training done"].tolist() == pytest.approx([1 / 18, 4 / 18, 1.0])
+    assert table["B's training done"].tolist() == ["6%", "22%", "100%"]  # one format, as the columns say it
+    assert table["A's training done"].tolist() == ["2%", "20%", "100%"]
     assert series.column_labels(plan.a) == ["2% · epoch 1", "20% · epoch 10", "100% · epoch 50"]
 
 
@@ -81,3 +89,16 @@ def test_findings_say_which_layers_settle_first_and_when_the_last_stage_parts_wa
     )
     still = SeriesCurves(LAYERS, np.full((6, 4), 0.5), None, None)
     assert "no parting there yet" in series.findings(plan, still)[2]
+
+
+def test_the_images_line_says_the_count_shown_against_the_sidebars():
+    subset = SubsetSpec(per_class=10)
+    assert series.images_line(subset, 10, 20) == (
+        "Compared on 100 CIFAR-10 test images: 10 per class of the sidebar's 10 classes, as the sidebar asks."
+    )
+    capped = series.images_line(SubsetSpec(per_class=DEFAULTS.series_per_class), 100, 20)
+    assert capped.endswith(
+        f"; the sidebar asks for 100 per class, but each of the 20 pairs of snapshots here is an analysis of its "
+        f"own, so this page takes {DEFAULTS.series_per_class} per class unless you set more above."
+    )
+    assert series.images_line(subset, 100, 20).endswith(", as set above; the sidebar asks for 100 per class.")
