@@ -190,5 +190,5 @@ def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
     st.caption(
         "Each verdict is computed from the numbers shown: a finding holds when every comparison it makes clears its "
         "threshold by more than the 95% interval (± values), does not hold when one falls short by more than that, "
-        "and cannot be told at this sample size otherwise. The rules are in core/findings.py."
+        "and cannot be told at this sample size otherwise."
     )
