@@ -15,9 +15,7 @@ from ui.sidebar import notices, settle_choices, sidebar
 
 with app_frame():
     configure_threads()
-    st.set_page_config(  # a sidebar wide enough for a model's full spec (bundled:supervised-resnet18-w16-seed1)
-        page_title="CKA Lens", page_icon=":material/compare:", layout="wide", initial_sidebar_state=400
-    )
+    st.set_page_config(page_title="CKA Lens", page_icon=":material/compare:", layout="wide")
     choices = settle_choices()
     page = st.navigation(
         [

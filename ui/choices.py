@@ -17,7 +17,7 @@ import streamlit as st
 from core.data import SPLITS, DataError, SubsetSpec, parse_classes
 from core.errors import LensError, OptionsError
 from core.options import DEFAULTS, SIGMA_RANGE, AnalysisOptions
-from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec
+from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec, list_bundled
 from ui.text import plain
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
@@ -79,11 +79,31 @@ def _sigma(text: str) -> float:
 
 
 def typed_spec(text: str) -> str:
-    """A model spec as typed, not yet parsed: 'owner/repo' means the Hub."""
+    """A model spec as typed, not yet parsed: 'owner/repo' means the Hub, the bare name of a bundled model (as the
+    sidebar shows it) that model."""
     text = text.strip()
     if not text:
         raise OptionsError("is empty")
-    return text if ":" in text else f"hub:{text}"
+    if ":" in text:
+        return text
+    name = text.partition("#")[0].partition("@")[0].strip()
+    return f"bundled:{text}" if "/" not in name and name in bundled_names() else f"hub:{text}"
+
+
+def bundled_names() -> set[str]:
+    """The names of the bundled models (models/weights' finished folders)."""
+    return {entry.spec.location for entry in list_bundled()}
+
+
+def model_label(text: str) -> str:
+    """How a select shows a model: a bundled one by its name, a Hub repo as OWNER/REPO[@REVISION] (short enough
+    for the sidebar), anything else as its spec. `typed_spec` reads each label back as the same spec, so a label
+    the browser sends back is never mistaken for another model."""
+    if text.startswith("bundled:"):
+        return text.removeprefix("bundled:")
+    if text.startswith("hub:") and text.count(":") == 1:
+        return text.removeprefix("hub:")
+    return text
 
 
 def as_spec(text: str) -> ModelSpec:
@@ -164,7 +184,7 @@ def init_from_url() -> None:
             try:
                 value = f.parse(raw)
             except LensError as err:  # OptionsError, DataError from the classes' parser, CheckpointError
-                default = SIBLING_WORDS.get(f.default) or f.show(f.default)
+                default = SIBLING_WORDS.get(f.default, f.default) if isinstance(f.default, str) else f.show(f.default)
                 dropped.append(
                     f"{plain(f.name)} = {plain(raw, 80)}: {plain(err, 300)} (using {plain(default, 80)} instead)"
                 )

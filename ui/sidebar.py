@@ -23,6 +23,7 @@ from ui.choices import (
     as_spec,
     current,
     init_from_url,
+    model_label,
     notify,
     read_choices,
 )
@@ -34,7 +35,7 @@ SIBLING_LABELS = {AUTO: "its registered other seed", NO_SIBLING: "none (no ceili
 
 def model_options(current: str) -> list[str]:
     """Bundled checkpoints, the Hub registry, this session's uploads, and the current choice if typed in: each as its
-    canonical spec, which is also its label, so whatever the browser sends back is a spec, never a label."""
+    canonical spec, labelled so that whatever the browser sends back reads as that spec (ui.choices.model_label)."""
     specs = [entry.spec.text for entry in registry_entries()] + [spec.text for spec in networks.upload_specs()]
     for spec in (DEFAULT_A.text, DEFAULT_B.text, current):
         if spec not in specs:
@@ -56,7 +57,7 @@ def sibling_picker(side: str) -> None:
         f"Other seed of model {side.upper()} (ceiling)",
         [AUTO, NO_SIBLING, *proposed],
         key=key,
-        format_func=lambda spec: SIBLING_LABELS.get(spec, spec),
+        format_func=lambda spec: SIBLING_LABELS.get(spec) or model_label(spec),
         accept_new_options=True,
         help="A model trained with the same method and recipe but another seed: how alike two networks get when "
         "only chance differs. Bundled models name theirs; the list holds the models known to share this model's "
@@ -164,10 +165,12 @@ def sidebar() -> None:
                 f"Model {side.upper()}",
                 model_options(s[BY_NAME[side].key]),
                 key=BY_NAME[side].key,
+                format_func=model_label,
                 accept_new_options=True,
-                help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE] (or type OWNER/REPO), file:PATH, or an upload "
-                "from the Models page; add #pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the "
-                "weights cannot say (or use the Models page)",
+                help="A bundled model by its name (bundled:NAME), a Hub repo as OWNER/REPO[@REV] "
+                "(hub:OWNER/REPO[@REV][:FILE]), file:PATH, or an upload from the Models page; add "
+                "#pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the weights cannot say (or use the "
+                "Models page). The link holds the full spec.",
             )
         upload_note(current())
         for side in ("a", "b"):

@@ -9,15 +9,16 @@ from streamlit.testing.v1 import AppTest
 
 from core.errors import LensError, SettingsError
 from core.options import DEFAULTS
-from models import CheckpointError, ModelSpec, choose_sibling, list_bundled
+from models import CheckpointError, ModelSpec, choose_sibling, registry_entries
 from models.checkpoint import check_size
 from tests.app.support import shown
+from ui.choices import as_spec, model_label
 from ui.text import plain
 
 SUPERVISED_1 = "bundled:supervised-resnet18-w16-seed1"
 SUPERVISED_0 = "bundled:supervised-resnet18-w16"
 SIMCLR_1 = "bundled:simclr-resnet18-w16-seed1"
-METHODS = {entry.spec.text: entry.method for entry in list_bundled()}
+METHODS = {entry.spec.text: entry.method for entry in registry_entries()}
 OLD_LABEL = "its registered other seed (bundled:simclr-resnet18-w16-seed1)"  # what an earlier version put in links
 needs_seeds = pytest.mark.skipif(
     not {SUPERVISED_0, SUPERVISED_1, SIMCLR_1} <= set(METHODS), reason="the bundled seeds are not in models/weights"
@@ -63,7 +64,8 @@ def test_a_link_is_read_as_the_command_line_reads_it_and_its_bad_values_are_left
             "b_seed": "garbage",
             "per_class": "abc",
             "kernel": "cosine",
-            "classes": "0,cat",
+            "classes": "0-9",
+            "subset_seed": "3",  # a good value among the bad is kept
             "colour": "blue",  # a parameter this version does not have
         }
     )
@@ -71,7 +73,8 @@ def test_a_link_is_read_as_the_command_line_reads_it_and_its_bad_values_are_left
     assert at.query_params["a"] == "hub:edadaltocg/resnet18_cifar10"
     assert at.query_params["b"] == "bundled:supervised-resnet18-w16" and at.query_params["b_seed"] == "auto"
     assert at.query_params["a_seed"] == "auto" and at.query_params["per_class"] == str(DEFAULTS.per_class)
-    assert at.query_params["classes"] == "0,3" and "colour" not in at.query_params
+    assert at.query_params["classes"] == "0,1,2,3,4,5,6,7,8,9" and at.query_params["subset_seed"] == "3"
+    assert "colour" not in at.query_params
     (notice,) = [shown(w.value) for w in at.main.warning]  # one notice, in the page, not in the sidebar
     assert notice.startswith("Some of this link's settings could not be used, so they were left out:")
     for line in (
@@ -80,6 +83,8 @@ def test_a_link_is_read_as_the_command_line_reads_it_and_its_bad_values_are_left
         "b_seed = garbage: ",
         f"per_class = abc: 'abc' is not a whole number (using {DEFAULTS.per_class} instead)",
         "kernel = cosine: must be one of linear, rbf (using linear instead)",
+        "classes = 0-9: unknown class '0-9'; use 0-9 or one of airplane, automobile, bird, cat, deer, dog, frog, "
+        "horse, ship, truck (using 0,1,2,3,4,5,6,7,8,9 instead)",
         "colour: this version of CKA Lens has no such setting",
     ):
         assert f"- {line}" in notice, line
@@ -97,9 +102,13 @@ def test_the_ceiling_after_changing_model_a_is_of_a_s_own_method_and_the_url_hol
     url_is_canonical(at)
     assert at.query_params["a"] == SUPERVISED_1 and at.query_params["a_seed"] == "auto"
     assert caption_of_ceiling(at, "A") == f"Ceiling of A: A against {SUPERVISED_0}"
-    proposed = [o for o in at.selectbox(key="sb_a_seed").options if o.startswith("bundled:")]
-    assert proposed and {METHODS[o] for o in proposed} == {"supervised"} and SUPERVISED_1 not in proposed
-    assert at.selectbox(key="sb_a_seed").options[:2] == ["its registered other seed", "none (no ceiling)"]
+    labels = at.selectbox(key="sb_a_seed").options  # what the browser shows and sends back
+    assert labels[:2] == ["its registered other seed", "none (no ceiling)"]
+    proposed = [as_spec(label).text for label in labels[2:]]  # each label reads back as its spec
+    assert proposed and {METHODS[p] for p in proposed} == {"supervised"} and SUPERVISED_1 not in proposed
+    assert at.selectbox(key="sb_a").options == [
+        model_label(as_spec(label).text) for label in at.selectbox(key="sb_a").options
+    ]
     at.selectbox(key="sb_a_seed").set_value(SUPERVISED_0).run()  # chosen by name: kept, and named in the URL
     assert at.query_params["a_seed"] == SUPERVISED_0
     at.selectbox(key="sb_a").set_value(DEFAULT_SIMCLR := "bundled:simclr-resnet18-w16").run()
@@ -122,6 +131,17 @@ def test_a_link_whose_other_seed_is_no_ceiling_falls_back_to_the_registered_one(
     assert f"Model A's other seed {sibling} was not used: {why}" in notice
     assert at.query_params["a_seed"] == "auto"
     assert choose_sibling(ModelSpec.parse(SUPERVISED_1), "auto")[0] == ModelSpec.parse(SUPERVISED_0)
+
+
+@needs_seeds
+def test_a_model_s_label_in_the_sidebar_reads_back_as_the_same_spec():
+    for spec in (SUPERVISED_1, SUPERVISED_1 + "@epoch-5", "hub:edadaltocg/resnet18_cifar10@main", "upload:x.pth"):
+        assert as_spec(model_label(spec)).text == spec
+    assert model_label(SUPERVISED_1) == "supervised-resnet18-w16-seed1"
+    assert as_spec(model_label("hub:a/b:weights.bin")).text == "hub:a/b:weights.bin"
+    at = open_sidebar({"a": "supervised-resnet18-w16-seed1#norm=imagenet", "b": "edadaltocg/resnet18_cifar10"})
+    assert at.query_params["a"] == SUPERVISED_1 + "#norm=imagenet"  # a label in a link: the URL gets the spec
+    assert at.query_params["b"] == "hub:edadaltocg/resnet18_cifar10" and not at.main.warning
 
 
 def test_a_model_in_use_that_is_an_upload_says_the_link_does_not_carry_it():
