@@ -30,6 +30,7 @@ from ui.choices import (
 from ui.service import device
 from ui.text import code, plain
 
+FITS = 29  # characters of a label a sidebar select shows whole at its default width (measured in Chromium)
 SIBLING_LABELS = {AUTO: "its registered other seed", NO_SIBLING: "none (no ceiling)"}  # never change with A or B
 
 
@@ -172,6 +173,8 @@ def sidebar() -> None:
                 "#pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the weights cannot say (or use the "
                 "Models page). The link holds the full spec.",
             )
+            if len(model_label(s[BY_NAME[side].key])) > FITS:  # the select cuts it: the whole name below
+                st.caption(code(s[BY_NAME[side].key], 300))
         upload_note(current())
         for side in ("a", "b"):
             sibling_picker(side)

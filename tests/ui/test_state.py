@@ -139,9 +139,13 @@ def test_a_model_s_label_in_the_sidebar_reads_back_as_the_same_spec():
         assert as_spec(model_label(spec)).text == spec
     assert model_label(SUPERVISED_1) == "supervised-resnet18-w16-seed1"
     assert as_spec(model_label("hub:a/b:weights.bin")).text == "hub:a/b:weights.bin"
-    at = open_sidebar({"a": "supervised-resnet18-w16-seed1#norm=imagenet", "b": "edadaltocg/resnet18_cifar10"})
+    at = open_sidebar({"a": "supervised-resnet18-w16-seed1#norm=imagenet", "b": "edadaltocg/resnet50_simclr_cifar10"})
     assert at.query_params["a"] == SUPERVISED_1 + "#norm=imagenet"  # a label in a link: the URL gets the spec
-    assert at.query_params["b"] == "hub:edadaltocg/resnet18_cifar10" and not at.main.warning
+    assert at.query_params["b"] == "hub:edadaltocg/resnet50_simclr_cifar10" and not at.main.warning
+    captions = [shown(c.value) for c in at.sidebar.caption]  # a name the select would cut is written out below it
+    assert SUPERVISED_1 + "#norm=imagenet" in captions and "hub:edadaltocg/resnet50_simclr_cifar10" in captions
+    fits = [shown(c.value) for c in open_sidebar({"a": SUPERVISED_1}).sidebar.caption]
+    assert SUPERVISED_1 not in fits  # a name the select shows whole (the browser test measures it) is not repeated
 
 
 def test_a_model_in_use_that_is_an_upload_says_the_link_does_not_carry_it():
