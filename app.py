@@ -11,7 +11,7 @@ import streamlit as st
 from ui.analysis import overview_at_hand
 from ui.router import app_frame
 from ui.service import configure_threads
-from ui.sidebar import settle_choices, sidebar
+from ui.sidebar import notices, settle_choices, sidebar
 
 with app_frame():
     configure_threads()
@@ -28,6 +28,7 @@ with app_frame():
             st.Page("pages/open_result.py", title="Open a result", icon=":material/folder_open:"),
         ]
     )
+    notices()  # a link's values left out, a model not used: above the page, where they are seen on arrival
     figure_first = page.url_path == "" and overview_at_hand(choices)
     if not figure_first:
         sidebar()

@@ -16,7 +16,23 @@ class LensError(Exception):
     Not a ValueError: the faces catch LensError alone, so a ValueError from a bug (Python's own, or a
     library's) is never mistaken for a refusal. The app shows the message as it is; the command line
     prints it on one line and exits with status 2.
+
+    `operator` is a hint for whoever runs CKA Lens (an environment variable to set, a file on the server):
+    `str(err)` (what the command line prints and the server log keeps) ends with it, `err.visitor` (what the
+    app shows a visitor, who cannot act on it) leaves it out.
     """
+
+    def __init__(self, *args: object, operator: str = "") -> None:
+        super().__init__(*args)
+        self.operator = operator
+
+    @property
+    def visitor(self) -> str:
+        """The message in a visitor's words: what was wrong and what they can do, without the operator's hint."""
+        return super().__str__()
+
+    def __str__(self) -> str:
+        return f"{self.visitor} {self.operator}" if self.operator else self.visitor
 
 
 class DataError(LensError):
@@ -28,7 +44,18 @@ class OptionsError(LensError):
 
 
 class SettingsError(LensError):
-    """An environment variable whose value cannot be used."""
+    """An environment variable whose value cannot be used: the operator's to fix, so a visitor is told only that
+    the server is not set up right (the variable and its value go to the command line and the server log)."""
+
+    @property
+    def visitor(self) -> str:
+        return (
+            "This server is not set up right for that (one of its settings cannot be used); its operator can "
+            "find which in the server's log. Please try again later."
+        )
+
+    def __str__(self) -> str:
+        return " ".join(filter(None, (Exception.__str__(self), self.operator)))
 
 
 class MemoryRefusal(LensError):

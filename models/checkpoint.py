@@ -48,9 +48,9 @@ def check_size(size: int, name: str, max_bytes: int | None) -> None:
             shown, cap = f"{size:,} bytes", f"{limit:,}-byte"
         name = name if len(name) <= 120 else name[:117] + "..."
         raise CheckpointError(
-            f"'{name}' is {shown}, over the {cap} limit; raise the limit with the "
-            f"environment variable {variable} (e.g. {variable}={math.ceil(size / 1e6) + 1}) or use a smaller "
-            "checkpoint."
+            f"'{name}' is {shown}, over the {cap} limit; use a smaller checkpoint.",
+            operator=f"Raise the limit with the environment variable {variable} (e.g. "
+            f"{variable}={math.ceil(size / 1e6) + 1}).",
         )
 
 

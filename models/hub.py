@@ -112,8 +112,8 @@ def fetch(
         cached = _from_cache(common)
         if cached is None and not optional:
             raise CheckpointError(
-                f"HF_HUB_OFFLINE is set and {where} is not in the Hugging Face cache; unset HF_HUB_OFFLINE to "
-                f"download it, or {_alternatives()}."
+                f"This server works offline and has no copy of {where}; {_alternatives()}.",
+                operator="Unset HF_HUB_OFFLINE to download it.",
             )
         return None if cached is None else Fetched(cached, f"used the cached copy of {where} (offline mode)")
     timeout = settings.hub_timeout()
@@ -134,9 +134,10 @@ def fetch(
         cached = _from_cache(common)
         if cached is None:
             raise CheckpointError(
-                f"The Hugging Face Hub could not be reached at {settings.hub_endpoint() or constants.ENDPOINT} "
-                f"({_reason(err, timeout)}) and {where} is not cached; check the network or HF_ENDPOINT, or "
-                f"{_alternatives()}."
+                f"The Hugging Face Hub could not be reached ({_reason(err, timeout)}) and {where} is not cached; "
+                f"try again later, or {_alternatives()}.",
+                operator=f"The Hub's address here is {settings.hub_endpoint() or constants.ENDPOINT}: check this "
+                "machine's network, or HF_ENDPOINT.",
             ) from None
         reason = _reason(err, timeout)
         return Fetched(cached, f"the Hub could not be reached ({reason}): used the cached copy of {where}")
@@ -201,7 +202,7 @@ def _reason(err: BaseException, timeout: float | None) -> str:
     if isinstance(err, httpx2.ConnectError):
         return "connection failed"
     if isinstance(err, OfflineModeIsEnabled):
-        return "HF_HUB_OFFLINE is set"
+        return "this server works offline"
     status = _status(err)
     if status is not None:
         return f"server error, HTTP {status}" if status >= 500 else f"HTTP {status}"

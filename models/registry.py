@@ -181,7 +181,7 @@ def siblings(spec: ModelSpec) -> Siblings:
     if pending:
         names = ", ".join(f"`{name}`" for name in pending)
         return Siblings((), f"its other seed {names} is still training (no final weights yet)")
-    return Siblings((), f"`{base}` has no other seed in models/weights")
+    return Siblings((), f"`{base}` has no other seed among the bundled models")
 
 
 def choose_sibling(spec: ModelSpec, chosen: ModelSpec | Literal["auto", "none"] | None) -> tuple[ModelSpec | None, str]:

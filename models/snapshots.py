@@ -61,9 +61,10 @@ def load_snapshot(folder: Path, snapshot: str, spec: str) -> LoadedModel:
     config_path = snapshot_config(folder)
     if config_path is None:
         raise CheckpointError(
-            f"The snapshots of {name} cannot be loaded: neither snapshots/config.json nor config.json says the "
-            "architecture, method and input normalisation they were trained with (training writes the first when "
-            "it starts)."
+            f"The snapshots of {name} cannot be loaded: the run did not record the architecture, method and input "
+            "normalisation they were trained with.",
+            operator="Neither snapshots/config.json nor config.json says the architecture (training writes the first "
+            "when it starts).",
         )
     config, data = _read(config_path)
     hints = parse_config(data, f"{name}/{config_path.relative_to(folder)}")
@@ -93,11 +94,12 @@ def bundled_series_named(name: str) -> Series:
     length = config.get(RUN_EPOCHS)
     if not isinstance(length, int) or length < epochs[-1]:
         raise CheckpointError(
-            f"The run {name} does not say how many epochs it trains (no '{RUN_EPOCHS}' of at least {epochs[-1]} "
-            "in snapshots/config.json), so its snapshots cannot be placed in its training."
+            f"The run {name} does not say how many epochs it trains, so its snapshots cannot be placed in its "
+            "training.",
+            operator=f"Its snapshots/config.json has no '{RUN_EPOCHS}' of at least {epochs[-1]}.",
         )
     finished = (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
-    rule = f"progress = epoch / {length}, the run's length in its snapshots/config.json; " + (
+    rule = f"progress = epoch / {length}, the run's length as its training recorded it; " + (
         f"final network: bundled:{name}" if finished else "no final network yet: the run has not finished"
     )
     return Series(

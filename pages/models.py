@@ -31,13 +31,12 @@ st.dataframe(
                 "method": e.method,
                 "architecture": e.arch.name,
                 "description": e.description,
-                "reported accuracy": e.reported_accuracy,
+                "reported accuracy": "not reported" if e.reported_accuracy is None else f"{e.reported_accuracy:.1%}",
             }
             for e in registry_entries()
         ]
     ),
     hide_index=True,
-    column_config={"reported accuracy": st.column_config.NumberColumn(format="percent")},
 )
 st.caption("Choose any of them as model A or B in the sidebar, or bring another model below.")
 

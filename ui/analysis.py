@@ -28,7 +28,7 @@ def load_sibling(spec: str, chosen: str | None) -> tuple[LoadedModel | None, str
     try:
         return networks.load(sibling), ""
     except CheckpointError as err:
-        return None, f"its other seed ({sibling}) could not be loaded: {err}"
+        return None, f"its other seed ({sibling}) could not be loaded: {err.visitor}"
 
 
 def _loaded(choices: Choices) -> tuple[LoadedModel, LoadedModel] | None:
@@ -59,7 +59,9 @@ def _computed(
             raise
         found = service.pair_with_ceilings(a, b, None, None, choices.subset, choices.options, watch)
         return found, [
-            note if sibling is None else f"the comparison with its other seed ({sibling.identity.source}) failed: {err}"
+            note
+            if sibling is None
+            else f"the comparison with its other seed ({sibling.identity.source}) failed: {err.visitor}"
             for sibling, note in zip(siblings, notes, strict=True)
         ]
 

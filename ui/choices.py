@@ -1,7 +1,10 @@
 """The sidebar's choices and their URL schema: what each parameter means, its default, how it is read back.
 
-Every choice lives in the URL, so a link reproduces an analysis. A bad value in a link is ignored with
-a note, never an error page.
+Every choice lives in the URL, so a link reproduces an analysis. The URL and the session hold canonical values
+only: a model as `ModelSpec.parse(...).text` (the command line's parser), never a widget's label, and every other
+value as the command line and core.options.DEFAULTS read it. A link from any earlier version still opens: a value
+that does not parse, or a parameter this version does not have, is left out with a notice at the top of the page
+(`notify`, shown by ui.sidebar.notices), never an error page.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import streamlit as st
 from core.data import SPLITS, DataError, SubsetSpec, parse_classes
 from core.errors import LensError, OptionsError
 from core.options import DEFAULTS, SIGMA_RANGE, AnalysisOptions
-from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec
+from models import AUTO, DEFAULT_PAIR, NO_SIBLING, ModelSpec, list_bundled
 from ui.text import plain
 
 DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 CHOICES = "choices"  # session_state: the Choices of this run, set by the sidebar
+NOTICES = "notices"  # session_state: plain-words notices for the top of the page (Markdown), until dismissed
+STREAMLIT_PARAMS = ("embed", "embed_options")  # URL parameters Streamlit itself reads: never ours to drop
 ESTIMATORS = {"debiased": "debiased (unbiased HSIC)", "biased": "biased (inflated for wide features)"}
 KERNEL_LABELS = {"linear": "linear", "rbf": "RBF (Gaussian)"}
 MIN_BATCH = 4  # the debiased estimator's smallest minibatch (AnalysisOptions.min_batch)
@@ -74,11 +79,31 @@ def _sigma(text: str) -> float:
 
 
 def typed_spec(text: str) -> str:
-    """A model spec as typed, not yet parsed: 'owner/repo' means the Hub."""
+    """A model spec as typed, not yet parsed: 'owner/repo' means the Hub, the bare name of a bundled model (as the
+    sidebar shows it) that model."""
     text = text.strip()
     if not text:
         raise OptionsError("is empty")
-    return text if ":" in text else f"hub:{text}"
+    if ":" in text:
+        return text
+    name = text.partition("#")[0].partition("@")[0].strip()
+    return f"bundled:{text}" if "/" not in name and name in bundled_names() else f"hub:{text}"
+
+
+def bundled_names() -> set[str]:
+    """The names of the bundled models (models/weights' finished folders)."""
+    return {entry.spec.location for entry in list_bundled()}
+
+
+def model_label(text: str) -> str:
+    """How a select shows a model: a bundled one by its name, a Hub repo as OWNER/REPO[@REVISION] (short enough
+    for the sidebar), anything else as its spec. `typed_spec` reads each label back as the same spec, so a label
+    the browser sends back is never mistaken for another model."""
+    if text.startswith("bundled:"):
+        return text.removeprefix("bundled:")
+    if text.startswith("hub:") and text.count(":") == 1:
+        return text.removeprefix("hub:")
+    return text
 
 
 def as_spec(text: str) -> ModelSpec:
@@ -86,17 +111,24 @@ def as_spec(text: str) -> ModelSpec:
     return ModelSpec.parse(typed_spec(text))
 
 
-def typed_sibling(text: str) -> str:
-    """An other-seed choice as typed: 'auto', 'none' or a model spec (not yet parsed)."""
+def canonical_model(text: str) -> str:
+    """A model from a link or the sidebar in its canonical form, parsed as the command line parses --a and --b;
+    a CheckpointError (a LensError) says what would work instead."""
+    return as_spec(text).text
+
+
+def canonical_sibling(text: str) -> str:
+    """An other-seed choice: 'auto' (the registry's), 'none' (no ceiling) or a model in its canonical form, as the
+    command line reads --a-sibling."""
     text = text.strip()
-    return text if text in (AUTO, NO_SIBLING) else typed_spec(text)
+    return text if text in (AUTO, NO_SIBLING) else canonical_model(text)
 
 
 FIELDS = (
-    Field("a", DEFAULT_A.text, typed_spec),
-    Field("b", DEFAULT_B.text, typed_spec),
-    Field("a_seed", AUTO, typed_sibling),
-    Field("b_seed", AUTO, typed_sibling),
+    Field("a", DEFAULT_A.text, canonical_model),
+    Field("b", DEFAULT_B.text, canonical_model),
+    Field("a_seed", AUTO, canonical_sibling),
+    Field("b_seed", AUTO, canonical_sibling),
     Field("split", DEFAULTS.split, _one_of(SPLITS)),
     Field("classes", list(DEFAULTS.classes), lambda text: list(parse_classes(text)), lambda v: ",".join(map(str, v))),
     Field("per_class", DEFAULTS.per_class, _int_at_least(1)),
@@ -126,22 +158,46 @@ class Choices:
         return {name: BY_NAME[name].show(value) for name, value in self.values}
 
 
+SIBLING_WORDS = {AUTO: "its registered other seed", NO_SIBLING: "no ceiling"}
+
+
+def notify(text: str) -> None:
+    """Keep a notice (Markdown, anything from outside already made plain) for the top of the page."""
+    notices = st.session_state.setdefault(NOTICES, [])
+    if text not in notices:
+        notices.append(text)
+
+
 def init_from_url() -> None:
-    """On a session's first run, set each widget's state from the URL (or its default); note bad values."""
-    ignored = []
+    """On a session's first run, set each widget's state from the URL (or its default): every value is parsed as
+    the command line parses it, and one that does not parse, or a parameter this version has no use for, is left
+    out, with one notice in plain words naming each and what is used instead."""
+    s = st.session_state
+    fresh = all(f.key not in s for f in FIELDS)
+    dropped = []
     for f in FIELDS:
-        if f.key in st.session_state:
+        if f.key in s:
             continue
         value = f.default
         raw = st.query_params.get(f.name)
         if raw is not None:
             try:
                 value = f.parse(raw)
-            except LensError as err:  # OptionsError, or DataError from the classes' parser
-                ignored.append(f"{plain('?' + f.name + '=' + raw, 80)} ({plain(err, 300)})")
-        st.session_state[f.key] = value
-    if ignored:
-        st.session_state["url_ignored"] = ignored
+            except LensError as err:  # OptionsError, DataError from the classes' parser, CheckpointError
+                default = SIBLING_WORDS.get(f.default, f.default) if isinstance(f.default, str) else f.show(f.default)
+                dropped.append(
+                    f"{plain(f.name)} = {plain(raw, 80)}: {plain(err, 300)} (using {plain(default, 80)} instead)"
+                )
+        s[f.key] = value
+    if fresh:  # the link's other parameters: from an earlier version, or mistyped
+        for name in st.query_params:
+            if name not in BY_NAME and name not in STREAMLIT_PARAMS:
+                dropped.append(f"{plain(name, 40)}: this version of CKA Lens has no such setting")
+    if dropped:
+        notify(
+            "Some of this link's settings could not be used, so they were left out:\n"
+            + "\n".join(f"- {line}" for line in dropped)
+        )
 
 
 def read_choices(models: dict[str, ModelSpec | str]) -> Choices:

@@ -13,12 +13,24 @@ import weakref
 import streamlit as st
 
 from core import settings
-from models import CheckpointError, LoadedModel, ModelSpec, load_model, load_uploaded, weights_version, with_choices
+from models import (
+    CheckpointError,
+    LoadedModel,
+    ModelSpec,
+    list_bundled,
+    load_model,
+    load_uploaded,
+    registry_entries,
+    weights_version,
+    with_choices,
+)
+from models.methods import known_method
+from models.registry import find_hub_entry
 
 UPLOADS = "uploads"  # session_state: {"upload:NAME": LoadedModel}, this session's uploads as uploaded
 CHOSEN_UPLOADS = "chosen_uploads"  # session_state: {"upload:NAME#choices": LoadedModel}, the same under choices
 UPLOAD_IDS = "upload_ids"  # session_state: {st.file_uploader file id: its spec}
-FAILED = "failed_loads"  # session_state: {spec text: (time, message)}, so a dead Hub is not retried on every rerun
+FAILED = "failed_loads"  # session_state: {spec: (time, message, operator hint)}: a dead Hub is not retried each rerun
 RETRY_AFTER_S = 60.0
 
 
@@ -51,11 +63,11 @@ def load(spec: ModelSpec) -> LoadedModel:
         )
     failed = st.session_state.setdefault(FAILED, {})
     if spec.text in failed and time.monotonic() - failed[spec.text][0] < RETRY_AFTER_S:
-        raise CheckpointError(failed[spec.text][1])
+        raise CheckpointError(failed[spec.text][1], operator=failed[spec.text][2])
     try:
         return _network(spec.key, weights_version(spec), spec)
     except CheckpointError as err:
-        failed[spec.text] = (time.monotonic(), str(err))
+        failed[spec.text] = (time.monotonic(), err.visitor, err.operator)
         raise
 
 
@@ -65,8 +77,8 @@ def _upload(spec: ModelSpec) -> LoadedModel:
     base = spec.base.text
     if base not in uploads:
         raise CheckpointError(
-            f"'{base}' is not among this session's uploads (uploads stay in the session that made them); "
-            "upload the file again on the Models page."
+            f"'{base}' is not among this session's uploads: an upload stays in the browser tab that made it, so a "
+            "new tab, or someone who opened a shared link, must upload the file again on the Models page."
         )
     if not spec.choices:
         return uploads[base]
@@ -74,6 +86,36 @@ def _upload(spec: ModelSpec) -> LoadedModel:
     if spec.text not in chosen:
         chosen[spec.text] = with_choices(uploads[base], spec.choices.hints(), spec.text)
     return chosen[spec.text]
+
+
+def method_of(spec: ModelSpec) -> str | None:
+    """The training method `spec`'s network was trained with, where it is known without loading anything: the
+    registry's for a bundled model (or one of its snapshots) or a listed Hub repo, else the network's own if this
+    session or the shared cache holds it (an upload, say); None when unknown. Other seeds are proposed, and kept,
+    only when this agrees: a ceiling compares two seeds of one method."""
+    base = spec.base
+    if base.source == "bundled":
+        method = next((e.method for e in list_bundled() if e.spec.location == base.location), None)
+    elif base.source == "hub":
+        entry = find_hub_entry(base.location)
+        method = entry.method if entry else None
+    else:
+        method = None
+    if method is None:
+        loaded = peek(spec) or peek(base)
+        method = loaded.info.method if loaded is not None else None
+    return known_method(method) if method else None
+
+
+def same_method_models(spec: ModelSpec) -> list[ModelSpec]:
+    """The models to propose as `spec`'s other seed: the registry's and this session's uploads trained with the same
+    (known) method, `spec` itself left out; none when its method is not known."""
+    method = method_of(spec)
+    if method is None:
+        return []
+    candidates = {e.spec: known_method(e.method) for e in registry_entries()}
+    candidates |= {upload: method_of(upload) for upload in upload_specs()}
+    return [c for c, its in candidates.items() if c.base != spec.base and its == method]
 
 
 def upload_specs() -> list[ModelSpec]:

@@ -11,7 +11,8 @@ together on a fresh server each get their rerun although the first of them alrea
 The real-browser tests open /similarity first on a fresh server, and six pages at once.
 
 The frame is also the last guard of every page: a refusal (LensError) that a page left uncaught is shown as
-its message, anything else as an apology with a reference (ui.apology), never as a traceback.
+its message in the visitor's words (an operator's hint goes to the log), anything else as an apology with a
+reference (ui.apology), never as a traceback.
 """
 
 import threading
@@ -22,7 +23,8 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from core.errors import LensError
-from ui.apology import apologise
+from ui.apology import apologise, logger
+from ui.text import for_visitor
 
 _RUN = threading.local()
 
@@ -39,7 +41,9 @@ def app_frame() -> Iterator[None]:
     try:
         yield
     except LensError as err:
-        st.error(str(err))
+        if str(err) != err.visitor:  # the operator's part (a setting, a server path) goes to the log only
+            logger.warning("refusal shown to a visitor: %s", err)
+        st.error(for_visitor(err))
     except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback, the visitor gets a reference
         apologise(err, "showing this page")
     finally:

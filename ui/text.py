@@ -2,11 +2,16 @@
 
 Streamlit renders every message as Markdown (GitHub flavour: bare URLs become links), so a file name or a link's
 value could otherwise put links, images or formatting into the app's own words.
+
+A refusal (a LensError) passed here is shown in a visitor's words: its `visitor` text, without the hint for the
+server's operator (an environment variable, a server path) that the command line and the log keep.
 """
 
 from __future__ import annotations
 
 import re
+
+from core.errors import LensError
 
 # The marks Markdown, GitHub's extensions or Streamlit give a meaning (CommonMark lets any punctuation be escaped):
 # escaping ':', '.' and '@' also stops bare URLs and addresses (https://..., www.x.y, a@b.c) becoming links, '$' math.
@@ -14,9 +19,15 @@ _PUNCTUATION = re.compile(r"([\\`*_\[\]()<>#!|~$:.&+\-=@{}^])")
 MAX_SHOWN = 200  # characters of one outside string shown in a message
 
 
+def for_visitor(text: object) -> str:
+    """`text` as a string; a refusal as its visitor's message (no operator hint)."""
+    return text.visitor if isinstance(text, LensError) else str(text)
+
+
 def short(text: object, limit: int = MAX_SHOWN) -> str:
-    """`text` on one line, cut to `limit` characters (a 10 MB key name stays a short message)."""
-    flat = " ".join(str(text).split())
+    """`text` on one line, cut to `limit` characters (a 10 MB key name stays a short message); a refusal in its
+    visitor's words."""
+    flat = " ".join(for_visitor(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -32,7 +32,7 @@ def test_only_the_same_method_counts_and_choices_after_hash_pass_on(weights_dir,
     nets.folder(weights_dir / "tiny-seed1", nets.make(num_classes=0), "simclr")
     nets.folder(weights_dir / "tiny-seed2", nets.make(seed=2), "supervised")
     assert siblings(P("bundled:tiny#norm=imagenet")).specs == (P("bundled:tiny-seed2#norm=imagenet"),)
-    assert siblings(P("bundled:tiny-seed1")).note == "`bundled:tiny-seed1` has no other seed in models/weights"
+    assert siblings(P("bundled:tiny-seed1")).note == "`bundled:tiny-seed1` has no other seed among the bundled models"
 
 
 def test_other_sources_have_none_unless_the_registry_lists_them(monkeypatch):

@@ -54,8 +54,11 @@ def test_a_run_series_is_in_training_order_and_gains_its_final_when_written(weig
 def test_snapshots_without_any_config_are_refused_with_the_reason(weights_dir, nets):
     folder = running(weights_dir, nets)
     (folder / "snapshots" / "config.json").unlink()
-    with pytest.raises(CheckpointError, match="neither snapshots/config.json nor config.json says the architecture"):
+    with pytest.raises(
+        CheckpointError, match="Neither snapshots/config.json nor config.json says the architecture"
+    ) as no:
         load_model("bundled:run@epoch-1")
+    assert "did not record the architecture" in no.value.visitor and "config.json" not in no.value.visitor
     with pytest.raises(CheckpointError, match="does not say how many epochs"):
         bundled_series_named("run")
     assert bundled_series() == []  # listing skips it rather than failing
