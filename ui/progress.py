@@ -1,8 +1,16 @@
-"""What a page shows while the service computes: a progress panel, previews of its charts, a waiting note.
+"""What a page shows while the service computes, drawn into places the page made once: one steady page.
 
-The service (ui.service) only calls the `Watch` made here; everything is drawn here, in the page's own script
-thread, at the place on the page where the analysis was asked for. Nothing is drawn until the service reports
-work (a result from the caches draws nothing), and everything is emptied once it is done.
+A page makes its `View` at the top: a status place, then, where each belongs in its order, figure places and text
+places. Each place is a container made at the same point of the page on every run, so it keeps what the run
+before drew there until this run draws into it (a recompute never blanks the page, as a fresh st.empty() would),
+and each draw into it replaces the last (nothing drawn twice). While the service computes: the status place shows
+the whole plan ("step 2 of 4: A vs its other seed") with an overall bar and a bar for the stage at work; each
+figure place shows its preview, then the final figure, in the same place; the first text place says that the text
+will describe the new choice once it is done, and the other text places are emptied, so no text of the previous
+choice stays beside the new. Nothing is drawn while nothing is computed (a result from the caches); the status
+place is emptied once the work is done.
+
+The service (ui.service) only calls the `Watch` made here; everything is drawn here, in the page's script thread.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from contextlib import contextmanager
 
 import altair as alt
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
+from core.progress import Plan
 from core.result import AnalysisResult
 from ui import figure
 from ui.service import Watch
@@ -23,60 +33,161 @@ PREVIEW_EVERY_S = 1.0  # at most one preview drawn per second: each redraw costs
 WAITING = "Other visitors' analyses are running: this one starts as soon as one of them finishes."
 
 
-class _Panel:
-    """The placeholders of one watched analysis, made on the first report: a note, a status box, a preview."""
+class Place:
+    """One place of a page for what an analysis draws, made here and now (`key` names it for the page's style and
+    its tests). Drawing into it replaces what it held, whether this run or the run before drew it."""
 
-    def __init__(self, title: str, charts_of: Charts | None, images: int) -> None:
-        self.title, self.charts_of, self.images = title, charts_of, images
-        self.slot: st.delta_generator.DeltaGenerator | None = None
-        self.bar = None
+    def __init__(self, key: str | None = None) -> None:
+        self._box = st.container(key=key)
+        self._slot: DeltaGenerator | None = None
+
+    def _here(self) -> DeltaGenerator:
+        """The one slot the place's content goes to, made on the first draw (an empty slot made earlier would blank
+        what the run before left there)."""
+        if self._slot is None:
+            self._slot = self._box.empty()
+        return self._slot
+
+    @contextmanager
+    def drawing(self) -> Iterator[None]:
+        """Within the block, Streamlit draws here, as the place's whole content."""
+        with self._here().container():
+            yield
+
+    def one(self, draw: Callable[[], object]) -> None:
+        """`draw` one element (a chart, a line) as the place's whole content."""
+        with self._here():
+            draw()
+
+    def clear(self) -> None:
+        self._here().empty()
+
+
+class View:
+    """Where a page draws one analysis: the status place, made here, then the figure and text places the page makes
+    (`figure`, `text`) where each belongs, in the page's order, before it asks for the analysis."""
+
+    def __init__(self) -> None:
+        self.status = Place()
+        self.figures: list[Place] = []
+        self.texts: list[Place] = []
+
+    def figure(self) -> Place:
+        """A place, here, for one figure: a preview's chart while the analysis is computed, then the final one."""
+        self.figures.append(Place(key=f"figure-{len(self.figures)}"))
+        return self.figures[-1]
+
+    def text(self) -> Place:
+        """A place, here, for what the result says: while it is computed, a note (the first one) or nothing."""
+        self.texts.append(Place())
+        return self.texts[-1]
+
+    @contextmanager
+    def failed(self) -> Iterator[None]:
+        """Every figure and text place emptied; within the block, Streamlit draws in the status place, to say what
+        went wrong."""
+        for place in (*self.figures, *self.texts):
+            place.clear()
+        with self.status.drawing():
+            yield
+
+    @contextmanager
+    def watching(self, title: str, charts_of: Charts | None = None, images: int = 0) -> Iterator[Watch]:
+        """A Watch drawing, in the status place, a box titled `title` with the plan and its bars, each preview of
+        `images` images into the figure places (`charts_of` gives one chart a place; previews are computed only
+        when it is given), and a note on the text places; the status place emptied when the block ends."""
+        panel = _Panel(self.status.one, title, charts_of, images, self)
+        try:
+            yield panel.watch()
+        finally:
+            panel.close()
+
+
+class _Panel:
+    """What one watched analysis draws, started by the first report: a note and a status box (the plan, an overall
+    bar, the stage's bar, the preview's line) in the status slot; previews in the view's figure places."""
+
+    def __init__(
+        self, status: Callable[[Callable[[], object]], None], title: str, charts_of, images: int, view: View | None
+    ) -> None:
+        self.status, self.title, self.charts_of, self.images, self.view = status, title, charts_of, images, view
+        self.started = False
         self.last_preview = -PREVIEW_EVERY_S
 
-    def _places(self):
-        if self.slot is None:
-            self.slot = st.empty()
-            box = self.slot.container()
-            self.note, self.status, self.preview_slot = box.empty(), box.empty(), box.empty()
+    def watch(self) -> Watch:
+        preview = self.preview if self.charts_of is not None else None
+        return Watch(self.progress, preview, self.waiting, self.step)
+
+    def _start(self) -> _Panel:
+        if not self.started:
+            self.started = True
+            self.status(self._draw_box)
+            if self.view is not None and self.view.texts:
+                for place in self.view.texts[1:]:
+                    place.clear()
+                note = f"The text here will describe the new choice ({self.images:,} images) once its analysis is done."
+                self.view.texts[0].one(lambda: st.caption(note))
         return self
 
+    def _draw_box(self) -> None:
+        with st.container():
+            self.note = st.empty()
+            with st.status(self.title, expanded=True):
+                self.plan_line, self.overall, self.stage = st.empty(), st.empty(), st.progress(0.0, text="starting")
+                self.preview_line = st.empty()
+
     def waiting(self, waits: bool) -> None:
-        note = self._places().note
+        note = self._start().note
         if waits:
             note.info(WAITING)
         else:
             note.empty()
 
+    def step(self, plan: Plan, k: int) -> None:
+        """Step k of `plan` begins: the whole plan, the step's line over a bar of the steps done."""
+        self._start()
+        listed = " · ".join(
+            f"{i}. {name} (done)" if i < k else f"{i}. **{name}**" if i == k else f"{i}. {name}"
+            for i, name in enumerate(plan.steps, 1)
+        )
+        self.plan_line.caption(f"The plan: {listed}")
+        self.overall.progress((k - 1) / len(plan.steps), text=plan.line(k))
+
     def progress(self, stage: str, done: int, total: int) -> None:
-        if self.bar is None:
-            with self._places().status.container():
-                self.bar = st.status(self.title, expanded=True).progress(0.0, text="starting")
-        self.bar.progress(min(done / max(total, 1), 1.0), text=f"{stage} ({done}/{total})")
+        self._start().stage.progress(min(done / max(total, 1), 1.0), text=f"{stage} ({done}/{total})")
 
     def preview(self, result: AnalysisResult, done: int, total: int) -> None:
         if done < total and time.monotonic() - self.last_preview < PREVIEW_EVERY_S and done > 1:
             return
         self.last_preview = time.monotonic()
-        with self._places().preview_slot.container():
-            st.info(
-                f"Preview from the first {result.used_images:,} of {self.images:,} images ({done} of {total} "
-                "minibatches), refined as the rest arrive: the interval appears from 5 minibatches, the permutation "
-                "null and the read-outs once all are in."
-            )
-            for chart in self.charts_of(result):
-                figure.show(chart)
+        self._start().preview_line.info(
+            f"Preview from the first {result.used_images:,} of {self.images:,} images ({done} of {total} minibatches),"
+            " refined as the rest arrive: the interval appears from 5 minibatches, the permutation null and the "
+            "read-outs once all are in."
+        )
+        places = self.view.figures if self.view is not None else []
+        for place, chart in zip(places, self.charts_of(result), strict=True):
+            place.one(lambda chart=chart: figure.show(chart))
 
     def close(self) -> None:
-        if self.slot is not None:
-            self.slot.empty()
+        if self.started:
+            self.status(st.empty)
 
 
 @contextmanager
-def watching(title: str, charts_of: Charts | None = None, images: int = 0) -> Iterator[Watch]:
-    """A Watch drawing, here on the page, a status box titled `title` with a bar naming each stage, the page's
-    `charts_of` each preview of `images` images (previews are computed only when it is given), and a note while
-    the analysis waits for a computing slot; all of it emptied when the block ends."""
-    panel = _Panel(title, charts_of, images)
+def watching(title: str) -> Iterator[Watch]:
+    """A Watch drawing, at this point of the page, a status box titled `title` with the plan and its bars once work
+    is reported (a result from the caches draws nothing), emptied when the block ends."""
+    slot: list[DeltaGenerator] = []
+
+    def status(draw: Callable[[], object]) -> None:
+        if not slot:
+            slot.append(st.empty())  # made with the first report, so a page served from the caches has no gap
+        with slot[0]:
+            draw()
+
+    panel = _Panel(status, title, None, 0, None)
     try:
-        yield Watch(panel.progress, panel.preview if charts_of is not None else None, panel.waiting)
+        yield panel.watch()
     finally:
         panel.close()
