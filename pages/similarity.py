@@ -44,18 +44,18 @@ rest = view.text()
 found = with_ceilings(current(), view, preview_charts)
 if found is not None:
     result, seeds = found
-    with caption.drawing():
-        widgets.result_caption(result)
     label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
     across = {f"{label_a} vs {label_b}": (result, label_a, label_b)}
     for side, label, seed in (("A", label_a, seeds.a), ("B", label_b, seeds.b)):
         if seed is not None:
             across[f"{label} vs another seed"] = (seed, label, f"{side}'s other seed")
-    with across_place.drawing():
+    with caption.drawing():  # the choice of heatmap goes with the text: the heatmap's place holds the heatmap alone
+        widgets.result_caption(result)
         shown = (
             st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
         )
-        pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
+    pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
+    with across_place.drawing():
         st.altair_chart(across_heatmap(pair, rows, cols), width="stretch")
     with notes.drawing():
         st.subheader("Matched layers")

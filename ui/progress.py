@@ -34,30 +34,37 @@ WAITING = "Other visitors' analyses are running: this one starts as soon as one 
 
 
 class Place:
-    """One place of a page for what an analysis draws, made here and now (`key` names it for the page's style and
-    its tests). Drawing into it replaces what it held, whether this run or the run before drew it."""
+    """One place of a page for what an analysis draws, made where the page stands (`key` names it for the page's
+    style and its tests), or where the page stands at the first draw (`later`). Drawing into it replaces what it
+    held, whether this run or the run before drew it."""
 
-    def __init__(self, key: str | None = None) -> None:
-        self._box = st.container(key=key)
+    def __init__(self, key: str | None = None, later: bool = False) -> None:
+        self._key = key
+        self._box: DeltaGenerator | None = None if later else st.container(key=key)
         self._slot: DeltaGenerator | None = None
 
     def _here(self) -> DeltaGenerator:
-        """The one slot the place's content goes to, made on the first draw (an empty slot made earlier would blank
-        what the run before left there)."""
+        """The one slot the place's content goes to, made on the first draw: an empty slot made earlier would blank
+        what the run before left there until then."""
         if self._slot is None:
+            self._box = self._box or st.container(key=self._key)
             self._slot = self._box.empty()
         return self._slot
 
     @contextmanager
     def drawing(self) -> Iterator[None]:
-        """Within the block, Streamlit draws here, as the place's whole content."""
+        """Within the block, Streamlit draws here, as the place's whole content. The browser keeps what the place
+        showed until each new element takes the place of the one before it, so a figure drawn so, preview after
+        preview, never blanks."""
         with self._here().container():
             yield
 
-    def one(self, draw: Callable[[], object]) -> None:
-        """`draw` one element (a chart, a line) as the place's whole content."""
+    @contextmanager
+    def one(self) -> Iterator[None]:
+        """Within the block, the one element Streamlit draws (a line of text) is the place's whole content, at once:
+        nothing the place showed before is left beside it."""
         with self._here():
-            draw()
+            yield
 
     def clear(self) -> None:
         self._here().empty()
@@ -73,7 +80,8 @@ class View:
         self.texts: list[Place] = []
 
     def figure(self) -> Place:
-        """A place, here, for one figure: a preview's chart while the analysis is computed, then the final one."""
+        """A place, here, for one figure (drawn with `drawing`): a preview's chart while the analysis is computed,
+        then the final one."""
         self.figures.append(Place(key=f"figure-{len(self.figures)}"))
         return self.figures[-1]
 
@@ -96,7 +104,7 @@ class View:
         """A Watch drawing, in the status place, a box titled `title` with the plan and its bars, each preview of
         `images` images into the figure places (`charts_of` gives one chart a place; previews are computed only
         when it is given), and a note on the text places; the status place emptied when the block ends."""
-        panel = _Panel(self.status.one, title, charts_of, images, self)
+        panel = _Panel(self.status, title, charts_of, images, self)
         try:
             yield panel.watch()
         finally:
@@ -104,12 +112,11 @@ class View:
 
 
 class _Panel:
-    """What one watched analysis draws, started by the first report: a note and a status box (the plan, an overall
-    bar, the stage's bar, the preview's line) in the status slot; previews in the view's figure places."""
+    """What one watched analysis draws, started by the first report: a box with the plan, an overall bar, the
+    stage's bar and the preview's line in the `status` place; previews in the view's figure places, a note on its
+    text places."""
 
-    def __init__(
-        self, status: Callable[[Callable[[], object]], None], title: str, charts_of, images: int, view: View | None
-    ) -> None:
+    def __init__(self, status: Place, title: str, charts_of: Charts | None, images: int, view: View | None) -> None:
         self.status, self.title, self.charts_of, self.images, self.view = status, title, charts_of, images, view
         self.started = False
         self.last_preview = -PREVIEW_EVERY_S
@@ -121,20 +128,19 @@ class _Panel:
     def _start(self) -> _Panel:
         if not self.started:
             self.started = True
-            self.status(self._draw_box)
+            with self.status.drawing(), st.container(border=True):
+                st.markdown(f"**{self.title}**")
+                self.note, self.plan_line, self.overall = st.empty(), st.empty(), st.empty()
+                self.stage, self.preview_line = st.progress(0.0, text="starting"), st.empty()
             if self.view is not None and self.view.texts:
                 for place in self.view.texts[1:]:
                     place.clear()
-                note = f"The text here will describe the new choice ({self.images:,} images) once its analysis is done."
-                self.view.texts[0].one(lambda: st.caption(note))
+                with self.view.texts[0].one():
+                    st.caption(
+                        f"The text here will describe the new choice ({self.images:,} images) once its analysis is "
+                        "done."
+                    )
         return self
-
-    def _draw_box(self) -> None:
-        with st.container():
-            self.note = st.empty()
-            with st.status(self.title, expanded=True):
-                self.plan_line, self.overall, self.stage = st.empty(), st.empty(), st.progress(0.0, text="starting")
-                self.preview_line = st.empty()
 
     def waiting(self, waits: bool) -> None:
         note = self._start().note
@@ -167,26 +173,19 @@ class _Panel:
         )
         places = self.view.figures if self.view is not None else []
         for place, chart in zip(places, self.charts_of(result), strict=True):
-            place.one(lambda chart=chart: figure.show(chart))
+            with place.drawing():
+                figure.show(chart)
 
     def close(self) -> None:
         if self.started:
-            self.status(st.empty)
+            self.status.clear()
 
 
 @contextmanager
 def watching(title: str) -> Iterator[Watch]:
     """A Watch drawing, at this point of the page, a status box titled `title` with the plan and its bars once work
-    is reported (a result from the caches draws nothing), emptied when the block ends."""
-    slot: list[DeltaGenerator] = []
-
-    def status(draw: Callable[[], object]) -> None:
-        if not slot:
-            slot.append(st.empty())  # made with the first report, so a page served from the caches has no gap
-        with slot[0]:
-            draw()
-
-    panel = _Panel(status, title, None, 0, None)
+    is reported (a result from the caches draws nothing, and leaves no gap), emptied when the block ends."""
+    panel = _Panel(Place(later=True), title, None, 0, None)
     try:
         yield panel.watch()
     finally:
