@@ -52,10 +52,17 @@ class Place:
         return self._slot
 
     @contextmanager
-    def drawing(self) -> Iterator[None]:
-        """Within the block, Streamlit draws here, as the place's whole content. The browser keeps what the place
-        showed until each new element takes the place of the one before it, so a figure drawn so, preview after
-        preview, never blanks."""
+    def drawing(self, again: bool = False) -> Iterator[None]:
+        """Within the block, Streamlit draws here, as the place's whole content; `again` when this run will draw
+        here again (a preview). The browser keeps each element the place showed until the new one takes its place,
+        so a figure drawn so never blanks, but for a moment at the first of several draws in a run (Streamlit's
+        placeholder that later draws replace is sent empty first). A run's only draw (a result from the caches)
+        goes in at once."""
+        if self._slot is None and not again:
+            self._box = self._box or st.container(key=self._key)
+            with self._box.container():
+                yield
+            return
         with self._here().container():
             yield
 
@@ -128,7 +135,7 @@ class _Panel:
     def _start(self) -> _Panel:
         if not self.started:
             self.started = True
-            with self.status.drawing(), st.container(border=True):
+            with self.status.drawing(again=True), st.container(border=True):
                 st.markdown(f"**{self.title}**")
                 self.note, self.plan_line, self.overall = st.empty(), st.empty(), st.empty()
                 self.stage, self.preview_line = st.progress(0.0, text="starting"), st.empty()
@@ -173,7 +180,7 @@ class _Panel:
         )
         places = self.view.figures if self.view is not None else []
         for place, chart in zip(places, self.charts_of(result), strict=True):
-            with place.drawing():
+            with place.drawing(again=True):
                 figure.show(chart)
 
     def close(self) -> None:
