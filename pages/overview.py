@@ -43,7 +43,7 @@ if shown is not None:
     result, seeds = shown
     found = summarise(result, ceilings=seeds)
     drawn = matched_figure(result, found.parting_layer, seeds)
-    with figure_place.drawing():
+    with figure_place.one():  # one element from the first preview on, swapped in place
         show(drawn)
     with about.drawing():
         st.subheader("What this pair shows")

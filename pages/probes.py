@@ -32,7 +32,7 @@ if result is not None:
     with caption.drawing():
         widgets.result_caption(result)
     for place, metric in zip(places, METRICS, strict=True):
-        with place.drawing():
+        with place.one():
             st.altair_chart(charts.readout_chart(result, metric), width="stretch")
     with footer.drawing():
         st.caption(f"Linear probe: {plain(result.probe_method)}.")

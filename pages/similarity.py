@@ -55,7 +55,7 @@ if found is not None:
             st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
         )
     pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
-    with across_place.drawing():
+    with across_place.one():
         st.altair_chart(across_heatmap(pair, rows, cols), width="stretch")
     with notes.drawing():
         st.subheader("Matched layers")
@@ -67,7 +67,7 @@ if found is not None:
         )
         widgets.ceiling_notes(result, seeds)
         widgets.reference_notes(result)
-    with matched_place.drawing():
+    with matched_place.one():
         st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer, seeds), width="stretch")
     with rest.drawing():
         if result.untrained_a is not None and result.untrained_b is not None:

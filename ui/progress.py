@@ -41,36 +41,48 @@ class Place:
     def __init__(self, key: str | None = None, later: bool = False) -> None:
         self._key = key
         self._box: DeltaGenerator | None = None if later else st.container(key=key)
-        self._slot: DeltaGenerator | None = None
+        self._slot: DeltaGenerator | None = None  # a placeholder the place's content goes to
+        self._shown: DeltaGenerator | None = None  # the one element `show` drew last
+
+    def _top(self) -> DeltaGenerator:
+        self._box = self._box or st.container(key=self._key)
+        return self._box
 
     def _here(self) -> DeltaGenerator:
-        """The one slot the place's content goes to, made on the first draw: an empty slot made earlier would blank
-        what the run before left there until then."""
+        """The placeholder the place's content goes to, made on the first draw (made earlier, it would blank what
+        the run before left there until then); its content replaced at each draw."""
         if self._slot is None:
-            self._box = self._box or st.container(key=self._key)
-            self._slot = self._box.empty()
+            self._slot = self._shown or self._top().empty()
         return self._slot
 
-    @contextmanager
-    def drawing(self, again: bool = False) -> Iterator[None]:
-        """Within the block, Streamlit draws here, as the place's whole content; `again` when this run will draw
-        here again (a preview). The browser keeps each element the place showed until the new one takes its place,
-        so a figure drawn so never blanks, but for a moment at the first of several draws in a run (Streamlit's
-        placeholder that later draws replace is sent empty first). A run's only draw (a result from the caches)
-        goes in at once."""
-        if self._slot is None and not again:
-            self._box = self._box or st.container(key=self._key)
-            with self._box.container():
-                yield
-            return
-        with self._here().container():
-            yield
+    def show(self, chart: alt.TopLevelMixin | figure.Figure) -> None:
+        """Draw `chart` (ui.figure.show) as the place's one element, sent as that element alone: the browser swaps
+        it for the element the place showed, with nothing blank between (a placeholder is sent empty first). Later
+        draws in this run replace it the same way."""
+        with self._shown or self._top():
+            self._shown = figure.show(chart)
 
     @contextmanager
     def one(self) -> Iterator[None]:
-        """Within the block, the one element Streamlit draws (a line of text) is the place's whole content, at once:
-        nothing the place showed before is left beside it."""
-        with self._here():
+        """Within the block, the one element Streamlit draws is the place's whole content. Where `show` drew, or for
+        a run's only draw into a figure place (`key`), it is sent alone and swapped for what the place showed; a
+        text place's note goes through a placeholder, which the text that replaces it reuses."""
+        if self._shown is None and self._slot is None and self._key is not None:
+            with self._top():
+                yield
+            return
+        with self._shown or self._here():
+            yield
+
+    @contextmanager
+    def drawing(self) -> Iterator[None]:
+        """Within the block, Streamlit draws here, as the place's whole content (text and widgets; a figure goes
+        in with `show` or `one`). A run's only draw goes in at once, over what the run before drew here."""
+        if self._slot is None and self._shown is None:
+            with self._top().container():
+                yield
+            return
+        with self._here().container():
             yield
 
     def clear(self) -> None:
@@ -135,7 +147,7 @@ class _Panel:
     def _start(self) -> _Panel:
         if not self.started:
             self.started = True
-            with self.status.drawing(again=True), st.container(border=True):
+            with self.status.one(), st.container(border=True):
                 st.markdown(f"**{self.title}**")
                 self.note, self.plan_line, self.overall = st.empty(), st.empty(), st.empty()
                 self.stage, self.preview_line = st.progress(0.0, text="starting"), st.empty()
@@ -180,8 +192,7 @@ class _Panel:
         )
         places = self.view.figures if self.view is not None else []
         for place, chart in zip(places, self.charts_of(result), strict=True):
-            with place.drawing(again=True):
-                figure.show(chart)
+            place.show(chart)
 
     def close(self) -> None:
         if self.started:
