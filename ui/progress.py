@@ -5,7 +5,8 @@ places. Each place is a container made at the same point of the page on every ru
 before drew there until this run draws into it (a recompute never blanks the page, as a fresh st.empty() would),
 and each draw into it replaces the last (nothing drawn twice). While the service computes: the status place shows
 the whole plan ("step 2 of 4: A vs its other seed") with an overall bar and a bar for the stage at work; each
-figure place shows its preview, then the final figure, in the same place; the first text place says that the text
+figure place shows its preview, then the final figure, as one element the browser swaps in place (never blank,
+never two); the first text place says that the text
 will describe the new choice once it is done, and the other text places are emptied, so no text of the previous
 choice stays beside the new. Nothing is drawn while nothing is computed (a result from the caches); the status
 place is emptied once the work is done.
