@@ -28,9 +28,12 @@ from core.pipeline import (
     FingerprintShelf,
     Pair,
     PairWithCeilings,
+    Starting,
     compare_pairs,
     compare_with_ceilings,
+    references_step,
 )
+from core.progress import Course
 from core.report import report_csv, report_json
 from core.result import AnalysisResult, to_json_dict
 from core.store import default_store, result_key
@@ -269,14 +272,26 @@ def _compared(
     source = FingerprintShelf(kept).source(steps, key=lambda network: network.identity.key)
     preview = lines.preview if lines else None
 
-    def compute(pairs: list[Pair]) -> list[AnalysisResult]:
-        return compare_pairs(pairs, subset, options, cluster, bars, preview, source)
+    def compute(pairs: list[Pair], starting: Starting) -> list[AnalysisResult]:
+        return compare_pairs(pairs, subset, options, cluster, bars, preview, source, starting=starting)
 
-    found = []
+    found, course = [], Course(bars.step)  # the bars name each step of each B's plan
     for k, (other, sibling_b) in enumerate(zip(others, siblings_b, strict=True)):
-        each = compare_with_ceilings(reference, other, sibling_a if k == 0 else None, sibling_b, compute)
         seeds_a = [reference] + ([sibling_a] if sibling_a else [])
         seeds_b = [other] + ([sibling_b] if sibling_b else [])
+        step = references_step(floor_pairs, len(seeds_a) + len(seeds_b) > 2)  # as with_floors_and_seeds makes them
+        after = [step] if step is not None else []
+        each = compare_with_ceilings(
+            reference,
+            other,
+            sibling_a if k == 0 else None,
+            sibling_b,
+            compute,
+            course=course,
+            then=lambda _, after=after: after,
+        )
+        if step is not None:
+            course.begin(step)
         pair = with_floors_and_seeds(
             each and each.pair, seeds_a, seeds_b, kept, subset, cluster, floor_pairs, default_store(), bars
         )

@@ -4,8 +4,9 @@ The app, the command line (one process or torchrun) and the benchmarks all call 
 `compare` for one pair in one process, or `compare_pairs` for pairs that share networks); they differ only in
 where fingerprints come from (computed, or a cache), how many processes share the work, and whether they want
 previews as the batches arrive. A pair and its ceilings is assembled in one place, `compare_with_ceilings`, for
-the command line, the app and the server's warm-up; a finished fingerprint is reused through one mechanism,
-`FingerprintShelf`, whether it is kept for one run (a dict) or shared by a server's sessions (a bounded cache).
+the command line, the app and the server's warm-up, which also makes its plan (core.progress: the steps it will run,
+in order, each counted once); a finished fingerprint is reused through one mechanism, `FingerprintShelf`, whether it
+is kept for one run (a dict) or shared by a server's sessions (a bounded cache).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from core.fingerprint import Fingerprint, fingerprint_steps, last, merge_fingerp
 from core.memory import check_memory, layer_shapes
 from core.network import Network
 from core.options import AnalysisOptions
-from core.progress import Progress, no_progress
+from core.progress import Course, Progress, no_progress
 from core.result import AnalysisResult
 from core.spill import Batches
 from core.store import Store
@@ -35,6 +36,11 @@ FingerprintSource = Callable[[Network], Iterable[Fingerprint]]
 # a preview: the result of the batches so far (no null, no read-outs), batches done, batches in all
 Preview = Callable[[AnalysisResult, int, int], None]
 Pair = tuple[Network, Network]
+Starting = Callable[[int], None]  # told k (from 0) as the k-th of the pairs asked for starts to be compared
+
+
+def _unheard(k: int) -> None:
+    return None
 
 
 class FingerprintShelf:
@@ -187,6 +193,7 @@ def compare_pairs(
     fingerprints: FingerprintSource | None = None,
     previewed: int | None = None,
     keep: dict[str, Fingerprint] | None = None,
+    starting: Starting = _unheard,
 ) -> list[AnalysisResult]:
     """Compare each (first, second) pair, every network's pass computed once however many pairs it is in.
 
@@ -195,7 +202,7 @@ def compare_pairs(
     this call); `preview` as there, for the first `previewed` pairs (all by default). Results in the pairs'
     order on rank 0, an empty list elsewhere. With `keep`, every network's fingerprint (this process's
     share) is also left there by identity key, for what is made from fingerprints alone afterwards (core.seeds,
-    core.floors).
+    core.floors). `starting` hears each pair's index as its comparison starts (a step of a plan, core.progress).
     """
     last_use = {network.identity.key: k for k, pair in enumerate(pairs) for network in pair}
     if fingerprints is None:
@@ -215,6 +222,7 @@ def compare_pairs(
     results: list[AnalysisResult] = []
     for k, (first, second) in enumerate(pairs):
         shown = preview if previewed is None or k < previewed else None
+        starting(k)
         results += compare_many(first, [second], subset, options, cluster, progress, once, shown)
         for key, used_last in last_use.items():
             if used_last == k:
@@ -242,19 +250,38 @@ class PairWithCeilings:
         return Ceilings(self.ceiling_a, self.ceiling_b, note_a, note_b)
 
 
+def ceiling_steps(
+    a: Network, b: Network, sibling_a: Network | None, sibling_b: Network | None, references: Sequence[Pair] = ()
+) -> list[tuple[str, Pair]]:
+    """The comparisons a pair with its ceilings needs, in the order computed, each named as a step of a plan:
+    (A, B), (A, A'), (B, B'), then the further references. A and B come first, so their passes serve the ceilings
+    and previews show A vs B."""
+    steps = [("A vs B", (a, b))]
+    steps += [("A vs its other seed", (a, sibling_a))] if sibling_a is not None else []
+    steps += [("B vs its other seed", (b, sibling_b))] if sibling_b is not None else []
+    return steps + [
+        (f"{first.identity.source} vs {second.identity.source}", (first, second)) for first, second in references
+    ]
+
+
 def ceiling_pairs(
     a: Network, b: Network, sibling_a: Network | None, sibling_b: Network | None, references: Sequence[Pair] = ()
 ) -> list[Pair]:
-    """The pairs a pair with its ceilings needs, in the order computed: (A, B), (A, A'), (B, B'), then the
-    further references. A and B come first, so their passes serve the ceilings and previews show A vs B."""
-    pairs = [(a, b)]
-    pairs += [(a, sibling_a)] if sibling_a is not None else []
-    pairs += [(b, sibling_b)] if sibling_b is not None else []
-    return pairs + list(references)
+    """The pairs of `ceiling_steps`, in its order."""
+    return [pair for _, pair in ceiling_steps(a, b, sibling_a, sibling_b, references)]
 
 
-ComputePairs = Callable[[list[Pair]], list[AnalysisResult]]  # pairs -> their results (`compare_pairs`, bound)
+# pairs -> their results (`compare_pairs`, bound), each pair's index told to the Starting as it starts
+ComputePairs = Callable[[list[Pair], Starting], list[AnalysisResult]]
 KnownResult = Callable[[Network, Network], AnalysisResult | None]  # a finished result from a cache, or None
+Then = Callable[[AnalysisResult | None], Sequence[str]]  # A vs B as found (None: to compute) -> the steps after it
+
+
+def references_step(floor_pairs: int, pairings: bool) -> str | None:
+    """The step that reads A vs B against `floor_pairs` pairs of untrained networks and, with `pairings`, pairs every
+    seed of one method with every seed of the other, named as a plan shows it; None when there is neither to make."""
+    made = [name for name, asked in (("the untrained floor", floor_pairs > 0), ("the seed spread", pairings)) if asked]
+    return " and ".join(made) or None
 
 
 def compare_with_ceilings(
@@ -265,6 +292,8 @@ def compare_with_ceilings(
     compute: ComputePairs,
     known: KnownResult | None = None,
     references: Sequence[Pair] = (),
+    course: Course | None = None,
+    then: Then | None = None,
 ) -> PairWithCeilings | None:
     """A vs B with its ceilings (A vs `sibling_a`, B vs `sibling_b`, each skipped when None) and the further
     `references` pairs: the one assembly the command line, the app and the server's warm-up share.
@@ -274,11 +303,18 @@ def compare_with_ceilings(
     source and previews bound; the app wraps it in its computing slot). Nothing is computed, and `compute` is not
     called, when every result is known. A known result is named as the networks given (the caches are keyed by
     content). None on torchrun ranks other than 0, which compute their share and return nothing.
+
+    With a `course`, the plan is set before anything is computed: each comparison to compute, in order (the known
+    ones are no step), then the steps `then` names for A vs B as found (the floors the caller adds, say: None
+    stands for a pair still to compute); each comparison is begun as it starts, and the caller begins its own.
     """
-    pairs = ceiling_pairs(a, b, sibling_a, sibling_b, references)
+    names, pairs = zip(*ceiling_steps(a, b, sibling_a, sibling_b, references), strict=True)
     found = [known(first, second) if known is not None else None for first, second in pairs]
-    missing = [pair for pair, result in zip(pairs, found, strict=True) if result is None]
-    computed = iter(compute(missing) if missing else [])
+    missing = [k for k, result in enumerate(found) if result is None]
+    course = course or Course()
+    to_compute = [names[k] for k in missing]
+    course.follow(to_compute + list(then(found[0]) if then is not None else ()))
+    computed = iter(compute([pairs[k] for k in missing], lambda k: course.begin(to_compute[k])) if missing else [])
     results = []
     for (first, second), result in zip(pairs, found, strict=True):
         if result is not None:

@@ -7,6 +7,7 @@ from ui import banner, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.figure import matched_figure, show
+from ui.progress import View
 from ui.router import use_app_router
 
 use_app_router()
@@ -20,19 +21,9 @@ st.markdown(
     "ignores rotations and scale."
 )
 
-choices = current()
-shown = with_ceilings(choices, lambda preview: [matched_figure(preview)])
-result, seeds = shown or (None, None)
-if result is not None:  # the figure first: it is what a visitor came for, and it needs no script of its own
-    found = summarise(result, ceilings=seeds)
-    drawn = matched_figure(result, found.parting_layer, seeds)
-    show(drawn)
-    st.subheader("What this pair shows")
-    widgets.result_caption(result)
-    st.markdown("\n".join(f"- {line}" for line in found.lines))
-    widgets.ceiling_notes(result, seeds)
-    widgets.reference_notes(result)
-
+view = View()  # every place the result is drawn in, made once, so a recompute redraws them where they are
+figure_place = view.figure()  # the figure first: it is what a visitor came for, and it needs no script of its own
+about = view.text()
 st.subheader("What the study found")
 st.markdown(
     """
@@ -46,11 +37,26 @@ Grigg et al. (2021) compared a SimCLR and a supervised ResNet of the same archit
   supervised network never becomes augmentation-invariant.
 """
 )
-if result is not None:
-    st.subheader("The study's findings, checked on this pair")
-    widgets.verdict_table(result, seeds)
-    st.caption(
-        "More on the Layer similarity page (with this curve to hover and zoom) and the Probes page. The numbers "
-        "behind every chart, and the figure above:"
-    )
-    widgets.download_buttons(result, seeds, drawn)
+checked = view.text()
+
+shown = with_ceilings(current(), view, lambda preview: [matched_figure(preview)])
+if shown is not None:
+    result, seeds = shown
+    found = summarise(result, ceilings=seeds)
+    drawn = matched_figure(result, found.parting_layer, seeds)
+    with figure_place.one():  # one element from the first preview on, swapped in place
+        show(drawn)
+    with about.drawing():
+        st.subheader("What this pair shows")
+        widgets.result_caption(result)
+        st.markdown("\n".join(f"- {line}" for line in found.lines))
+        widgets.ceiling_notes(result, seeds)
+        widgets.reference_notes(result)
+    with checked.drawing():
+        st.subheader("The study's findings, checked on this pair")
+        widgets.verdict_table(result, seeds)
+        st.caption(
+            "More on the Layer similarity page (with this curve to hover and zoom) and the Probes page. The numbers "
+            "behind every chart, and the figure above:"
+        )
+        widgets.download_buttons(result, seeds, drawn)

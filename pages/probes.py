@@ -5,10 +5,13 @@ import streamlit as st
 from ui import banner, charts, widgets
 from ui.analysis import analysis
 from ui.choices import current
+from ui.progress import View
 from ui.router import use_app_router
 from ui.text import plain
 
 use_app_router()
+
+METRICS = ("probe", "class", "invariance")
 
 st.title("Probes and objectives")
 banner.near_chance(current())  # a model measured near chance is named before any chart
@@ -20,10 +23,18 @@ st.markdown(
     "space first (a crop or flip moves features across the map; on flattened maps that movement would read as "
     "lost invariance, mixing spatial pooling with invariance)."
 )
-result = analysis(current())
+view = View()  # every place the result is drawn in, made once, so a recompute redraws them where they are
+caption = view.text()
+places = [view.figure() for _ in METRICS]
+footer = view.text()
+
+result = analysis(current(), view)
 if result is not None:
-    widgets.result_caption(result)
-    for metric in ("probe", "class", "invariance"):
-        st.altair_chart(charts.readout_chart(result, metric), width="stretch")
-    st.caption(f"Linear probe: {plain(result.probe_method)}.")
-    widgets.download_buttons(result)
+    with caption.drawing():
+        widgets.result_caption(result)
+    for place, metric in zip(places, METRICS, strict=True):
+        with place.one():
+            st.altair_chart(charts.readout_chart(result, metric), width="stretch")
+    with footer.drawing():
+        st.caption(f"Linear probe: {plain(result.probe_method)}.")
+        widgets.download_buttons(result)

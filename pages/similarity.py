@@ -7,6 +7,7 @@ from core.summary import summarise
 from ui import banner, charts, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current
+from ui.progress import View
 from ui.router import use_app_router
 
 use_app_router()
@@ -29,54 +30,72 @@ def across_heatmap(pair, rows: str, cols: str):
     )
 
 
-choices = current()
-found = with_ceilings(choices, lambda preview: [across_heatmap(preview, "A", "B"), charts.matched_curve(preview)])
+def preview_charts(preview):
+    """The charts a preview draws, each in the place of its final chart."""
+    return [across_heatmap(preview, "A", "B"), charts.matched_curve(preview)]
+
+
+view = View()  # every place the result is drawn in, made once, so a recompute redraws them where they are
+caption = view.text()
+across_place = view.figure()
+notes = view.text()
+matched_place = view.figure()
+rest = view.text()
+
+found = with_ceilings(current(), view, preview_charts)
 if found is not None:
     result, seeds = found
-    widgets.result_caption(result)
     label_a, label_b = side_labels(result.model_a.method, result.model_b.method)
     across = {f"{label_a} vs {label_b}": (result, label_a, label_b)}
     for side, label, seed in (("A", label_a, seeds.a), ("B", label_b, seeds.b)):
         if seed is not None:
             across[f"{label} vs another seed"] = (seed, label, f"{side}'s other seed")
-    shown = st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
+    with caption.drawing():  # the choice of heatmap goes with the text: the heatmap's place holds the heatmap alone
+        widgets.result_caption(result)
+        shown = (
+            st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
+        )
     pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
-    st.altair_chart(across_heatmap(pair, rows, cols), width="stretch")
-    st.subheader("Matched layers")
-    st.caption(
-        "Layer i of A against layer i of B. Block outputs (after the addition and ReLU) and residual branches "
-        "(after the branch's last BatchNorm, before the addition) are drawn as separate lines. Read them between "
-        "the floor (untrained networks of the two architectures, no training at all) and the ceilings (another "
-        "seed of the same method); the bars are which images were drawn, the seed spread which seeds were trained."
-    )
-    widgets.ceiling_notes(result, seeds)
-    widgets.reference_notes(result)
-    st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer, seeds), width="stretch")
-    if result.untrained_a is not None and result.untrained_b is not None:
-        st.subheader("How far training moved each layer")
+    with across_place.one():
+        st.altair_chart(across_heatmap(pair, rows, cols), width="stretch")
+    with notes.drawing():
+        st.subheader("Matched layers")
         st.caption(
-            "Each trained network against untrained networks of its own architecture (mean over init seeds): near 1, "
-            "the layer is still much as it started; low, training changed it."
+            "Layer i of A against layer i of B. Block outputs (after the addition and ReLU) and residual branches "
+            "(after the branch's last BatchNorm, before the addition) are drawn as separate lines. Read them between "
+            "the floor (untrained networks of the two architectures, no training at all) and the ceilings (another "
+            "seed of the same method); the bars are which images were drawn, the seed spread which seeds were trained."
         )
-        st.altair_chart(charts.readout_chart(result, "untrained"), width="stretch")
-    st.subheader("Within each model")
-    for column, label, matrix, layers, undefined in zip(
-        st.columns(2),
-        (label_a, label_b),
-        (result.self_a, result.self_b),
-        (result.layers_a, result.layers_b),
-        (result.undefined_a, result.undefined_b),
-        strict=True,
-    ):
-        chart = charts.heatmap(
-            matrix,
-            layers,
-            layers,
-            title=f"{label}: its own layers",
-            row_title="layer",
-            col_title="layer",
-            undefined_rows=undefined,
-            undefined_cols=undefined,
-        )
-        column.altair_chart(chart, width="stretch")
-    widgets.download_buttons(result, seeds)
+        widgets.ceiling_notes(result, seeds)
+        widgets.reference_notes(result)
+    with matched_place.one():
+        st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer, seeds), width="stretch")
+    with rest.drawing():
+        if result.untrained_a is not None and result.untrained_b is not None:
+            st.subheader("How far training moved each layer")
+            st.caption(
+                "Each trained network against untrained networks of its own architecture (mean over init seeds): near "
+                "1, the layer is still much as it started; low, training changed it."
+            )
+            st.altair_chart(charts.readout_chart(result, "untrained"), width="stretch")
+        st.subheader("Within each model")
+        for column, label, matrix, layers, undefined in zip(
+            st.columns(2),
+            (label_a, label_b),
+            (result.self_a, result.self_b),
+            (result.layers_a, result.layers_b),
+            (result.undefined_a, result.undefined_b),
+            strict=True,
+        ):
+            chart = charts.heatmap(
+                matrix,
+                layers,
+                layers,
+                title=f"{label}: its own layers",
+                row_title="layer",
+                col_title="layer",
+                undefined_rows=undefined,
+                undefined_cols=undefined,
+            )
+            column.altair_chart(chart, width="stretch")
+        widgets.download_buttons(result, seeds)

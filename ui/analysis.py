@@ -1,7 +1,9 @@
 """The analysis a page shows for the sidebar's choices: its networks loaded, the service asked, failures said.
 
-A page passes its charts of a preview; while the service computes, ui.progress draws them where the result will
-be. A result file this session opened (ui.opened) is shown instead of the sidebar's choice until it is closed.
+A page passes its places (a ui.progress.View) and its charts of a preview; while the service computes, ui.progress
+draws the progress, the previews and a note into those places, where the result will be. What went wrong is said
+in the view's status place. A result file this session opened (ui.opened) is shown instead of the sidebar's choice
+until it is closed.
 """
 
 from __future__ import annotations
@@ -67,20 +69,21 @@ def _computed(
 
 
 def with_ceilings(
-    choices: Choices, charts: progress.Charts | None = None, ceilings: bool = True
+    choices: Choices, view: progress.View, charts: progress.Charts | None = None, ceilings: bool = True
 ) -> tuple[AnalysisResult, Ceilings] | None:
     """The comparison for the current choices with each model's ceiling (or the file this session opened), or
-    None after showing why it cannot be made; while it is computed, the page's `charts` of each preview are shown
-    in its place. Without `ceilings`, none are computed (an empty Ceilings)."""
-    found = opened.shown_opened()
-    if found is not None:
-        return found
-    if choices.problem:
-        st.warning(plain(choices.problem, 600))
-        return None
-    pair = _loaded(choices)
-    if pair is None:
-        return None
+    None after showing why it cannot be made; while it is computed, `view` shows the progress, and the page's
+    `charts` of each preview in its figure places. Without `ceilings`, none are computed (an empty Ceilings)."""
+    with view.status.drawing():
+        found = opened.shown_opened()
+        if found is not None:
+            return found
+        if choices.problem:
+            st.warning(plain(choices.problem, 600))
+            return None
+        pair = _loaded(choices)
+        if pair is None:
+            return None
     a, b = pair
     siblings: list[LoadedModel | None] = [None, None]
     notes = ["", ""]
@@ -90,20 +93,22 @@ def with_ceilings(
         siblings, notes = [sibling for sibling, _ in loaded], [note for _, note in loaded]
     title = f"Comparing {a.identity.source} with {b.identity.source}"
     try:
-        with progress.watching(title, charts, choices.subset.size) as watch:
+        with view.watching(title, charts, choices.subset.size) as watch:
             computed, notes = _computed(a, b, siblings, notes, choices, watch)
     except LensError as err:
-        st.error(f"The analysis failed: {plain(err, 600)}")
+        with view.failed():
+            st.error(f"The analysis failed: {plain(err, 600)}")
         return None
     except Exception as err:  # noqa: BLE001 - a bug reaches this session as an apology, not a hang or a trace
-        apologise(err, "computing the analysis")
+        with view.failed():
+            apologise(err, "computing the analysis")
         return None
     return computed.pair, computed.ceilings(*notes)
 
 
-def analysis(choices: Choices, charts: progress.Charts | None = None) -> AnalysisResult | None:
+def analysis(choices: Choices, view: progress.View, charts: progress.Charts | None = None) -> AnalysisResult | None:
     """The comparison for the current choices alone (`with_ceilings` without them)."""
-    found = with_ceilings(choices, charts, ceilings=False)
+    found = with_ceilings(choices, view, charts, ceilings=False)
     return None if found is None else found[0]
 
 

@@ -19,6 +19,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from core.ceilings import Ceilings
 from core.names import OTHER, OUTPUT, RESIDUAL
@@ -60,12 +61,12 @@ class Figure:
         return f"![{self.alt}](data:image/svg+xml;base64,{data})"
 
 
-def show(chart: alt.TopLevelMixin | Figure) -> None:
-    """Draw an Altair chart or a figure in the current place of the page."""
+def show(chart: alt.TopLevelMixin | Figure) -> DeltaGenerator:
+    """Draw an Altair chart or a figure in the current place of the page; the drawn element (`with` it, the next one
+    drawn takes its place)."""
     if isinstance(chart, Figure):
-        st.markdown(chart.markdown())
-    else:
-        st.altair_chart(chart, width="stretch")
+        return st.markdown(chart.markdown())
+    return st.altair_chart(chart, width="stretch")
 
 
 def _number(v: float) -> str:

@@ -8,8 +8,9 @@ sessions never see each other's uploads by name. Each is a bounded cachetools.LR
 run in threads of one process) holding the objects themselves: a hit copies nothing. Behind the fingerprint and
 result caches, the result store on disk (core.store) keeps both across restarts and shares them with the CLI.
 
-A page learns what happens while a comparison is computed (progress, previews, waiting for a computing slot)
-through the callbacks of the `Watch` it passes in; it draws them itself (ui.progress).
+A page learns what happens while a comparison is computed (the plan and each step as it begins, progress,
+previews, waiting for a computing slot) through the callbacks of the `Watch` it passes in; it draws them itself
+(ui.progress).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from core.pipeline import (
     ceiling_pairs,
     compare_pairs,
     compare_with_ceilings,
+    references_step,
 )
-from core.progress import Progress, no_progress
+from core.progress import Course, Progress, Steps, no_progress, no_steps
 from core.result import AnalysisResult
 from core.store import default_store, fingerprint_key, result_key
 from models import LoadedModel
@@ -65,6 +67,7 @@ class Watch:
     progress: Progress = no_progress  # (stage, done, total), as the engine reports it
     preview: Preview | None = None  # A vs B from the minibatches so far; None: no previews are computed
     waiting: Callable[[bool], None] = _still  # True: no computing slot is free, this analysis waits; False: it starts
+    step: Steps = no_steps  # (the plan, k): step k of the plan begins; the plan is set before the first step
 
 
 @functools.cache
@@ -200,6 +203,16 @@ def _cluster() -> Cluster:
     return Cluster.single(torch.device(device()))
 
 
+def _lacking(pair: AnalysisResult | None, seeds_a: list[LoadedModel], seeds_b: list[LoadedModel]) -> tuple[int, bool]:
+    """What A vs B as found lacks of its untrained floors and seed pairings (models.references.missing_references):
+    the pairs of init seeds still to run and whether its seed pairings must be made. A pair still to compute
+    (None) lacks its floors, and its pairings when either side has another seed."""
+    floors = settings.floor_pairs(INIT_PAIRS)
+    if pair is None:
+        return floors, len(seeds_a) + len(seeds_b) > 2
+    return missing_references(pair, seeds_a, seeds_b, floors)
+
+
 def _with_references(
     found: PairWithCeilings,
     seeds_a: list[LoadedModel],
@@ -208,14 +221,17 @@ def _with_references(
     spec: SubsetSpec,
     options: AnalysisOptions,
     watch: Watch,
+    course: Course,
 ) -> PairWithCeilings:
     """The pair with its untrained floors and seed pairings (models.references, as the command line makes them),
-    from the fingerprints its comparisons kept (else the shelf or the store); a pair that already has them for
-    these seeds, from a cache or the store, is returned as it is. The enriched pair replaces the plain one in the
-    caches and the store."""
-    floor_pairs, pairings = missing_references(found.pair, seeds_a, seeds_b, settings.floor_pairs(INIT_PAIRS))
-    if not floor_pairs and not pairings:
+    from the fingerprints its comparisons kept (else the shelf or the store), as one step of the plan; a pair that
+    already has them for these seeds, from a cache or the store, is returned as it is. The enriched pair replaces
+    the plain one in the caches and the store."""
+    floor_pairs, pairings = _lacking(found.pair, seeds_a, seeds_b)
+    step = references_step(floor_pairs, pairings)
+    if step is None:
         return found
+    course.begin(step)
     with computing_slot(watch.waiting):
         cluster = _cluster()
         source = _source(spec, options, cluster, watch)
@@ -246,19 +262,27 @@ def pair_with_ceilings(
     """A vs B and each side's ceiling (core.pipeline.compare_with_ceilings) from the caches, the missing ones
     computed together in one computing slot, each network's pass once; then, with `references`, A vs B's untrained
     floors and seed pairings (models.references.with_floors_and_seeds, the command line's own), unless it has them
-    already. `watch` hears of the work and gets previews of A vs B. Another session asking for the same pair
-    meanwhile waits for it rather than computing it again. Raises LensError (MemoryRefusal, DataError, ...) for
-    what cannot be computed."""
+    already. `watch` hears of the work: the plan (each comparison to compute, then the floors) before it starts,
+    each step as it begins, progress and previews of A vs B. Another session asking for the same pair meanwhile
+    waits for it rather than computing it again. Raises LensError (MemoryRefusal, DataError, ...) for what cannot
+    be computed."""
     watch = watch or Watch()
+    course = Course(watch.step)
     kept: dict[str, Fingerprint] = {}  # the fingerprints of this computation, for the floors and seed pairings
+    seeds_a = [a] + ([sibling_a] if sibling_a is not None else [])
+    seeds_b = [b] + ([sibling_b] if sibling_b is not None else [])
 
-    def compute(pairs: list[Pair]) -> list[AnalysisResult]:
+    def then(pair: AnalysisResult | None) -> list[str]:
+        step = references_step(*_lacking(pair, seeds_a, seeds_b)) if references else None
+        return [step] if step is not None else []
+
+    def compute(pairs: list[Pair], starting: Callable[[int], None]) -> list[AnalysisResult]:
         with computing_slot(watch.waiting):
             subset, cluster = subset_of(spec), _cluster()
             source = _source(spec, options, cluster, watch)
             previewed = 1 if pairs[0][0] is a and pairs[0][1] is b else 0
             results = compare_pairs(
-                pairs, subset, options, cluster, watch.progress, watch.preview, source, previewed, keep=kept
+                pairs, subset, options, cluster, watch.progress, watch.preview, source, previewed, kept, starting
             )
         store = default_store()
         for (first, second), result in zip(pairs, results, strict=True):
@@ -268,14 +292,14 @@ def pair_with_ceilings(
         return results
 
     with _TURNS.turn(_entry(a, b, spec, options), watch.waiting):
-        found = compare_with_ceilings(a, b, sibling_a, sibling_b, compute, _known(spec, options))
+        found = compare_with_ceilings(
+            a, b, sibling_a, sibling_b, compute, _known(spec, options), course=course, then=then
+        )
         if found is None:
             raise RuntimeError("the app computes in one process, which returns every result")
         if not references:
             return found
-        seeds_a = [a] + ([sibling_a] if sibling_a is not None else [])
-        seeds_b = [b] + ([sibling_b] if sibling_b is not None else [])
-        return _with_references(found, seeds_a, seeds_b, kept, spec, options, watch)
+        return _with_references(found, seeds_a, seeds_b, kept, spec, options, watch, course)
 
 
 def result(

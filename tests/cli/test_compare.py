@@ -172,7 +172,11 @@ def test_siblings_give_ceilings_and_the_findings_table_in_the_result(tiny_specs,
     rows = [line.split(",") for line in csv.read_text().splitlines() if line.startswith("ceiling_a_matched_cka,")]
     assert [r[1] for r in rows] == list(ref.matched)
     np.testing.assert_allclose([float(r[3]) for r in rows], ref.matched_cka, atol=1e-12)
-    printed = capsys.readouterr().out
+    printed, told = capsys.readouterr()
+    steps = ["A vs B", "A vs its other seed", "the untrained floor and the seed spread"]  # the plan, as the app's
+    assert [line for line in told.splitlines() if line.startswith("step ")] == [
+        f"step {k} of 3: {name}" for k, name in enumerate(steps, 1)
+    ]
     assert f"ceiling for A (simclr): {tiny_specs['a2']}" in printed
     assert "ceiling for B (supervised): none (none was asked for)" in printed
     assert all(f"{f['key']}  {f['verdict']}" in printed for f in data["findings"])

@@ -21,6 +21,7 @@ from core.features import FeatureExtractor
 from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints, view_generator
 from core.options import AnalysisOptions
 from core.pipeline import FingerprintShelf, compare, compare_many, compare_pairs, compare_with_ceilings
+from core.progress import Course, Plan
 from core.result import to_csv, to_json_dict
 from core.spill import part_bytes
 from core.store import Store, fingerprint_key
@@ -361,25 +362,31 @@ def test_a_mapped_subset_gives_the_same_fingerprint_and_each_minibatch_is_releas
 @pytest.fixture(scope="module")
 def with_ceilings(models, subset):
     """A vs B with A's ceiling (A2), B's ceiling (A2 standing in for B's other seed) and one further reference pair,
-    through the one assembly; with the networks whose passes ran."""
+    through the one assembly, with a step after them; with the networks whose passes ran, in order with each step
+    begun (the plan, the step's number)."""
     import core.pipeline
 
     runs, real = [], core.pipeline.fingerprint_steps
     core.pipeline.fingerprint_steps = lambda net, *a, **k: runs.append(net.identity.source) or real(net, *a, **k)
+    course = Course(lambda plan, k: runs.append((plan, k)))
+
+    def compute(pairs, starting):
+        return compare_pairs(pairs, subset, FAST, Cluster.single(CPU), starting=starting)
+
     try:
         a, a2, b = models["a"], models["a2"], models["b"]
         found = compare_with_ceilings(
-            a, b, a2, a2, lambda pairs: compare_pairs(pairs, subset, FAST, Cluster.single(CPU)), references=[(a2, b)]
+            a, b, a2, a2, compute, references=[(a2, b)], course=course, then=lambda pair: ["floors"] * (pair is None)
         )
     finally:
         core.pipeline.fingerprint_steps = real
-    return found, runs
+    return found, [run for run in runs if isinstance(run, str)], runs
 
 
 def test_a_pair_with_its_ceilings_is_each_comparison_alone_to_the_bit_each_network_run_once(
     models, subset, with_ceilings
 ):
-    found, runs = with_ceilings
+    found, runs, _ = with_ceilings
     a, a2, b = models["a"], models["a2"], models["b"]
     assert sorted(runs) == sorted(m.identity.source for m in (a, a2, b))  # three networks, three passes
     expected = [(found.pair, (a, b)), (found.ceiling_a, (a, a2)), (found.ceiling_b, (b, a2))]
@@ -394,29 +401,45 @@ def test_a_pair_with_its_ceilings_is_each_comparison_alone_to_the_bit_each_netwo
     assert ceilings.a is found.ceiling_a and ceilings.b is found.ceiling_b and ceilings.note_b == "B's is a stand-in"
 
 
+def test_the_plan_names_each_comparison_once_in_order_and_each_begins_before_its_passes(models, with_ceilings):
+    _, _, told = with_ceilings
+    a, a2, b = (models[name].identity.source for name in ("a", "a2", "b"))
+    plan = Plan(("A vs B", "A vs its other seed", "B vs its other seed", f"{a2} vs {b}", "floors"))  # then the caller's
+    assert told == [(plan, 1), a, b, (plan, 2), a2, (plan, 3), (plan, 4)]  # the caller begins its own step
+    assert plan.line(2) == "step 2 of 5: A vs its other seed"
+
+
 def test_known_results_are_taken_and_only_the_others_computed(models, with_ceilings):
-    found, _ = with_ceilings
+    found, _, _ = with_ceilings
     a, a2, b = models["a"], models["a2"], models["b"]
     elsewhere = replace(found.pair, model_a=a2.identity)  # a cache keyed by content: the same weights by another name
     asked: list[list] = []
 
-    def compute(pairs):
+    def compute(pairs, starting):
         asked.append([(first.identity.source, second.identity.source) for first, second in pairs])
+        starting(0)
         return [found.ceiling_a]
 
     def known(first, second):
         return elsewhere if (first, second) == (a, b) else None
 
-    taken = compare_with_ceilings(a, b, a2, None, compute, known)
+    told: list[tuple[Plan, int]] = []
+    then: list = []
+    course = Course(lambda plan, k: told.append((plan, k)))
+    taken = compare_with_ceilings(
+        a, b, a2, None, compute, known, course=course, then=lambda pair: then.append(pair) or []
+    )
     assert asked == [[(a.identity.source, a2.identity.source)]]  # the pair was known; its ceiling was computed
+    assert told == [(Plan(("A vs its other seed",)), 1)] and then == [elsewhere]  # a known pair is no step
     assert taken.pair.model_a == a.identity and taken.pair.cross is found.pair.cross  # renamed, not recomputed
     assert taken.ceiling_a is found.ceiling_a and taken.ceiling_b is None
 
-    def nothing(pairs):
+    def nothing(pairs, starting):
         raise AssertionError("computed although every result was known")
 
     both = {(a, b): found.pair, (a, a2): found.ceiling_a}
-    again = compare_with_ceilings(a, b, a2, None, nothing, lambda x, y: both.get((x, y)))
+    again = compare_with_ceilings(a, b, a2, None, nothing, lambda x, y: both.get((x, y)), course=course)
+    assert len(told) == 1 and course.plan == Plan()  # nothing to compute: an empty plan, no step begun
     assert len(again.results) == 2  # the same arrays, not copies
     assert all(mine.cross is theirs.cross for mine, theirs in zip(again.results, found.results, strict=False))
 

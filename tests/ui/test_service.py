@@ -29,6 +29,7 @@ class Recorder:
     def __init__(self) -> None:
         self.stages: list[str] = []
         self.previews: list[tuple[str, str, int]] = []
+        self.steps: list[str] = []
 
     def watch(self) -> service.Watch:
         return service.Watch(
@@ -36,6 +37,7 @@ class Recorder:
             preview=lambda result, done, total: self.previews.append(
                 (result.model_a.source, result.model_b.source, done)
             ),
+            step=lambda plan, k: self.steps.append(plan.line(k)),
         )
 
 
@@ -47,10 +49,12 @@ def test_a_miss_reports_to_the_watch_and_a_hit_reports_nothing(networks):
     assert cold.stages and found.ceiling_a is not None and found.ceiling_b is None
     pair = (a.identity.source, b.identity.source)
     assert cold.previews == [(*pair, 1), (*pair, 2), (*pair, 3)]  # of A vs B only, after each minibatch
+    steps = ["A vs B", "A vs its other seed", "the untrained floor and the seed spread"]  # each once, in order
+    assert cold.steps == [f"step {k} of 3: {name}" for k, name in enumerate(steps, 1)]
     assert service.at_hand(a, b, a2, None, SPEC, OPTIONS)
     warm = Recorder()
     again = service.pair_with_ceilings(a, b, a2, None, SPEC, OPTIONS, warm.watch())
-    assert warm.stages == [] and warm.previews == []
+    assert warm.stages == [] and warm.previews == [] and warm.steps == []
     assert again.pair.cross is found.pair.cross  # the object from the memory cache: nothing pickled or copied
     with pytest.raises(ValueError, match="read-only"):  # so no session can change what the others are shown
         again.pair.cross[0, 0] = 0.0
