@@ -236,10 +236,10 @@ def load_named(
 def _prefix(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> tuple[str, list[str]]:
     """The wrapper prefix under which the state dict holds the network ('' when it holds it as built), preferring
     the online network to momentum, EMA or teacher copies."""
-    anchor = next(iter(expected))
-    candidates = {k[: len(k) - len(anchor)] for k in state if k == anchor or k.endswith("." + anchor)}
-    if not candidates:
-        return "", []
+    keys = list(expected)
+    candidates = {""} | {
+        k[: len(k) - len(anchor)] for anchor in keys[:3] + keys[-3:] for k in state if k.endswith("." + anchor)
+    }
     wanted = set(expected)
 
     def score(prefix: str) -> tuple[int, int, int]:
