@@ -9,12 +9,12 @@ from models import (
     CheckpointError,
     ModelInfo,
     ModelSpec,
+    NamedArch,
     load_model,
     normalisation_name,
     publish_folder,
     registry_entries,
 )
-from models.loaded import NamedArch
 
 
 def model_spec(text: str) -> ModelSpec:
