@@ -182,7 +182,9 @@ def _branches(g: _Graph, add: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
 
     The shortcut is the input the other is computed from (a transformer's second addition), else the one made by
     fewer operations inside the block (the block's input itself, or a projection of it); both inputs must come from
-    the same block input, so adding two separate paths' results (a feature pyramid) is no block.
+    the same block input, and where the two paths share a start inside the block (a pre-activation), the shortcut
+    must be a projection of it: adding two separate paths' results (a feature pyramid) or two parts of one split
+    (Res2Net's hierarchical sums) is no block.
     """
     scope = g.scope.get(add, "")
     first, second = _tensor_args(add)
@@ -192,11 +194,13 @@ def _branches(g: _Graph, add: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
     if second in within[first]:
         return first, second
     sources = [_sources(g, within[arg], arg) for arg in (first, second)]
-    if not sources[0] & sources[1]:
+    if not sources[0] & sources[1] or len(within[first]) == len(within[second]):
         return None, None
-    if len(within[first]) == len(within[second]):
+    branch, shortcut = (first, second) if len(within[first]) > len(within[second]) else (second, first)
+    shared = within[branch] & within[shortcut]  # a pre-activation both read; a projection must then follow
+    if shared and not any(n.op == "call_module" for n in within[shortcut] - shared):
         return None, None
-    return (first, second) if len(within[first]) > len(within[second]) else (second, first)
+    return branch, shortcut
 
 
 def _sources(g: _Graph, inside: set[fx.Node], node: fx.Node) -> set[fx.Node]:
