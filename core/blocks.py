@@ -68,11 +68,9 @@ class _ScopeTracer(NodePathTracer):
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):  # noqa: ANN001, ANN201
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr)
         where = self.current_module_qualname
-        self.node_scope[proxy.node] = (
-            where.rsplit(".", 1)[0]
-            if kind == "call_module" and "." in where
-            else ("" if kind == "call_module" else where)
-        )
+        if kind == "call_module":  # a module call runs in the module holding it, not in itself
+            where = where.rsplit(".", 1)[0] if "." in where else ""
+        self.node_scope[proxy.node] = where
         return proxy
 
 
