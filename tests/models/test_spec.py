@@ -85,7 +85,7 @@ def test_an_uploaded_file_name_never_starts_choices():
     [
         (
             "nonsense",
-            "'nonsense' is not a model spec; write bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME], file:PATH or timm",
+            "'nonsense' is not a model spec; write bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME], file:PATH or ",
         ),
         ("file:", "'file:' is not a model spec"),
         ("ftp:somewhere", "'ftp:' is not a known source in 'ftp:somewhere'"),
