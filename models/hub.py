@@ -60,7 +60,7 @@ def load_hub(spec: ModelSpec, max_bytes: int | None = None) -> LoadedModel:
         config = fetch(spec.location, CONFIG_FILE, spec.revision, optional=True, max_bytes=1 << 20)
         if config is not None:
             hints = _config_hints(config.path, spec.location).merged_over(hints)
-    hints = replace(hints, notes=(weights.note,) + hints.notes)
+    hints = replace(hints, notes=(weights.note,) + hints.notes, arch=spec.arch or hints.arch)
     loaded = load_path_bytes(weights.path, spec.text, hints, max_bytes)
     return _with_registry_check(loaded, entry)
 
