@@ -7,7 +7,6 @@ memory: they are never written to disk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -23,6 +22,7 @@ from core.data import CIFAR10_MEAN, CIFAR10_STD
 from core.network import RGB
 from models.arch_inference import infer_arch
 from models.calibration import calibrate, normalisation_name
+from models.digest import weights_digest
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
@@ -181,7 +181,7 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
         std=std,
         num_classes=arch.num_classes,
         source=source,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=weights_digest(tensors),
         notes=tuple(notes),
         metrics=dict(hints.metrics),
         layers=tuple(resnet_layers(arch)),
