@@ -60,9 +60,12 @@ _LOCK = threading.Lock()  # eviction walks the folder: one at a time per process
 
 
 def default_store() -> Store | None:
-    """The store the settings name (CKA_LENS_STORE, CKA_LENS_STORE_MB); None when it is off."""
-    folder = settings.store_dir()
-    return None if folder is None else Store(folder, settings.store_bytes())
+    """The store the settings name (CKA_LENS_STORE, CKA_LENS_STORE_MB), reading the results shipped with the app
+    (CKA_LENS_SHIPPED) where it has none of its own; None when it is off."""
+    folder, shipped = settings.store_dir(), settings.shipped_dir()
+    if folder is None:
+        return None
+    return Store(folder, settings.store_bytes(), None if shipped is None else Store(shipped, 0, read_only=True))
 
 
 def result_key(key_a: str, key_b: str, subset: SubsetSpec, options: AnalysisOptions) -> StoreKey:
@@ -109,19 +112,22 @@ def _matches(meta: dict, key: str) -> bool:
 
 class Store:
     """Finished results (JSON) and fingerprints (a header and raw tensors) in a subfolder of `root` of their own
-    (ENTRIES), at most `max_bytes` in all."""
+    (ENTRIES), at most `max_bytes` in all; a result it lacks is read from `shipped`, if given. A `read_only` store
+    (the results shipped with the app) is read and verified as any other, but never written, touched or pruned."""
 
-    def __init__(self, root: Path | str, max_bytes: int) -> None:
+    def __init__(self, root: Path | str, max_bytes: int, shipped: Store | None = None, read_only: bool = False) -> None:
         self.root = Path(root)
         self.folder = self.root / ENTRIES  # the store's own folder: `root` may be shared with anything else
         self.max_bytes = max_bytes
+        self.shipped = shipped
+        self.read_only = read_only
 
     # ------------------------------------------------------------------ results
 
     def result(self, key: str) -> AnalysisResult | None:
         data = self._read(key, RESULT)
         if data is None:
-            return None
+            return None if self.shipped is None else self.shipped.result(key)
         try:
             head, newline, body = data.partition(b"\n")
             meta = json.loads(head)
@@ -136,7 +142,7 @@ class Store:
     def has_result(self, key: str) -> bool:
         """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
         path = self._path(key, RESULT)
-        return path.is_file() and not path.is_symlink()
+        return (path.is_file() and not path.is_symlink()) or (self.shipped is not None and self.shipped.has_result(key))
 
     def put_result(self, key: str, result: AnalysisResult) -> None:
         """A line of JSON naming the engine and the sha256 of what follows it, then the result's JSON: the
@@ -155,7 +161,8 @@ class Store:
                 if not _matches(meta, key):
                     raise StoreEntryDamaged("an entry of another key")
                 fp = _fingerprint_from(f, start, meta)
-                os.utime(f.fileno())  # least recently used goes first
+                if not self.read_only:
+                    os.utime(f.fileno())  # least recently used goes first
             return fp
         except FileNotFoundError:
             return None
@@ -183,7 +190,8 @@ class Store:
         try:
             with _open_entry(self._path(key, suffix)) as f:
                 data = f.read()
-                os.utime(f.fileno())  # least recently used goes first
+                if not self.read_only:
+                    os.utime(f.fileno())  # least recently used goes first
         except FileNotFoundError:
             return None
         except OSError:  # a link or a folder under an entry's name: not ours, never read
@@ -192,7 +200,9 @@ class Store:
 
     def _discard(self, key: str, suffix: str) -> None:
         """A damaged entry: removed (a link itself, never what it points to), so it is recomputed and written
-        again; a folder under an entry's name is left alone."""
+        again; a folder under an entry's name is left alone. A read-only store's entries stay as they are."""
+        if self.read_only:
+            return None
         try:
             self._path(key, suffix).unlink(missing_ok=True)
         except OSError:
@@ -202,8 +212,8 @@ class Store:
     def _write(self, key: str, suffix: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
         """Write `size` bytes, `chunks` one after another, to a temporary name and rename into place; then keep
         the store within its bound. Nothing is drawn from `chunks` for an entry larger than the whole store."""
-        if size > self.max_bytes:
-            return  # larger than the whole store: not kept
+        if size > self.max_bytes or self.read_only:
+            return  # larger than the whole store, or a store that is only read: not kept
         tmp = self.folder / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

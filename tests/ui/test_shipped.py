@@ -1,0 +1,103 @@
+"""The results shipped with the app (ui.shipped): exactly the entries a first visit's Overview asks the store for,
+found by the normal lookup on an empty store, and what the engine computes for them today.
+
+Either test fails after a change of the engine, the weights' digest or the defaults that `make shipped` has not
+followed. The second recomputes A vs B and both ceilings (four forward passes over the default 1,000 images); the
+untrained floors behind A vs B (16 more passes) are left to `make shipped`, and compared here only by their key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core import settings
+from core.floors import INIT_PAIRS
+from core.result import to_json_dict
+from core.store import ENTRIES, RESULT, Store, default_store
+from tests.bundled import REAL_PAIR
+from ui import service, shipped
+
+REFERENCES = {  # what models.references adds to A vs B: computed by `make shipped` only
+    "floor_untrained",
+    "floor_untrained_low",
+    "floor_untrained_high",
+    "untrained_a",
+    "untrained_b",
+    "floor_pairs",
+    "floor_note",
+    "floor_method",
+    "seed_pairings",
+}
+NOT_RESULTS = {"seconds", "versions"}  # how long it took and with which libraries: not what it found
+CKA_TOLERANCE = 1e-5  # float32 sums over another CPU's kernels; a changed engine moves values far more
+PROBE_TOLERANCE = 0.005  # a probe's accuracy on 1,000 images: 5 images' worth of another CPU's rounding
+
+
+@pytest.fixture(scope="module")
+def default():
+    assert REAL_PAIR, "the bundled pair ships with the app, and the shipped results are its"
+    return shipped.default_comparison()
+
+
+@pytest.fixture
+def forgetting():
+    """The service's memory caches emptied before and after: nothing another test computed stands in here, and
+    nothing computed here (without floors) stands in later."""
+    service.forget()
+    yield
+    service.forget()
+
+
+def test_the_shipped_entries_are_those_a_first_visit_asks_the_store_for(default, tmp_path, monkeypatch, forgetting):
+    monkeypatch.setenv(settings.STORE, str(tmp_path / "empty"))  # a fresh clone's store: nothing of its own
+    monkeypatch.delenv(settings.SHIPPED, raising=False)
+    keys = default.keys()
+    assert sorted(p.name for p in (settings.shipped_dir() / ENTRIES).glob(f"*{RESULT}")) == sorted(
+        f"{key}{RESULT}" for key in keys
+    )
+    assert default.at_hand()
+    pair, ceiling_a, ceiling_b = (default_store().result(key) for key in keys)
+    assert (pair.model_a, pair.model_b) == (default.a.identity, default.b.identity)
+    assert (ceiling_a.model_a, ceiling_a.model_b) == (default.a.identity, default.sibling_a.identity)
+    assert (ceiling_b.model_a, ceiling_b.model_b) == (default.b.identity, default.sibling_b.identity)
+    assert {r.used_images for r in (pair, ceiling_a, ceiling_b)} == {default.subset.size}
+    assert pair.floor_pairs == INIT_PAIRS and len(pair.seed_pairings) == 4  # the app's own floors and pairings
+    assert not list((tmp_path / "empty").rglob(f"*{RESULT}"))  # read where they are, never copied
+
+
+def _differences(computed: object, kept: object, path: str) -> list[str]:
+    """Where two results' JSON differ beyond the tolerances (NaN equals NaN)."""
+    if isinstance(computed, dict) and isinstance(kept, dict):
+        if computed.keys() != kept.keys():
+            return [f"{path}: fields {sorted(computed.keys() ^ kept.keys())}"]
+        return [d for k in computed for d in _differences(computed[k], kept[k], f"{path}.{k}")]
+    if isinstance(computed, list) and isinstance(kept, list):
+        if len(computed) != len(kept):
+            return [f"{path}: {len(computed)} values, {len(kept)} shipped"]
+        return [d for i, (c, k) in enumerate(zip(computed, kept, strict=True)) for d in _differences(c, k, path)]
+    numbers = (int, float)
+    if isinstance(computed, numbers) and isinstance(kept, numbers) and not isinstance(computed, bool):
+        tolerance = PROBE_TOLERANCE if ".probe_" in path else CKA_TOLERANCE
+        if (math.isnan(computed) and math.isnan(kept)) or abs(computed - kept) <= tolerance:
+            return []
+        return [f"{path}: {computed} computed, {kept} shipped"]
+    return [] if computed == kept else [f"{path}: {computed!r} computed, {kept!r} shipped"]
+
+
+def test_the_shipped_entries_are_what_the_engine_computes_for_them(default, monkeypatch, forgetting):
+    monkeypatch.setenv(settings.STORE, "off")  # nothing read: every result computed here
+    found = service.pair_with_ceilings(
+        default.a, default.b, default.sibling_a, default.sibling_b, default.subset, default.options, references=False
+    )
+    monkeypatch.delenv(settings.SHIPPED, raising=False)
+    kept = Store(settings.shipped_dir(), 0, read_only=True)
+    for key, computed in zip(default.keys(), found.results, strict=True):
+        shipped_result = kept.result(key)
+        assert shipped_result is not None
+        plain, stored = (
+            {k: v for k, v in to_json_dict(r).items() if k not in REFERENCES | NOT_RESULTS}
+            for r in (computed, shipped_result)
+        )
+        assert not _differences(plain, stored, "result"), _differences(plain, stored, "result")[:10]
