@@ -86,6 +86,7 @@ def _differences(computed: object, kept: object, path: str) -> list[str]:
     return [] if computed == kept else [f"{path}: {computed!r} computed, {kept!r} shipped"]
 
 
+@pytest.mark.slow
 def test_the_shipped_entries_are_what_the_engine_computes_for_them(default, monkeypatch, forgetting):
     monkeypatch.setenv(settings.STORE, "off")  # nothing read: every result computed here
     found = service.pair_with_ceilings(
