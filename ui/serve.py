@@ -1,11 +1,12 @@
 """`python -m ui.serve [streamlit options]`: the app's server, listening at once and warming up behind it.
 
 A fresh `streamlit run` imports torch, torchvision and the app's modules (5 s here), loads the networks and reads
-the default result only when the first visitor's script runs. This starts the server at once and, in a thread of
-the server's own process (Streamlit's caches are per process), imports and loads them and reads the default
-comparison with its ceilings (shipped with the app, ui.shipped; computed when the shipped entries do not fit this
-engine), printing each step in the terminal. A visitor arriving meanwhile is served as usual: what the warm-up
-has not finished, the visitor's own run waits for or loads, never twice. `make run` and the container use it.
+the default result only when the first visitor's script runs. This starts the server at once and, once it has
+started, in a thread of the server's own process (Streamlit's caches are per process), imports and loads them and
+reads the default comparison with its ceilings (shipped with the app, ui.shipped; computed when the shipped entries
+do not fit this engine), printing each step in the terminal. A visitor arriving meanwhile is served as usual: what
+the warm-up has not finished, the visitor's own run waits for or loads, never twice. `make run` and the container
+use it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ def quiet_streamlit() -> Callable[[], None]:
     return lambda: [logger.removeFilter(quiet) for logger in loggers]
 
 
+def after_the_server_starts(timeout_s: float = 30.0) -> None:
+    """Wait until Streamlit's runtime has started (the server then takes connections), at most `timeout_s`: the
+    warm-up's imports then never hold up the server's own start, which needs the same interpreter."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.runtime import RuntimeState
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (Runtime.exists() and Runtime.instance().state != RuntimeState.INITIAL):
+        time.sleep(0.05)
+
+
 def warm() -> None:
     """Import what the app imports, load the default networks into the shared network cache, and read (or compute)
     the default comparison and its ceilings into the service's memory caches, as a first visitor's Overview asks
@@ -87,7 +99,7 @@ def main() -> int:
     # app.py's st.navigation is the router (ui.router): with the legacy pages/ mode off before the server reads
     # the folder, a first visitor's run is not started twice
     PagesManager.uses_pages_directory = False
-    threading.Thread(target=warm, name="warm-up", daemon=True).start()
+    threading.Thread(target=lambda: (after_the_server_starts(), warm()), name="warm-up", daemon=True).start()
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
     return cli.main()
 
