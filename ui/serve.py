@@ -12,6 +12,7 @@ use it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -99,9 +100,18 @@ def main() -> int:
     # app.py's st.navigation is the router (ui.router): with the legacy pages/ mode off before the server reads
     # the folder, a first visitor's run is not started twice
     PagesManager.uses_pages_directory = False
-    threading.Thread(target=lambda: (after_the_server_starts(), warm()), name="warm-up", daemon=True).start()
+    warm_up = threading.Thread(target=lambda: (after_the_server_starts(), warm()), name="warm-up", daemon=True)
+    warm_up.start()
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
-    return cli.main()
+    try:
+        code = cli.main()
+    except SystemExit as stop:
+        code = stop.code
+    if warm_up.is_alive():  # stopped mid-warm-up: the interpreter's shutdown would abort a thread inside torch
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else int(code is not None))
+    return code
 
 
 if __name__ == "__main__":
