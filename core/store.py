@@ -125,19 +125,13 @@ class Store:
     # ------------------------------------------------------------------ results
 
     def result(self, key: str) -> AnalysisResult | None:
-        data = self._read(key, RESULT)
+        data = self.record(key)
         if data is None:
-            return None if self.shipped is None else self.shipped.result(key)
+            return None
         try:
-            head, newline, body = data.partition(b"\n")
-            meta = json.loads(head)
-            if not newline or meta.get("sha256") != _digest(body) or meta.get("engine") != ENGINE_VERSION:
-                raise StoreEntryDamaged("checksum")
-            if not _matches(meta, key):
-                raise StoreEntryDamaged("an entry of another key")
-            return from_json_dict(json.loads(body))
-        except (StoreEntryDamaged, LensError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            return self._discard(key, RESULT)
+            return from_json_dict(data)
+        except (LensError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return self.discard_record(key)
 
     def has_result(self, key: str) -> bool:
         """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
@@ -145,12 +139,41 @@ class Store:
         return (path.is_file() and not path.is_symlink()) or (self.shipped is not None and self.shipped.has_result(key))
 
     def put_result(self, key: str, result: AnalysisResult) -> None:
-        """A line of JSON naming the engine and the sha256 of what follows it, then the result's JSON: the
-        digest covers the bytes as written, so any change to them is caught (a digest of the parsed and
-        re-written JSON would miss a changed last digit that parses to the same float)."""
-        body = json.dumps(to_json_dict(result), sort_keys=True).encode()
+        self.put_record(key, to_json_dict(result))
+
+    # ------------------------------------------------------------------ records: a result, or any small JSON object
+
+    def record(self, key: str) -> dict | None:
+        """The JSON object kept under `key` (a result, a network's calibration), read from the shipped store where
+        this one has none; None when there is none, or it was damaged (then deleted, to be computed again)."""
+        data = self._read(key, RESULT)
+        if data is None:
+            return None if self.shipped is None else self.shipped.record(key)
+        try:
+            head, newline, body = data.partition(b"\n")
+            meta = json.loads(head)
+            if not newline or meta.get("sha256") != _digest(body) or meta.get("engine") != ENGINE_VERSION:
+                raise StoreEntryDamaged("checksum")
+            if not _matches(meta, key):
+                raise StoreEntryDamaged("an entry of another key")
+            found = json.loads(body)
+            if not isinstance(found, dict):
+                raise StoreEntryDamaged("not a JSON object")
+            return found
+        except (StoreEntryDamaged, ValueError, AttributeError, RecursionError):
+            return self.discard_record(key)
+
+    def put_record(self, key: str, data: dict) -> None:
+        """A line of JSON naming the engine and the sha256 of what follows it, then `data` as JSON: the digest
+        covers the bytes as written, so any change to them is caught (a digest of the parsed and re-written JSON
+        would miss a changed last digit that parses to the same float)."""
+        body = json.dumps(data, sort_keys=True).encode()
         head = json.dumps({"engine": ENGINE_VERSION, "sha256": _digest(body), **_key_fields(key)}).encode()
         self._write(key, RESULT, [head, b"\n", body], len(head) + 1 + len(body))
+
+    def discard_record(self, key: str) -> None:
+        """Delete the record under `key` (one its reader found damaged), so it is computed and written again."""
+        return self._discard(key, RESULT)
 
     # ------------------------------------------------------------------ fingerprints
 

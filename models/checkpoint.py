@@ -195,7 +195,13 @@ def measured(loaded: LoadedModel, tensors: dict[str, torch.Tensor], open_choices
     models.calibration); without images, the open choices are stated as uncertain."""
     info = loaded.info
     arch, mean, std, module, evidence = calibrate(
-        loaded.module, lambda a: strict_load(a, tensors, []).eval(), info.arch, info.mean, info.std, open_choices
+        loaded.module,
+        lambda a: strict_load(a, tensors, []).eval(),
+        info.arch,
+        info.mean,
+        info.std,
+        open_choices,
+        weights=info.sha256,
     )
     notes = [note for note in info.notes if not note.startswith(("uncertain:", "measured on", "no normalisation"))]
     if evidence is None:

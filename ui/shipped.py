@@ -6,15 +6,25 @@ data/shipped (settings.shipped_dir), which the result store reads where it has n
 keys it computes for them (core.store.result_key): a change of the engine (ENGINE_VERSION), of the weights' digest
 or of the defaults gives other keys, and the shipped entries are then not found (and not shown) until regenerated.
 
-    make shipped    # computes them again on the CPU, reading no store, and writes them to data/shipped
+Beside them are the four networks' calibrations (models.calibration: each one's accuracy on 256 test images, and
+the choices it decided), keyed by the weights' content digest, so that loading the default networks measures
+nothing either.
+
+    make shipped               # computes all of them again on the CPU, reading no store, and writes data/shipped
+    make shipped-calibrations  # only the calibrations (seconds), keeping the shipped results that still fit
 
 tests/ui/test_shipped.py checks that they are what the app asks for, and recomputes them to compare.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,20 +94,51 @@ def printed(prefix: str, every_s: float = 5.0) -> Progress:
     return progress
 
 
-def write(found: PairWithCeilings, keys: list[StoreKey], root: Path) -> list[Path]:
-    """The default comparison's results written as result entries under `root` (a store's folder), replacing the
-    result entries there; the paths written."""
+@contextmanager
+def _store_in(folder: Path) -> Iterator[None]:
+    """The result store in `folder` meanwhile (CKA_LENS_STORE is read at each use), then off again."""
+    os.environ[settings.STORE] = str(folder)
+    try:
+        yield
+    finally:
+        os.environ[settings.STORE] = "off"
+
+
+def measured_afresh() -> tuple[DefaultComparison, dict[str, bytes]]:
+    """The default comparison, its four networks loaded with their calibrations measured afresh into an empty
+    store of their own, and those calibrations' entries by file name (self-checking files, copied as they are)."""
+    with tempfile.TemporaryDirectory(prefix="cka-lens-calibrations-") as folder, _store_in(Path(folder)):
+        default = default_comparison()
+        return default, {p.name: p.read_bytes() for p in (Path(folder) / ENTRIES).glob(f"*{RESULT}")}
+
+
+def write(
+    found: PairWithCeilings | None, keys: list[StoreKey], calibrations: dict[str, bytes], root: Path
+) -> list[Path]:
+    """The default comparison's results (`found`; None keeps those already there under `keys`) and its networks'
+    calibration entries, written as store entries under `root` (a store's folder), replacing every other entry
+    there; the paths of the entries now there."""
     shipped = Store(root, ENTRY_LIMIT)
+    shipped.folder.mkdir(parents=True, exist_ok=True)
+    kept = set() if found is not None else {f"{key}{RESULT}" for key in keys}
     for old in shipped.folder.glob(f"*{RESULT}"):
-        old.unlink()
-    results = [r for r in (found.pair, found.ceiling_a, found.ceiling_b) if r is not None]
-    for key, result in zip(keys, results, strict=True):
-        shipped.put_result(key, result)
-    return [shipped.folder / f"{key}{RESULT}" for key in keys]
+        if old.name not in kept:
+            old.unlink()
+    if found is not None:
+        results = [r for r in (found.pair, found.ceiling_a, found.ceiling_b) if r is not None]
+        for key, result in zip(keys, results, strict=True):
+            shipped.put_result(key, result)
+    for name, data in calibrations.items():
+        (shipped.folder / name).write_bytes(data)
+    return sorted(shipped.folder.glob(f"*{RESULT}"))
 
 
 def main() -> int:
-    """`make shipped`: compute the default comparison afresh on the CPU and ship it (a few minutes on 2 cores)."""
+    """`make shipped`: compute the default comparison and its networks' calibrations afresh on the CPU and ship
+    them (about 20 minutes on 2 busy cores); `--calibrations` (make shipped-calibrations): only the calibrations."""
+    parser = argparse.ArgumentParser(prog="make shipped", description=main.__doc__)
+    parser.add_argument("--calibrations", action="store_true", help="only the networks' calibrations (seconds)")
+    args = parser.parse_args()
     if settings.store_dir() is not None or settings.shipped_dir() is not None:
         print(
             f"Run this as `make shipped`: with {settings.STORE}=off and {settings.SHIPPED}=off nothing is read from "
@@ -110,10 +151,19 @@ def main() -> int:
     root = Path(__file__).resolve().parent.parent / "data" / "shipped"
     start = time.perf_counter()
     quiet_streamlit()
-    default = default_comparison()
-    print(f"computing the default comparison ({default.subset.size} images) and its ceilings on {service.device()}")
-    written = write(default.compute(printed("  ")), default.keys(), root)
-    print(f"wrote {len(written)} entries to {root / ENTRIES} in {time.perf_counter() - start:.0f} s")
+    print("measuring the default networks' calibrations")
+    default, calibrations = measured_afresh()
+    keys = default.keys()
+    found = None
+    if not args.calibrations:
+        print(f"computing the default comparison ({default.subset.size} images) and its ceilings on {service.device()}")
+        found = default.compute(printed("  "))
+    written = write(found, keys, calibrations, root)
+    print(f"{len(written)} entries in {root / ENTRIES} ({len(calibrations)} calibrations written) after", end=" ")
+    print(f"{time.perf_counter() - start:.0f} s")
+    missing = [key for key in keys if root / ENTRIES / f"{key}{RESULT}" not in written]
+    if missing:
+        print(f"{len(missing)} of the default comparison's {len(keys)} results are not shipped: run `make shipped`")
     return 0
 
 
