@@ -1,12 +1,14 @@
-"""`python -m ui.serve [streamlit options]`: the app's server, listening at once and warming up behind it.
+"""`python -m ui.serve [streamlit options]`: the app's server, listening once the app's modules are imported and
+warming up behind it.
 
 A fresh `streamlit run` imports torch, torchvision and the app's modules (5 s here), loads the networks and reads
-the default result only when the first visitor's script runs. This starts the server at once and, once it has
-started, in a thread of the server's own process (Streamlit's caches are per process), imports and loads them and
-reads the default comparison with its ceilings (shipped with the app, ui.shipped; computed when the shipped entries
-do not fit this engine), printing each step in the terminal. A visitor arriving meanwhile is served as usual: what
-the warm-up has not finished, the visitor's own run waits for or loads, never twice. `make run` and the container
-use it.
+the default result only when the first visitor's script runs. This imports them first (so a page opened at the
+first answer waits for no import), then starts the server and, once it has started, in a thread of the server's
+own process (Streamlit's caches are per process), loads the default networks (their calibrations shipped with the
+app too) and reads the default comparison with its ceilings (shipped with the app, ui.shipped; computed when the
+shipped entries do not fit this engine), printing each step in the terminal. A visitor arriving meanwhile is
+served as usual: what the warm-up has not finished, the visitor's own run waits for or loads, never twice.
+`make run` and the container use it.
 """
 
 from __future__ import annotations
@@ -64,15 +66,29 @@ def after_the_server_starts(timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def warm() -> None:
-    """Import what the app imports, load the default networks into the shared network cache, and read (or compute)
-    the default comparison and its ceilings into the service's memory caches, as a first visitor's Overview asks
-    for them; each step said in the terminal."""
-    start = time.perf_counter()
+def import_app() -> None:
+    """Step 1: import torch and what the app's pages import (7-15 s on 2 busy cores), so that no visitor's run
+    waits for them."""
     say(f"step 1 of {STEPS}: importing torch and the app's modules")
+    from core import summary  # noqa: F401 - imported to be warm
+    from ui import analysis, apology, charts, figure, router, service, shipped, sidebar, text, widgets  # noqa: F401
+
+
+def warm() -> None:
+    """The whole warm-up in this thread: `import_app`, then `load_default`."""
+    start = time.perf_counter()
+    import_app()
+    load_default(start)
+
+
+def load_default(start: float) -> None:
+    """Steps 2 and 3: load the default networks into the shared network cache (their calibrations read from the
+    store or the shipped entries), and read (or compute) the default comparison and its ceilings into the
+    service's memory caches, as a first visitor's Overview asks for them; each step said in the terminal, and
+    the time since `start` (perf_counter) at the end."""
     from core.errors import LensError
     from models import CheckpointError
-    from ui import analysis, charts, figure, service, shipped, sidebar, widgets  # noqa: F401 - imported to be warm
+    from ui import shipped
 
     loud = quiet_streamlit()
     try:
@@ -100,7 +116,16 @@ def main() -> int:
     # app.py's st.navigation is the router (ui.router): with the legacy pages/ mode off before the server reads
     # the folder, a first visitor's run is not started twice
     PagesManager.uses_pages_directory = False
-    warm_up = threading.Thread(target=lambda: (after_the_server_starts(), warm()), name="warm-up", daemon=True)
+    # The imports before the server listens: a page opened at the first answer then waits for none of them (they
+    # cost 7-15 s on 2 busy cores, the first answer still comes within 15 s); the rest of the warm-up runs behind.
+    start = time.perf_counter()
+    try:
+        import_app()
+    except KeyboardInterrupt:
+        return 130
+    warm_up = threading.Thread(
+        target=lambda: (after_the_server_starts(), load_default(start)), name="warm-up", daemon=True
+    )
     warm_up.start()
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
     try:

@@ -15,7 +15,9 @@ import pytest
 from core import settings
 from core.floors import INIT_PAIRS
 from core.result import to_json_dict
-from core.store import ENTRIES, RESULT, Store, default_store
+from core.store import ENTRIES, RESULT, Store, StoreKey, default_store
+from models import LoadedModel, calibration, load_model
+from models.calibration import calibration_key
 from tests.bundled import REAL_PAIR
 from ui import service, shipped
 
@@ -50,12 +52,23 @@ def forgetting():
     service.forget()
 
 
+def _networks(default: shipped.DefaultComparison) -> list[LoadedModel]:
+    return [default.a, default.b, default.sibling_a, default.sibling_b]
+
+
+def _calibrations(default: shipped.DefaultComparison) -> list[StoreKey]:
+    """The calibration keys of the default networks as the loader starts them: the bundled cards state every
+    choice (nothing open), so the start is what was loaded."""
+    return [calibration_key(m.info.sha256, m.info.arch, m.info.mean, m.info.std, ()) for m in _networks(default)]
+
+
 def test_the_shipped_entries_are_those_a_first_visit_asks_the_store_for(default, tmp_path, monkeypatch, forgetting):
     monkeypatch.setenv(settings.STORE, str(tmp_path / "empty"))  # a fresh clone's store: nothing of its own
     monkeypatch.delenv(settings.SHIPPED, raising=False)
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")  # the app's default (the tests' is 0)
     keys = default.keys()
     assert sorted(p.name for p in (settings.shipped_dir() / ENTRIES).glob(f"*{RESULT}")) == sorted(
-        f"{key}{RESULT}" for key in keys
+        f"{key}{RESULT}" for key in keys + _calibrations(default)
     )
     assert default.at_hand()
     pair, ceiling_a, ceiling_b = (default_store().result(key) for key in keys)
@@ -65,6 +78,22 @@ def test_the_shipped_entries_are_those_a_first_visit_asks_the_store_for(default,
     assert {r.used_images for r in (pair, ceiling_a, ceiling_b)} == {default.subset.size}
     assert pair.floor_pairs == INIT_PAIRS and len(pair.seed_pairings) == 4  # the app's own floors and pairings
     assert not list((tmp_path / "empty").rglob(f"*{RESULT}"))  # read where they are, never copied
+
+
+def test_the_default_networks_load_with_their_shipped_calibrations(default, tmp_path, monkeypatch):
+    monkeypatch.setenv(settings.STORE, str(tmp_path / "empty"))
+    monkeypatch.delenv(settings.SHIPPED, raising=False)
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")
+    monkeypatch.setattr(calibration, "measure", lambda *args: pytest.fail("measured, not read from data/shipped"))
+    for network in _networks(default):
+        loaded = load_model(network.info.source)
+        assert loaded.info.calibration.images == 256 and loaded.info.calibration.accuracy > 0.3
+        assert (loaded.info.arch, loaded.info.mean, loaded.info.std) == (
+            network.info.arch,
+            network.info.mean,
+            network.info.std,
+        )
+    assert not list((tmp_path / "empty").rglob(f"*{RESULT}"))
 
 
 def _differences(computed: object, kept: object, path: str) -> list[str]:
@@ -89,6 +118,16 @@ def _differences(computed: object, kept: object, path: str) -> list[str]:
 @pytest.mark.slow
 def test_the_shipped_entries_are_what_the_engine_computes_for_them(default, monkeypatch, forgetting):
     monkeypatch.setenv(settings.STORE, "off")  # nothing read: every result computed here
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")
+    monkeypatch.delenv(settings.SHIPPED, raising=False)
+    kept = Store(settings.shipped_dir(), 0, read_only=True)
+    for network, key in zip(_networks(default), _calibrations(default), strict=True):
+        measured = load_model(network.info.source).info.calibration  # with no store: measured here
+        shipped_one = calibration.from_record(
+            kept.record(key), network.info.arch, network.info.mean, network.info.std, ()
+        )
+        assert abs(measured.accuracy - shipped_one[3].accuracy) <= 2 / measured.images  # 2 images' worth of rounding
+        assert (measured.measure, measured.images) == (shipped_one[3].measure, shipped_one[3].images)
     found = service.pair_with_ceilings(
         default.a, default.b, default.sibling_a, default.sibling_b, default.subset, default.options, references=False
     )
