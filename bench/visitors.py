@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -69,6 +70,7 @@ def _start(clone: Path, port: int) -> dict:
     store = tempfile.mkdtemp(prefix="cka-lens-bench-store-")
     env = os.environ | {"CKA_LENS_STORE": store, "HF_HUB_OFFLINE": "1"}
     command = ["make", "-o", ".venv/.runtime", "run", f"PORT={port}"]  # the venv is set up: make must not rebuild it
+    load_at_start = round(os.getloadavg()[0], 1)
     t0 = time.monotonic()
     server = subprocess.Popen(
         command, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
@@ -97,7 +99,11 @@ def _start(clone: Path, port: int) -> dict:
     computed = any(line.startswith("CKA Lens warm-up:   ") for _, line in said)
     row = {"first_http_200_s": round(http, 2), "final_overview_s": round(overview, 2)}
     row |= {"warm_up_done_s": round(warmed, 1), "after_warm_up_s": round(later, 2), "warm_up_computed": computed}
-    return row | {"load_1min": os.getloadavg()[0]}
+    step = {
+        n: next((t for t, line in said if line.startswith(f"CKA Lens warm-up: step {n} ")), math.nan) for n in (1, 2)
+    }
+    row["imports_and_server_start_s"] = round(step[2] - step[1], 1)  # from step 1's line to step 2's
+    return row | {"load_1min": round(os.getloadavg()[0], 1), "load_at_start_1min": load_at_start}
 
 
 def _percentile(values: list[float], q: float) -> float:
