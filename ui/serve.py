@@ -1,14 +1,15 @@
-"""`python -m ui.serve [streamlit options]`: the app's server, listening once the app's modules are imported and
-warming up behind it.
+"""`python -m ui.serve [streamlit options]`: the app's server, listening once the app's modules are imported (at
+most IMPORT_WAIT_S) and warming up behind it.
 
 A fresh `streamlit run` imports torch, torchvision and the app's modules (5 s here), loads the networks and reads
-the default result only when the first visitor's script runs. This imports them first (so a page opened at the
-first answer waits for no import), then starts the server and, once it has started, in a thread of the server's
-own process (Streamlit's caches are per process), loads the default networks (their calibrations shipped with the
-app too) and reads the default comparison with its ceilings (shipped with the app, ui.shipped; computed when the
-shipped entries do not fit this engine), printing each step in the terminal. A visitor arriving meanwhile is
-served as usual: what the warm-up has not finished, the visitor's own run waits for or loads, never twice.
-`make run` and the container use it.
+the default result only when the first visitor's script runs. Here a thread of the server's own process (Streamlit's
+caches are per process) imports them first, while the server waits (so a page opened at its first answer waits for
+no import), at most IMPORT_WAIT_S (so that on a busy machine the first answer still comes within 15 s); once the
+server has started, it loads the default networks (their calibrations shipped with the app too) and reads the
+default comparison with its ceilings (shipped with the app, ui.shipped; computed when the shipped entries do not
+fit this engine), printing each step in the terminal. A visitor arriving meanwhile is served as usual: what the
+warm-up has not finished, the visitor's own run waits for or loads, never twice. `make run` and the container use
+it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PREFIX = "CKA Lens warm-up: "
 STEPS = 3
+IMPORT_WAIT_S = 9.0  # the server's start waits this long at most for the imports (7-15 s on 2 busy cores, 5 idle)
 
 
 def say(line: str) -> None:
@@ -57,7 +59,7 @@ def quiet_streamlit() -> Callable[[], None]:
 
 def after_the_server_starts(timeout_s: float = 30.0) -> None:
     """Wait until Streamlit's runtime has started (the server then takes connections), at most `timeout_s`: the
-    warm-up's imports then never hold up the server's own start, which needs the same interpreter."""
+    warm-up's loading then never holds up the server's own start, which needs the same interpreter."""
     from streamlit.runtime import Runtime
     from streamlit.runtime.runtime import RuntimeState
 
@@ -74,10 +76,14 @@ def import_app() -> None:
     from ui import analysis, apology, charts, figure, router, service, shipped, sidebar, text, widgets  # noqa: F401
 
 
-def warm() -> None:
-    """The whole warm-up in this thread: `import_app`, then `load_default`."""
+def warm(imported: threading.Event | None = None) -> None:
+    """The whole warm-up in this thread: `import_app`, then (`imported` set, and the server started if one is
+    starting) `load_default`."""
     start = time.perf_counter()
     import_app()
+    if imported is not None:
+        imported.set()
+        after_the_server_starts()
     load_default(start)
 
 
@@ -116,17 +122,17 @@ def main() -> int:
     # app.py's st.navigation is the router (ui.router): with the legacy pages/ mode off before the server reads
     # the folder, a first visitor's run is not started twice
     PagesManager.uses_pages_directory = False
-    # The imports before the server listens: a page opened at the first answer then waits for none of them (they
-    # cost 7-15 s on 2 busy cores, the first answer still comes within 15 s); the rest of the warm-up runs behind.
-    start = time.perf_counter()
-    try:
-        import_app()
-    except KeyboardInterrupt:
-        return 130
-    warm_up = threading.Thread(
-        target=lambda: (after_the_server_starts(), load_default(start)), name="warm-up", daemon=True
-    )
+    # The imports first, in the warm-up's thread: the server starts once they are done (a page opened at its first
+    # answer then waits for none of them), or after IMPORT_WAIT_S if they take longer on a busy machine, so that
+    # the first answer still comes within 15 s; the rest of the warm-up runs behind the server.
+    imported = threading.Event()
+    warm_up = threading.Thread(target=warm, args=(imported,), name="warm-up", daemon=True)
     warm_up.start()
+    try:
+        imported.wait(IMPORT_WAIT_S)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        os._exit(130)  # the interpreter's shutdown would abort the thread inside torch
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
     try:
         code = cli.main()
