@@ -25,7 +25,7 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PREFIX = "CKA Lens warm-up: "
 STEPS = 3
-IMPORT_WAIT_S = 9.0  # the server's start waits this long at most for the imports (7-15 s on 2 busy cores, 5 idle)
+IMPORT_WAIT_S = 8.0  # the server's start waits this long at most for the imports (7-15 s on 2 busy cores, 5 idle)
 
 
 def say(line: str) -> None:
