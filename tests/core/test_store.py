@@ -281,3 +281,19 @@ def test_the_default_store_reads_the_shipped_results_unless_they_are_off(tmp_pat
     assert store_module.default_store().result(key) is not None
     monkeypatch.setenv(settings.SHIPPED, "off")
     assert store_module.default_store().result(key) is None
+
+
+def test_a_record_comes_back_from_the_store_or_the_shipped_one_and_a_damaged_one_is_deleted(tmp_path):
+    key, shipped_key = content_key("calibration", "a"), content_key("calibration", "b")
+    shipped = Store(tmp_path / "shipped", 10**8)
+    shipped.put_record(shipped_key, {"accuracy": 0.5})
+    store = Store(tmp_path / "user", 10**8, Store(tmp_path / "shipped", 0, read_only=True))
+    store.put_record(key, {"accuracy": 0.25, "scores": [["stem: padding 1", 0.25, 256]]})
+    assert store.record(key) == {"accuracy": 0.25, "scores": [["stem: padding 1", 0.25, 256]]}
+    assert store.record(shipped_key) == {"accuracy": 0.5} and store.record(content_key("calibration", "c")) is None
+    assert store.result(key) is None and store.record(key) is None  # not a result: deleted as damage by its reader
+    store.put_record(key, [1, 2])  # JSON, but not an object: no record's reader could use it
+    assert store.record(key) is None and not list((tmp_path / "user" / ENTRIES).iterdir())
+    store.put_record(key, {"accuracy": 0.25})
+    store.discard_record(key)
+    assert store.record(key) is None

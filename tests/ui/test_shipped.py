@@ -15,7 +15,7 @@ import pytest
 from core import settings
 from core.floors import INIT_PAIRS
 from core.result import to_json_dict
-from core.store import ENTRIES, RESULT, Store, StoreKey, default_store
+from core.store import ENTRIES, RESULT, Store, StoreKey, content_key, default_store
 from models import LoadedModel, calibration, load_model
 from models.calibration import calibration_key
 from tests.bundled import REAL_PAIR
@@ -94,6 +94,19 @@ def test_the_default_networks_load_with_their_shipped_calibrations(default, tmp_
             network.info.std,
         )
     assert not list((tmp_path / "empty").rglob(f"*{RESULT}"))
+
+
+def test_writing_only_calibrations_keeps_the_results_that_still_fit_and_nothing_else(tmp_path):
+    root, result_keys = tmp_path / "shipped", [content_key("result", n) for n in "ab"]
+    kept = Store(root, 10**8)
+    for key in [*result_keys, content_key("result", "stale"), content_key("calibration", "old")]:
+        kept.put_record(key, {"key": key.text})
+    calibrations = tmp_path / "measured"
+    Store(calibrations, 10**8).put_record(content_key("calibration", "new"), {"accuracy": 0.5})
+    entries = {p.name: p.read_bytes() for p in (calibrations / ENTRIES).iterdir()}
+    written = shipped.write(None, result_keys, entries, root)
+    assert sorted(p.name for p in written) == sorted([f"{k}{RESULT}" for k in result_keys] + list(entries))
+    assert Store(root, 0, read_only=True).record(content_key("calibration", "new")) == {"accuracy": 0.5}
 
 
 def _differences(computed: object, kept: object, path: str) -> list[str]:
