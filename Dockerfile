@@ -41,7 +41,8 @@ HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http:/
 # HF_HOME (Hub downloads) and CKA_LENS_CACHE (CIFAR-10 train split, the result store) go on the persistent
 # /data volume when the Space has one; it is mounted at run time, so this is decided here, not at build time,
 # and the build's stored results are copied there once.
-# ui.serve is `streamlit run app.py` with the imports, the default networks and result loaded first.
+# ui.serve is `streamlit run app.py`, listening at once while it loads the imports, the default networks and
+# the default result (shipped in data/shipped) behind it.
 # XSRF protection is off because the Space shows the app in an iframe, where Streamlit's XSRF cookie is
 # blocked and every upload would fail with 403 (huggingface.co/docs/hub/spaces-cookie-limitations).
 CMD if [ -d /data ] && [ -w /data ]; then \

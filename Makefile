@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint browser bench gpu-wheels container-test clean
+.PHONY: run shipped shipped-calibrations test lint browser bench gpu-wheels container-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,21 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# The server listens at once and warms up behind it (ui.serve), reading the default comparison from data/shipped.
 run: $(VENV)/.runtime
 	$(PY) -m ui.serve --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+# The default comparison and its ceilings shipped in data/shipped (ui.shipped), computed afresh on the CPU with no
+# store read and the app's defaults: run it after changing the engine, the weights' digest or the defaults.
+shipped: $(VENV)/.runtime
+	CKA_LENS_STORE=off CKA_LENS_SHIPPED=off CKA_LENS_FLOOR_PAIRS= CKA_LENS_CALIBRATION_IMAGES= CUDA_VISIBLE_DEVICES= \
+		$(PY) -m ui.shipped
+
+# Only the default networks' calibrations (seconds), keeping the shipped results whose keys still fit: after a change
+# of the calibration's rules, the weights' digest or the loader's starting choices that leaves the results alone.
+shipped-calibrations: $(VENV)/.runtime
+	CKA_LENS_STORE=off CKA_LENS_SHIPPED=off CKA_LENS_FLOOR_PAIRS= CKA_LENS_CALIBRATION_IMAGES= CUDA_VISIBLE_DEVICES= \
+		$(PY) -m ui.shipped --calibrations
 
 # Debian's Chromium for the real-browser test (Playwright drives it; it never downloads a browser).
 browser:

@@ -62,7 +62,7 @@ class ModelIdentity:
     """What a result says about a model: enough to know exactly which weights were compared."""
 
     source: str  # the spec it was loaded from ("bundled:...", "hub:...", "upload:NAME", ...)
-    sha256: str  # hex digest of the weight file's bytes
+    sha256: str  # hex digest of the weights: of the tensors loaded, whatever file held them
     method: str  # training method, e.g. "simclr" or "supervised"
     arch: str  # architecture name, e.g. "resnet18-w16"
     # how the weights were read where they cannot say: stem and input normalisation (same file, other reading:

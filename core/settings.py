@@ -18,6 +18,7 @@ HUB_TIMEOUT = "CKA_LENS_HUB_TIMEOUT"
 CALIBRATION_IMAGES = "CKA_LENS_CALIBRATION_IMAGES"  # test images a loaded network is measured on; 0: not measured
 STORE = "CKA_LENS_STORE"  # the result store's folder; "off" keeps nothing on disk
 STORE_MB = "CKA_LENS_STORE_MB"  # its size bound
+SHIPPED = "CKA_LENS_SHIPPED"  # results shipped with the app, read where the store has none; "off" reads none
 SPILL_MB = "CKA_LENS_SPILL_MB"  # a fingerprint's per-batch parts beyond this many MB go to files on disk
 CACHE = "CKA_LENS_CACHE"  # where downloaded CIFAR-10 is kept
 FLOOR_PAIRS = "CKA_LENS_FLOOR_PAIRS"  # pairs of init seeds behind the app's untrained floor (the result says how many)
@@ -112,6 +113,15 @@ def store_dir() -> Path | None:
     if raw.lower() in ("off", "0", "none"):
         return None
     return Path(raw) if raw else download_dir() / "store"
+
+
+def shipped_dir() -> Path | None:
+    """The results shipped with the app (read, never written): CKA_LENS_SHIPPED, else the app's data/shipped; None
+    when set to 'off' (`make shipped` computes them again without reading them)."""
+    raw = _raw(SHIPPED)
+    if raw.lower() in ("off", "0", "none"):
+        return None
+    return Path(raw) if raw else Path(__file__).resolve().parent.parent / "data" / "shipped"
 
 
 def store_bytes() -> int:

@@ -60,9 +60,12 @@ _LOCK = threading.Lock()  # eviction walks the folder: one at a time per process
 
 
 def default_store() -> Store | None:
-    """The store the settings name (CKA_LENS_STORE, CKA_LENS_STORE_MB); None when it is off."""
-    folder = settings.store_dir()
-    return None if folder is None else Store(folder, settings.store_bytes())
+    """The store the settings name (CKA_LENS_STORE, CKA_LENS_STORE_MB), reading the results shipped with the app
+    (CKA_LENS_SHIPPED) where it has none of its own; None when it is off."""
+    folder, shipped = settings.store_dir(), settings.shipped_dir()
+    if folder is None:
+        return None
+    return Store(folder, settings.store_bytes(), None if shipped is None else Store(shipped, 0, read_only=True))
 
 
 def result_key(key_a: str, key_b: str, subset: SubsetSpec, options: AnalysisOptions) -> StoreKey:
@@ -109,19 +112,43 @@ def _matches(meta: dict, key: str) -> bool:
 
 class Store:
     """Finished results (JSON) and fingerprints (a header and raw tensors) in a subfolder of `root` of their own
-    (ENTRIES), at most `max_bytes` in all."""
+    (ENTRIES), at most `max_bytes` in all; a result it lacks is read from `shipped`, if given. A `read_only` store
+    (the results shipped with the app) is read and verified as any other, but never written, touched or pruned."""
 
-    def __init__(self, root: Path | str, max_bytes: int) -> None:
+    def __init__(self, root: Path | str, max_bytes: int, shipped: Store | None = None, read_only: bool = False) -> None:
         self.root = Path(root)
         self.folder = self.root / ENTRIES  # the store's own folder: `root` may be shared with anything else
         self.max_bytes = max_bytes
+        self.shipped = shipped
+        self.read_only = read_only
 
     # ------------------------------------------------------------------ results
 
     def result(self, key: str) -> AnalysisResult | None:
-        data = self._read(key, RESULT)
+        data = self.record(key)
         if data is None:
             return None
+        try:
+            return from_json_dict(data)
+        except (LensError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return self.discard_record(key)
+
+    def has_result(self, key: str) -> bool:
+        """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
+        path = self._path(key, RESULT)
+        return (path.is_file() and not path.is_symlink()) or (self.shipped is not None and self.shipped.has_result(key))
+
+    def put_result(self, key: str, result: AnalysisResult) -> None:
+        self.put_record(key, to_json_dict(result))
+
+    # ------------------------------------------------------------------ records: a result, or any small JSON object
+
+    def record(self, key: str) -> dict | None:
+        """The JSON object kept under `key` (a result, a network's calibration), read from the shipped store where
+        this one has none; None when there is none, or it was damaged (then deleted, to be computed again)."""
+        data = self._read(key, RESULT)
+        if data is None:
+            return None if self.shipped is None else self.shipped.record(key)
         try:
             head, newline, body = data.partition(b"\n")
             meta = json.loads(head)
@@ -129,22 +156,24 @@ class Store:
                 raise StoreEntryDamaged("checksum")
             if not _matches(meta, key):
                 raise StoreEntryDamaged("an entry of another key")
-            return from_json_dict(json.loads(body))
-        except (StoreEntryDamaged, LensError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            return self._discard(key, RESULT)
+            found = json.loads(body)
+            if not isinstance(found, dict):
+                raise StoreEntryDamaged("not a JSON object")
+            return found
+        except (StoreEntryDamaged, ValueError, AttributeError, RecursionError):
+            return self.discard_record(key)
 
-    def has_result(self, key: str) -> bool:
-        """Whether an entry for `key` is there (not read: it may still turn out damaged, and be recomputed)."""
-        path = self._path(key, RESULT)
-        return path.is_file() and not path.is_symlink()
-
-    def put_result(self, key: str, result: AnalysisResult) -> None:
-        """A line of JSON naming the engine and the sha256 of what follows it, then the result's JSON: the
-        digest covers the bytes as written, so any change to them is caught (a digest of the parsed and
-        re-written JSON would miss a changed last digit that parses to the same float)."""
-        body = json.dumps(to_json_dict(result), sort_keys=True).encode()
+    def put_record(self, key: str, data: dict) -> None:
+        """A line of JSON naming the engine and the sha256 of what follows it, then `data` as JSON: the digest
+        covers the bytes as written, so any change to them is caught (a digest of the parsed and re-written JSON
+        would miss a changed last digit that parses to the same float)."""
+        body = json.dumps(data, sort_keys=True).encode()
         head = json.dumps({"engine": ENGINE_VERSION, "sha256": _digest(body), **_key_fields(key)}).encode()
         self._write(key, RESULT, [head, b"\n", body], len(head) + 1 + len(body))
+
+    def discard_record(self, key: str) -> None:
+        """Delete the record under `key` (one its reader found damaged), so it is computed and written again."""
+        return self._discard(key, RESULT)
 
     # ------------------------------------------------------------------ fingerprints
 
@@ -155,7 +184,8 @@ class Store:
                 if not _matches(meta, key):
                     raise StoreEntryDamaged("an entry of another key")
                 fp = _fingerprint_from(f, start, meta)
-                os.utime(f.fileno())  # least recently used goes first
+                if not self.read_only:
+                    os.utime(f.fileno())  # least recently used goes first
             return fp
         except FileNotFoundError:
             return None
@@ -183,7 +213,8 @@ class Store:
         try:
             with _open_entry(self._path(key, suffix)) as f:
                 data = f.read()
-                os.utime(f.fileno())  # least recently used goes first
+                if not self.read_only:
+                    os.utime(f.fileno())  # least recently used goes first
         except FileNotFoundError:
             return None
         except OSError:  # a link or a folder under an entry's name: not ours, never read
@@ -192,7 +223,9 @@ class Store:
 
     def _discard(self, key: str, suffix: str) -> None:
         """A damaged entry: removed (a link itself, never what it points to), so it is recomputed and written
-        again; a folder under an entry's name is left alone."""
+        again; a folder under an entry's name is left alone. A read-only store's entries stay as they are."""
+        if self.read_only:
+            return None
         try:
             self._path(key, suffix).unlink(missing_ok=True)
         except OSError:
@@ -202,8 +235,8 @@ class Store:
     def _write(self, key: str, suffix: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
         """Write `size` bytes, `chunks` one after another, to a temporary name and rename into place; then keep
         the store within its bound. Nothing is drawn from `chunks` for an entry larger than the whole store."""
-        if size > self.max_bytes:
-            return  # larger than the whole store: not kept
+        if size > self.max_bytes or self.read_only:
+            return  # larger than the whole store, or a store that is only read: not kept
         tmp = self.folder / f".{key}{suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

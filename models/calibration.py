@@ -5,6 +5,12 @@ registry, a person's choice), each open choice's candidates are scored on a fixe
 images: classifier accuracy for a network with a 10-way head, leave-one-out kNN accuracy of the pooled
 features otherwise. A candidate replaces the default only when it beats it by more than two standard errors
 of the difference; the scores are kept as evidence for the model card.
+
+A calibration (the evidence and the choices it decided) is kept in the result store under a key of the weights'
+content digest (models.digest) and everything else that decides it: the starting structure and normalisation, the
+open choices, the sample, the candidates and the rules (`calibration_key`). A second load of the same weights reads
+it back instead of measuring again (~2 s a network on a busy CPU); the default networks' calibrations are shipped
+with the app (ui.shipped). A damaged or implausible entry is deleted and measured again, never used.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -25,6 +31,7 @@ from core import settings
 from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
 from core.errors import DataError
 from core.network import RGB
+from core.store import StoreKey, content_key, default_store
 from models.resnet import ArchConfig
 
 NORMALISATIONS: dict[str, tuple[RGB, RGB]] = {
@@ -36,6 +43,8 @@ NORMALISATIONS: dict[str, tuple[RGB, RGB]] = {
 CHOICES = ("stem_pool", "stem_padding", "normalisation")
 KNN_K = 10
 SAMPLE_SEED = 0
+# Bump when the race, its thresholds or a measure changes: calibrations kept under the old rules are then not read.
+RULES = "race-2se-v1"
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,104 @@ def run_many(module: nn.Module, images: torch.Tensor, normalisations: list[tuple
     ]
 
 
+def calibration_key(weights: str, arch: ArchConfig, mean: RGB, std: RGB, open_choices: tuple[str, ...]) -> StoreKey:
+    """The store key of a calibration: the weights' content digest and all that decides what `calibrate` measures
+    and chooses (the starting structure and normalisation, the open choices, the sample's size and seed, the
+    candidates, the rules; ENGINE_VERSION comes with every key)."""
+    sample_of = {"split": "CIFAR-10 test", "images": settings.calibration_images(), "seed": SAMPLE_SEED}
+    candidates = {"normalisations": NORMALISATIONS, "stem_pool": [False, True], "stem_padding": [1, 2], "knn_k": KNN_K}
+    choices = [c for c in CHOICES if c in open_choices]
+    return content_key("calibration", RULES, weights, arch, [mean, std], choices, sample_of, candidates)
+
+
+def calibration_record(arch: ArchConfig, mean: RGB, std: RGB, evidence: Calibration) -> dict:
+    """What the store keeps of a calibration: the choices it decided and its evidence."""
+    decided = {"stem_pool": arch.stem_pool, "stem_padding": arch.stem_padding, "mean": mean, "std": std}
+    return {"decided": decided, "calibration": asdict(evidence)}
+
+
+def _triple(value: object) -> RGB:
+    if not (isinstance(value, list) and len(value) == 3 and all(type(v) in (int, float) for v in value)):
+        raise ValueError("not three numbers")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _typed(value: object, kind: type) -> object:
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is not kind:
+        raise ValueError(f"{value!r} is not a {kind.__name__}")
+    return value
+
+
+def from_record(
+    record: dict, arch: ArchConfig, mean: RGB, std: RGB, open_choices: tuple[str, ...]
+) -> tuple[ArchConfig, RGB, RGB, Calibration]:
+    """The choices and evidence a stored calibration holds, for a network starting from (arch, mean, std) with
+    `open_choices`; a ValueError for anything a calibration of it could not have decided or said."""
+    try:
+        decided, found = record["decided"], record["calibration"]
+        pool, padding = _typed(decided["stem_pool"], bool), _typed(decided["stem_padding"], int)
+        chosen_mean, chosen_std = _triple(decided["mean"]), _triple(decided["std"])
+        evidence = Calibration(
+            measure=_typed(found["measure"], str),
+            images=_typed(found["images"], int),
+            accuracy=_typed(found["accuracy"], float),
+            chance=_typed(found["chance"], float),
+            scores=tuple(
+                (_typed(label, str), _typed(value, float), _typed(images, int))
+                for label, value, images in found["scores"]
+            ),
+            measured=tuple(_typed(c, str) for c in found["measured"]),
+            warning=_typed(found["warning"], str),
+        )
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"not a calibration record: {err}") from err
+    can_pool, can_pad = (arch.stem == "cifar" and c in open_choices for c in ("stem_pool", "stem_padding"))
+    if (pool != arch.stem_pool and not can_pool) or (
+        padding != arch.stem_padding and not (can_pad and padding in (1, 2))
+    ):
+        raise ValueError("a structure the calibration could not have chosen")
+    start = (tuple(mean), tuple(std))
+    if (chosen_mean, chosen_std) != start and (
+        "normalisation" not in open_choices or (chosen_mean, chosen_std) not in NORMALISATIONS.values()
+    ):
+        raise ValueError("a normalisation the calibration could not have chosen")
+    if evidence.images != settings.calibration_images() or not set(evidence.measured) <= set(open_choices):
+        raise ValueError("a calibration of another sample or other choices")
+    return replace(arch, stem_pool=pool, stem_padding=padding), chosen_mean, chosen_std, evidence
+
+
 def calibrate(
+    module: nn.Module,
+    build: Callable[[ArchConfig], nn.Module],
+    arch: ArchConfig,
+    mean: RGB,
+    std: RGB,
+    open_choices: tuple[str, ...],
+    weights: str = "",
+) -> tuple[ArchConfig, RGB, RGB, nn.Module, Calibration | None]:
+    """`measure`, kept in the result store under `calibration_key` when `weights` (the weights' content digest,
+    models.digest) is given: a calibration found there is used as measured, and one found damaged or implausible
+    is deleted and measured again."""
+    store = default_store() if weights and settings.calibration_images() else None
+    key = calibration_key(weights, arch, mean, std, open_choices) if store else None
+    if store is not None and key is not None:
+        record = store.record(key)
+        if record is not None:
+            try:
+                chosen, chosen_mean, chosen_std, evidence = from_record(record, arch, mean, std, open_choices)
+            except ValueError:
+                store.discard_record(key)
+            else:
+                return chosen, chosen_mean, chosen_std, module if chosen == arch else build(chosen), evidence
+    found = measure(module, build, arch, mean, std, open_choices)
+    if store is not None and key is not None and found[4] is not None:
+        store.put_record(key, calibration_record(found[0], found[1], found[2], found[4]))
+    return found
+
+
+def measure(
     module: nn.Module,
     build: Callable[[ArchConfig], nn.Module],
     arch: ArchConfig,

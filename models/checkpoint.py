@@ -7,7 +7,6 @@ memory: they are never written to disk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -23,6 +22,7 @@ from core.data import CIFAR10_MEAN, CIFAR10_STD
 from core.network import RGB
 from models.arch_inference import infer_arch
 from models.calibration import calibrate, normalisation_name
+from models.digest import weights_digest
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
 from models.formats import SUPPORTED_TEXT, parse_checkpoint
@@ -188,7 +188,7 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
         std=std,
         num_classes=arch.num_classes,
         source=source,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=weights_digest(tensors),
         notes=tuple(notes),
         metrics=dict(hints.metrics),
         layers=tuple(resnet_layers(arch)),
@@ -202,7 +202,13 @@ def measured(loaded: LoadedModel, tensors: dict[str, torch.Tensor], open_choices
     models.calibration); without images, the open choices are stated as uncertain."""
     info = loaded.info
     arch, mean, std, module, evidence = calibrate(
-        loaded.module, lambda a: strict_load(a, tensors, []).eval(), info.arch, info.mean, info.std, open_choices
+        loaded.module,
+        lambda a: strict_load(a, tensors, []).eval(),
+        info.arch,
+        info.mean,
+        info.std,
+        open_choices,
+        weights=info.sha256,
     )
     notes = [note for note in info.notes if not note.startswith(("uncertain:", "measured on", "no normalisation"))]
     if evidence is None:

@@ -76,7 +76,7 @@ class ModelInfo:
     std: RGB
     num_classes: int  # 0: the module returns pooled features
     source: str  # the spec it was loaded from ("hub:...", "file:...", "bundled:...", "upload:NAME")
-    sha256: str  # hex digest of the weight file's bytes
+    sha256: str  # models.digest: of the tensors loaded, whatever file held them
     notes: tuple[str, ...]  # what the loader did (prefix stripped, heads dropped, cast, defaults used)
     metrics: dict[str, float] = field(hash=False)  # from the card/config when known (not hashed: a dict)
     layers: tuple[tuple[str, str], ...]  # (readable name, torch.fx node): resnet_layers(arch), or found in the graph

@@ -35,7 +35,8 @@ def model_card(info: ModelInfo, heading: str) -> None:
         "source": code(info.source),
         "architecture": f"{arch.name}, {info.stem} stem (padding {arch.stem_padding}); {head}",
         "method": plain(info.method),
-        "weights sha256": f"`{info.sha256[:16]}…`",
+        "weights sha256": f"`{info.sha256[:16]}…`, of the tensors loaded (names, shapes, values): one network, one "
+        "digest, whatever file holds it",
         "measured here": info.calibration.summary if info.calibration else "not measured (no CIFAR-10 test images)",
         "reported by its source": metrics or "nothing",
         "normalisation": f"mean {tuple(round(m, 4) for m in info.mean)}, std {tuple(round(s, 4) for s in info.std)}",

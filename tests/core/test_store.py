@@ -253,3 +253,47 @@ def test_eviction_and_clean_up_touch_only_the_stores_own_files(tmp_path, result)
     assert notes.exists() and backup.exists() and target.exists() and (own / "lost+found").is_dir()
     assert link.is_symlink() and store.size() <= store.max_bytes
     assert store.result(f"{2:032d}") is not None and store.result("a" * 32) is None and target.exists()
+
+
+def test_shipped_results_are_read_where_the_store_has_none_and_never_changed(tmp_path, models, result):
+    key = result_key(models["a"].identity.key, models["b"].identity.key, SPEC, FAST)
+    Store(tmp_path / "shipped", 10**8).put_result(key, result)
+    (entry,) = (tmp_path / "shipped" / ENTRIES).iterdir()
+    os.utime(entry, (1_000_000, 1_000_000))
+    shipped = Store(tmp_path / "shipped", 0, read_only=True)
+    store = Store(tmp_path / "user", 10**8, shipped)
+    assert store.has_result(key) and to_json_dict(store.result(key)) == to_json_dict(result)
+    assert entry.stat().st_mtime == 1_000_000  # read, not touched: it is no store's to evict
+    assert not (tmp_path / "user" / ENTRIES).exists()  # served from where it is, not copied
+    shipped.put_result(result_key("other", "key", SPEC, FAST), result)
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # a read-only store keeps nothing
+    entry.write_bytes(entry.read_bytes().replace(b'"used_images": ', b'"used_images": 1'))
+    assert store.result(key) is None and entry.exists()  # damaged: never shown, and not deleted either
+    store.put_result(key, result)  # the store's own entry comes first
+    assert to_json_dict(store.result(key)) == to_json_dict(result)
+
+
+def test_the_default_store_reads_the_shipped_results_unless_they_are_off(tmp_path, models, result, monkeypatch):
+    key = result_key(models["a"].identity.key, models["b"].identity.key, SPEC, FAST)
+    Store(tmp_path / "shipped", 10**8).put_result(key, result)
+    monkeypatch.setenv(settings.STORE, str(tmp_path / "user"))
+    monkeypatch.setenv(settings.SHIPPED, str(tmp_path / "shipped"))
+    assert store_module.default_store().result(key) is not None
+    monkeypatch.setenv(settings.SHIPPED, "off")
+    assert store_module.default_store().result(key) is None
+
+
+def test_a_record_comes_back_from_the_store_or_the_shipped_one_and_a_damaged_one_is_deleted(tmp_path):
+    key, shipped_key = content_key("calibration", "a"), content_key("calibration", "b")
+    shipped = Store(tmp_path / "shipped", 10**8)
+    shipped.put_record(shipped_key, {"accuracy": 0.5})
+    store = Store(tmp_path / "user", 10**8, Store(tmp_path / "shipped", 0, read_only=True))
+    store.put_record(key, {"accuracy": 0.25, "scores": [["stem: padding 1", 0.25, 256]]})
+    assert store.record(key) == {"accuracy": 0.25, "scores": [["stem: padding 1", 0.25, 256]]}
+    assert store.record(shipped_key) == {"accuracy": 0.5} and store.record(content_key("calibration", "c")) is None
+    assert store.result(key) is None and store.record(key) is None  # not a result: deleted as damage by its reader
+    store.put_record(key, [1, 2])  # JSON, but not an object: no record's reader could use it
+    assert store.record(key) is None and not list((tmp_path / "user" / ENTRIES).iterdir())
+    store.put_record(key, {"accuracy": 0.25})
+    store.discard_record(key)
+    assert store.record(key) is None

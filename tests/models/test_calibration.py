@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import load_file, save
 
 from core import settings
-from models import CheckpointError, build_resnet, load_model, load_uploaded, with_choices
-from models.calibration import NORMALISATIONS, folded
+from core.data import CIFAR10_MEAN, CIFAR10_STD
+from core.store import ENTRIES, RESULT, Store
+from models import CheckpointError, build_resnet, calibration, load_model, load_uploaded, with_choices
+from models.calibration import CHOICES, NORMALISATIONS, calibration_key, folded
 from models.loaded import SourceHints
 from models.registry import WEIGHTS_DIR
 from models.resnet import ArchConfig
@@ -20,6 +22,9 @@ from models.resnet import ArchConfig
 def _scores(evidence) -> dict[str, float]:
     """Each candidate's score on the most images it was scored on."""
     return {label: value for label, value, _ in sorted(evidence.scores, key=lambda row: row[2])}
+
+
+POOLED = Path(__file__).parent / "fixtures" / "pooled-resnet18-w8.safetensors"  # tests/models/fixtures/make_pooled.py
 
 
 def _upload(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -114,8 +119,7 @@ def test_without_images_the_open_choices_are_stated_as_uncertain(supervised, mon
 def test_a_max_pool_the_weights_cannot_show_is_found():
     """A network trained with a max-pool after its 3x3 stem (tests/models/fixtures/make_pooled.py), uploaded as a
     bare state dict, as huyvnphan/PyTorch_CIFAR10 ships its weights."""
-    data = (Path(__file__).parent / "fixtures" / "pooled-resnet18-w8.safetensors").read_bytes()
-    loaded = load_uploaded(data, "resnet18.pt")
+    loaded = load_uploaded(POOLED.read_bytes(), "resnet18.pt")
     assert loaded.info.stem == "cifar-maxpool" and loaded.info.arch.stem_padding == 1
     scores = _scores(loaded.info.calibration)
     assert loaded.info.calibration.accuracy > 0.45
@@ -146,3 +150,62 @@ def test_the_folded_copy_computes_what_the_network_does_and_leaves_it_untouched(
     with torch.no_grad():
         torch.testing.assert_close(copy(x), net(x), atol=1e-4, rtol=1e-4)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.fixture
+def own_store(tmp_path, monkeypatch) -> Store:
+    """An empty result store of this test's own, with no shipped entries behind it."""
+    monkeypatch.setenv(settings.STORE, str(tmp_path))
+    monkeypatch.setenv(settings.SHIPPED, "off")
+    return Store(tmp_path, settings.store_bytes())
+
+
+def _measurings(monkeypatch) -> list[int]:
+    """A list that grows by one at each measurement from here on."""
+    calls: list[int] = []
+    real = calibration.measure
+    monkeypatch.setattr(calibration, "measure", lambda *args: calls.append(1) or real(*args))
+    return calls
+
+
+def _same_network(x, y) -> bool:
+    inputs = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return x.info == y.info and x.identity == y.identity and torch.equal(x.module(inputs), y.module(inputs))
+
+
+def test_a_second_load_reads_the_calibration_from_the_store(own_store, monkeypatch):
+    first = load_uploaded(POOLED.read_bytes(), "resnet18.pt")
+    assert first.info.stem == "cifar-maxpool"  # a structure the measurement chose, not the loader's start
+    measurings = _measurings(monkeypatch)
+    second = load_uploaded(POOLED.read_bytes(), "resnet18.pt")
+    assert measurings == [] and _same_network(second, first)
+    # the key: the weights' digest and the loader's starting point for a bare state dict, all three choices open
+    key = calibration_key(first.info.sha256, ArchConfig(depth=18, width=8), CIFAR10_MEAN, CIFAR10_STD, CHOICES)
+    assert own_store.record(key)["calibration"]["accuracy"] == first.info.calibration.accuracy
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "128")  # another sample: another key, measured
+    assert load_uploaded(POOLED.read_bytes(), "resnet18.pt").info.calibration.images == 128 and measurings == [1]
+
+
+def test_a_damaged_calibration_entry_is_measured_again_and_replaced(own_store, tmp_path, monkeypatch):
+    first = load_uploaded(POOLED.read_bytes(), "resnet18.pt")
+    (entry,) = (tmp_path / ENTRIES).glob(f"*{RESULT}")
+    data = entry.read_bytes()
+    entry.write_bytes(data.replace(b'"stem_pool": true', b'"stem_pool": false'))  # one choice flipped
+    measurings = _measurings(monkeypatch)
+    again = load_uploaded(POOLED.read_bytes(), "resnet18.pt")
+    assert measurings == [1] and _same_network(again, first)
+    assert entry.read_bytes() == data  # written again as measured
+    assert _same_network(load_uploaded(POOLED.read_bytes(), "resnet18.pt"), first) and measurings == [1]
+
+
+def test_a_stored_calibration_it_could_not_have_made_is_measured_again(own_store, monkeypatch):
+    monkeypatch.setenv(settings.CALIBRATION_IMAGES, "64")  # three measurements again: on fewer images
+    first = load_uploaded(POOLED.read_bytes(), "resnet18.pt")
+    key = calibration_key(first.info.sha256, ArchConfig(depth=18, width=8), CIFAR10_MEAN, CIFAR10_STD, CHOICES)
+    record = own_store.record(key)
+    for change in ({"stem_padding": 7}, {"mean": [0.1, 0.2, 0.3]}, {"stem_pool": "yes"}):
+        own_store.put_record(key, record | {"decided": record["decided"] | change})  # well-formed, checksum and all
+        measurings = _measurings(monkeypatch)
+        assert _same_network(load_uploaded(POOLED.read_bytes(), "resnet18.pt"), first) and measurings == [1]
+        assert own_store.record(key) == record

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import pickle
@@ -19,6 +18,7 @@ from safetensors.torch import save as safetensors_bytes
 from core.data import CIFAR10_MEAN, CIFAR10_STD
 from core.errors import LensError
 from models import ArchConfig, CheckpointError, build_resnet, list_bundled, load_model, load_uploaded, resnet_layers
+from models.digest import weights_digest
 
 
 def prefixed(state: dict, prefix: str) -> dict:
@@ -37,7 +37,7 @@ def test_safetensors_folder_loads_with_its_config(tmp_path, nets):
     assert (info.method, info.num_classes, info.stem, info.source) == ("supervised", 10, "cifar", f"file:{folder}")
     assert info.mean == pytest.approx((0.4914, 0.4822, 0.4465)) and info.std == pytest.approx((0.2470, 0.2435, 0.2616))
     assert info.metrics == {"test_accuracy": 0.5}
-    assert info.sha256 == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert info.sha256 == weights_digest(net.state_dict())
     assert not any("default" in n for n in info.notes)  # config.json gave the normalisation
     assert not loaded.module.training
     assert hash(info) == hash(load_model(f"file:{folder}").info)  # usable as a cache key
@@ -197,10 +197,11 @@ def test_config_sets_stem_padding_and_method(tmp_path, nets):
     nets.assert_same_outputs(net, loaded.module)
 
 
-def test_sha256_is_stable_and_identifies_the_bytes(nets):
-    data = nets.torch_bytes(nets.make().state_dict())
+def test_sha256_is_stable_and_identifies_the_tensors(nets):
+    state = nets.make().state_dict()
+    data = nets.torch_bytes(state)
     first, second = load_uploaded(data, "a.pt"), load_uploaded(data, "renamed.pth")
-    assert first.info.sha256 == second.info.sha256 == hashlib.sha256(data).hexdigest()
+    assert first.info.sha256 == second.info.sha256 == weights_digest(state)
     other = load_uploaded(nets.torch_bytes(nets.make(seed=5).state_dict()), "a.pt")
     assert other.info.sha256 != first.info.sha256
 
@@ -211,7 +212,7 @@ def test_file_spec_loads_a_single_file(tmp_path, nets):
     torch.save(net.state_dict(), path)
     loaded = load_model(f"file:{path}")
     nets.assert_same_outputs(net, loaded.module)
-    assert loaded.info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert loaded.info.sha256 == weights_digest(net.state_dict())
 
 
 # --- unsafe pickles never run -------------------------------------------------------------------------------------

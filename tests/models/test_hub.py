@@ -6,7 +6,6 @@ the registry's repos.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from models import HUB_ENTRIES, CheckpointError, load_model
+from models.digest import weights_digest
 from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, FakeHub, serve_hub
 
 TIMEOUT_SECONDS = 1.0
@@ -67,7 +67,7 @@ def test_registry_layouts_download_and_load(hub, nets, entry):
     assert (info.method, info.mean, info.std) == (entry.method, entry.mean, entry.std)
     assert (info.arch.depth, info.arch.stem, info.num_classes) == (entry.arch.depth, "cifar", entry.arch.num_classes)
     assert info.arch.bottleneck == (entry.arch.depth == 50)
-    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert info.sha256 == weights_digest(state)
     if entry.reported_accuracy is not None:
         assert info.metrics == {"reported_accuracy": entry.reported_accuracy}
     notes = " | ".join(info.notes)

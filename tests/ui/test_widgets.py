@@ -78,7 +78,10 @@ def test_the_model_card_is_a_table_headed_by_the_source():
     lines = text.splitlines()
     assert lines[0] == "#### Model A" and lines[1] == "| source | `file:/runs/a` |" and lines[2] == "|---|---|"
     assert "| architecture | resnet18-w4, cifar stem (padding 1); no classifier: pooled features |" in text
-    assert "| weights sha256 | `0123456789abcdef…` |" in text
+    assert (
+        "| weights sha256 | `0123456789abcdef…`, of the tensors loaded (names, shapes, values): one network, one "
+        "digest, whatever file holds it |"
+    ) in text
     assert "| reported by its source | knn accuracy 61.2%, epochs 200 |" in text
     assert "| normalisation | mean (0.4914, 0.4822, 0.4465), std (0.2, 0.2, 0.2) |" in text
     assert "| layers read | 18 (stem … pooled) |" in text
