@@ -160,7 +160,7 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
         from models.named import load_named
 
         named = replace(hints, notes=hints.notes + parsed.notes, method=hints.method or parsed.method)
-        return load_named(parsed.tensors, hints.arch, source, hashlib.sha256(data).hexdigest(), named)
+        return load_named(parsed.tensors, hints.arch, source, named)
     keys = normalise_keys(parsed.tensors)
     notes = list(hints.notes) + list(parsed.notes) + list(keys.notes)
     padding = _stem_padding(hints, keys, parsed.lightning, notes)

@@ -8,7 +8,7 @@
         The input form a network was trained with (core.network.InputConfig, frozen): size (H, W), resize
         interpolation, mean, std and crop_pct, from timm's pretrained_cfg (resolve_data_config) or torchvision's
         default weights' transforms (crop size, interpolation, mean, std; crop_pct = crop / resize).
-    load_named(state_dict: dict[str, Tensor], arch: str, source: str, sha256: str, hints: SourceHints) -> LoadedModel
+    load_named(state_dict: dict[str, Tensor], arch: str, source: str, hints: SourceHints) -> LoadedModel
         The weights loaded strictly into `arch` after the key normalisation a checkpoint needs (a wrapper prefix
         such as 'module.' or 'backbone.' stripped, the online copy chosen over momentum/teacher copies, what lies
         outside it dropped with a note); the classifier's width is read from the weights (absent: no classifier).
@@ -29,6 +29,7 @@ from torch import nn
 from core.blocks import find_layers, register_trace_leaves
 from core.errors import ContractError
 from core.network import InputConfig
+from models.digest import weights_digest
 from models.errors import CheckpointError
 from models.loaded import LoadedModel, ModelInfo, NamedArch, SourceHints
 from models.state_keys import COPY_WORDS
@@ -196,10 +197,9 @@ def _layers(arch: str, module: nn.Module) -> tuple[tuple[str, str], ...]:
         ) from None
 
 
-def load_named(
-    state_dict: dict[str, torch.Tensor], arch: str, source: str, sha256: str, hints: SourceHints
-) -> LoadedModel:
-    """`state_dict` loaded strictly into `arch` (module docstring); every failure is a CheckpointError."""
+def load_named(state_dict: dict[str, torch.Tensor], arch: str, source: str, hints: SourceHints) -> LoadedModel:
+    """`state_dict` loaded strictly into `arch` (module docstring), identified by the digest of the tensors loaded
+    (models.digest: the same network whatever the file's wrapping); every failure is a CheckpointError."""
     library, name = parse_arch(arch)
     arch = f"{library}:{name}"
     with torch.device("meta"):
@@ -236,6 +236,7 @@ def load_named(
             f"The weights do not fit {arch}: {'; '.join(parts)}; name the architecture they were saved from "
             "(#arch=timm:NAME or #arch=torchvision:NAME)."
         )
+    sha256 = weights_digest(tensors)
     module.load_state_dict(tensors, strict=True, assign=True)
     _BUILT[module] = arch
     method = hints.method or "unknown"

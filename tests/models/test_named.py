@@ -11,6 +11,7 @@ from safetensors.torch import save as save_safetensors
 
 from core.network import InputConfig
 from models import CheckpointError, load_model, load_uploaded
+from models.digest import weights_digest
 from models.loaded import NamedArch, SourceHints
 from models.named import build_named, input_config, load_named
 from models.untrained import untrained_model
@@ -50,7 +51,7 @@ def test_weights_load_strictly_behind_a_wrapper_and_give_the_same_outputs():
     torch.manual_seed(0)
     net = build_named("timm:resnet10t", num_classes=10)
     wrapped = {f"module.{k}": v for k, v in net.state_dict().items()} | {"module_ema.fc.weight": torch.zeros(1)}
-    loaded = load_named(wrapped, "timm:resnet10t", "file:w.pt", "0" * 64, SourceHints(method="supervised"))
+    loaded = load_named(wrapped, "timm:resnet10t", "file:w.pt", SourceHints(method="supervised"))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded.module(x), net(x), atol=1e-5)
@@ -58,12 +59,13 @@ def test_weights_load_strictly_behind_a_wrapper_and_give_the_same_outputs():
     assert info.arch == NamedArch("timm:resnet10t", 10) and info.num_classes == 10 and info.method == "supervised"
     assert any("'module.'" in note for note in info.notes) and any("dropped 1" in note for note in info.notes)
     assert loaded.identity.arch == "timm:resnet10t"
+    assert info.sha256 == weights_digest(net.state_dict())  # the tensors loaded, not the wrapping, decide it
     assert loaded.identity.reading == f"input {input_config('timm:resnet10t').text}"
 
 
 def test_weights_without_a_classifier_give_pooled_features():
     backbone = {k: v for k, v in build_named(RESNET).state_dict().items() if not k.startswith("fc.")}
-    loaded = load_named(backbone, RESNET, "file:w.pt", "0" * 64, SourceHints())
+    loaded = load_named(backbone, RESNET, "file:w.pt", SourceHints())
     assert loaded.info.num_classes == 0 and loaded.layers[-1][0] == "pooled"
     assert loaded.module(torch.randn(1, 3, 32, 32)).shape == (1, 512)
 
@@ -71,7 +73,7 @@ def test_weights_without_a_classifier_give_pooled_features():
 def test_weights_of_another_architecture_are_refused_key_by_key():
     state = build_named("timm:resnet10t").state_dict()
     with pytest.raises(CheckpointError) as refused:
-        load_named(state, "timm:resnet18", "file:w.pt", "0" * 64, SourceHints())
+        load_named(state, "timm:resnet18", "file:w.pt", SourceHints())
     message = str(refused.value)
     assert (
         message.startswith("The weights do not fit timm:resnet18:")
