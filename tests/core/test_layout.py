@@ -18,6 +18,7 @@ from core.fingerprint import READOUT_TERMS, fingerprint, spatial_mean
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.probes import pool_features
+from core.store import Store, fingerprint_key
 from models.named import timm_module
 from tests.core.tiny import MEAN, STD, tiny_subset
 
@@ -136,7 +137,7 @@ class _Net:
     std: tuple = STD
 
 
-def test_a_map_of_unknowable_layout_is_said_to_be_and_its_pooled_readouts_are_nan():
+def test_a_map_of_unknowable_layout_is_said_to_be_and_its_pooled_readouts_are_nan(tmp_path):
     torch.manual_seed(0)
     module = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), _Rotate(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
@@ -150,5 +151,9 @@ def test_a_map_of_unknowable_layout_is_said_to_be_and_its_pooled_readouts_are_na
         assert terms[pooled_rows, 1].isnan().all() and terms[pooled_rows][:, [0, 2]].isfinite().all()
     assert all(part.isnan().all() for part in fp.pooled[1]) and all(part.isfinite().all() for part in fp.pooled[0])
     assert fp.inv_cross[1].isfinite() and fp.label_hsic[1].isfinite()  # flattened CKA needs no layout
+    store = Store(tmp_path, 10**8)
+    key = fingerprint_key(net.identity.key, tiny_subset(16, size=8).spec, options)
+    store.put_fingerprint(key, fp)
+    assert Store(tmp_path, 10**8).fingerprint(key).unknown_layout == ("rotated",)  # a cached one says so too
     same_net = replace(net, layers=(("conv", "1"), ("logits", "5")))
     assert fingerprint(same_net, tiny_subset(16, size=8), options, CPU).unknown_layout == ()
