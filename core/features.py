@@ -10,6 +10,12 @@ nothing).
 
 `stream` hands each chosen layer's output to a function as the network makes it, and keeps none of them: a batch
 then holds one layer's output at a time beside the network's own activations, instead of every chosen layer's.
+
+Every 4-D map leaves the extractor as [N, C, H, W], whatever layout the network makes it in: a layer whose
+channels come last (Swin's [N, H, W, C]) is permuted as it is handed over, its channel axis decided from the
+network's own operations (core.layout), so that everything downstream pools over the true spatial axes. A 4-D
+layer whose channel axis cannot be known is handed over as made and named in `unknown_layout`; whoever pools it
+must say so instead of pooling guessed axes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from core.blocks import tracer_kwargs
 from core.errors import ContractError
+from core.layout import channel_axes, hooked_channel_axis, to_channels_first
 
 Consume = Callable[[int, torch.Tensor], None]  # (index of the layer in the order given, its output)
 _STREAM = threading.local()  # the Consume of the stream running in this thread
@@ -100,6 +107,8 @@ class _Prepared:
         self.nodes = nodes
         self.hook_lock = threading.Lock()  # hooks live on the copy: one hooked forward at a time
         self.streaming: nn.Module | None = None
+        self.axes: tuple[int | None, ...] | None = None  # per node, its channel axis (decided on the first batch)
+        self.axes_lock = threading.Lock()
         try:
             self.graph: nn.Module | None = create_feature_extractor(
                 self.module, {n: n for n in nodes}, tracer_kwargs=tracer_kwargs() or None
@@ -110,6 +119,20 @@ class _Prepared:
             missing = set(nodes) - dict(self.module.named_modules()).keys()
             if missing:
                 raise ContractError(f"layers not found in the network: {sorted(missing)}") from None
+
+    def channel_axes(self, x: torch.Tensor) -> tuple[int | None, ...]:
+        """Per node, the axis of its output holding channels (None: unknown), decided once, from the traced graph
+        and one image of `x` (core.layout), or from the module's kind when read through hooks."""
+        with self.axes_lock:
+            if self.axes is None:
+                if self.graph is None:
+                    modules = dict(self.module.named_modules())
+                    self.axes = tuple(hooked_channel_axis(modules[n]) for n in self.nodes)
+                else:
+                    output = next(node for node in self.graph.graph.nodes if node.op == "output")
+                    produced = [output.args[0][n] for n in self.nodes]
+                    self.axes = tuple(channel_axes(self.graph, produced, x[:1].float()))
+            return self.axes
 
 
 def private_copy(module: nn.Module, device: torch.device) -> nn.Module:
@@ -152,16 +175,31 @@ class FeatureExtractor:
         self.nodes = [node for _, node in layers]
         self.device = device
         self._prepared = _prepared(module, tuple(self.nodes), device)
+        self.unknown_layout: set[str] = set()  # names of 4-D layers whose channel axis cannot be known
+
+    def _channels_first(self, axes: tuple[int | None, ...], index: int, features: torch.Tensor) -> torch.Tensor:
+        """A layer's output with a 4-D map as [N, C, H, W] (unchanged where it is already, or where its channel
+        axis is unknown: then its name goes into `unknown_layout`)."""
+        if features.dim() != 4:
+            return features
+        if axes[index] is None:
+            self.unknown_layout.add(self.names[index])
+            return features
+        return to_channels_first(features, axes[index])
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Features per layer for `images` (normalised, N x 3 x H x W), each [N, ...]."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with _LOCK.shared():
+            axes = self._prepared.channel_axes(x)
         with self._autocast(), _LOCK.shared():
             if self._prepared.graph is not None:
                 out = self._prepared.graph(x)
-                return [out[n] for n in self.nodes]
-            return self._hooked(x)
+                features = [out[n] for n in self.nodes]
+            else:
+                features = self._hooked(x)
+        return [self._channels_first(axes, j, f) for j, f in enumerate(features)]
 
     @torch.inference_mode()
     def stream(self, images: torch.Tensor, consume: Consume) -> None:
@@ -169,12 +207,18 @@ class FeatureExtractor:
         N x 3 x H x W); the outputs are not kept. Layers come in the order the network makes them. A network read
         through hooks is run whole first, then its outputs are handed over in the order given."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        _STREAM.consume = consume
-        try:
-            if self._prepared.streaming is None:
+        if self._prepared.streaming is None:
+            _STREAM.consume = consume
+            try:
                 for index, features in enumerate(self(x)):
                     _emit(index, features)
-                return
+            finally:
+                _STREAM.consume = None
+            return
+        with _LOCK.shared():
+            axes = self._prepared.channel_axes(x)
+        _STREAM.consume = lambda j, features: consume(j, self._channels_first(axes, j, features))
+        try:
             with self._autocast(), _LOCK.shared():
                 self._prepared.streaming(x)
         finally:

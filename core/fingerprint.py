@@ -64,6 +64,9 @@ class Fingerprint:
     # READOUT_TERMS; the label row has L + 1 entries, the others L and a 0), so that every read-out has its
     # delete-one-minibatch jackknife; () in a fingerprint made without them
     batch_readouts: tuple[torch.Tensor, ...] = ()
+    # layers whose output is a 4-D map with no knowable channel axis (core.layout): their pooled invariance and
+    # probe features are NaN, never averages over guessed axes
+    unknown_layout: tuple[str, ...] = ()
 
     def first(self, count: int) -> Fingerprint:
         """The per-batch parts of the first `count` batches, for a preview (the summed parts stay whole)."""
@@ -155,6 +158,7 @@ def fingerprint_steps(
             constant=flat.cpu(),
             seconds=dict(seconds),
             batch_readouts=tuple(batch_readouts),
+            unknown_layout=tuple(name for name in extractor.names if name in extractor.unknown_layout),
         )
 
     def pass_over(images: torch.Tensor, views: bool) -> tuple[torch.Tensor, torch.Tensor | None, list, float, list]:
@@ -171,15 +175,20 @@ def fingerprint_steps(
             synchronize(device)
             t = time.perf_counter()
             layer_rows[j] = centred_rows([features], **kw)[0]
+            unknown = extractor.names[j] in extractor.unknown_layout  # no knowable spatial axes to pool over
             if options.invariance:
                 averaged = spatial_mean(features)
                 spatial[j] = centred_rows([averaged], **kw)[0]
+                if unknown:
+                    spatial[j] = torch.full_like(spatial[j], float("nan"))
             if not views:
                 flags[j] = is_constant([features])[0]
             if probes:
                 # bfloat16 halves the largest stored part (16k values per image for a ResNet-18); the probe
                 # standardises each feature, and 3 significant digits change no argmax that matters
                 probe[j] = pool_features(features).to(torch.bfloat16).cpu()
+                if unknown:
+                    probe[j] = torch.full_like(probe[j], float("nan"))
             synchronize(device)
             heap.check(spiller.held, features.numel() * features.element_size())
             reading[0] += time.perf_counter() - t
@@ -236,7 +245,8 @@ def fingerprint_steps(
 
 
 def spatial_mean(features: torch.Tensor) -> torch.Tensor:
-    """A layer's output averaged over positions: a map [N, C, H, W] over H and W, tokens [N, T, C] (a transformer's,
+    """A layer's output averaged over positions: a map [N, C, H, W] (core.features hands every map over
+    channels first) over H and W, tokens [N, T, C] (a transformer's,
     class token included) over T; a vector as it is."""
     if features.dim() == 4:
         return features.float().mean((2, 3))
@@ -285,4 +295,5 @@ def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:
         inv_self=total("inv_self"),
         constant=torch.stack([s.constant for s in shards]).all(0),
         seconds={k: max(s.seconds[k] for s in shards) for k in first.seconds},
+        unknown_layout=tuple(n for n in first.layers if any(n in s.unknown_layout for s in shards)),
     )

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 
 def pool_features(x: torch.Tensor, grid: int = 2) -> torch.Tensor:
-    """Flatten a layer's output to a modest width for probing: conv maps are average-pooled to a
+    """Flatten a layer's output to a modest width for probing: conv maps [N, C, H, W] (core.features hands every
+    map over channels first) are average-pooled to a
     `grid` x `grid` map (so 4C values), a transformer's tokens [N, T, C] to the class token (or first token) beside
     the mean of the others (2C values), vectors pass through."""
     if x.dim() == 4:

@@ -361,6 +361,7 @@ def _fingerprint_parts(fp: Fingerprint) -> tuple[list[tuple[str, Part]], dict]:
         "pooled_layers": len(fp.pooled),
         "readouts": bool(fp.batch_readouts),
         "seconds": fp.seconds,
+        "unknown_layout": list(fp.unknown_layout),
     }
     return parts, meta
 
@@ -406,5 +407,6 @@ def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
         labels=tuple(labels),
         seconds=dict(meta["seconds"]),
         batch_readouts=tuple(readouts),
+        unknown_layout=tuple(meta.get("unknown_layout", ())),
         **sums,
     )

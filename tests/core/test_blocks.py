@@ -129,9 +129,15 @@ def test_every_residual_block_is_read_twice_as_forward_hooks_read_it(family):
     hooks = _Hooks(module, images)
     nodes = dict(layers)
 
+    channels_last = getattr(module, "output_fmt", "NCHW") == "NHWC"  # timm's declared layout of its maps
+
+    def made(got: torch.Tensor) -> torch.Tensor:
+        """A reading as the module makes it: the engine hands every map over as [N, C, H, W]."""
+        return got.permute(0, 2, 3, 1) if channels_last and got.dim() == 4 else got
+
     def same(name: str, expected: torch.Tensor) -> None:
         """Equal up to float32 rounding at the tensor's scale (the engine's copy computes in channels-last)."""
-        got = read[name]
+        got = made(read[name])
         assert got.shape == expected.shape, name
         assert (got - expected).abs().max() <= 1e-5 * max(1.0, float(expected.abs().max())), name
 
@@ -154,14 +160,14 @@ def test_every_residual_block_is_read_twice_as_forward_hooks_read_it(family):
         if additions == 2:  # a transformer block: input + attention branch = middle; middle + MLP branch = output
             attention, mlp = branches
             middle = next(n for n in readings if kind(n) == OUTPUT and n != f"{name} output")
-            flat = hooks.inputs[name].flatten(1) + read[attention].flatten(1)
-            same(middle, flat.reshape(read[middle].shape))
-            total = read[middle].flatten(1) + read[mlp].flatten(1)
-            same(f"{name} output", total.reshape(read[f"{name} output"].shape))
+            flat = hooks.inputs[name].flatten(1) + made(read[attention]).flatten(1)
+            same(middle, flat.reshape(made(read[middle]).shape))
+            total = made(read[middle]).flatten(1) + made(read[mlp]).flatten(1)
+            same(f"{name} output", total.reshape(made(read[f"{name} output"]).shape))
     for name, node in layers:  # every other reading that a module makes once, as its hook sees it
         if hooks.calls.get(node) != 1:
             continue
-        same(name, hooks.outputs[node].reshape(read[name].shape))
+        same(name, hooks.outputs[node].reshape(made(read[name]).shape))
     assert "logits" in read and read["logits"].shape == hooks.outputs[""].shape
 
 
