@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from models import ModelSpec, list_bundled
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, SHARED, figure_points
 from ui.choices import model_label
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -46,6 +46,7 @@ PAGES = [  # (url path, what shows once it is drawn)
 
 pytestmark = [
     pytest.mark.browser,
+    SHARED,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
     pytest.mark.skipif(
         not {SUPERVISED_0, SUPERVISED_1} <= BUNDLED, reason="the bundled supervised seeds are not in models/weights"
@@ -54,13 +55,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """One fresh `streamlit run app.py` and one headless Chromium for the module: (base URL, browser)."""
+def browser(app_server):
+    """The browser tests' shared server and one headless Chromium for the module: (base URL, browser). Each test
+    opens its own page, so its own Streamlit session; its choices are in its links."""
     from playwright.sync_api import sync_playwright
 
-    with streamlit_server() as base, sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield base, chromium
+        yield app_server, chromium
         chromium.close()
 
 
