@@ -30,10 +30,9 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Two workers for our two cores (pytest-xdist), each taking the next test as it finishes one; the browser tests
-# marked for the shared Streamlit server (tests/app/conftest.py) all go to one worker, which starts it once.
+# Two workers for our two cores (pytest-xdist), each taking the next test as it finishes one.
 test: $(VENV)/.dev browser lint gpu-wheels
-	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
+	$(PY) -m pytest -n 2 --durations=15
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
 bench: $(VENV)/.dev

@@ -5,9 +5,13 @@ server for every test that needs nothing of its own (no settings of its own, no 
 each analysis once and serves it to every later page from its caches. Per-test state lives in the URL's
 parameters and in each test's own browser pages (a Streamlit session per page), never in the server.
 
-A test opts in by asking for `app_server` and carrying the `support.SHARED` mark: pytest-xdist's `--dist loadgroup` (the
-Makefile's test line) then runs every such test on one worker, so that one server serves them all. Tests that need
-a server of their own (other settings, a fresh process, a killed one) keep `support.streamlit_server`.
+A test opts in by asking for `app_server` (or `fresh_app_server`). Each pytest process starts the shared server at
+its first such test, so `make test`'s two workers start at most two. Tests that need a server of their own (other
+settings, a fresh process, a killed one) keep `support.streamlit_server`.
+
+Not done: one worker for all of them (pytest-xdist's `xdist_group` mark with `--dist loadgroup`). With pytest 9.2
+and pytest-xdist 3.8.0 the mark has no effect: xdist renames `item._nodeid`, while pytest 9 derives a node's id
+from another attribute, so every grouped test is scheduled on its own (checked on a two-worker run).
 """
 
 from __future__ import annotations

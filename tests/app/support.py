@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 from core.data import SubsetSpec
@@ -46,9 +45,6 @@ CHROMIUM_ARGS = [
 
 OVERVIEW_CHART = f'img[alt="{MATCHED_ALT}"]'  # the overview's figure (ui.figure), its preview's too
 SERVER_PIDS: dict[str, int] = {}
-# The mark of every test on the shared server (tests/app/conftest.py's `app_server`): with `--dist loadgroup` they
-# all run on one pytest worker, which starts that server once for them all.
-SHARED = pytest.mark.xdist_group("app_server")
 
 
 def together(visits: Iterable[Callable[[object], Awaitable]]) -> list:

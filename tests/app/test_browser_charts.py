@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, SHARED
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -41,7 +41,6 @@ TEXTS = """chart => {
 
 pytestmark = [
     pytest.mark.browser,
-    SHARED,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
 ]
 

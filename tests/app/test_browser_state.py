@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from models import ModelSpec, list_bundled
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, SHARED, figure_points
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points
 from ui.choices import model_label
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -46,7 +46,6 @@ PAGES = [  # (url path, what shows once it is drawn)
 
 pytestmark = [
     pytest.mark.browser,
-    SHARED,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (`make browser` installs it)"),
     pytest.mark.skipif(
         not {SUPERVISED_0, SUPERVISED_1} <= BUNDLED, reason="the bundled supervised seeds are not in models/weights"
