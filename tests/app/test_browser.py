@@ -1,7 +1,9 @@
 """The app in a real browser: a Streamlit server on a free port, driven by Playwright through Debian's Chromium.
 
-Every page is opened (the first one by deep link, on a fresh server), its charts are waited for, and it must
-show no exception box. Screenshots go to a temporary folder (printed; kept by pytest's tmp_path retention).
+A deep link to a page on a fresh server gets app.py's sidebar (the shared server before any other test opens a
+page on it, else a server of its own: only a fresh one can show that). Then every page is opened on the server
+the browser tests share (tests/app/conftest.py), its charts are waited for, and it must show no exception box.
+Screenshots go to a temporary folder (printed; kept by pytest's tmp_path retention).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import urllib.parse
 import pytest
 
 from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_ranges, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_ranges
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
 RUNS = bundled_series()  # the Training page opens on the first SimCLR and the first supervised run with snapshots
 FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
-    ("similarity", {"charts": 5}),  # first: a deep link on a fresh server must still get the sidebar
+    ("similarity", {"charts": 5}),
     ("", {"figure": 1}),  # the overview draws its own figure (ui.figure), no Vega chart
     ("probes", {"charts": 3}),
     ("training", {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
@@ -34,27 +36,36 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tiny_specs):
-    """A fresh `streamlit run app.py`; yields its base URL and the query string that selects the models."""
-    with streamlit_server() as base:
-        query = {"per_class": "10"}
-        if not REAL_PAIR:  # the bundled pair is not trained yet: compare tiny checkpoints, named in the URL
-            query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
-        yield base, urllib.parse.urlencode(query)
+def query(tiny_specs) -> str:
+    """The query string that selects the models, at 10 images per class."""
+    query = {"per_class": "10"}
+    if not REAL_PAIR:  # the bundled pair is not trained yet: compare tiny checkpoints, named in the URL
+        query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
+    return urllib.parse.urlencode(query)
 
 
-def test_every_page_draws_without_an_exception(server, tmp_path_factory):
+def test_a_deep_link_on_a_fresh_server_gets_the_sidebar_with_the_links_choices(fresh_app_server, query):
+    """Until a session has run app.py's st.navigation, Streamlit would run pages/similarity.py alone (ui.router)."""
     from playwright.sync_api import expect, sync_playwright
 
-    base, query = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{fresh_app_server}/similarity?{query}")
+        expect(page.get_by_label("Images per class")).to_have_value("10", timeout=COLD_MS)
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        browser.close()
+
+
+def test_every_page_draws_without_an_exception(app_server, query, tmp_path_factory):
+    from playwright.sync_api import expect, sync_playwright
+
     shots = tmp_path_factory.mktemp("screenshots")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for index, (path, wait_for) in enumerate(PAGES):
-            page.goto(f"{base}/{path}?{query}")
-            if index == 0:  # a deep link on a fresh server still gets the sidebar with the URL's choices
-                expect(page.get_by_label("Images per class")).to_have_value("10", timeout=COLD_MS)
+            page.goto(f"{app_server}/{path}?{query}")
             if "charts" in wait_for:
                 drawn = page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg')
                 expect(drawn).to_have_count(wait_for["charts"], timeout=COLD_MS)

@@ -1,7 +1,7 @@
 """The charts' legends and labels as a real browser draws them: each legend entry once, none cut short.
 
 Vega draws our charts as SVG (ui.charts.drawn), so the text of every legend, axis and title is in the page: read
-there, never from a screenshot. One server for the module, 10 images per class.
+there, never from a screenshot. On the browser tests' shared server (tests/app/conftest.py), 10 images per class.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -46,7 +46,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def drawn(tiny_specs) -> dict[str, list[dict]]:
+def drawn(app_server, tiny_specs) -> dict[str, list[dict]]:
     """Each page's charts as drawn: their legends (title, labels), axis labels and every text, read from the SVG."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -54,11 +54,11 @@ def drawn(tiny_specs) -> dict[str, list[dict]]:
     if not REAL_PAIR:  # the bundled pair is not trained yet: compare tiny checkpoints, named in the URL
         query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
     found = {}
-    with streamlit_server() as base, sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for path, count in PAGES.items():
-            page.goto(f"{base}/{path}?{urllib.parse.urlencode(query)}")
+            page.goto(f"{app_server}/{path}?{urllib.parse.urlencode(query)}")
             charts = page.locator('[data-testid="stVegaLiteChart"]')
             expect(charts.locator("svg.marks")).to_have_count(count, timeout=COLD_MS)
             expect(page.locator('[data-testid="stException"]')).to_have_count(0)

@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from models import ModelSpec, list_bundled
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points
 from ui.choices import model_label
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -54,13 +54,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """One fresh `streamlit run app.py` and one headless Chromium for the module: (base URL, browser)."""
+def browser(app_server):
+    """The browser tests' shared server and one headless Chromium for the module: (base URL, browser). Each test
+    opens its own page, so its own Streamlit session; its choices are in its links."""
     from playwright.sync_api import sync_playwright
 
-    with streamlit_server() as base, sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield base, chromium
+        yield app_server, chromium
         chromium.close()
 
 
@@ -99,7 +100,9 @@ def test_the_ceiling_stays_after_model_a_changes_and_the_url_holds_specs(browser
     expect(sidebar.get_by_text(f"Ceiling of A: A against {SUPERVISED_0}", exact=True)).to_be_visible()
     assert model_a.locator("input").input_value() == model_label(SUPERVISED_1)
     assert model_a.locator("input").evaluate("e => e.scrollWidth <= e.clientWidth")  # the whole name shows
-    for name, shows in (("Overview", OVERVIEW_CHART), ("Images", '[data-testid="stImage"] img')):
+    # the Overview's final result, not a preview's figure (A vs B alone), which shows while it is computed: on a
+    # server that has A's and B's features already, before Streamlit's running indicator appears
+    for name, shows in (("Overview", 'text="What this pair shows"'), ("Images", '[data-testid="stImage"] img')):
         page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
         settled(page, shows)
         query = url_choices(page)
