@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from core import settings
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART
 
 WAIT_MS = 240_000  # a cold analysis on a busy CPU
 EVERY_MS = 100
@@ -90,10 +89,13 @@ def _check_steady(samples: list[dict], old: int, new: int, areas: int) -> None:
     assert [k for k, _ in steps] == sorted(k for k, _ in steps), report
 
 
-def test_a_subset_change_keeps_one_figure_in_place_and_no_stale_text(tmp_path):
+def test_a_subset_change_keeps_one_figure_in_place_and_no_stale_text(app_server):
+    """On the shared server (tests/app/conftest.py): no other test asks for subset_seed 731, so each change is
+    computed while the page is sampled."""
     from playwright.sync_api import expect, sync_playwright
 
-    with streamlit_server({settings.STORE: str(tmp_path / "store")}) as base, sync_playwright() as p:
+    base = app_server
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{base}/?{QUERY.format(5)}")
