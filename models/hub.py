@@ -15,6 +15,8 @@ them (tests, the app's settings) takes effect without re-importing.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from models.registry import RegistryEntry, find_hub_entry, list_bundled
 from models.spec import ModelSpec
 
 WEIGHT_CANDIDATES = (WEIGHTS_FILE, "pytorch_model.bin")  # tried in order for repos not in the registry
+_TIMM_NAME = re.compile(r"^[a-z0-9_]+$")  # timm's model names: vit_small_patch16_224, resnet50, test_vit
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,80 @@ def load_hub(spec: ModelSpec, max_bytes: int | None = None) -> LoadedModel:
     hints = replace(hints, notes=(weights.note,) + hints.notes)
     loaded = load_path_bytes(weights.path, spec.text, hints, max_bytes)
     return _with_registry_check(loaded, entry)
+
+
+@dataclass(frozen=True)
+class TimmRepoConfig:
+    """What a config.json in timm's Hub layout says: the architecture, and the preprocessing from `pretrained_cfg`.
+
+    timm's own Hub repos (timm/NAME.TAG) hold config.json with the model's `architecture` at its top level beside
+    `num_classes`, and a `pretrained_cfg` with `input_size` (channels, height, width), `interpolation`, `crop_pct`,
+    `mean` and `std`; the weights are model.safetensors (or pytorch_model.bin in older repos).
+    """
+
+    arch: str  # 'timm:NAME'
+    num_classes: int | None  # None: the weights decide
+    input_size: tuple[int, int]  # height, width
+    interpolation: str
+    crop_pct: float | None
+    mean: tuple[float, float, float] | None
+    std: tuple[float, float, float] | None
+
+    @property
+    def summary(self) -> str:
+        """'224x224 px, bicubic resize (crop 90%), mean (0.5, 0.5, 0.5), std (0.5, 0.5, 0.5)'."""
+        crop = f" (crop {self.crop_pct:.0%})" if self.crop_pct else ""
+        norm = f", mean {self.mean}, std {self.std}" if self.mean and self.std else ""
+        return f"{self.input_size[0]}x{self.input_size[1]} px, {self.interpolation} resize{crop}{norm}"
+
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
+
+def timm_repo_config(config: object, where: str) -> TimmRepoConfig | None:
+    """A config.json's content in timm's Hub layout, checked; None when it is not in that layout (no
+    `architecture` with a `pretrained_cfg` object). A timm layout with a field out of shape is a CheckpointError."""
+    if (
+        not isinstance(config, dict)
+        or "architecture" not in config
+        or not isinstance(config.get("pretrained_cfg"), dict)
+    ):
+        return None
+    cfg = config["pretrained_cfg"]
+    name = config["architecture"]
+    if not isinstance(name, str) or not _TIMM_NAME.match(name):
+        raise CheckpointError(f"'{where}' names the architecture {name!r}, which is not a timm model name; fix it.")
+    size = cfg.get("input_size", (3, 224, 224))
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise CheckpointError(f"'{where}' has input_size {size!r}; timm writes [channels, height, width].")
+    interpolation = cfg.get("interpolation", "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        raise CheckpointError(f"'{where}' has interpolation {interpolation!r}; use one of {', '.join(INTERPOLATIONS)}.")
+    crop = cfg.get("crop_pct")
+    if crop is not None and not (isinstance(crop, (int, float)) and 0 < crop <= 1):
+        raise CheckpointError(f"'{where}' has crop_pct {crop!r}; it must be a fraction in (0, 1].")
+    classes = config.get("num_classes", cfg.get("num_classes"))
+    if classes is not None and not (isinstance(classes, int) and classes >= 0):
+        raise CheckpointError(f"'{where}' has num_classes {classes!r}; it must be a whole number.")
+    hints = parse_config(json.dumps({"mean": cfg.get("mean"), "std": cfg.get("std")}).encode(), where)
+    return TimmRepoConfig(
+        arch=f"timm:{name}",
+        num_classes=classes,
+        input_size=(int(size[1]), int(size[2])),
+        interpolation=interpolation,
+        crop_pct=None if crop is None else float(crop),
+        mean=hints.mean,
+        std=hints.std,
+    )
+
+
+def read_timm_repo_config(path: Path, where: str) -> TimmRepoConfig | None:
+    """timm_repo_config of a config.json file; None for a file that is not JSON in timm's layout."""
+    try:
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return timm_repo_config(config, where)
 
 
 def _config_hints(path: Path, repo_id: str) -> SourceHints:
