@@ -24,6 +24,7 @@ import torch
 from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from core.blocks import tracer_kwargs
 from core.errors import ContractError
 
 Consume = Callable[[int, torch.Tensor], None]  # (index of the layer in the order given, its output)
@@ -100,7 +101,9 @@ class _Prepared:
         self.hook_lock = threading.Lock()  # hooks live on the copy: one hooked forward at a time
         self.streaming: nn.Module | None = None
         try:
-            self.graph: nn.Module | None = create_feature_extractor(self.module, {n: n for n in nodes}).eval()
+            self.graph: nn.Module | None = create_feature_extractor(
+                self.module, {n: n for n in nodes}, tracer_kwargs=tracer_kwargs() or None
+            ).eval()
             self.streaming = _streaming(self.graph, nodes).eval()
         except Exception:  # noqa: BLE001 - any tracing failure means: use hooks instead
             self.graph = None

@@ -7,9 +7,31 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from core.network import RGB, ModelIdentity
+from core.network import RGB, InputConfig, ModelIdentity
 from models.calibration import Calibration
 from models.resnet import ArchConfig
+
+CIFAR_SIZE = (32, 32)  # the ResNets CKA Lens rebuilds read CIFAR images as they are
+
+
+@dataclass(frozen=True)
+class NamedArch:
+    """An architecture a library builds by name (`timm:vit_tiny_patch16_224`, `torchvision:resnet18`), as loaded:
+    what ModelInfo holds where a ResNet's ArchConfig would be."""
+
+    name: str  # 'timm:NAME' or 'torchvision:NAME'
+    num_classes: int  # 0: the classifier was left out, the module returns pooled features
+
+    stem = "named"  # no CIFAR stem to choose (a max-pool, a padding): these networks are read as they are built
+    stem_kind = "named"
+
+    @property
+    def library(self) -> str:
+        return self.name.split(":", 1)[0]
+
+    @property
+    def model_name(self) -> str:
+        return self.name.split(":", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -24,6 +46,8 @@ class SourceHints:
     metrics: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     origin: str = ""  # "config.json", "the registry" or "your choice", for notes
+    arch: str | None = None  # an architecture named for the weights ('timm:NAME', 'torchvision:NAME'; '#arch=')
+    input: InputConfig | None = None  # the input form a source states (timm's pretrained_cfg), else the arch's
 
     def merged_over(self, fallback: SourceHints) -> SourceHints:
         """These hints, with gaps filled from `fallback` (config.json over registry, say)."""
@@ -36,6 +60,8 @@ class SourceHints:
             metrics=fallback.metrics | self.metrics,
             notes=fallback.notes + self.notes,
             origin=self.origin or fallback.origin,
+            arch=self.arch or fallback.arch,
+            input=self.input or fallback.input,
         )
 
 
@@ -43,8 +69,8 @@ class SourceHints:
 class ModelInfo:
     """Everything the app shows or needs about a loaded network besides the module itself."""
 
-    arch: ArchConfig
-    stem: str  # "cifar", "cifar-maxpool" or "imagenet" (ArchConfig.stem_kind)
+    arch: ArchConfig | NamedArch  # a ResNet CKA Lens rebuilds, or an architecture a library builds by name
+    stem: str  # "cifar", "cifar-maxpool" or "imagenet" (ArchConfig.stem_kind); "named" for a NamedArch
     method: str  # "simclr", "supervised", another method named by config.json, or "unknown"
     mean: RGB  # input normalisation the network was trained with
     std: RGB
@@ -53,9 +79,18 @@ class ModelInfo:
     sha256: str  # hex digest of the weight file's bytes
     notes: tuple[str, ...]  # what the loader did (prefix stripped, heads dropped, cast, defaults used)
     metrics: dict[str, float] = field(hash=False)  # from the card/config when known (not hashed: a dict)
-    layers: tuple[tuple[str, str], ...]  # resnet_layers(arch): (readable name, torch.fx node)
+    layers: tuple[tuple[str, str], ...]  # (readable name, torch.fx node): resnet_layers(arch), or found in the graph
     calibration: Calibration | None = None  # the measured accuracy and the evidence for unstated choices
     dropped: tuple[str, ...] = ()  # every tensor of the file left out on purpose (heads, copies), as the file names it
+    input: InputConfig | None = None  # size and interpolation a named architecture takes images at (None: CIFAR's
+    # 32 x 32 as they are, with `mean` and `std`: every ResNet CKA Lens rebuilds)
+
+    @property
+    def input_config(self) -> InputConfig:
+        """How images are put to this network: resized to its input size, normalised with its mean and std."""
+        if self.input is not None:
+            return InputConfig(self.input.size, self.input.interpolation, self.mean, self.std, self.input.crop_pct)
+        return InputConfig(CIFAR_SIZE, "bilinear", self.mean, self.std)
 
     @property
     def label(self) -> str:
@@ -92,9 +127,16 @@ class LoadedModel:
         return self.info.std
 
     @property
+    def input(self) -> InputConfig:
+        return self.info.input_config
+
+    @property
     def identity(self) -> ModelIdentity:
         """What a result records about this network (core.network.Network)."""
         info = self.info
-        mean, std = (",".join(f"{v:.4f}" for v in values) for values in (info.mean, info.std))
-        reading = f"{info.stem} stem, padding {info.arch.stem_padding}; mean {mean}; std {std}"
+        if isinstance(info.arch, NamedArch):
+            reading = f"input {info.input_config.text}"
+        else:
+            mean, std = (",".join(f"{v:.4f}" for v in values) for values in (info.mean, info.std))
+            reading = f"{info.stem} stem, padding {info.arch.stem_padding}; mean {mean}; std {std}"
         return ModelIdentity(info.source, info.sha256, info.method, info.arch.name, reading)
