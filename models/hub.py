@@ -33,6 +33,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import get_token
 
 from core import settings
+from core.network import InputConfig
 from models.checkpoint import check_size, load_path_bytes, parse_config
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
@@ -53,57 +54,41 @@ class Fetched:
 
 
 def load_hub(spec: ModelSpec, max_bytes: int | None = None) -> LoadedModel:
-    """Download (or take from the cache) a Hub checkpoint and load it like any other file."""
+    """Download (or take from the cache) a Hub checkpoint and load it like any other file.
+
+    A repo in timm's Hub layout (config.json with `architecture` and `pretrained_cfg`) is built as that timm
+    architecture, with the preprocessing its config states; any other repo goes through the one loading path.
+    """
     entry = find_hub_entry(spec.location)
     hints = entry.hints() if entry else SourceHints()
     if entry and spec.file in (None, entry.filename):
         weights = fetch(spec.location, entry.filename, spec.revision, max_bytes=max_bytes)
     else:
         weights = _fetch_unknown_repo(spec, max_bytes)
+    if not (entry and entry.named is None and spec.file in (None, entry.filename)):  # the study's: the registry says
         config = fetch(spec.location, CONFIG_FILE, spec.revision, optional=True, max_bytes=1 << 20)
         if config is not None:
             hints = _config_hints(config.path, spec.location).merged_over(hints)
-    hints = replace(hints, notes=(weights.note,) + hints.notes)
+    if spec.arch and spec.arch != hints.arch:  # a person's #arch= over the repo's: its input form is not the repo's
+        hints = replace(hints, input=None)
+    hints = replace(hints, notes=(weights.note,) + hints.notes, arch=spec.arch or hints.arch)
     loaded = load_path_bytes(weights.path, spec.text, hints, max_bytes)
     return _with_registry_check(loaded, entry)
 
 
-@dataclass(frozen=True)
-class TimmRepoConfig:
-    """What a config.json in timm's Hub layout says: the architecture, and the preprocessing from `pretrained_cfg`.
+TIMM_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # what timm's pretrained_cfg says and CKA Lens resizes with
 
-    timm's own Hub repos (timm/NAME.TAG) hold config.json with the model's `architecture` at its top level beside
-    `num_classes`, and a `pretrained_cfg` with `input_size` (channels, height, width), `interpolation`, `crop_pct`,
-    `mean` and `std`; the weights are model.safetensors (or pytorch_model.bin in older repos).
+
+def timm_repo_hints(config: object, where: str) -> SourceHints | None:
+    """What a config.json in timm's Hub layout says, as hints: the architecture and its preprocessing; None when the
+    file is not in that layout. A timm layout with a field out of shape is a CheckpointError.
+
+    timm's own Hub repos (timm/NAME.TAG) hold a config.json with the model's `architecture` at its top level beside
+    `num_classes`, and a `pretrained_cfg` with `input_size` ([channels, height, width]), `interpolation`,
+    `crop_pct`, `mean` and `std`; the weights are model.safetensors (pytorch_model.bin in older repos).
     """
-
-    arch: str  # 'timm:NAME'
-    num_classes: int | None  # None: the weights decide
-    input_size: tuple[int, int]  # height, width
-    interpolation: str
-    crop_pct: float | None
-    mean: tuple[float, float, float] | None
-    std: tuple[float, float, float] | None
-
-    @property
-    def summary(self) -> str:
-        """'224x224 px, bicubic resize (crop 90%), mean (0.5, 0.5, 0.5), std (0.5, 0.5, 0.5)'."""
-        crop = f" (crop {self.crop_pct:.0%})" if self.crop_pct else ""
-        norm = f", mean {self.mean}, std {self.std}" if self.mean and self.std else ""
-        return f"{self.input_size[0]}x{self.input_size[1]} px, {self.interpolation} resize{crop}{norm}"
-
-
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
-
-
-def timm_repo_config(config: object, where: str) -> TimmRepoConfig | None:
-    """A config.json's content in timm's Hub layout, checked; None when it is not in that layout (no
-    `architecture` with a `pretrained_cfg` object). A timm layout with a field out of shape is a CheckpointError."""
-    if (
-        not isinstance(config, dict)
-        or "architecture" not in config
-        or not isinstance(config.get("pretrained_cfg"), dict)
-    ):
+    timm_layout = isinstance(config, dict) and "architecture" in config
+    if not timm_layout or not isinstance(config.get("pretrained_cfg"), dict):
         return None
     cfg = config["pretrained_cfg"]
     name = config["architecture"]
@@ -113,39 +98,41 @@ def timm_repo_config(config: object, where: str) -> TimmRepoConfig | None:
     if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
         raise CheckpointError(f"'{where}' has input_size {size!r}; timm writes [channels, height, width].")
     interpolation = cfg.get("interpolation", "bilinear")
-    if interpolation not in INTERPOLATIONS:
-        raise CheckpointError(f"'{where}' has interpolation {interpolation!r}; use one of {', '.join(INTERPOLATIONS)}.")
+    if interpolation not in TIMM_INTERPOLATIONS:
+        raise CheckpointError(
+            f"'{where}' has interpolation {interpolation!r}; CKA Lens resizes with {', '.join(TIMM_INTERPOLATIONS)}."
+        )
     crop = cfg.get("crop_pct")
     if crop is not None and not (isinstance(crop, (int, float)) and 0 < crop <= 1):
         raise CheckpointError(f"'{where}' has crop_pct {crop!r}; it must be a fraction in (0, 1].")
-    classes = config.get("num_classes", cfg.get("num_classes"))
-    if classes is not None and not (isinstance(classes, int) and classes >= 0):
-        raise CheckpointError(f"'{where}' has num_classes {classes!r}; it must be a whole number.")
-    hints = parse_config(json.dumps({"mean": cfg.get("mean"), "std": cfg.get("std")}).encode(), where)
-    return TimmRepoConfig(
-        arch=f"timm:{name}",
-        num_classes=classes,
-        input_size=(int(size[1]), int(size[2])),
-        interpolation=interpolation,
-        crop_pct=None if crop is None else float(crop),
-        mean=hints.mean,
-        std=hints.std,
+    stated = parse_config(json.dumps({"mean": cfg.get("mean"), "std": cfg.get("std")}).encode(), where)
+    if not (stated.mean and stated.std):
+        raise CheckpointError(f"'{where}' has no mean and std in its pretrained_cfg; timm's Hub repos state both.")
+    arch = f"timm:{name}"
+    config_input = InputConfig(
+        (size[1], size[2]), interpolation, stated.mean, stated.std, None if crop is None else float(crop)
+    )
+    return SourceHints(
+        mean=stated.mean,
+        std=stated.std,
+        arch=arch,
+        input=config_input,
+        origin="config.json",
+        notes=(f"architecture {arch} and its preprocessing ({config_input.text}) from the repo's config.json",),
     )
 
 
-def read_timm_repo_config(path: Path, where: str) -> TimmRepoConfig | None:
-    """timm_repo_config of a config.json file; None for a file that is not JSON in timm's layout."""
-    try:
-        config = json.loads(path.read_bytes())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return timm_repo_config(config, where)
-
-
 def _config_hints(path: Path, repo_id: str) -> SourceHints:
-    """Hints from a repo's config.json; one written for another library is ignored, with a note."""
+    """Hints from a repo's config.json (timm's Hub layout, or ours); one written for another library is ignored,
+    with a note."""
+    where = f"{repo_id}/{CONFIG_FILE}"
     try:
-        return parse_config(path.read_bytes(), f"{repo_id}/{CONFIG_FILE}")
+        data = path.read_bytes()
+        try:
+            timm = timm_repo_hints(json.loads(data), where)
+        except (ValueError, UnicodeDecodeError):
+            timm = None
+        return timm or parse_config(data, where)
     except CheckpointError as err:
         return SourceHints(notes=(f"ignored the repo's config.json: {err}",))
 
@@ -166,7 +153,7 @@ def _fetch_unknown_repo(spec: ModelSpec, max_bytes: int | None) -> Fetched:
 
 def _with_registry_check(loaded: LoadedModel, entry: RegistryEntry | None) -> LoadedModel:
     """Note when the weights disagree with what the registry expected (the weights win)."""
-    if entry is None:
+    if entry is None or entry.named:
         return loaded
     got, want = loaded.info.arch, entry.arch
     if (got.depth, got.width, got.stem, got.num_classes) == (want.depth, want.width, want.stem, want.num_classes):
@@ -189,10 +176,10 @@ def fetch(
         cached = _from_cache(common)
         if cached is None and not optional:
             raise CheckpointError(
-                f"HF_HUB_OFFLINE is set and {where} is not in the Hugging Face cache; unset HF_HUB_OFFLINE to "
-                f"download it, or {_alternatives()}."
+                f"This server works offline (no Hub downloads) and {where} was never downloaded here; "
+                f"{_alternatives()}."
             )
-        return None if cached is None else Fetched(cached, f"used the cached copy of {where} (offline mode)")
+        return None if cached is None else Fetched(cached, f"used the copy of {where} downloaded before (offline)")
     timeout = settings.hub_timeout()
     try:
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=settings.hub_endpoint())
@@ -211,9 +198,8 @@ def fetch(
         cached = _from_cache(common)
         if cached is None:
             raise CheckpointError(
-                f"The Hugging Face Hub could not be reached at {settings.hub_endpoint() or constants.ENDPOINT} "
-                f"({_reason(err, timeout)}) and {where} is not cached; check the network or HF_ENDPOINT, or "
-                f"{_alternatives()}."
+                f"The Hugging Face Hub could not be reached ({_reason(err, timeout)}) and {where} was never "
+                f"downloaded here; check the network connection and try again, or {_alternatives()}."
             ) from None
         reason = _reason(err, timeout)
         return Fetched(cached, f"the Hub could not be reached ({reason}): used the cached copy of {where}")
@@ -278,7 +264,7 @@ def _reason(err: BaseException, timeout: float | None) -> str:
     if isinstance(err, httpx2.ConnectError):
         return "connection failed"
     if isinstance(err, OfflineModeIsEnabled):
-        return "HF_HUB_OFFLINE is set"
+        return "this server works offline"
     status = _status(err)
     if status is not None:
         return f"server error, HTTP {status}" if status >= 500 else f"HTTP {status}"
