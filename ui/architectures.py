@@ -15,6 +15,7 @@ from dataclasses import replace
 import streamlit as st
 
 from models import ModelSpec
+from models.spec import ARCH_SOURCES
 from ui.choices import current, use
 
 INFER = ""  # the picker's first option: let the weights say
@@ -55,11 +56,19 @@ def picker(label: str, key: str, chosen: str | None = None, **events) -> str | N
 
 
 def sidebar_picker(side: str) -> None:
-    """The architecture of model A or B, kept in step with its spec's #arch= (choosing one rewrites the spec)."""
+    """The architecture of model A or B, kept in step with its spec's #arch= (choosing one rewrites the spec);
+    offered for weights from a file, an upload or the Hub (a bundled or untrained network is what it is)."""
     spec = current().model_a if side == "a" else current().model_b
     key = f"arch_{side}"
     st.session_state[key] = spec.arch or INFER  # the spec decides: a link or a typed #arch= moves the picker
-    picker(f"Architecture of model {side.upper()}", key, spec.arch, on_change=_apply, args=(side, spec, key))
+    picker(
+        f"Architecture of model {side.upper()}",
+        key,
+        spec.arch,
+        on_change=_apply,
+        args=(side, spec, key),
+        disabled=spec.source not in ARCH_SOURCES or bool(spec.choices),
+    )
 
 
 def _apply(side: str, spec: ModelSpec, key: str) -> None:

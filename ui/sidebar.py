@@ -7,7 +7,7 @@ import streamlit as st
 from core.data import CLASSES, SPLITS
 from core.options import SIGMA_RANGE
 from models import CheckpointError, ModelSpec, choose_sibling, registry_entries
-from ui import networks
+from ui import architectures, networks
 from ui.choices import (
     AUTO,
     BY_NAME,
@@ -101,6 +101,9 @@ def sidebar() -> None:
                 "from the Models page; add #pool=yes|no,padding=1|2,norm=cifar10|imagenet|none to set what the "
                 "weights cannot say (or use the Models page)",
             )
+        with st.expander("Architecture of the weights (for networks other than ResNets)"):
+            for side in ("a", "b"):
+                architectures.sidebar_picker(side)
         for side in ("a", "b"):
             sibling_picker(side)
         st.subheader("CIFAR-10 subset")
