@@ -176,8 +176,8 @@ def fetch(
         cached = _from_cache(common)
         if cached is None and not optional:
             raise CheckpointError(
-                f"This server works offline (no Hub downloads) and {where} was never downloaded here; "
-                f"{_alternatives()}."
+                f"The Hugging Face Hub cannot be reached from this server (it works offline) and {where} was never "
+                f"downloaded here; {_alternatives()}."
             )
         return None if cached is None else Fetched(cached, f"used the copy of {where} downloaded before (offline)")
     timeout = settings.hub_timeout()
