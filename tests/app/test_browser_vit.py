@@ -51,7 +51,7 @@ def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(tiny_
         expect(page.get_by_text("architecture inferred from the weights").first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("224x224 px, bicubic resize").first).to_be_visible()
         page.get_by_role("button", name="Use as model A").last.click()
-        expect(page.get_by_label("Model A").first).to_have_value(SPEC, timeout=WAIT_MS)
+        expect(page.locator('[data-testid="stSidebar"]').get_by_text(SPEC).first).to_be_visible(timeout=WAIT_MS)
         page.get_by_role("link", name="Overview").click()  # within the session: its upload stays with it
         expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
