@@ -481,7 +481,7 @@ def print_report(report: dict) -> None:
 
 
 def print_pairs(pairs: list[dict]) -> None:
-    """The pairs named by spec: seconds, peak RSS above the set-up (networks and images loaded), and the estimate beside it."""
+    """The pairs named by spec: seconds, peak RSS above the set-up (networks and images), the estimate beside it."""
     rows = []
     for r in pairs:
         if "error" in r:
