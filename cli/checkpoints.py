@@ -14,6 +14,7 @@ from models import (
     publish_folder,
     registry_entries,
 )
+from models.loaded import NamedArch
 
 
 def model_spec(text: str) -> ModelSpec:
@@ -72,10 +73,13 @@ def describe(info: ModelInfo) -> str:
     """One line: what was loaded and how it was measured (also printed by `compare` for each model)."""
     arch = info.arch
     measured = info.calibration.summary if info.calibration else "not measured (no CIFAR-10 test images)"
-    line = (
-        f"{info.source}: {info.method} {arch.name}, {info.stem} stem (padding {arch.stem_padding}), "
-        f"normalisation {normalisation_name(info.mean, info.std)}; {measured}"
-    )
+    if isinstance(arch, NamedArch):  # an architecture by name: its input form, no CIFAR stem
+        line = f"{info.source}: {info.method} {arch.name}, input {info.input_config.text}; {measured}"
+    else:
+        line = (
+            f"{info.source}: {info.method} {arch.name}, {info.stem} stem (padding {arch.stem_padding}), "
+            f"normalisation {normalisation_name(info.mean, info.std)}; {measured}"
+        )
     if info.calibration and info.calibration.warning:
         line += f"\n  WARNING: {info.calibration.warning}"
     return line

@@ -280,9 +280,12 @@ def _head(g: _Graph) -> tuple[fx.Node | None, fx.Node | None]:
     classifier = None
     while g.is_pass_through(node) and node.all_input_nodes:
         node = node.all_input_nodes[0]
-    if isinstance(g.module(node), nn.Linear):
-        classifier = output.args[0] if not g.is_pass_through(output.args[0]) else node
-        node = node.all_input_nodes[0]
+    head = node
+    if _is_flatten(g, node) and node.all_input_nodes and _is_pointwise_conv(g, node.all_input_nodes[0]):
+        head = node.all_input_nodes[0]  # a 1x1 convolution as the classifier, then flattened (timm's ResNetV2)
+    if _is_linear(g, head) or head is not node:
+        classifier = node
+        node = head.all_input_nodes[0]
         while g.is_pass_through(node) and node.all_input_nodes:
             node = node.all_input_nodes[0]
     pooled = node if node.op != "placeholder" else None
@@ -313,6 +316,24 @@ def _final_norm(g: _Graph, last_output: fx.Node, pooled: fx.Node | None) -> fx.N
     while len(node.users) == 1 and isinstance(g.module(next(iter(node.users))), _ACTIVATIONS):
         node = next(iter(node.users))
     return node
+
+
+def _is_linear(g: _Graph, node: fx.Node) -> bool:
+    """A linear layer: an nn.Linear module, or the linear function a library's own Linear subclass calls."""
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", "") == "linear"
+    return isinstance(g.module(node), nn.Linear)
+
+
+def _is_flatten(g: _Graph, node: fx.Node) -> bool:
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", "") == "flatten"
+    return isinstance(g.module(node), nn.Flatten) or (node.op == "call_method" and node.target == "flatten")
+
+
+def _is_pointwise_conv(g: _Graph, node: fx.Node) -> bool:
+    module = g.module(node)
+    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
 
 
 def _is_norm(g: _Graph, node: fx.Node) -> bool:

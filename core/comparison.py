@@ -16,6 +16,7 @@ from core.errors import OptionsError
 from core.fingerprint import Fingerprint, view_generator
 from core.interval import jackknife_interval
 from core.memory import release_freed
+from core.names import BY_DEPTH, match_layers
 from core.progress import Progress, no_progress
 from core.readouts import no_readouts, readouts
 from core.result import AnalysisResult
@@ -38,9 +39,9 @@ def _versions() -> dict[str, str]:
 
 
 def _matched(layers_a: tuple[str, ...], layers_b: tuple[str, ...]) -> list[tuple[int, int]]:
-    """Pairs of indices of layers with the same name, in A's order (same architecture: all of them)."""
-    index_b = {name: j for j, name in enumerate(layers_b)}
-    return [(i, index_b[name]) for i, name in enumerate(layers_a) if name in index_b]
+    """Pairs of indices of matched layers, in A's order: the same name (same architecture: all of them), or across
+    architectures that share no block name, the same relative depth (core.names.match_layers)."""
+    return match_layers(layers_a, layers_b)[0]
 
 
 def permuted_hsic(rows_a: torch.Tensor, rows_b: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,7 @@ def finalize(
     options = fa.options
     t0 = time.perf_counter()
     la, lb = len(fa.layers), len(fb.layers)
-    pairs = _matched(fa.layers, fb.layers)
+    pairs, matching = match_layers(fa.layers, fb.layers)
     ia = torch.tensor([i for i, _ in pairs], dtype=torch.long)
     ib = torch.tensor([j for _, j in pairs], dtype=torch.long)
     constant = torch.cat([fa.constant, fb.constant])
@@ -194,6 +195,8 @@ def finalize(
         invariance_pooled_a=ra.invariance_pooled,
         invariance_pooled_b=rb.invariance_pooled,
         leave_one_out=_replicates(dropped, la, ra, rb),
+        matching=matching,
+        matched_b=tuple(fb.layers[j] for _, j in pairs) if matching == BY_DEPTH else (),
     )
 
 

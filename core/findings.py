@@ -253,7 +253,7 @@ def matched_estimate(result: AnalysisResult | None, layer: str) -> Estimate:
     loo = result.leave_one_out.get("cross") if result is not None else None
     if loo is None or not loo.size or not np.isfinite(m.value):
         return Estimate(m.value, m.half_width)
-    i, j = result.layers_a.index(layer), result.layers_b.index(layer)
+    i, j = result.layers_a.index(layer), result.layers_b.index(result.partner(layer))
     return Estimate.jackknifed(m.value, loo[:, i, j])
 
 

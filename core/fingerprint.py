@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from core import settings
 from core.augment import simclr_views
 from core.cka import centred_rows, is_constant
-from core.data import CLASSES, Subset, normalize
+from core.data import CLASSES, Subset
 from core.device import synchronize
 from core.features import FeatureExtractor
 from core.memory import HeapBudget, release_freed
-from core.network import ModelIdentity, Network
+from core.network import ModelIdentity, Network, input_of, preprocess
 from core.options import AnalysisOptions
 from core.probes import pool_features
 from core.progress import Progress, no_progress
@@ -117,6 +117,7 @@ def fingerprint_steps(
     (a subset too small for any batch yields one empty fingerprint); the last is the whole one. With invariance,
     the first batch is also yielded before its views, so that a first preview waits only for one forward pass."""
     identity = network.identity
+    form = input_of(network)  # CIFAR images (and their augmented views, made at 32 px) resized to its input, normalised
     extractor = FeatureExtractor(network.module, network.layers, device)
     n_layers, n = len(extractor.names), len(subset.labels)
     rank, world = shard
@@ -171,7 +172,7 @@ def fingerprint_steps(
             t = time.perf_counter()
             layer_rows[j] = centred_rows([features], **kw)[0]
             if options.invariance:
-                averaged = features.float().mean((2, 3)) if features.dim() == 4 else features
+                averaged = spatial_mean(features)
                 spatial[j] = centred_rows([averaged], **kw)[0]
             if not views:
                 flags[j] = is_constant([features])[0]
@@ -184,7 +185,7 @@ def fingerprint_steps(
             reading[0] += time.perf_counter() - t
 
         t = time.perf_counter()
-        extractor.stream(normalize(images, network.mean, network.std), consume)
+        extractor.stream(preprocess(images, form), consume)
         synchronize(device)
         own = time.perf_counter() - t - reading[0]
         averaged = torch.stack(spatial) if options.invariance else None
@@ -232,6 +233,16 @@ def fingerprint_steps(
             yield so_far(whole=False)
     release_freed()  # the heap's slack, for whatever runs next
     yield so_far(whole=True)
+
+
+def spatial_mean(features: torch.Tensor) -> torch.Tensor:
+    """A layer's output averaged over positions: a map [N, C, H, W] over H and W, tokens [N, T, C] (a transformer's,
+    class token included) over T; a vector as it is."""
+    if features.dim() == 4:
+        return features.float().mean((2, 3))
+    if features.dim() == 3:
+        return features.float().mean(1)
+    return features
 
 
 def keep_batch(

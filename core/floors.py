@@ -29,6 +29,7 @@ from core.data import Subset
 from core.distributed import Cluster
 from core.errors import OptionsError
 from core.fingerprint import Fingerprint, fingerprint
+from core.names import match_layers
 from core.network import Network
 from core.options import AnalysisOptions
 from core.progress import Progress, no_progress
@@ -77,8 +78,7 @@ def matched_terms(fa: Fingerprint, fb: Fingerprint) -> MatchedTerms:
     Grams (an untrained network's fingerprint has no views or probes)."""
     if fa.subset_key != fb.subset_key or fa.batch_ids != fb.batch_ids or not _same_grams(fa.options, fb.options):
         raise OptionsError("fingerprints were taken on different subsets or CKA options; recompute one of them")
-    index_b = {name: j for j, name in enumerate(fb.layers)}
-    pairs = [(i, index_b[name]) for i, name in enumerate(fa.layers) if name in index_b]
+    pairs = match_layers(fa.layers, fb.layers)[0]  # by name, or by relative depth across architectures
     ia = torch.tensor([i for i, _ in pairs], dtype=torch.long)
     ib = torch.tensor([j for _, j in pairs], dtype=torch.long)
     cross = [(ra[ia].double() * rb[ib].double()).sum(1) for ra, rb in zip(fa.rows, fb.rows, strict=True)]

@@ -30,10 +30,22 @@ class MemoryPlan:
         return self.needed <= self.available
 
 
-def layer_shapes(network: Network, device: torch.device) -> list[tuple[int, ...]]:
-    """Per-example output shape of every analysed layer, from one forward pass of a single image."""
+class LayerShapes(list):
+    """Per-example output shapes of the analysed layers (a list of tuples), and `input_values`: the values of one
+    image as the network takes it (3 x 224 x 224 for a 224 px network: CIFAR's 32 px images are resized up)."""
+
+    input_values: int = 3 * 32 * 32
+
+
+def layer_shapes(network: Network, device: torch.device) -> LayerShapes:
+    """Per-example output shape of every analysed layer, from one forward pass of a single image at the network's
+    own input size (a 224 px ViT's [197, 192] tokens, not a 32 px image's)."""
     extractor = FeatureExtractor(network.module, network.layers, device)
-    return [tuple(f.shape[1:]) for f in extractor(torch.zeros(1, 3, 32, 32, device=device))]
+    form = getattr(network, "input", None)  # core.network.input_of: a network without one reads CIFAR's 32 px
+    size = form.size if form is not None and form.size else (32, 32)
+    shapes = LayerShapes(tuple(f.shape[1:]) for f in extractor(torch.zeros(1, 3, *size, device=device)))
+    shapes.input_values = 3 * size[0] * size[1]
+    return shapes
 
 
 def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions) -> int:
@@ -44,9 +56,12 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     is larger: a forward pass, or the widest layer's probe. A forward pass hands over one layer at a time
     (FeatureExtractor.stream) and keeps its freed activations in the C heap up to HEAP_SLACK_LAYERS largest layer
     outputs (HeapBudget), so it counts that slack, the activations alive at once and what is allocated between
-    two checks (four more largest layers, fitted below), and the batch's float64 Gram rows. Measured: two full-width
+    two checks (four more largest layers, fitted below), the batch as the network takes it (resized to its input size,
+    and normalised: two copies), and the batch's float64 Gram rows. Measured: two full-width
     ResNet-18s at batch 100 rose 271, 363 and 375 MiB above the loaded subset at 1,000, 10,000 and 50,000 train
-    images (BENCHMARKS.md); the estimate gives 379, 425 and 425 MiB. A
+    images (BENCHMARKS.md); the estimate gives 382, 428 and 428 MiB. Networks read at 224 px (untrained timm
+    ViT-Tiny/16 and ResNet-18, 100 test images, batch 100, one thread): ViT vs ViT rose 326 MiB, the estimate says
+    308; ViT vs ResNet-18 rose 927 MiB, the estimate says 1,047 (the ResNet's 56 x 56 x 64 stem dominates). A
     probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
     the d x d Gram, its eigenbasis and the eigensolver's workspace, ~32 d^2 bytes, plus a few float64 copies of
     one batch); a wider layer's probe holds its n_train x d rows in float64 (~40 bytes per value) and the
@@ -57,15 +72,25 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     n_train = n - max(1, int(round(n * options.probe_holdout)))
     for shapes in models_shapes:
         sizes = [int(np.prod(s)) for s in shapes]
-        widths = [min(size, 4 * s[0]) if len(s) == 3 else size for size, s in zip(sizes, shapes, strict=True)]
+        widths = [_probe_width(size, s) for size, s in zip(sizes, shapes, strict=True)]
         kept = batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
         stored += min(kept, settings.spill_bytes())
         layer = b * max(sizes) * 4
-        in_flight = max(in_flight, (HEAP_SLACK_LAYERS + 4) * layer + (2 * len(shapes) + 3) * b * b * 8)
+        images = 2 * b * getattr(shapes, "input_values", 3 * 32 * 32) * 4  # the resized batch and its normalised copy
+        in_flight = max(in_flight, (HEAP_SLACK_LAYERS + 4) * layer + images + (2 * len(shapes) + 3) * b * b * 8)
         if options.probes:
             d = max(widths)
             probe = max(probe, 32 * d * d + 48 * b * d if d <= n_train else 40 * n_train * d + 24 * n_train**2)
     return int(stored + max(in_flight, probe))
+
+
+def _probe_width(size: int, shape: tuple[int, ...]) -> int:
+    """Values per image a probe keeps of a layer (core.probes.pool_features): 4C of a map, 2C of tokens [T, C]."""
+    if len(shape) == 3:
+        return min(size, 4 * shape[0])
+    if len(shape) == 2:
+        return min(size, 2 * shape[1])
+    return size
 
 
 def available_bytes(device: torch.device) -> int:

@@ -10,9 +10,12 @@ import torch.nn.functional as F
 
 def pool_features(x: torch.Tensor, grid: int = 2) -> torch.Tensor:
     """Flatten a layer's output to a modest width for probing: conv maps are average-pooled to a
-    `grid` x `grid` map (so 4C values), vectors pass through."""
+    `grid` x `grid` map (so 4C values), a transformer's tokens [N, T, C] to the class token (or first token) beside
+    the mean of the others (2C values), vectors pass through."""
     if x.dim() == 4:
         x = F.adaptive_avg_pool2d(x.float(), grid)
+    elif x.dim() == 3:
+        x = torch.cat([x[:, 0].float(), x[:, 1:].float().mean(1) if x.shape[1] > 1 else x[:, 0].float()], 1)
     return x.reshape(x.shape[0], -1).float()
 
 

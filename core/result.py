@@ -12,6 +12,7 @@ import numpy as np
 from core.data import SubsetSpec
 from core.errors import ResultFileError
 from core.interval import INTERVAL_METHOD
+from core.names import BY_DEPTH, BY_NAME
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.readouts import PROBE_METHOD
@@ -38,7 +39,7 @@ class AnalysisResult:
     self_b: np.ndarray  # [Lb, Lb]
     undefined_a: tuple[str | None, ...]  # per layer: why its CKA is undefined, or None
     undefined_b: tuple[str | None, ...]
-    matched: tuple[str, ...]  # layer names present in both models, in depth order
+    matched: tuple[str, ...]  # A's matched layers in depth order (by name: present in both models; see matching)
     matched_cka: np.ndarray  # [M]
     null_mean: np.ndarray  # [M] permutation null (rows of B shuffled): mean and 95th percentile
     null_p95: np.ndarray
@@ -71,6 +72,14 @@ class AnalysisResult:
     # quantity a verdict reads (core.findings); keys cross, self_a, self_b, class_a, class_b, invariance_a,
     # invariance_b, invariance_pooled_a, invariance_pooled_b
     leave_one_out: dict[str, np.ndarray] = field(default_factory=dict)
+    # how matched layers were paired (core.names.match_layers): by name, or, across architectures that share no
+    # block name, by relative depth, where B's layer for each of `matched` is in `matched_b` (() when by name)
+    matching: str = BY_NAME
+    matched_b: tuple[str, ...] = ()
+
+    def partner(self, layer: str) -> str:
+        """B's layer that A's matched `layer` is compared with (the same name, unless paired by relative depth)."""
+        return self.matched_b[self.matched.index(layer)] if self.matched_b else layer
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ MAX_ENTRIES = 32  # keys of `seconds` and `versions`
 MAX_IMAGES = 60_000  # CIFAR-10 holds 60,000 images in all
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_.\- ]{1,100}")  # how this app names layers (stem, layer1.0, layer1.0 residual)
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.\- ]{1,40}")
+_ARCH_NAME = re.compile(r"[A-Za-z0-9_.\-: ]{1,80}")  # 'resnet18-w16', 'timm:vit_small_patch16_224'
 # Which array has which length: "a" / "b" the layers of that model, "m" the matched layers.
 _SHAPES = (
     {"cross": ("a", "b"), "self_a": ("a", "a"), "self_b": ("b", "b")}
@@ -132,14 +142,21 @@ def from_json_dict(data: dict) -> AnalysisResult:
     values = {f.name: data[f.name] for f in fields(AnalysisResult) if f.name in data}
     sizes = {side: len(_names(values, f"layers_{side}", MAX_LAYERS)) for side in "ab"}
     sizes["m"] = len(_names(values, "matched", MAX_LAYERS))
-    if not set(values["matched"]) <= set(values["layers_a"]) & set(values["layers_b"]):
+    matched_b = values.get("matched_b") or []
+    if matched_b and len(_names(values, "matched_b", MAX_LAYERS)) != sizes["m"]:
+        raise ResultFileError("its matched_b does not pair each matched layer with one of B's")
+    if values.get("matching", BY_NAME) not in (BY_NAME, BY_DEPTH):
+        raise ResultFileError(f"its matching is neither '{BY_NAME}' nor '{BY_DEPTH}'")
+    in_b = set(matched_b or values["matched"]) <= set(values["layers_b"])
+    if not (set(values["matched"]) <= set(values["layers_a"]) and in_b):
         raise ResultFileError("its matched layers are not layers of both models")
     for key, dims in _SHAPES.items():
         values[key] = _array(values[key], key, tuple(sizes[d] for d in dims))
     for side in "ab":
         values[f"undefined_{side}"] = _reasons(values[f"undefined_{side}"], f"undefined_{side}", sizes[side])
-    for key in ("layers_a", "layers_b", "matched"):
-        values[key] = tuple(values[key])
+    for key in ("layers_a", "layers_b", "matched", "matched_b"):
+        if key in values:
+            values[key] = tuple(values[key])
     for key in ("probe_method", "interval_method"):
         if key in values:
             _text(values[key], key)
@@ -150,8 +167,8 @@ def from_json_dict(data: dict) -> AnalysisResult:
         raise ResultFileError(f"its used_images is not a number of images (1 to {MAX_IMAGES:,}): {_quote(used)}")
     values["model_a"], values["model_b"] = (_record(ModelIdentity, values[k], k) for k in ("model_a", "model_b"))
     for key in ("model_a", "model_b"):
-        for name in ("method", "arch"):
-            if not _KEY_NAME.fullmatch(getattr(values[key], name)):
+        for name, pattern in (("method", _KEY_NAME), ("arch", _ARCH_NAME)):
+            if not pattern.fullmatch(getattr(values[key], name)):
                 raise ResultFileError(
                     f"its {key}.{name} is not a short plain name: {_quote(getattr(values[key], name))}"
                 )

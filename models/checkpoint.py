@@ -54,15 +54,17 @@ def check_size(size: int, name: str, max_bytes: int | None) -> None:
         )
 
 
-def load_uploaded(data: bytes, filename: str, max_bytes: int | None = None) -> LoadedModel:
-    """Load an uploaded checkpoint from memory (never written to disk).
+def load_uploaded(data: bytes, filename: str, max_bytes: int | None = None, arch: str | None = None) -> LoadedModel:
+    """Load an uploaded checkpoint from memory (never written to disk); `arch` ('timm:NAME'), the architecture its
+    weights are for, where a person names one.
 
     `max_bytes` None means CKA_LENS_MAX_UPLOAD_MB (default 500 MB).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CheckpointError(f"The upload of '{filename}' gave {type(data).__name__}, not bytes; upload it again.")
     check_size(len(data), filename, max_bytes)
-    return load_bytes(bytes(data), filename, ModelSpec.upload(filename).text, SourceHints())
+    spec = replace(ModelSpec.upload(filename), arch=arch)
+    return load_bytes(bytes(data), filename, spec.text, SourceHints(arch=spec.arch))
 
 
 def load_path(
@@ -154,6 +156,11 @@ def _triple(value: Any, what: str, name: str, positive: bool) -> RGB | None:
 def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> LoadedModel:
     """The single pipeline: parse, normalise keys, infer the architecture, check values, load strictly, measure."""
     parsed = parse_checkpoint(data, filename)
+    if hints.arch:  # an architecture named for the weights: loaded by name (models.named), strictly
+        from models.named import load_named
+
+        named = replace(hints, notes=hints.notes + parsed.notes, method=hints.method or parsed.method)
+        return load_named(parsed.tensors, hints.arch, source, hashlib.sha256(data).hexdigest(), named)
     keys = normalise_keys(parsed.tensors)
     notes = list(hints.notes) + list(parsed.notes) + list(keys.notes)
     padding = _stem_padding(hints, keys, parsed.lightning, notes)

@@ -66,7 +66,7 @@ def known_names(library: str) -> frozenset[str]:
 
 
 @cache
-def _timm():
+def timm_module():
     """timm, imported once, its untraceable pieces registered with the engine's tracer."""
     import timm
     from timm.layers import get_notrace_functions, get_notrace_modules
@@ -80,7 +80,7 @@ def build_named(arch: str, num_classes: int | None = None) -> nn.Module:
     library, name = parse_arch(arch)
     if library == "timm":
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
-        module = _timm().create_model(name, pretrained=False, **kwargs)
+        module = timm_module().create_model(name, pretrained=False, **kwargs)
     else:
         import torchvision
 
@@ -110,7 +110,7 @@ def input_config(arch_or_module: str | nn.Module) -> InputConfig:
     if isinstance(arch_or_module, nn.Module):
         module = arch_or_module
         if hasattr(module, "pretrained_cfg"):
-            return _timm_input(_timm().data.resolve_data_config({}, model=module))
+            return _timm_input(timm_module().data.resolve_data_config({}, model=module))
         arch = _BUILT.get(module)
         if arch is None:
             raise CheckpointError("This network was not built by name; give its architecture as timm:NAME.")
@@ -122,7 +122,7 @@ def input_config(arch_or_module: str | nn.Module) -> InputConfig:
 @cache
 def _named_input(library: str, name: str) -> InputConfig:
     if library == "timm":
-        timm = _timm()
+        timm = timm_module()
         cfg = timm.models.get_pretrained_cfg(name)
         data = cfg.to_dict() if cfg is not None else {}
         return _timm_input(timm.data.resolve_data_config(data, use_test_size=True))

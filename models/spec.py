@@ -4,8 +4,10 @@
     hub:OWNER/REPO[@REVISION][:FILENAME]      a Hugging Face Hub repo
     file:PATH                                 a checkpoint file or folder on this machine
     upload:NAME                               a file uploaded to this app session (it stays in that session)
+    timm:NAME, torchvision:NAME               an untrained network of that architecture (e.g. for floors)
 
-Any of them may end in '#' and the choices the weights cannot say: `#pool=yes,padding=2,norm=imagenet`.
+Any of the first four may end in '#' and the choices the weights cannot say: `#pool=yes,padding=2,norm=imagenet`;
+file:, upload: and hub: specs may name the architecture of their weights: `#arch=timm:NAME` (or torchvision:NAME).
 Everything below the edge takes the parsed spec, so no loader, registry lookup or cache reads the text again.
 """
 
@@ -18,12 +20,13 @@ from models.calibration import NORMALISATIONS
 from models.errors import CheckpointError
 from models.loaded import SourceHints
 
-SOURCES = ("bundled", "hub", "file", "upload")
-SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or file:PATH"
+SOURCES = ("bundled", "hub", "file", "upload", "timm", "torchvision")
+NAMED_SOURCES = ("timm", "torchvision")  # an architecture by name, untrained
+ARCH_SOURCES = ("hub", "file", "upload")  # whose weights may be given an architecture ('#arch=')
+SPEC_FORMS = "bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME], file:PATH or timm:NAME"
 HUB_FORM = "hub:OWNER/REPO[@REVISION][:FILENAME], e.g. hub:edadaltocg/resnet50_simclr_cifar10"
 CHOICE_FORM = f"SPEC#pool=yes|no,padding=1|2,norm={'|'.join(NORMALISATIONS)}"
 _SAFE_FILENAME = re.compile(r"^[\w.\-]+(/[\w.\-]+)*$")  # a file inside a Hub repo: no '..', no absolute path
-_ARCH = re.compile(r"^[\w.\-]+$")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class ModelSpec:
     file: str | None = None  # hub only: the weight file in the repo (None: the registry's, else the usual names)
     snapshot: str | None = None  # bundled only: 'epoch-K', a snapshot the run kept after epoch K
     choices: SpecChoices = SpecChoices()  # what a person set after '#'
-    arch: str | None = None  # '#arch=NAME': an architecture a person names; kept for later, refused by loading now
+    arch: str | None = None  # '#arch=timm:NAME' or '#arch=torchvision:NAME': the architecture of the weights
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -76,6 +79,22 @@ class ModelSpec:
             raise CheckpointError(f"Only a Hub spec takes a revision or a file name, not a {self.source}: spec.")
         if self.snapshot and self.source != "bundled":
             raise CheckpointError(f"Only a bundled spec takes a snapshot (@epoch-K), not a {self.source}: spec.")
+        if self.source in NAMED_SOURCES:
+            from models.named import parse_arch  # timm is imported only when an architecture is named
+
+            parse_arch(f"{self.source}:{self.location}")
+        if self.arch is not None:
+            if self.source not in ARCH_SOURCES:
+                raise CheckpointError(
+                    f"Only a file:, upload: or hub: spec takes an architecture (#arch=), not a {self.source}: spec."
+                )
+            from models.named import parse_arch
+
+            parse_arch(self.arch)
+        if (self.arch is not None or self.source in NAMED_SOURCES) and self.choices:
+            raise CheckpointError(
+                "A named architecture takes its input form from its library; leave out pool=, padding= and norm=."
+            )
 
     @classmethod
     def parse(cls, text: str) -> ModelSpec:
@@ -135,7 +154,8 @@ class ModelSpec:
 def _parse_choices(text: str, spec: str) -> tuple[SpecChoices, str | None]:
     """'pool=yes,padding=2,norm=imagenet' (any of them, any order, any case) -> the choices and an arch name.
 
-    pool: yes/no (a max-pool after a 3x3 stem); padding: 0-3 (the 3x3 stem's); norm: one of NORMALISATIONS.
+    pool: yes/no (a max-pool after a 3x3 stem); padding: 0-3 (the 3x3 stem's); norm: one of NORMALISATIONS;
+    arch: timm:NAME or torchvision:NAME (checked when the spec is made).
     """
     values: dict = {}
     arch = None
@@ -147,7 +167,7 @@ def _parse_choices(text: str, spec: str) -> tuple[SpecChoices, str | None]:
             values["padding"] = int(value)
         elif key == "norm" and value in NORMALISATIONS:
             values["norm"] = value
-        elif key == "arch" and _ARCH.match(value):
+        elif key == "arch" and value:
             arch = value
         else:
             raise CheckpointError(f"'{part}' in '{spec}' is not a choice; write {CHOICE_FORM} (any of the three).")

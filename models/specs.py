@@ -1,4 +1,6 @@
-"""`load_model(spec)`: one entry point for `bundled:NAME`, `hub:OWNER/REPO[@REV][:FILE]` and `file:PATH`."""
+"""`load_model(spec)`: one entry point for `bundled:NAME`, `hub:OWNER/REPO[@REV][:FILE]`, `file:PATH` (with
+`#arch=timm:NAME` where the weights are another architecture's than a ResNet) and `timm:NAME` / `torchvision:NAME`
+(untrained)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from models import registry
 from models.checkpoint import load_path, with_choices
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, SNAPSHOT_DIR, WEIGHTS_FILE
-from models.loaded import LoadedModel
+from models.loaded import LoadedModel, SourceHints
 from models.snapshots import bundled_series_named, load_snapshot
-from models.spec import SPEC_FORMS, ModelSpec
+from models.spec import NAMED_SOURCES, SPEC_FORMS, ModelSpec
 
 _NAME = re.compile(r"^[\w.\-]+$")
+UNTRAINED_SPEC_SEED = 0  # the draw a `timm:NAME` or `torchvision:NAME` spec names, so that it names one network
 
 
 def load_model(spec: ModelSpec | str) -> LoadedModel:
@@ -26,10 +29,10 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
     if not isinstance(spec, ModelSpec):
         raise CheckpointError(f"A model spec must be a string such as {SPEC_FORMS}, not {type(spec).__name__}.")
-    if spec.arch is not None:
-        raise CheckpointError(
-            f"'{spec}' names an architecture; CKA Lens reads it from the weights and takes none yet: leave out arch=."
-        )
+    if spec.source in NAMED_SOURCES:
+        from models.named import untrained_named  # timm is imported only when an architecture is named
+
+        return untrained_named(spec.text, None, spec.text, seed=UNTRAINED_SPEC_SEED)
     if spec.choices:
         return with_choices(load_model(spec.base), spec.choices.hints(), spec.text)
     if spec.source == "bundled":
@@ -39,7 +42,7 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
 
         return load_hub(spec)
     if spec.source == "file":
-        return load_path(Path(spec.location).expanduser(), spec.text)
+        return load_path(Path(spec.location).expanduser(), spec.text, SourceHints(arch=spec.arch))
     raise CheckpointError(
         f"'{spec}' is an upload, held by the app session it was uploaded to; upload the file again there."
     )

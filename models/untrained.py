@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import torch
 
-from models.loaded import LoadedModel, ModelInfo
+from models.loaded import LoadedModel, ModelInfo, NamedArch
+from models.named import build_named
 from models.resnet import build_resnet
 
 UNTRAINED = "untrained"  # the method an untrained network reports
@@ -24,15 +25,20 @@ def untrained_key(info: ModelInfo, seed: int) -> str:
     draws (a classifier is built before the convolutions are re-drawn, so with and without one differ)."""
     arch = info.arch
     head = f"/classes={arch.num_classes}" if arch.num_classes else "/no-head"
+    if isinstance(arch, NamedArch):
+        return f"untrained:{arch.name}{head}#seed={seed}"
     return f"untrained:{arch.name}{head},{arch.stem_kind},padding={arch.stem_padding}#seed={seed}"
 
 
 def untrained_model(info: ModelInfo, seed: int) -> LoadedModel:
     """`info`'s architecture initialised as training seed `seed` initialises it, in eval mode, read with `info`'s
-    normalisation. The global generator is left as it was."""
+    normalisation (and input size). An architecture named for a library is drawn by the library's own initialisation
+    under the seed (models.named.build_named); its layers are the trained network's. The global generator is left
+    as it was."""
+    named = isinstance(info.arch, NamedArch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = build_resnet(info.arch)
+        module = build_named(info.arch.name, info.arch.num_classes) if named else build_resnet(info.arch)
     key = untrained_key(info, seed)
     described = replace(
         info,

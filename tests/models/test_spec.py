@@ -34,7 +34,14 @@ from models.calibration import NORMALISATIONS
         ("file:ckpt.pth#norm=cifar10", ModelSpec("file", "ckpt.pth", choices=SpecChoices(norm="cifar10"))),
         ("upload:weights.pt", ModelSpec("upload", "weights.pt")),
         ("upload:weights.pt#pool=no", ModelSpec("upload", "weights.pt", choices=SpecChoices(pool=False))),
-        ("bundled:tiny#arch=resnet18", ModelSpec("bundled", "tiny", arch="resnet18")),
+        ("file:w.pt#arch=timm:resnet18", ModelSpec("file", "w.pt", arch="timm:resnet18")),
+        ("upload:w.pt#arch=torchvision:resnet18", ModelSpec("upload", "w.pt", arch="torchvision:resnet18")),
+        (
+            "hub:o/r:w.pt#arch=timm:vit_tiny_patch16_224",
+            ModelSpec("hub", "o/r", file="w.pt", arch="timm:vit_tiny_patch16_224"),
+        ),
+        ("timm:vit_tiny_patch16_224", ModelSpec("timm", "vit_tiny_patch16_224")),
+        ("torchvision:resnet18", ModelSpec("torchvision", "resnet18")),
     ],
 )
 def test_every_form_parses_to_its_fields_and_round_trips(text, expected):
@@ -59,7 +66,7 @@ def test_other_spellings_of_one_spec_share_its_canonical_text(written, canonical
 
 
 def test_choices_become_the_loaders_hints_and_the_base_drops_them():
-    spec = ModelSpec.parse("hub:o/r@main#pool=yes,padding=0,norm=imagenet,arch=resnet50")
+    spec = ModelSpec.parse("hub:o/r@main#pool=yes,padding=0,norm=imagenet")
     hints = spec.choices.hints()
     assert (hints.stem_pool, hints.stem_padding) == (True, 0)
     assert (hints.mean, hints.std) == NORMALISATIONS["imagenet"] and hints.origin == "your choice"
@@ -76,7 +83,10 @@ def test_an_uploaded_file_name_never_starts_choices():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("nonsense", "'nonsense' is not a model spec; write bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME] or "),
+        (
+            "nonsense",
+            "'nonsense' is not a model spec; write bundled:NAME, hub:OWNER/REPO[@REVISION][:FILENAME], file:PATH or timm",
+        ),
         ("file:", "'file:' is not a model spec"),
         ("ftp:somewhere", "'ftp:' is not a known source in 'ftp:somewhere'"),
         ("hub:noslash", "'hub:noslash' is not a Hub spec; write hub:OWNER/REPO[@REVISION][:FILENAME]"),
@@ -89,6 +99,13 @@ def test_an_uploaded_file_name_never_starts_choices():
         ("bundled:x#", "'bundled:x#' has a '#' but no choices after it; write e.g. SPEC#norm=imagenet."),
         ("bundled:x#norm=imagenette", "'norm=imagenette' in 'bundled:x#norm=imagenette' is not a choice; write SPEC#"),
         ("file:x#padding=7", "'padding=7' in 'file:x#padding=7' is not a choice"),
+        ("timm:no_such_net", "timm has no architecture 'no_such_net'"),
+        ("torchvision:vit_tiny_patch16_224", "torchvision has no architecture 'vit_tiny_patch16_224'"),
+        ("file:w.pt#arch=resnet18", "'resnet18' is not an architecture name; write timm:NAME"),
+        ("file:w.pt#arch=keras:resnet18", "'keras:resnet18' is not an architecture name; write timm:NAME"),
+        ("bundled:x#arch=timm:resnet18", "Only a file:, upload: or hub: spec takes an architecture (#arch=)"),
+        ("file:w.pt#arch=timm:resnet18,norm=imagenet", "A named architecture takes its input form from its library"),
+        ("timm:resnet18#norm=imagenet", "A named architecture takes its input form from its library"),
     ],
 )
 def test_bad_forms_are_refused_with_what_would_work(text, message):
@@ -108,12 +125,10 @@ def test_fields_that_do_not_fit_their_source_are_refused():
         ModelSpec.parse(None)  # type: ignore[arg-type]
 
 
-def test_loading_refuses_an_architecture_it_cannot_take_yet(tiny_specs):
-    from models import load_model
-
-    spec = replace(ModelSpec.parse(tiny_specs["a"]), arch="resnet18")
-    with pytest.raises(CheckpointError, match="names an architecture.*leave out arch="):
-        load_model(spec)
+def test_the_architecture_a_spec_names_survives_the_base_only_without_choices():
+    spec = ModelSpec.parse("file:w.pt#arch=timm:resnet18")
+    assert spec.base == ModelSpec("file", "w.pt") and spec.base.text == "file:w.pt"
+    assert replace(spec, location="v.pt").text == "file:v.pt#arch=timm:resnet18"
 
 
 def test_the_command_line_parses_each_spec_once_on_its_way_to_the_forward_pass(tiny_specs, tmp_path, monkeypatch):
