@@ -15,7 +15,7 @@ import torch
 from core import settings
 from models.errors import ArchitectureError, CheckpointError
 from models.resnet import ArchConfig
-from models.state_keys import STEM_KEY, SUPPORTED_ARCHS
+from models.state_keys import STEM_KEY, SUPPORTED_ARCHS, normalise_keys
 
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 # Blocks per stage of the published 4-stage ResNets (ResNet-10, -18, -34; -50, -101, -152); 3-stage CIFAR ResNets
@@ -202,6 +202,16 @@ def infer_named(
         f"no other of the {len(candidates)} common architectures CKA Lens checks fits"
     )
     return InferredArch(arch, classes, stripped, note)
+
+
+def infer_unless_resnet(tensors: dict[str, torch.Tensor]) -> InferredArch | None:
+    """infer_named for weights the ResNet reader does not take (it reads any ResNet from its weights); None for a
+    ResNet, and for weights no candidate fits (the ResNet reader then says what it found)."""
+    try:
+        normalise_keys(tensors)
+    except CheckpointError:
+        return infer_named(tensors)
+    return None
 
 
 def _without_wrapper(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from models import load_uploaded
 from models.arch_inference import candidate_signatures, infer_arch, infer_named
 from models.errors import CheckpointError
 from models.resnet import ArchConfig, build_resnet
@@ -148,3 +149,18 @@ def test_signatures_are_kept_on_disk_for_the_next_process(tmp_path):
     assert list(saved) == ["timm:vit_tiny_patch16_224"]
     assert saved["timm:vit_tiny_patch16_224"]["head"] == {"head.weight": [192], "head.bias": []}
     assert len(built[0].body) == len(_timm_state("vit_tiny_patch16_224")) - 2
+
+
+def test_an_upload_of_a_common_architecture_loads_as_it_and_says_it_was_inferred():
+    import timm
+    from safetensors.torch import save
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10).eval()
+    loaded = load_uploaded(save(net.state_dict()), "mystery.safetensors")
+    info = loaded.info
+    assert (info.arch.name, info.num_classes, info.input_config.size) == ("timm:vit_tiny_patch16_224", 10, (224, 224))
+    assert any(note.startswith("architecture inferred from the weights") for note in info.notes)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(x), net(x))
