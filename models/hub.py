@@ -145,6 +145,11 @@ def _fetch_unknown_repo(spec: ModelSpec, max_bytes: int | None) -> Fetched:
         found = fetch(spec.location, name, spec.revision, optional=True, max_bytes=max_bytes)
         if found is not None:
             return found
+    if offline():  # nothing cached: whether the repo has the files cannot be known here
+        raise CheckpointError(
+            f"The Hugging Face Hub cannot be reached from this server (it works offline) and {spec.location} was never "
+            f"downloaded here; {_alternatives()}."
+        )
     raise CheckpointError(
         f"The Hub repo {spec.location} has neither {' nor '.join(WEIGHT_CANDIDATES)}; name its weight file, "
         f"e.g. hub:{spec.location}:weights.pt."

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from huggingface_hub import constants
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
@@ -22,9 +23,10 @@ SMALL = {"per_class": "10"}
 
 
 def open_models_page(params: dict[str, str]) -> AppTest:
+    """The Models page opened first (no analysis runs on the way)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update(params)
-    return at.run().switch_page("pages/models.py").run()
+    return at.switch_page("pages/models.py").run()
 
 
 def assert_clean(at: AppTest) -> None:
@@ -45,7 +47,7 @@ def test_an_upload_named_with_the_picker_loads_as_that_architecture_and_is_compa
 
     torch.manual_seed(0)
     data = weights(timm.create_model("test_vit", pretrained=False, num_classes=10))
-    at = open_models_page(SMALL)
+    at = open_models_page({"per_class": "5", "batch": "10"})  # one cheap analysis, of this upload against B
     at.selectbox(key="upload_arch").set_value("timm:test_vit").run()
     at.file_uploader[0].upload("vit.safetensors", data).run()
     assert_clean(at)
@@ -86,6 +88,7 @@ def stand_in_hub(bundled_pair, tmp_path, monkeypatch) -> Iterator[FakeHub]:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as huggingface_hub read it at import, perhaps offline
     monkeypatch.delenv("HF_TOKEN", raising=False)
     yield fake
     for server in (main, cdn):
