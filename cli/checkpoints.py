@@ -9,12 +9,12 @@ from models import (
     CheckpointError,
     ModelInfo,
     ModelSpec,
+    NamedArch,
     load_model,
     normalisation_name,
     publish_folder,
     registry_entries,
 )
-from models.loaded import NamedArch
 
 
 def model_spec(text: str) -> ModelSpec:
@@ -74,7 +74,7 @@ def describe(info: ModelInfo) -> str:
     arch = info.arch
     measured = info.calibration.summary if info.calibration else "not measured (no CIFAR-10 test images)"
     if isinstance(arch, NamedArch):  # an architecture by name: its input form, no CIFAR stem
-        line = f"{info.source}: {info.method} {arch.name}, input {info.input_config.text}; {measured}"
+        line = f"{info.source}: {info.method} {arch.name}, input {info.input_config.text}; accuracy not measured"
     else:
         line = (
             f"{info.source}: {info.method} {arch.name}, {info.stem} stem (padding {arch.stem_padding}), "

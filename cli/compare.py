@@ -57,8 +57,9 @@ def add_parser(sub) -> None:
         required=True,
         type=model_spec,
         metavar="SPEC",
-        help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH; add #pool=yes|no,padding=1|2,norm=NAME to set "
-        "what the weights cannot say (otherwise measured on CIFAR-10 test images where the source does not say)",
+        help="bundled:NAME, hub:OWNER/REPO[@REV][:FILE], file:PATH, or timm:NAME / torchvision:NAME (untrained); "
+        "add #pool=yes|no,padding=1|2,norm=NAME to set what the weights cannot say (otherwise measured on CIFAR-10 "
+        "test images where the source does not say), or #arch=timm:NAME for weights of an architecture by name",
     )
     c.add_argument(
         "--b", required=True, nargs="+", type=model_spec, metavar="SPEC", help="one model, or several to compare with A"

@@ -68,11 +68,9 @@ class _ScopeTracer(NodePathTracer):
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):  # noqa: ANN001, ANN201
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr)
         where = self.current_module_qualname
-        self.node_scope[proxy.node] = (
-            where.rsplit(".", 1)[0]
-            if kind == "call_module" and "." in where
-            else ("" if kind == "call_module" else where)
-        )
+        if kind == "call_module":  # a module call runs in the module holding it, not in itself
+            where = where.rsplit(".", 1)[0] if "." in where else ""
+        self.node_scope[proxy.node] = where
         return proxy
 
 
@@ -182,7 +180,9 @@ def _branches(g: _Graph, add: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
 
     The shortcut is the input the other is computed from (a transformer's second addition), else the one made by
     fewer operations inside the block (the block's input itself, or a projection of it); both inputs must come from
-    the same block input, so adding two separate paths' results (a feature pyramid) is no block.
+    the same block input, and where the two paths share a start inside the block (a pre-activation), the shortcut
+    must be a projection of it: adding two separate paths' results (a feature pyramid) or two parts of one split
+    (Res2Net's hierarchical sums) is no block.
     """
     scope = g.scope.get(add, "")
     first, second = _tensor_args(add)
@@ -192,11 +192,13 @@ def _branches(g: _Graph, add: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
     if second in within[first]:
         return first, second
     sources = [_sources(g, within[arg], arg) for arg in (first, second)]
-    if not sources[0] & sources[1]:
+    if not sources[0] & sources[1] or len(within[first]) == len(within[second]):
         return None, None
-    if len(within[first]) == len(within[second]):
+    branch, shortcut = (first, second) if len(within[first]) > len(within[second]) else (second, first)
+    shared = within[branch] & within[shortcut]  # a pre-activation both read; a projection must then follow
+    if shared and not any(n.op == "call_module" for n in within[shortcut] - shared):
         return None, None
-    return (first, second) if len(within[first]) > len(within[second]) else (second, first)
+    return branch, shortcut
 
 
 def _sources(g: _Graph, inside: set[fx.Node], node: fx.Node) -> set[fx.Node]:

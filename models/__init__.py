@@ -18,7 +18,8 @@ from models.checkpoint import load_uploaded, with_choices
 from models.errors import CheckpointError
 from models.folder_format import SNAPSHOT_DIR, save_folder, save_snapshot, save_snapshot_config
 from models.formats import SUPPORTED_SUFFIXES
-from models.loaded import LoadedModel, ModelInfo
+from models.loaded import LoadedModel, ModelInfo, NamedArch
+from models.named import build_named, input_config, load_named
 from models.registry import (
     AUTO,
     DEFAULT_PAIR,
@@ -59,14 +60,18 @@ __all__ = [
     "LoadedModel",
     "ModelInfo",
     "ModelSpec",
+    "NamedArch",
     "RegistryEntry",
     "Siblings",
     "SpecChoices",
+    "build_named",
     "build_resnet",
     "bundled_series",
     "choose_sibling",
     "list_bundled",
+    "input_config",
     "load_model",
+    "load_named",
     "load_uploaded",
     "normalisation_name",
     "publish_folder",

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from core.blocks import find_layers, register_trace_leaves
+from core.errors import ContractError
 from core.network import InputConfig
 from models.errors import CheckpointError
 from models.loaded import LoadedModel, ModelInfo, NamedArch, SourceHints
@@ -179,9 +180,20 @@ def named_info(
         sha256=sha256,
         notes=notes,
         metrics=dict(hints.metrics),
-        layers=find_layers(module),
+        layers=_layers(arch.name, module),
         input=own,
     )
+
+
+def _layers(arch: str, module: nn.Module) -> tuple[tuple[str, str], ...]:
+    """The layers found in the network's graph; a network whose graph cannot be followed is refused in words."""
+    try:
+        return find_layers(module)
+    except ContractError:
+        raise CheckpointError(
+            f"CKA Lens cannot follow the layers of {arch}: its forward pass cannot be traced (torch.fx); choose "
+            "another architecture."
+        ) from None
 
 
 def load_named(
@@ -236,10 +248,10 @@ def load_named(
 def _prefix(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> tuple[str, list[str]]:
     """The wrapper prefix under which the state dict holds the network ('' when it holds it as built), preferring
     the online network to momentum, EMA or teacher copies."""
-    anchor = next(iter(expected))
-    candidates = {k[: len(k) - len(anchor)] for k in state if k == anchor or k.endswith("." + anchor)}
-    if not candidates:
-        return "", []
+    keys = list(expected)
+    candidates = {""} | {
+        k[: len(k) - len(anchor)] for anchor in keys[:3] + keys[-3:] for k in state if k.endswith("." + anchor)
+    }
     wanted = set(expected)
 
     def score(prefix: str) -> tuple[int, int, int]:

@@ -284,3 +284,59 @@ def test_the_result_holds_floors_pooled_invariance_seed_pairings_and_comparisons
     comparisons = [c for f in data["findings"] for c in f["comparisons"]]
     assert comparisons and all({"estimate", "low", "high", "outcome", "p_fail"} <= set(c) for c in comparisons)
     assert all(f["multiplicity"].startswith("Holm") for f in data["findings"] if f["comparisons"])
+
+
+def test_a_vit_against_a_resnet_reads_every_residual_block_twice_as_hooks_read_it(tmp_path):
+    """The issue's command (on 10 images, without the extras): offline, untrained timm networks by name, layers
+    paired by relative depth; every block of each network has its branch and output readings, and those readings
+    are what forward hooks on the same modules see."""
+    out = tmp_path / "vit_resnet.json"
+    argv = ["compare", "--a", "timm:vit_tiny_patch16_224", "--b", "timm:resnet18", "--out", str(out)]
+    argv += ["--per-class", "1", "--batch-size", "10", "--permutations", "0", "--no-probes", "--no-invariance"]
+    assert main([*argv, "--floor-pairs", "0"]) == 0
+    data = json.loads(out.read_text())
+    assert data["matching"] == "by relative depth" and len(data["matched_b"]) == len(data["matched"])
+    assert set(data["matched_b"]) <= set(data["layers_b"]) and set(data["matched"]) <= set(data["layers_a"])
+    for spec, layers, block_type, readings in (
+        ("timm:vit_tiny_patch16_224", data["layers_a"], "Block", ("attention branch", "mlp branch", "output")),
+        ("timm:resnet18", data["layers_b"], "BasicBlock", ("residual", "output")),
+    ):
+        network = load_model(spec)
+        blocks = [name for name, m in network.module.named_modules() if type(m).__name__ == block_type]
+        assert len(blocks) == (12 if "vit" in spec else 8)
+        assert {f"{b} {r}" for b in blocks for r in readings} <= set(layers)
+        assert tuple(name for name, _ in network.layers) == tuple(layers)
+        _assert_readings_are_the_hooked_outputs(network, blocks)
+
+
+def _assert_readings_are_the_hooked_outputs(network, blocks: list[str]) -> None:
+    """Each block's output reading is the block module's output, each branch reading its module's output, for two
+    CIFAR images put through the network's own preprocessing."""
+    from core.features import FeatureExtractor
+    from core.network import preprocess
+
+    images = preprocess(load_subset(SubsetSpec(per_class=1)).images[:2], network.input)
+    names = [name for name, _ in network.layers]
+    read: dict[str, torch.Tensor] = {}
+    FeatureExtractor(network.module, network.layers, torch.device("cpu")).stream(
+        images, lambda j, f: read.__setitem__(names[j], f.clone())
+    )
+    modules = dict(network.module.named_modules())
+    hooked: dict[str, torch.Tensor] = {}
+    nodes = dict(network.layers)
+    wanted = set(blocks) | {nodes[n] for n in names if n.endswith((" branch", " residual"))}
+    handles = [
+        modules[w].register_forward_hook(lambda _m, _i, o, w=w: hooked.__setitem__(w, o.clone())) for w in wanted
+    ]
+    with torch.no_grad():
+        network.module(images)
+    for handle in handles:
+        handle.remove()
+    for name in names:
+        target = block_of = name.split(" ", 1)[0]
+        if name.endswith((" branch", " residual")):
+            target = nodes[name]
+        elif not (name.endswith(" output") and block_of in blocks and name == f"{block_of} output"):
+            continue
+        scale = max(1.0, float(hooked[target].abs().max()))
+        assert (read[name] - hooked[target]).abs().max() <= 1e-5 * scale, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +13,9 @@ from core.cka import center_gram, centred_rows, cka, hsic_scale, linear_gram
 from core.comparison import PairTerms, finalize, merge_pair_terms, pair_terms, permuted_hsic, preview_terms
 from core.errors import OptionsError
 from core.fingerprint import fingerprint, view_generator
+from core.names import BY_DEPTH, BY_NAME
 from core.options import AnalysisOptions
+from core.result import from_json_dict, to_json_dict
 from tests.core.tiny import features, tiny_network, tiny_subset
 
 CPU = torch.device("cpu")
@@ -141,3 +144,24 @@ def test_a_dead_layer_is_undefined_with_its_reason():
     assert "constant features" in result.undefined_a[1]
     assert np.isnan(result.cross[1]).all() and np.isfinite(result.cross[0]).all()
     assert result.undefined_b == (None, None, None, None)
+
+
+def test_architectures_sharing_no_block_name_are_paired_by_relative_depth_and_the_result_says_so(pair):
+    """A 'transformer' (its layers named as blocks with attention branches) against a 'ResNet': the matched CKA is
+    the cross-model CKA of each A layer with its partner in B, the result names both and how they were paired, and
+    it reads back from its JSON form."""
+    a, b, subset = pair[0], pair[1], pair[2]
+    options = replace(CKA_ONLY, permutations=2)
+    vit_like = replace(a, layers=(("blocks.0 attention branch", "1"), ("blocks.0 output", "3"), ("pooled", "5")))
+    resnet_like = replace(b, layers=(("layer1.0 residual", "1"), ("layer1.0 output", "3"), ("layer2.0 output", "5")))
+    fa, fb = fingerprint(vit_like, subset, options, CPU), fingerprint(resnet_like, subset, options, CPU)
+    result = finalize(fa, fb, pair_terms(fa, fb, CPU), subset.spec, with_readouts=False)
+    assert result.matching == BY_DEPTH
+    assert result.matched == ("blocks.0 attention branch", "blocks.0 output")
+    assert result.matched_b == ("layer1.0 residual", "layer2.0 output")  # the deepest output with the deepest
+    np.testing.assert_allclose(result.matched_cka, [result.cross[0, 0], result.cross[1, 2]])
+    assert result.partner("blocks.0 output") == "layer2.0 output" and result.null_mean.shape == (2,)
+    back = from_json_dict(json.loads(json.dumps(to_json_dict(result))))
+    assert (back.matching, back.matched_b) == (BY_DEPTH, result.matched_b)
+    same_names = finalize(pair[3], pair[4], pair_terms(pair[3], pair[4], CPU), subset.spec, with_readouts=False)
+    assert (same_names.matching, same_names.matched_b) == (BY_NAME, ())

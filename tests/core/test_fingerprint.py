@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from core.augment import simclr_views
 from core.cka import center_gram, hsic_scale, linear_gram
+from core.features import FeatureExtractor
 from core.fingerprint import fingerprint, fingerprint_steps, merge_fingerprints, view_generator
+from core.network import InputConfig, preprocess
 from core.options import AnalysisOptions
-from tests.core.tiny import features, tiny_network, tiny_subset
+from tests.core.tiny import LAYERS, MEAN, STD, TinyNetwork, features, tiny_network, tiny_subset
 
 CPU = torch.device("cpu")
 CKA_ONLY = AnalysisOptions(batch_size=8, permutations=0, probes=False, invariance=False)
@@ -111,3 +114,29 @@ def test_view_generator_depends_on_seed_and_batch_only():
     draw = lambda seed, batch: torch.rand(4, generator=view_generator(seed, batch))  # noqa: E731
     assert torch.equal(draw(0, 3), draw(0, 3))
     assert not torch.equal(draw(0, 3), draw(0, 4)) and not torch.equal(draw(0, 3), draw(1, 3))
+
+
+@dataclass(frozen=True)
+class SizedNetwork(TinyNetwork):
+    """A tiny network that takes its images at a size of its own."""
+
+    layers: tuple[tuple[str, str], ...] = LAYERS
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
+    input: InputConfig | None = None
+
+
+def test_images_and_their_views_reach_the_network_at_its_input_size_views_made_at_the_images_size(monkeypatch):
+    """Both networks of a comparison see the same images: each batch and its augmented views (made from the subset's
+    own images, at their size) are resized to the network's input size and normalised with its mean and std."""
+    net = tiny_network(0)
+    sized = SizedNetwork(net.module, net.identity, input=InputConfig((16, 16), "bicubic", net.mean, net.std))
+    subset = tiny_subset(24)
+    seen: list[torch.Tensor] = []
+    stream = FeatureExtractor.stream
+    monkeypatch.setattr(FeatureExtractor, "stream", lambda self, x, consume: (seen.append(x), stream(self, x, consume)))
+    fingerprint(sized, subset, AnalysisOptions(batch_size=12, permutations=0, probes=False), torch.device("cpu"))
+    assert [tuple(x.shape) for x in seen] == [(12, 3, 16, 16)] * 4  # two batches, each with its views
+    views = simclr_views(subset.images[:12], view_generator(0, 0))
+    assert torch.equal(seen[0], preprocess(subset.images[:12], sized.input))
+    assert torch.equal(seen[1], preprocess(views, sized.input))
