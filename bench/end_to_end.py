@@ -19,11 +19,18 @@ Four sections, every measurement in its own fresh process (peak memory is that p
    `stated` (method and normalisation given, as config.json or the registry gives them: accuracy measured
    once) and `unmeasured` (CKA_LENS_CALIBRATION_IMAGES=0: parsing and the strict load alone).
 
-Models are randomly initialised CIFAR-stem ResNet-18s (`--depth 50`: ResNet-50s; seeds 0, 1, 2;
+5. pairs (`--pairs`): compare() with the default options on two networks named by their specs (`A vs B`, pairs
+   separated by ';'), loaded as the app loads them: the bundled ResNet-18 pair, and untrained timm networks
+   (`timm:NAME`, each at its own input size and preprocessing) for the cost of other architectures: a ViT-S/16
+   against another ViT-S/16 (the second initialised from another seed) or a ResNet-50. Seconds, peak RSS above the
+   set-up (the networks and images loaded), and core.memory's estimate beside it.
+
+Models of sections 1-4 are randomly initialised CIFAR-stem ResNet-18s (`--depth 50`: ResNet-50s; seeds 0, 1, 2;
 BatchNorm statistics from one pass over 512 other test images): the costs do not depend on the weights.
 
     .venv/bin/python bench/end_to_end.py --sizes 1000,10000 --json bench/results/end_to_end.json
     .venv/bin/python bench/end_to_end.py --sizes "" --reuse-n 0 --loading-repeats 3   # loading alone
+    .venv/bin/python bench/end_to_end.py --sizes "" --reuse-n 0 --peer-sizes "" --pairs vit  # VIT_PAIRS
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from core.fingerprint import fingerprint  # noqa: E402
 from core.memory import estimate_bytes, layer_shapes  # noqa: E402
 from core.options import AnalysisOptions  # noqa: E402
 from core.pipeline import compare, compare_many  # noqa: E402
-from models import ArchConfig, build_resnet, load_uploaded  # noqa: E402
+from models import ArchConfig, ModelSpec, build_resnet, load_model, load_uploaded  # noqa: E402
 from models.checkpoint import load_bytes  # noqa: E402
 from models.loaded import SourceHints  # noqa: E402
 
@@ -63,6 +70,12 @@ CKA_ONLY = AnalysisOptions(invariance=False, probes=False, permutations=0)
 # per-layer read-outs of model A whose finite entries the pipeline section reports: proof they were computed
 READOUTS = ("class_a", "invariance_a", "probe_a")
 LOADING_CASES = ("bare", "stated", "unmeasured")
+# the cross-architecture figures of BENCHMARKS.md, beside the bundled ResNet-18 pair
+VIT_PAIRS = (
+    "bundled:simclr-resnet18-w16 vs bundled:supervised-resnet18-w16;"
+    "timm:vit_small_patch16_224 vs timm:vit_small_patch16_224;"
+    "timm:vit_small_patch16_224 vs timm:resnet50"
+)
 # what a config.json or the registry says of a supervised CIFAR-10 network
 STATED = SourceHints(method="supervised", mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616), origin="bench")
 
@@ -255,11 +268,72 @@ def work_loading(args: argparse.Namespace, device: torch.device) -> dict:
     }
 
 
+# --- section 5: pairs named by their specs --------------------------------------------------------------------------
+
+
+def _pair_specs(text: str) -> list[tuple[str, str]]:
+    """'A vs B;C vs D' -> [(A, B), (C, D)]; 'vit': VIT_PAIRS."""
+    text = VIT_PAIRS if text.strip() == "vit" else text
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        a, sep, b = part.partition(" vs ")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"'{part}' is not a pair; write 'SPEC_A vs SPEC_B'")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
+def _reseeded(model, seed: int):
+    """The same architecture with every parameter drawn again from `seed` (an untrained network as a second seed
+    of itself: same cost, other weights), BatchNorm statistics kept."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.module.modules():
+            if module is not model.module and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        for name, param in model.module.named_parameters():
+            if name.endswith(("cls_token", "pos_embed", "reg_token")):
+                param.normal_(0, 0.02)
+    return model
+
+
+def work_pair(args: argparse.Namespace, device: torch.device) -> dict:
+    """compare() with the default options on the two networks the specs name; seconds and peak RSS above them."""
+    spec_a, spec_b = args.pair
+    model_a = load_model(ModelSpec.parse(spec_a))
+    model_b = load_model(ModelSpec.parse(spec_b))
+    if spec_a == spec_b:
+        model_b = _reseeded(model_b, 1)
+    peak_reset = common.reset_peak_rss()
+    subset = common.cifar_images(args.n, split=args.split)
+    options = AnalysisOptions(batch_size=args.batch)
+    shapes = [layer_shapes(model, device) for model in (model_a, model_b)]
+    setup_mb = common.rss_mb()
+    result, wall = _timed(lambda: compare(model_a, model_b, subset, options, device), device)
+    stages = {k: float(v) for k, v in result.seconds.items()}
+    stages["other"] = wall - sum(stages.values())
+    return {
+        "pair": f"{spec_a} vs {spec_b}",
+        "n": args.n,
+        "used_images": result.used_images,
+        "layers": [len(result.layers_a), len(result.layers_b)],
+        "arch": [model_a.info.arch.name, model_b.info.arch.name],
+        "wall_s": wall,
+        "stages_s": stages,
+        "setup_rss_mb": setup_mb,
+        "peak_rss_mb": common.peak_rss_mb(),
+        "peak_counts_from": "the networks loaded" if peak_reset else "process start",
+        "estimate_mb": estimate_bytes(shapes, args.n, options) / 2**20,
+        "gpu_peak_mb": _gpu_peak_mb(device),
+    }
+
+
 def worker(args: argparse.Namespace) -> None:
     """Run one section in this (fresh) process and emit its numbers."""
     common.set_threads(args.threads)
     device = pick_device(args.device)
-    work = {"pipeline": work_pipeline, "reuse": work_reuse, "peer": work_peer, "loading": work_loading}[args.worker]
+    work = {"pipeline": work_pipeline, "reuse": work_reuse, "peer": work_peer, "loading": work_loading}
+    work = (work | {"pair": work_pair})[args.worker]
     out = work(args, device)
     out.update({"threads": torch.get_num_threads(), "device": str(device)})
     common.emit(out)
@@ -306,6 +380,11 @@ def orchestrate(args: argparse.Namespace) -> dict:
         print(f"loading {case} ...", flush=True)
         extra = ["--loading-case", case, "--loading-repeats", str(args.loading_repeats)]
         report["loading"].append(_spawn(args, "loading", 0, extra) | {"case": case})
+    report["pairs"] = []
+    for spec_a, spec_b in args.pairs:
+        print(f"pair {spec_a} vs {spec_b} n={args.pairs_n} ...", flush=True)
+        extra = ["--pair", spec_a, spec_b]
+        report["pairs"].append(_spawn(args, "pair", args.pairs_n, extra) | {"pair": f"{spec_a} vs {spec_b}"})
     report["peers"] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.peer_sizes:
@@ -333,6 +412,7 @@ def orchestrate(args: argparse.Namespace) -> dict:
 
 def print_report(report: dict) -> None:
     """Markdown tables for BENCHMARKS.md."""
+    print_pairs(report.get("pairs", []))
     rows = []
     for r in report["pipeline"]:
         if "error" in r:
@@ -400,6 +480,31 @@ def print_report(report: dict) -> None:
         print("\nloading a checkpoint (bytes -> network):\n" + common.table(head, rows))
 
 
+def print_pairs(pairs: list[dict]) -> None:
+    """The pairs named by spec: seconds, peak RSS above the set-up (networks and images), the estimate beside it."""
+    rows = []
+    for r in pairs:
+        if "error" in r:
+            rows.append([r["pair"], "failed: " + r["error"][:80], *["-"] * 6])
+            continue
+        above = r["peak_rss_mb"] - r["setup_rss_mb"]
+        rows.append(
+            [
+                r["pair"],
+                f"{r['layers'][0]} x {r['layers'][1]}",
+                common.fmt(r["wall_s"], 0),
+                common.fmt(r["stages_s"].get("forward"), 0),
+                common.fmt(r["peak_rss_mb"], 0),
+                common.fmt(above, 0),
+                common.fmt(r["estimate_mb"], 0),
+                common.fmt(r["estimate_mb"] / above if above > 0 else None),
+            ]
+        )
+    if rows:
+        head = ["pair", "layers", "total s", "forward s", "peak RSS MB", "above set-up MB", "estimate MB"]
+        print("\npairs (compare, default options):\n" + common.table(head + ["estimate / measured"], rows))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -426,8 +531,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--loading-repeats", type=int, default=0, help="loading section: timed loads per case (default 0: skip)"
     )
+    p.add_argument(
+        "--pairs",
+        type=_pair_specs,
+        default=[],
+        help="'SPEC_A vs SPEC_B;...' or 'vit' (VIT_PAIRS): compare() on each (default none)",
+    )
+    p.add_argument("--pairs-n", type=int, default=1000, help="test images of each pair (default 1000)")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
-    p.add_argument("--worker", choices=["pipeline", "reuse", "peer", "loading"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["pipeline", "reuse", "peer", "loading", "pair"], help=argparse.SUPPRESS)
+    p.add_argument("--pair", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--loading-case", choices=list(LOADING_CASES), help=argparse.SUPPRESS)
     p.add_argument("--worker-peer", choices=list(PEERS), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=1000, help=argparse.SUPPRESS)

@@ -20,7 +20,7 @@ from torch import nn
 from core import settings
 from core.data import CIFAR10_MEAN, CIFAR10_STD
 from core.network import RGB
-from models.arch_inference import infer_arch
+from models.arch_inference import infer_arch, infer_unless_resnet
 from models.calibration import calibrate, normalisation_name
 from models.digest import weights_digest
 from models.errors import CheckpointError
@@ -156,6 +156,8 @@ def _triple(value: Any, what: str, name: str, positive: bool) -> RGB | None:
 def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> LoadedModel:
     """The single pipeline: parse, normalise keys, infer the architecture, check values, load strictly, measure."""
     parsed = parse_checkpoint(data, filename)
+    if not hints.arch and (inferred := infer_unless_resnet(parsed.tensors)):  # one common architecture fits exactly
+        hints = replace(hints, arch=inferred.arch, notes=hints.notes + (inferred.note,))
     if hints.arch:  # an architecture named for the weights: loaded by name (models.named), strictly
         from models.named import load_named
 

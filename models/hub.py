@@ -15,6 +15,8 @@ them (tests, the app's settings) takes effect without re-importing.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import get_token
 
 from core import settings
+from core.network import InputConfig
 from models.checkpoint import check_size, load_path_bytes, parse_config
 from models.errors import CheckpointError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE
@@ -39,6 +42,7 @@ from models.registry import RegistryEntry, find_hub_entry, list_bundled
 from models.spec import ModelSpec
 
 WEIGHT_CANDIDATES = (WEIGHTS_FILE, "pytorch_model.bin")  # tried in order for repos not in the registry
+_TIMM_NAME = re.compile(r"^[a-z0-9_]+$")  # timm's model names: vit_small_patch16_224, resnet50, test_vit
 
 
 @dataclass(frozen=True)
@@ -50,25 +54,85 @@ class Fetched:
 
 
 def load_hub(spec: ModelSpec, max_bytes: int | None = None) -> LoadedModel:
-    """Download (or take from the cache) a Hub checkpoint and load it like any other file."""
+    """Download (or take from the cache) a Hub checkpoint and load it like any other file.
+
+    A repo in timm's Hub layout (config.json with `architecture` and `pretrained_cfg`) is built as that timm
+    architecture, with the preprocessing its config states; any other repo goes through the one loading path.
+    """
     entry = find_hub_entry(spec.location)
     hints = entry.hints() if entry else SourceHints()
     if entry and spec.file in (None, entry.filename):
         weights = fetch(spec.location, entry.filename, spec.revision, max_bytes=max_bytes)
     else:
         weights = _fetch_unknown_repo(spec, max_bytes)
+    if not (entry and entry.named is None and spec.file in (None, entry.filename)):  # the study's: the registry says
         config = fetch(spec.location, CONFIG_FILE, spec.revision, optional=True, max_bytes=1 << 20)
         if config is not None:
             hints = _config_hints(config.path, spec.location).merged_over(hints)
+    if spec.arch and spec.arch != hints.arch:  # a person's #arch= over the repo's: its input form is not the repo's
+        hints = replace(hints, input=None)
     hints = replace(hints, notes=(weights.note,) + hints.notes, arch=spec.arch or hints.arch)
     loaded = load_path_bytes(weights.path, spec.text, hints, max_bytes)
     return _with_registry_check(loaded, entry)
 
 
+TIMM_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # what timm's pretrained_cfg says and CKA Lens resizes with
+
+
+def timm_repo_hints(config: object, where: str) -> SourceHints | None:
+    """What a config.json in timm's Hub layout says, as hints: the architecture and its preprocessing; None when the
+    file is not in that layout. A timm layout with a field out of shape is a CheckpointError.
+
+    timm's own Hub repos (timm/NAME.TAG) hold a config.json with the model's `architecture` at its top level beside
+    `num_classes`, and a `pretrained_cfg` with `input_size` ([channels, height, width]), `interpolation`,
+    `crop_pct`, `mean` and `std`; the weights are model.safetensors (pytorch_model.bin in older repos).
+    """
+    timm_layout = isinstance(config, dict) and "architecture" in config
+    if not timm_layout or not isinstance(config.get("pretrained_cfg"), dict):
+        return None
+    cfg = config["pretrained_cfg"]
+    name = config["architecture"]
+    if not isinstance(name, str) or not _TIMM_NAME.match(name):
+        raise CheckpointError(f"'{where}' names the architecture {name!r}, which is not a timm model name; fix it.")
+    size = cfg.get("input_size", (3, 224, 224))
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise CheckpointError(f"'{where}' has input_size {size!r}; timm writes [channels, height, width].")
+    interpolation = cfg.get("interpolation", "bilinear")
+    if interpolation not in TIMM_INTERPOLATIONS:
+        raise CheckpointError(
+            f"'{where}' has interpolation {interpolation!r}; CKA Lens resizes with {', '.join(TIMM_INTERPOLATIONS)}."
+        )
+    crop = cfg.get("crop_pct")
+    if crop is not None and not (isinstance(crop, (int, float)) and 0 < crop <= 1):
+        raise CheckpointError(f"'{where}' has crop_pct {crop!r}; it must be a fraction in (0, 1].")
+    stated = parse_config(json.dumps({"mean": cfg.get("mean"), "std": cfg.get("std")}).encode(), where)
+    if not (stated.mean and stated.std):
+        raise CheckpointError(f"'{where}' has no mean and std in its pretrained_cfg; timm's Hub repos state both.")
+    arch = f"timm:{name}"
+    config_input = InputConfig(
+        (size[1], size[2]), interpolation, stated.mean, stated.std, None if crop is None else float(crop)
+    )
+    return SourceHints(
+        mean=stated.mean,
+        std=stated.std,
+        arch=arch,
+        input=config_input,
+        origin="config.json",
+        notes=(f"architecture {arch} and its preprocessing ({config_input.text}) from the repo's config.json",),
+    )
+
+
 def _config_hints(path: Path, repo_id: str) -> SourceHints:
-    """Hints from a repo's config.json; one written for another library is ignored, with a note."""
+    """Hints from a repo's config.json (timm's Hub layout, or ours); one written for another library is ignored,
+    with a note."""
+    where = f"{repo_id}/{CONFIG_FILE}"
     try:
-        return parse_config(path.read_bytes(), f"{repo_id}/{CONFIG_FILE}")
+        data = path.read_bytes()
+        try:
+            timm = timm_repo_hints(json.loads(data), where)
+        except (ValueError, UnicodeDecodeError):
+            timm = None
+        return timm or parse_config(data, where)
     except CheckpointError as err:
         return SourceHints(notes=(f"ignored the repo's config.json: {err}",))
 
@@ -81,6 +145,11 @@ def _fetch_unknown_repo(spec: ModelSpec, max_bytes: int | None) -> Fetched:
         found = fetch(spec.location, name, spec.revision, optional=True, max_bytes=max_bytes)
         if found is not None:
             return found
+    if offline():  # nothing cached: whether the repo has the files cannot be known here
+        raise CheckpointError(
+            f"The Hugging Face Hub cannot be reached from this server (it works offline) and {spec.location} was never "
+            f"downloaded here; {_alternatives()}."
+        )
     raise CheckpointError(
         f"The Hub repo {spec.location} has neither {' nor '.join(WEIGHT_CANDIDATES)}; name its weight file, "
         f"e.g. hub:{spec.location}:weights.pt."
@@ -89,7 +158,7 @@ def _fetch_unknown_repo(spec: ModelSpec, max_bytes: int | None) -> Fetched:
 
 def _with_registry_check(loaded: LoadedModel, entry: RegistryEntry | None) -> LoadedModel:
     """Note when the weights disagree with what the registry expected (the weights win)."""
-    if entry is None:
+    if entry is None or entry.named:
         return loaded
     got, want = loaded.info.arch, entry.arch
     if (got.depth, got.width, got.stem, got.num_classes) == (want.depth, want.width, want.stem, want.num_classes):
@@ -112,10 +181,11 @@ def fetch(
         cached = _from_cache(common)
         if cached is None and not optional:
             raise CheckpointError(
-                f"This server works offline and has no copy of {where}; {_alternatives()}.",
+                f"The Hugging Face Hub cannot be reached from this server (it works offline) and {where} was never "
+                f"downloaded here; {_alternatives()}.",
                 operator="Unset HF_HUB_OFFLINE to download it.",
             )
-        return None if cached is None else Fetched(cached, f"used the cached copy of {where} (offline mode)")
+        return None if cached is None else Fetched(cached, f"used the copy of {where} downloaded before (offline)")
     timeout = settings.hub_timeout()
     try:
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=settings.hub_endpoint())
@@ -134,8 +204,8 @@ def fetch(
         cached = _from_cache(common)
         if cached is None:
             raise CheckpointError(
-                f"The Hugging Face Hub could not be reached ({_reason(err, timeout)}) and {where} is not cached; "
-                f"try again later, or {_alternatives()}.",
+                f"The Hugging Face Hub could not be reached ({_reason(err, timeout)}) and {where} was never "
+                f"downloaded here; check the network connection and try again, or {_alternatives()}.",
                 operator=f"The Hub's address here is {settings.hub_endpoint() or constants.ENDPOINT}: check this "
                 "machine's network, or HF_ENDPOINT.",
             ) from None

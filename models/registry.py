@@ -1,8 +1,12 @@
 """The checkpoints CKA Lens knows by name: public CIFAR-10 ResNets on the Hub and our bundled folders.
 
 Hub entries carry what their model cards say but the weight files do not: the training method,
-the input normalisation and the reported accuracy. Bundled entries are read from
-models/weights/*/config.json at call time, so a checkpoint appears as soon as training writes it.
+the input normalisation and the reported accuracy. Beyond the study's CIFAR-10 ResNets, a few curated pairs of
+timm's own Hub repos (ImageNet networks: DINO vs supervised ViT-S/16, ViT-S/16 vs ResNet-50) are offered, never
+the default; their architecture and preprocessing come from each repo's config.json (models.hub).
+
+Bundled entries are read from models/weights/*/config.json at call time, so a checkpoint appears as soon as
+training writes it.
 
 An entry can name its siblings: the same method and recipe trained with another seed, whose similarity to it
 is the ceiling a cross-method CKA is read against. Bundled folders are siblings by name (NAME and NAME-seedK);
@@ -20,7 +24,7 @@ from typing import Literal
 
 from models.errors import ArchitectureError
 from models.folder_format import CONFIG_FILE, WEIGHTS_FILE, arch_from_config
-from models.loaded import SourceHints
+from models.loaded import NamedArch, SourceHints
 from models.resnet import ArchConfig
 from models.spec import ModelSpec
 
@@ -32,6 +36,8 @@ DEFAULT_PAIR = (  # what the app opens with
 AUTO, NO_SIBLING = "auto", "none"  # other-seed choices: the registry's sibling, or no ceiling
 EDADALTOCG_MEAN = (0.4914, 0.4822, 0.4465)  # from the edadaltocg model cards (the `detectors` package)
 EDADALTOCG_STD = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # timm's IMAGENET_DEFAULT_*
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)  # timm's IMAGENET_INCEPTION_*: the AugReg ViTs
 _SEED = re.compile(r"-seed\d+$")  # a bundled folder's seed suffix: NAME-seed1 is seed 1 of NAME
 
 
@@ -42,18 +48,26 @@ class RegistryEntry:
     spec: ModelSpec  # what load_model takes: hub:OWNER/REPO or bundled:NAME
     repo_id: str | None  # Hub repo, None for bundled folders
     filename: str  # the weight file in the repo or folder
-    method: str  # "simclr" or "supervised"
-    arch: ArchConfig
+    method: str  # "simclr", "supervised", "dino"
+    arch: ArchConfig | NamedArch  # a ResNet CKA Lens rebuilds, or a timm architecture by name
     description: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     reported_accuracy: float | None  # as reported by the card / measured by our training; None if unknown
     siblings: tuple[ModelSpec, ...] = ()  # the same method and recipe with other seeds (the ceiling)
+    pair: str = ""  # the curated pairs beyond the study this entry is in ("" for the study's own)
 
     def hints(self) -> SourceHints:
         """The entry's metadata in the form the loader merges with config.json."""
         metrics = {} if self.reported_accuracy is None else {"reported_accuracy": self.reported_accuracy}
-        return SourceHints(method=self.method, mean=self.mean, std=self.std, metrics=metrics, origin="the registry")
+        return SourceHints(
+            method=self.method, mean=self.mean, std=self.std, metrics=metrics, origin="the registry", arch=self.named
+        )
+
+    @property
+    def named(self) -> str | None:
+        """'timm:NAME' for an entry built by name, None for a ResNet CKA Lens rebuilds."""
+        return self.arch.name if isinstance(self.arch, NamedArch) else None
 
 
 def _edadaltocg(name: str, method: str, depth: int, description: str, accuracy: float | None) -> RegistryEntry:
@@ -81,9 +95,76 @@ HUB_ENTRIES: tuple[RegistryEntry, ...] = (
 )
 
 
+def _timm_repo(
+    repo: str, method: str, classes: int, mean: tuple, std: tuple, description: str, pair: str
+) -> RegistryEntry:
+    """One of timm's own Hub repos (timm/NAME.TAG: config.json + model.safetensors), in a curated pair."""
+    return RegistryEntry(
+        spec=ModelSpec("hub", f"timm/{repo}"),
+        repo_id=f"timm/{repo}",
+        filename=WEIGHTS_FILE,
+        method=method,
+        arch=NamedArch(f"timm:{repo.split('.')[0]}", classes),
+        description=description,
+        mean=mean,
+        std=std,
+        reported_accuracy=None,
+        pair=pair,
+    )
+
+
+DINO_VS_SUPERVISED = "DINO vs supervised ViT-S/16"
+VIT_VS_RESNET = "ViT-S/16 vs ResNet-50"
+PAIR_ENTRIES: tuple[RegistryEntry, ...] = (
+    _timm_repo(
+        "vit_small_patch16_224.dino",
+        "dino",
+        0,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "DINO ViT-S/16, self-supervised on ImageNet-1k (no classifier)",
+        DINO_VS_SUPERVISED,
+    ),
+    _timm_repo(
+        "vit_small_patch16_224.augreg_in21k_ft_in1k",
+        "supervised",
+        1000,
+        INCEPTION_MEAN,
+        INCEPTION_STD,
+        "supervised ViT-S/16, ImageNet-21k then ImageNet-1k (AugReg)",
+        f"{DINO_VS_SUPERVISED}; {VIT_VS_RESNET}",
+    ),
+    _timm_repo(
+        "resnet50.a1_in1k",
+        "supervised",
+        1000,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "supervised ResNet-50, ImageNet-1k (timm's A1 recipe)",
+        VIT_VS_RESNET,
+    ),
+)
+# the curated pairs beyond the study: (title, model A, model B, what the comparison asks)
+CURATED_PAIRS: tuple[tuple[str, ModelSpec, ModelSpec, str], ...] = (
+    (
+        DINO_VS_SUPERVISED,
+        PAIR_ENTRIES[0].spec,
+        PAIR_ENTRIES[1].spec,
+        "the same architecture trained with and without labels: the study's question on ImageNet transformers",
+    ),
+    (
+        VIT_VS_RESNET,
+        PAIR_ENTRIES[1].spec,
+        PAIR_ENTRIES[2].spec,
+        "a vision transformer against a CNN, both supervised: how differently the two architectures see",
+    ),
+)
+
+
 def find_hub_entry(repo_id: str) -> RegistryEntry | None:
     """The registry entry for a Hub repo (case-insensitive, as the Hub is), if any."""
-    return next((e for e in HUB_ENTRIES if e.repo_id and e.repo_id.lower() == repo_id.lower()), None)
+    entries = HUB_ENTRIES + PAIR_ENTRIES
+    return next((e for e in entries if e.repo_id and e.repo_id.lower() == repo_id.lower()), None)
 
 
 def list_bundled() -> list[RegistryEntry]:
@@ -137,8 +218,8 @@ def _card_title(folder: Path) -> str:
 
 
 def registry_entries() -> list[RegistryEntry]:
-    """Every named checkpoint: bundled ones first (they work offline), then the Hub's."""
-    return list_bundled() + list(HUB_ENTRIES)
+    """Every named checkpoint: bundled ones first (they work offline), then the Hub's, then the curated pairs'."""
+    return list_bundled() + list(HUB_ENTRIES) + list(PAIR_ENTRIES)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from models import SUPPORTED_SUFFIXES, CheckpointError, registry_entries
-from ui import networks, widgets
-from ui.choices import as_spec, current
+from models.registry import CURATED_PAIRS, find_hub_entry
+from ui import architectures, networks, widgets
+from ui.choices import as_spec, current, use
 from ui.router import use_app_router
 from ui.text import code, plain
 
@@ -40,6 +41,26 @@ st.dataframe(
 )
 st.caption("Choose any of them as model A or B in the sidebar, or bring another model below.")
 
+st.subheader("Pairs beyond the study")
+st.caption(
+    "ImageNet networks from timm's own Hub repos, read at their own input size and preprocessing (each repo's "
+    "config.json): offered here, never the default. They are downloaded from the Hugging Face Hub when first used."
+)
+
+
+def _use_pair(a, b) -> None:
+    use("a", a)
+    use("b", b)
+
+
+for column, (title, spec_a, spec_b, question) in zip(st.columns(len(CURATED_PAIRS)), CURATED_PAIRS, strict=True):
+    with column:
+        entries = [(side, find_hub_entry(spec.location)) for side, spec in (("A", spec_a), ("B", spec_b))]
+        rows = [f"| {s} | {code(e.spec)} | {e.method} | {code(e.arch.name)} | {e.description} |" for s, e in entries]
+        head = "| | spec | method | architecture | what it is |\n|---|---|---|---|---|\n"
+        st.markdown(f"#### {title}\n{question}.\n\n" + head + "\n".join(rows))
+        st.button(f"Compare {title}", key=f"pair_{title}", on_click=_use_pair, args=(spec_a, spec_b), width="stretch")
+
 st.subheader("Bring another model")
 by_spec, by_upload = st.tabs(["Hub repo or file path", "Upload a checkpoint"])
 with by_spec:
@@ -52,6 +73,7 @@ with by_spec:
         except CheckpointError as err:
             st.error(plain(err, 600))
 with by_upload:
+    arch = architectures.picker("Architecture of the weights", "upload_arch")
     file = st.file_uploader(
         f"Checkpoint file: {', '.join(SUPPORTED_SUFFIXES)} or no suffix, up to the server's size limit (read by its "
         "content, kept in this browser session only, never written to disk)",
@@ -59,7 +81,7 @@ with by_upload:
     )
     if file is not None:
         try:
-            spec, dropped = networks.upload(file, {choices.model_a.base.text, choices.model_b.base.text})
+            spec, dropped = networks.upload(file, {choices.model_a.base.text, choices.model_b.base.text}, arch)
             if dropped:
                 st.info(
                     f"This session keeps {networks.MAX_SESSION_UPLOAD_MB} MB of uploaded weights at most: "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from dataclasses import replace
 
 import streamlit as st
 
@@ -74,7 +75,7 @@ def load(spec: ModelSpec) -> LoadedModel:
 def _upload(spec: ModelSpec) -> LoadedModel:
     """This session's upload, under the spec's choices if it has any (read again once, then kept)."""
     uploads = st.session_state.get(UPLOADS, {})
-    base = spec.base.text
+    base = replace(spec.base, arch=spec.arch).text  # the upload as read, before any choices
     if base not in uploads:
         raise CheckpointError(
             f"'{base}' is not among this session's uploads: an upload stays in the browser tab that made it, so a "
@@ -126,16 +127,17 @@ def upload_specs() -> list[ModelSpec]:
 MAX_SESSION_UPLOAD_MB = 400  # weights one session keeps from uploads (a ResNet-50 holds 94 MB): a bounded share
 
 
-def upload(file, in_use: set[str] = frozenset()) -> tuple[ModelSpec, list[ModelSpec]]:
+def upload(file, in_use: set[str] = frozenset(), arch: str | None = None) -> tuple[ModelSpec, list[ModelSpec]]:
     """Load an st.file_uploader file once per upload and keep it in this session only; returns its spec and the
     uploads let go to make room for it. A session keeps at most MAX_SESSION_UPLOAD_MB of uploaded weights: past
     that the oldest uploads whose specs are not `in_use` go first, and if that is not enough the upload is refused
     (the session keeps what it had)."""
     seen = st.session_state.setdefault(UPLOAD_IDS, {})
-    if file.file_id in seen:
-        return seen[file.file_id], []
-    spec = ModelSpec.upload(file.name)
-    model = load_uploaded(file.getvalue(), file.name)
+    upload_id = file.file_id + (f"#{arch}" if arch else "")  # the same file read as another architecture is another
+    if upload_id in seen:
+        return seen[upload_id], []
+    spec = replace(ModelSpec.upload(file.name), arch=arch)
+    model = load_uploaded(file.getvalue(), file.name, arch=arch)
     uploads = st.session_state.setdefault(UPLOADS, {})
     others = {text: held for text, held in uploads.items() if text != spec.text}
     room = MAX_SESSION_UPLOAD_MB * 2**20 - _weight_bytes(model)
@@ -153,7 +155,7 @@ def upload(file, in_use: set[str] = frozenset()) -> tuple[ModelSpec, list[ModelS
     for gone in dropped:
         _forget_upload(gone)
     uploads[spec.text] = model
-    seen[file.file_id] = spec
+    seen[upload_id] = spec
     return spec, dropped
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 from core.data import CLASSES, SPLITS
 from core.options import SIGMA_RANGE
 from models import CheckpointError, ModelSpec, choose_sibling, registry_entries
-from ui import networks
+from ui import architectures, networks
 from ui.choices import (
     AUTO,
     BY_NAME,
@@ -176,6 +176,9 @@ def sidebar() -> None:
             if len(model_label(s[BY_NAME[side].key])) > FITS:  # the select cuts it: the whole name below
                 st.caption(code(s[BY_NAME[side].key], 300))
         upload_note(current())
+        with st.expander("Architecture of the weights (for networks other than ResNets)"):
+            for side in ("a", "b"):
+                architectures.sidebar_picker(side)
         for side in ("a", "b"):
             sibling_picker(side)
         st.subheader("CIFAR-10 subset")

@@ -33,7 +33,12 @@ def model_card(info: ModelInfo, heading: str) -> None:
     metrics = ", ".join(f"{k.replace('_', ' ')} {_percent_or_number(v)}" for k, v in info.metrics.items())
     rows = {
         "source": code(info.source),
-        "architecture": f"{arch.name}, {info.stem} stem (padding {arch.stem_padding}); {head}",
+        "architecture": (
+            f"{arch.name}, {info.stem} stem (padding {arch.stem_padding}); {head}"
+            if hasattr(arch, "stem_padding")
+            else f"{code(arch.name)}; {head.removesuffix(' (fc)')}"
+        ),
+        "input": input_text(info),
         "method": plain(info.method),
         "weights sha256": f"`{info.sha256[:16]}…`, of the tensors loaded (names, shapes, values): one network, one "
         "digest, whatever file holds it",
@@ -61,6 +66,17 @@ def model_card(info: ModelInfo, heading: str) -> None:
             )
     if info.notes:
         st.caption("Loader notes: " + "; ".join(plain(note, 600) for note in info.notes) + ".")
+
+
+def input_text(info: ModelInfo) -> str:
+    """How CIFAR-10 images reach the network: '224x224 px, bicubic resize (...)'; mean and std are on their own row."""
+    config = info.input_config
+    if info.input is None:
+        return "32x32 px, CIFAR-10 images as they are"
+    crop = (
+        f" (its own evaluation crops {config.crop_pct:.0%}; CIFAR images are resized whole)" if config.crop_pct else ""
+    )
+    return f"{config.size[0]}x{config.size[1]} px, {config.interpolation} resize{crop}"
 
 
 POOL_LABELS = {None: "as measured", True: "yes", False: "no"}

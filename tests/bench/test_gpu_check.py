@@ -176,6 +176,14 @@ def test_end_to_end_ran_two_resnet50s_with_every_readout(dry_run):
     assert figures["target_met"] == (figures["wall_s"] <= gpu_check.TARGET_E2E_S)
 
 
+def test_end_to_end_ran_a_cross_architecture_pair_at_each_networks_input(dry_run):
+    pair = dry_run[0]["steps"]["end_to_end"]["figures"]["cross_architecture"]
+    assert pair["pair"] == gpu_check.TINY.pair and pair["used_images"] == gpu_check.TINY.pair_n
+    assert pair["arch"] == [spec.strip() for spec in gpu_check.TINY.pair.split(" vs ")]
+    assert all(layers > 2 for layers in pair["layers"]) and pair["wall_s"] > 0 and pair["estimate_mb"] > 0
+    assert dry_run[0]["summary"]["cross_architecture_s"] == pair["wall_s"]
+
+
 def test_the_summary_puts_each_figure_beside_its_target(dry_run):
     report = dry_run[0]
     summary, steps = report["summary"], report["steps"]

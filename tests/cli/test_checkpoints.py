@@ -8,6 +8,7 @@ import pytest
 
 from cli.main import main
 from models import HUB_ENTRIES, hub
+from models.registry import PAIR_ENTRIES
 
 
 def test_list_prints_bundled_then_hub_entries(weights_dir, nets, capsys):
@@ -18,7 +19,7 @@ def test_list_prints_bundled_then_hub_entries(weights_dir, nets, capsys):
     assert set(lines[1]) <= {"-", " "}
     rows = [line.split() for line in lines[2:]]
     assert rows[0][:6] == ["bundled:supervised-tiny", "supervised", "resnet18-w4", "cifar", "10", "0.9100"]
-    assert [r[0] for r in rows[1:]] == [e.spec.text for e in HUB_ENTRIES]
+    assert [r[0] for r in rows[1:]] == [e.spec.text for e in HUB_ENTRIES + PAIR_ENTRIES]
     simclr50 = next(r for r in rows if r[0] == "hub:edadaltocg/resnet50_simclr_cifar10")
     assert simclr50[1:6] == ["simclr", "resnet50", "cifar", "0", "0.9012"]
     assert "0.4914,0.4822,0.4465" in simclr50 and "0.2023,0.1994,0.2010" in simclr50

@@ -4,16 +4,21 @@ It answers like huggingface.co does for `/{repo_id}/resolve/{revision}/{filename
 HEAD with a 302 to a CDN on another origin plus X-Linked-Etag, X-Linked-Size and X-Repo-Commit; small files answer
 200 with ETag, X-Repo-Commit and Content-Length; errors carry X-Error-Code (RepoNotFound as a 401,
 RevisionNotFound and EntryNotFound as 404s). Repos named `slow/...` answer late, `broken/...` with a 500.
+`timm_repo` makes the files of a repo in timm's own Hub layout (config.json + model.safetensors).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote
+
+import torch
 
 COMMIT_MAIN = "a" * 40
 COMMIT_OLD = "b" * 40
@@ -111,3 +116,19 @@ def serve_hub(hub: FakeHub, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     server.block_on_close = False  # do not wait for the slow handler at teardown
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
+
+
+def timm_repo(folder: Path, classes: int = 10, **pretrained_cfg) -> tuple[torch.nn.Module, dict[str, bytes]]:
+    """A small untrained timm ViT (test_vit: 160 px, bicubic, mean and std 0.5) and the files of a Hub repo in timm's
+    own layout, written by timm's own Hub writer (save_for_hf) into `folder`; `pretrained_cfg` entries replace the
+    written ones."""
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", pretrained=False, num_classes=classes).eval()
+    save_for_hf(model, str(folder / "repo"), safe_serialization=True)
+    config = json.loads((folder / "repo" / "config.json").read_text())
+    config["pretrained_cfg"].update(pretrained_cfg)
+    weights = (folder / "repo" / "model.safetensors").read_bytes()
+    return model, {"config.json": json.dumps(config).encode(), "model.safetensors": weights}

@@ -7,14 +7,18 @@ the registry's repos.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from models import HUB_ENTRIES, CheckpointError, load_model
 from models.digest import weights_digest
-from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, FakeHub, serve_hub
+from models.hub import timm_repo_hints
+from models.registry import PAIR_ENTRIES
+from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, FakeHub, serve_hub, timm_repo
 
 TIMEOUT_SECONDS = 1.0
 
@@ -204,8 +208,8 @@ def test_cached_copy_is_used_when_the_hub_is_unreachable_or_offline(hub, nets, m
     assert any("could not be reached" in n and "cached copy" in n for n in unreachable.info.notes)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     offline = load_model("hub:edadaltocg/resnet50_simclr_cifar10")
-    assert any("offline mode" in n for n in offline.info.notes)
-    with pytest.raises(CheckpointError, match="works offline and has no copy of .*Unset HF_HUB_OFFLINE") as refused:
+    assert any("downloaded before (offline)" in n for n in offline.info.notes)
+    with pytest.raises(CheckpointError, match="cannot be reached from this server .* never downloaded here") as refused:
         load_model("hub:edadaltocg/resnet18_cifar10")
     assert "HF_HUB_OFFLINE" not in refused.value.visitor  # the app's visitor cannot set it
 
@@ -225,3 +229,66 @@ def test_foreign_config_json_is_ignored_with_a_note(hub, nets):
     loaded = load_model("hub:someone/odd-config")
     nets.assert_same_outputs(net, loaded.module)
     assert any("ignored the repo's config.json" in n for n in loaded.info.notes)
+
+
+# --- timm's own Hub layout: config.json (architecture, pretrained_cfg) + model.safetensors --------------------------
+
+
+def test_a_timm_format_repo_loads_end_to_end_with_its_preprocessing(hub, tmp_path):
+    model, files = timm_repo(tmp_path)
+    hub.add("timm/test_vit.r160_in1k", files)  # the id timm gives test_vit's weights on the Hub
+    loaded = load_model("hub:timm/test_vit.r160_in1k")
+    info = loaded.info
+    assert (info.arch.name, info.num_classes) == ("timm:test_vit", 10)
+    config = info.input_config
+    assert (config.size, config.interpolation, config.crop_pct) == ((160, 160), "bicubic", 0.95)
+    assert (config.mean, config.std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(x), model(x), rtol=1e-4, atol=1e-5)
+    assert info.sha256 == weights_digest(model.state_dict())  # the tensors loaded, as for any other network
+    assert any("from the repo's config.json" in note for note in info.notes)
+    assert ("HEAD", "/timm/test_vit.r160_in1k/resolve/main/config.json") in hub.requests
+
+
+def test_the_repos_config_decides_the_preprocessing_over_the_librarys(hub, tmp_path):
+    """test_vit's own config says bicubic and mean 0.5; this repo's says otherwise, and the repo's is used."""
+    _, files = timm_repo(tmp_path, classes=0, interpolation="bilinear", mean=[0.485, 0.456, 0.406])
+    hub.add("someone/vit-run", files)
+    info = load_model("hub:someone/vit-run").info
+    assert (info.arch.name, info.num_classes) == ("timm:test_vit", 0)
+    assert (info.input_config.interpolation, info.mean) == ("bilinear", (0.485, 0.456, 0.406))
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"input_size": [160, 160]}, "input_size"),
+        ({"interpolation": "lanczos"}, "interpolation 'lanczos'"),
+        ({"mean": [0.5, 0.5]}, "mean"),
+        ({"crop_pct": 1.5}, "crop_pct"),
+    ],
+)
+def test_a_timm_config_out_of_shape_says_which_field(cfg, message):
+    base = {"input_size": [3, 224, 224], "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3}
+    with pytest.raises(CheckpointError, match=message):
+        timm_repo_hints({"architecture": "vit_tiny_patch16_224", "pretrained_cfg": base | cfg}, "r/config.json")
+
+
+def test_a_config_in_another_layout_is_not_timms():
+    assert timm_repo_hints({"num_classes": 10}, "r/config.json") is None
+    assert timm_repo_hints({"architecture": "resnet18"}, "r/config.json") is None  # no pretrained_cfg
+    hints = timm_repo_hints(
+        {"architecture": "resnet18", "pretrained_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}}, "r/config.json"
+    )
+    assert (hints.arch, hints.input.size, hints.input.interpolation) == ("timm:resnet18", (224, 224), "bilinear")
+
+
+@pytest.mark.parametrize("entry", PAIR_ENTRIES, ids=lambda e: e.repo_id)
+def test_offline_a_curated_pair_says_the_hub_is_unreachable_in_plain_words(hub, monkeypatch, entry):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(CheckpointError) as err:
+        load_model(entry.spec)
+    message = err.value.visitor  # what the app shows; the command line adds the operator's hint
+    assert "could not be reached" in message and entry.repo_id in message
+    assert not re.search(r"\b(HF|CKA_LENS)_[A-Z_]+", message) and "127.0.0.1" not in message

@@ -50,3 +50,15 @@ def test_a_person_can_name_a_sibling_or_none():
     assert choose_sibling(P("file:x.pt"), P("file:y.pt")) == (P("file:y.pt"), "")
     assert choose_sibling(P("bundled:supervised-resnet18-w16"), "none") == (None, "none was asked for")
     assert choose_sibling(P("bundled:supervised-resnet18-w16"), "auto")[0] == P("bundled:supervised-resnet18-w16-seed1")
+
+
+def test_the_curated_pairs_are_offered_never_the_default_and_name_their_architecture():
+    offered = {entry.spec for entry in registry.registry_entries()}
+    for title, a, b, question in registry.CURATED_PAIRS:
+        assert {a, b} <= offered and question
+        assert {a, b}.isdisjoint(registry.DEFAULT_PAIR)
+        assert all(title in registry.find_hub_entry(spec.location).pair for spec in (a, b))
+    dino = registry.find_hub_entry("timm/vit_small_patch16_224.dino")
+    assert (dino.named, dino.method, dino.arch.num_classes) == ("timm:vit_small_patch16_224", "dino", 0)
+    assert dino.hints().arch == "timm:vit_small_patch16_224"
+    assert registry.find_hub_entry("edadaltocg/resnet18_cifar10").hints().arch is None  # the ResNet reader's
