@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, streamlit_server
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART
 from tests.bundled import REAL_PAIR
 
 WAIT_MS = 240_000  # a cold analysis on a busy CPU
@@ -30,13 +30,14 @@ def _vit_bytes() -> bytes:
     return save({k: v.contiguous() for k, v in model.state_dict().items()})
 
 
-def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(tiny_specs, tmp_path):
+def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(app_server, tiny_specs, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     query = {"per_class": "5", "batch": "10"}
     if not REAL_PAIR:  # the bundled pair is not trained yet: model B is a tiny checkpoint, named in the URL
         query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
-    with streamlit_server() as base, sync_playwright() as p:
+    base = app_server  # the shared server (tests/app/conftest.py): the upload stays in this test's own session
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{base}/models?{urllib.parse.urlencode(query)}")
@@ -51,7 +52,6 @@ def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(tiny_
         expect(page.get_by_text("architecture inferred from the weights").first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("224x224 px, bicubic resize").first).to_be_visible()
         page.get_by_role("button", name="Use as model A").last.click()
-        expect(page.locator('[data-testid="stSidebar"]').get_by_text(SPEC).first).to_be_visible(timeout=WAIT_MS)
         page.get_by_role("link", name="Overview").click()  # within the session: its upload stays with it
         expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
