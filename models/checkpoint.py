@@ -30,7 +30,7 @@ from models.loaded import LoadedModel, ModelInfo, SourceHints
 from models.methods import SELF_SUPERVISED_UNKNOWN, canonical_method
 from models.resnet import ArchConfig, build_resnet, resnet_layers
 from models.spec import ModelSpec
-from models.state_keys import NOT_HEADS, Normalised, normalise_keys
+from models.state_keys import NOT_HEADS, Normalised, mismatches, normalise_keys
 
 MAX_CONFIG_BYTES = 1 << 20
 SOLO_LEARN_STEM_PADDING = 2  # solo-learn replaces conv1 by Conv2d(3, w, 3, 1, padding=2) for CIFAR
@@ -361,33 +361,16 @@ def strict_load(arch: ArchConfig, tensors: dict[str, torch.Tensor], notes: list[
     if missing_counters:
         tensors = tensors | {k: torch.zeros((), dtype=torch.long) for k in missing_counters}
         notes.append(f"filled {len(missing_counters)} missing BatchNorm num_batches_tracked counters")
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    wrong = [
-        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        raise CheckpointError(_mismatch_message(arch, missing, unexpected, wrong))
+    if unfit := mismatches(expected, tensors):
+        raise CheckpointError(
+            f"The weights do not fit the inferred {arch.name} ({arch.stem} stem): {unfit}; CKA Lens loads "
+            "torchvision/timm-style ResNets, so export the backbone's state_dict with those key names."
+        )
     try:
         module.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:
         raise CheckpointError(f"The weights do not fit a {arch.name} ({' '.join(str(err).split())[:300]}).") from None
     return module
-
-
-def _mismatch_message(arch: ArchConfig, missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
-    """One sentence listing the first few of each kind of mismatch, with counts."""
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if keys:
-            shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
-            parts.append(f"{len(keys)} {label} ({shown})")
-    return (
-        f"The weights do not fit the inferred {arch.name} ({arch.stem} stem): {'; '.join(parts)}; CKA Lens loads "
-        "torchvision/timm-style ResNets, so export the backbone's state_dict with those key names."
-    )
 
 
 def _method(hints: SourceHints, saved: str | None, keys: Normalised, arch: ArchConfig, notes: list[str]) -> str:

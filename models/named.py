@@ -32,7 +32,7 @@ from core.network import InputConfig
 from models.digest import weights_digest
 from models.errors import CheckpointError
 from models.loaded import LoadedModel, ModelInfo, NamedArch, SourceHints
-from models.state_keys import COPY_WORDS
+from models.state_keys import COPY_WORDS, mismatches
 
 LIBRARIES = ("timm", "torchvision")
 ARCH_FORM = "timm:NAME (e.g. timm:vit_tiny_patch16_224) or torchvision:NAME (e.g. torchvision:resnet18)"
@@ -220,20 +220,9 @@ def load_named(state_dict: dict[str, torch.Tensor], arch: str, source: str, hint
     expected = module.state_dict()
     counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in tensors]
     tensors |= {k: torch.zeros((), dtype=torch.long) for k in counters}
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    wrong = [
-        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                parts.append(f"{len(keys)} {label} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
+    if unfit := mismatches(expected, tensors):
         raise CheckpointError(
-            f"The weights do not fit {arch}: {'; '.join(parts)}; name the architecture they were saved from "
+            f"The weights do not fit {arch}: {unfit}; name the architecture they were saved from "
             "(#arch=timm:NAME or #arch=torchvision:NAME)."
         )
     sha256 = weights_digest(tensors)

@@ -314,3 +314,20 @@ def not_a_resnet_message(state: dict[str, torch.Tensor]) -> str:
 def _natural(key: str) -> list:
     """Sort key putting 'features.2' before 'features.10'."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in key.split(".")]
+
+
+def mismatches(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> str:
+    """What keeps `tensors` from loading strictly where `expected` (a module's state_dict) is wanted: the first few
+    missing, unexpected and wrongly shaped keys with their counts, '' when they fit."""
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            parts.append(f"{len(keys)} {label} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
+    return "; ".join(parts)

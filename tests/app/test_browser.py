@@ -9,6 +9,7 @@ Screenshots go to a temporary folder (printed; kept by pytest's tmp_path retenti
 from __future__ import annotations
 
 import base64
+import re
 import urllib.parse
 
 import pytest
@@ -18,6 +19,7 @@ from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_ra
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
+CLOSING = re.compile(r"\(finding (\w+)[^:()]*: (holds|does not hold|cannot tell)\)")  # a one-liner's last words
 RUNS = bundled_series()  # the Training page opens on the first SimCLR and the first supervised run with snapshots
 FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 PAGES = [  # (url path, what to wait for: charts drawn, or a text, or images)
@@ -74,6 +76,7 @@ def test_every_page_draws_without_an_exception(app_server, query, tmp_path_facto
                 expect(page.locator(OVERVIEW_CHART)).to_have_js_property("complete", True)
                 svg = base64.b64decode(page.locator(OVERVIEW_CHART).get_attribute("src").split(",", 1)[1]).decode()
                 assert not figure_ranges(svg, "floor").empty  # the untrained floor's band, beside A vs B
+                _one_liners_agree_with_the_findings(page)
             if "text" in wait_for:
                 expect(page.get_by_text(wait_for["text"])).to_be_visible(timeout=COLD_MS)
             if "table" in wait_for:
@@ -87,3 +90,21 @@ def test_every_page_draws_without_an_exception(app_server, query, tmp_path_facto
             page.screenshot(path=str(shots / f"{index}-{path or 'overview'}.png"), full_page=True)
         browser.close()
     print(f"\nscreenshots in {shots}")
+
+
+def _one_liners_agree_with_the_findings(page) -> None:
+    """The Overview's one-liners that speak of a finding close with its verdict, and that verdict is the findings
+    table's; the rules both read are stated in words on the page."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("How the verdicts and the lines above are decided")).to_be_visible(timeout=COLD_MS)
+    findings = page.locator("table").filter(has_text="this pair shows")
+    findings.scroll_into_view_if_needed()  # the table is drawn once it is in view
+    expect(findings.locator("td")).not_to_have_count(0)
+    table = {}
+    for row in findings.locator("tr").all():
+        cells = [c.strip() for c in row.locator("th, td").all_inner_texts()]
+        table[cells[0]] = cells[-1]  # the finding's key ... its verdict (the header row: 'finding' ... 'verdict')
+    closing = CLOSING.findall(page.locator('[data-testid="stMain"]').inner_text())
+    assert {key for key, _ in closing} >= {"2", "3"}, closing  # the block-output and residual lines
+    assert all(table[key] == verdict for key, verdict in closing), (closing, table)
