@@ -30,7 +30,7 @@ from models.loaded import LoadedModel, ModelInfo, SourceHints
 from models.methods import SELF_SUPERVISED_UNKNOWN, canonical_method
 from models.resnet import ArchConfig, build_resnet, resnet_layers
 from models.spec import ModelSpec
-from models.state_keys import NOT_HEADS, Normalised, mismatches, normalise_keys
+from models.state_keys import NOT_HEADS, Normalised, as_float32, mismatches, normalise_keys
 
 MAX_CONFIG_BYTES = 1 << 20
 SOLO_LEARN_STEM_PADDING = 2  # solo-learn replaces conv1 by Conv2d(3, w, 3, 1, padding=2) for CIFAR
@@ -169,7 +169,7 @@ def load_bytes(data: bytes, filename: str, source: str, hints: SourceHints) -> L
     pool = hints.stem_pool if hints.stem_pool is not None else bool(keys.stem_pool)
     arch = infer_arch(keys.tensors, padding, pool, keys.stem_relu, keys.preact)
     notes.extend(_structure_notes(arch))
-    tensors = _as_float32(keys.tensors, notes)
+    tensors = as_float32(keys.tensors, notes)
     module = strict_load(arch, tensors, notes)
     method = _method(hints, parsed.method, keys, arch, notes)
     mean, std = hints.mean or CIFAR10_MEAN, hints.std or CIFAR10_STD
@@ -306,45 +306,6 @@ def _stem_padding(hints: SourceHints, keys: Normalised, lightning: bool, notes: 
         )
         return SOLO_LEARN_STEM_PADDING
     return 1
-
-
-_READ_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}  # weights; integer buffers pass as is
-
-
-def _as_float32(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
-    """Refuse NaN/Inf, weight types this app does not compute with (complex, float8, quantised) and negative
-    BatchNorm variances (finite, but the network's features would be NaN); cast half/bfloat16/double weights to
-    float32 (the app computes in float32)."""
-    out, cast = {}, set()
-    for key, tensor in tensors.items():
-        if (tensor.is_floating_point() or tensor.is_complex()) and tensor.dtype not in _READ_DTYPES:
-            raise CheckpointError(
-                f"The weight {_quoted(key)} is {str(tensor.dtype).removeprefix('torch.')}, which CKA Lens does not "
-                "read; save the weights as float32, float16 or bfloat16."
-            )
-        if key.endswith("running_var") and tensor.is_floating_point() and bool((tensor < 0).any()):
-            raise CheckpointError(
-                f"The BatchNorm variance {_quoted(key)} has negative values, so the network's features would be "
-                "NaN; the checkpoint is damaged: use another one."
-            )
-        if tensor.is_floating_point():
-            if not bool(torch.isfinite(tensor).all()):
-                raise CheckpointError(
-                    f"The weight {_quoted(key)} contains NaN or infinite values, so the network would output garbage; "
-                    "use a checkpoint from before training diverged."
-                )
-            if tensor.dtype != torch.float32:
-                cast.add(str(tensor.dtype).removeprefix("torch."))
-                tensor = tensor.float()
-        out[key] = tensor
-    if cast:
-        notes.append(f"cast {', '.join(sorted(cast))} weights to float32")
-    return out
-
-
-def _quoted(key: str) -> str:
-    """A weight's name for a message, cut short."""
-    return repr(key if len(key) <= 80 else key[:77] + "...")
 
 
 def strict_load(arch: ArchConfig, tensors: dict[str, torch.Tensor], notes: list[str]) -> nn.Module:

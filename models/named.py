@@ -32,7 +32,7 @@ from core.network import InputConfig
 from models.digest import weights_digest
 from models.errors import CheckpointError
 from models.loaded import LoadedModel, ModelInfo, NamedArch, SourceHints
-from models.state_keys import COPY_WORDS, mismatches
+from models.state_keys import COPY_WORDS, as_float32, mismatches
 
 LIBRARIES = ("timm", "torchvision")
 ARCH_FORM = "timm:NAME (e.g. timm:vit_tiny_patch16_224) or torchvision:NAME (e.g. torchvision:resnet18)"
@@ -216,7 +216,7 @@ def load_named(state_dict: dict[str, torch.Tensor], arch: str, source: str, hint
         notes.append("no classifier in the weights: the network returns pooled features")
     with torch.device("meta"):
         module = build_named(arch, num_classes=num_classes)
-    tensors = _float32(tensors, notes)
+    tensors = as_float32(tensors, notes)
     expected = module.state_dict()
     counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in tensors]
     tensors |= {k: torch.zeros((), dtype=torch.long) for k in counters}
@@ -250,24 +250,6 @@ def _prefix(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -
 
     prefix = max(sorted(candidates), key=score)
     return prefix, [f"took the network from the keys under '{prefix}'"] if prefix else []
-
-
-def _float32(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
-    """Float weights as float32 (the app computes in float32); NaN or infinite weights refused."""
-    out, cast = {}, set()
-    for key, tensor in tensors.items():
-        if tensor.is_floating_point():
-            if not bool(torch.isfinite(tensor).all()):
-                raise CheckpointError(
-                    f"The weight '{key[:80]}' contains NaN or infinite values; use another checkpoint."
-                )
-            if tensor.dtype != torch.float32:
-                cast.add(str(tensor.dtype).removeprefix("torch."))
-                tensor = tensor.float()
-        out[key] = tensor
-    if cast:
-        notes.append(f"cast {', '.join(sorted(cast))} weights to float32")
-    return out
 
 
 def untrained_named(arch: str, num_classes: int | None, source: str, seed: int | None = None) -> LoadedModel:

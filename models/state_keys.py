@@ -18,6 +18,8 @@ import torch
 
 from models.errors import CheckpointError
 
+_READ_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}  # weights; integer buffers pass as is
+
 STEM_KEY, FIRST_BLOCK_KEY = "conv1.weight", "layer1.0.conv1.weight"
 SUPPORTED_ARCHS = (
     "ResNets at any width: torchvision/timm ResNet-18/34/50/101/152 (CIFAR 3x3 or ImageNet 7x7 stem), the 3-stage "
@@ -331,3 +333,39 @@ def mismatches(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tenso
         if keys:
             parts.append(f"{len(keys)} {label} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
     return "; ".join(parts)
+
+
+def as_float32(tensors: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
+    """Refuse NaN/Inf, weight types this app does not compute with (complex, float8, quantised) and negative
+    BatchNorm variances (finite, but the network's features would be NaN); cast half/bfloat16/double weights to
+    float32 (the app computes in float32)."""
+    out, cast = {}, set()
+    for key, tensor in tensors.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and tensor.dtype not in _READ_DTYPES:
+            raise CheckpointError(
+                f"The weight {_quoted(key)} is {str(tensor.dtype).removeprefix('torch.')}, which CKA Lens does not "
+                "read; save the weights as float32, float16 or bfloat16."
+            )
+        if key.endswith("running_var") and tensor.is_floating_point() and bool((tensor < 0).any()):
+            raise CheckpointError(
+                f"The BatchNorm variance {_quoted(key)} has negative values, so the network's features would be "
+                "NaN; the checkpoint is damaged: use another one."
+            )
+        if tensor.is_floating_point():
+            if not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(
+                    f"The weight {_quoted(key)} contains NaN or infinite values, so the network would output garbage; "
+                    "use a checkpoint from before training diverged."
+                )
+            if tensor.dtype != torch.float32:
+                cast.add(str(tensor.dtype).removeprefix("torch."))
+                tensor = tensor.float()
+        out[key] = tensor
+    if cast:
+        notes.append(f"cast {', '.join(sorted(cast))} weights to float32")
+    return out
+
+
+def _quoted(key: str) -> str:
+    """A weight's name for a message, cut short."""
+    return repr(key if len(key) <= 80 else key[:77] + "...")

@@ -70,6 +70,16 @@ def test_weights_without_a_classifier_give_pooled_features():
     assert loaded.module(torch.randn(1, 3, 32, 32)).shape == (1, 512)
 
 
+def test_named_weights_get_the_same_value_checks_as_every_checkpoint():
+    state = build_named(RESNET).state_dict()
+    state["fc.bias"] = torch.full_like(state["fc.bias"], float("nan"))
+    with pytest.raises(CheckpointError, match="'fc.bias' contains NaN or infinite values"):
+        load_named(state, RESNET, "file:w.pt", SourceHints())
+    state = build_named(RESNET).state_dict() | {"bn1.running_var": -torch.ones(64)}
+    with pytest.raises(CheckpointError, match="'bn1.running_var' has negative values"):
+        load_named(state, RESNET, "file:w.pt", SourceHints())
+
+
 def test_weights_of_another_architecture_are_refused_key_by_key():
     state = build_named("timm:resnet10t").state_dict()
     with pytest.raises(CheckpointError) as refused:
