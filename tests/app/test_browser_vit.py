@@ -52,6 +52,8 @@ def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(app_s
         expect(page.get_by_text("architecture inferred from the weights").first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("224x224 px, bicubic resize").first).to_be_visible()
         page.get_by_role("button", name="Use as model A").last.click()
+        # the sidebar's note on an upload in use: model A is the upload before the page changes
+        expect(page.get_by_text("is a file you uploaded").first).to_be_visible(timeout=WAIT_MS)
         page.get_by_role("link", name="Overview").click()  # within the session: its upload stays with it
         expect(page.locator(OVERVIEW_CHART).first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("What this pair shows")).to_be_visible(timeout=WAIT_MS)
