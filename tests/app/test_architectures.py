@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.registry import CURATED_PAIRS
 from tests.app.support import APP, shown
-from tests.models.fake_hub import FakeHub, serve_hub, timm_repo
+from tests.models.fake_hub import FakeHub, reachable_hub, timm_repo
 from ui.architectures import INFER
 
 TIMEOUT = 300  # seconds for one script run: a cold analysis on a busy 2-core CPU
@@ -81,19 +81,9 @@ def test_an_upload_of_a_common_architecture_is_inferred_and_said_on_its_card(bun
 @pytest.fixture
 def stand_in_hub(bundled_pair, tmp_path, monkeypatch) -> Iterator[FakeHub]:
     """The local stand-in Hub (tests/models/fake_hub.py) and its CDN, with an empty cache, reachable."""
-    fake = FakeHub()
-    main, cdn = serve_hub(fake), serve_hub(fake)
-    fake.url, fake.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in (main, cdn))
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as huggingface_hub read it at import, perhaps offline
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    yield fake
-    for server in (main, cdn):
-        server.shutdown()
-        server.server_close()
+    with reachable_hub(monkeypatch, tmp_path) as fake:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as huggingface_hub read it at import, perhaps offline
+        yield fake
 
 
 def test_a_timm_hub_repo_shows_its_preprocessing_on_its_card(stand_in_hub, tmp_path):

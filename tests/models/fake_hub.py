@@ -13,6 +13,8 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -116,6 +118,26 @@ def serve_hub(hub: FakeHub, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     server.block_on_close = False  # do not wait for the slow handler at teardown
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
+
+
+@contextmanager
+def reachable_hub(monkeypatch, tmp_path: Path) -> Iterator[FakeHub]:
+    """A FakeHub served with its CDN (another origin, as on huggingface.co), named by HF_ENDPOINT, with an empty
+    cache, no token and not offline; both servers shut down after."""
+    fake = FakeHub()
+    main, cdn = serve_hub(fake), serve_hub(fake)
+    fake.url, fake.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in (main, cdn))
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        yield fake
+    finally:
+        for server in (main, cdn):
+            server.shutdown()
+            server.server_close()
 
 
 def timm_repo(folder: Path, classes: int = 10, **pretrained_cfg) -> tuple[torch.nn.Module, dict[str, bytes]]:

@@ -18,7 +18,7 @@ from models import HUB_ENTRIES, CheckpointError, load_model
 from models.digest import weights_digest
 from models.hub import timm_repo_hints
 from models.registry import PAIR_ENTRIES
-from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, FakeHub, serve_hub, timm_repo
+from tests.models.fake_hub import COMMIT_MAIN, COMMIT_OLD, FakeHub, reachable_hub, timm_repo
 
 TIMEOUT_SECONDS = 1.0
 
@@ -32,19 +32,9 @@ def hub(tmp_path, monkeypatch, weights_dir, nets) -> Iterator[FakeHub]:
     proves the requests reached this server). A bundled checkpoint exists so errors can name it.
     """
     nets.folder(weights_dir / "tiny-simclr", nets.make(num_classes=0), "simclr")
-    fake = FakeHub()
-    main, cdn = serve_hub(fake), serve_hub(fake)
-    fake.url, fake.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in (main, cdn))
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", str(TIMEOUT_SECONDS))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield fake
-    for server in (main, cdn):
-        server.shutdown()
-        server.server_close()
+    with reachable_hub(monkeypatch, tmp_path) as fake:
+        monkeypatch.setenv("CKA_LENS_HUB_TIMEOUT", str(TIMEOUT_SECONDS))
+        yield fake
 
 
 def _closed_port() -> int:
