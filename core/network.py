@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import ContractError
+
 RGB = tuple[float, float, float]  # one value per input channel
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # resize interpolations (torch.nn.functional.interpolate's modes)
 
@@ -28,7 +30,7 @@ class InputConfig:
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {self.interpolation!r}")
+            raise ContractError(f"interpolation must be one of {INTERPOLATIONS}, not {self.interpolation!r}")
 
     @property
     def text(self) -> str:

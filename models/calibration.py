@@ -29,7 +29,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from core import settings
 from core.data import CIFAR10_MEAN, CIFAR10_STD, load_split, normalize
-from core.errors import DataError
+from core.errors import DataError, StoreEntryDamaged
 from core.network import RGB
 from core.store import StoreKey, content_key, default_store
 from models.resnet import ArchConfig
@@ -181,7 +181,7 @@ def calibration_record(arch: ArchConfig, mean: RGB, std: RGB, evidence: Calibrat
 
 def _triple(value: object) -> RGB:
     if not (isinstance(value, list) and len(value) == 3 and all(type(v) in (int, float) for v in value)):
-        raise ValueError("not three numbers")
+        raise StoreEntryDamaged("not three numbers")
     return (float(value[0]), float(value[1]), float(value[2]))
 
 
@@ -189,7 +189,7 @@ def _typed(value: object, kind: type) -> object:
     if kind is float and type(value) is int:
         return float(value)
     if type(value) is not kind:
-        raise ValueError(f"{value!r} is not a {kind.__name__}")
+        raise StoreEntryDamaged(f"{value!r} is not a {kind.__name__}")
     return value
 
 
@@ -197,7 +197,7 @@ def from_record(
     record: dict, arch: ArchConfig, mean: RGB, std: RGB, open_choices: tuple[str, ...]
 ) -> tuple[ArchConfig, RGB, RGB, Calibration]:
     """The choices and evidence a stored calibration holds, for a network starting from (arch, mean, std) with
-    `open_choices`; a ValueError for anything a calibration of it could not have decided or said."""
+    `open_choices`; a StoreEntryDamaged for anything a calibration of it could not have decided or said."""
     try:
         decided, found = record["decided"], record["calibration"]
         pool, padding = _typed(decided["stem_pool"], bool), _typed(decided["stem_padding"], int)
@@ -214,20 +214,20 @@ def from_record(
             measured=tuple(_typed(c, str) for c in found["measured"]),
             warning=_typed(found["warning"], str),
         )
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"not a calibration record: {err}") from err
+    except (KeyError, TypeError, ValueError) as err:  # a missing field, a wrong type, a score not of three
+        raise StoreEntryDamaged(f"not a calibration record: {err}") from err
     can_pool, can_pad = (arch.stem == "cifar" and c in open_choices for c in ("stem_pool", "stem_padding"))
     if (pool != arch.stem_pool and not can_pool) or (
         padding != arch.stem_padding and not (can_pad and padding in (1, 2))
     ):
-        raise ValueError("a structure the calibration could not have chosen")
+        raise StoreEntryDamaged("a structure the calibration could not have chosen")
     start = (tuple(mean), tuple(std))
     if (chosen_mean, chosen_std) != start and (
         "normalisation" not in open_choices or (chosen_mean, chosen_std) not in NORMALISATIONS.values()
     ):
-        raise ValueError("a normalisation the calibration could not have chosen")
+        raise StoreEntryDamaged("a normalisation the calibration could not have chosen")
     if evidence.images != settings.calibration_images() or not set(evidence.measured) <= set(open_choices):
-        raise ValueError("a calibration of another sample or other choices")
+        raise StoreEntryDamaged("a calibration of another sample or other choices")
     return replace(arch, stem_pool=pool, stem_padding=padding), chosen_mean, chosen_std, evidence
 
 
@@ -250,7 +250,7 @@ def calibrate(
         if record is not None:
             try:
                 chosen, chosen_mean, chosen_std, evidence = from_record(record, arch, mean, std, open_choices)
-            except ValueError:
+            except StoreEntryDamaged:
                 store.discard_record(key)
             else:
                 return chosen, chosen_mean, chosen_std, module if chosen == arch else build(chosen), evidence
