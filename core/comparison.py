@@ -197,6 +197,10 @@ def finalize(
         leave_one_out=_replicates(dropped, la, ra, rb),
         matching=matching,
         matched_b=tuple(fb.layers[j] for _, j in pairs) if matching == BY_DEPTH else (),
+        tokens_a=fa.tokens,
+        tokens_b=fb.tokens,
+        unknown_layout_a=fa.unknown_layout,
+        unknown_layout_b=fb.unknown_layout,
     )
 
 

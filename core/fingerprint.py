@@ -67,6 +67,9 @@ class Fingerprint:
     # layers whose output is a 4-D map with no knowable channel axis (core.layout): their pooled invariance and
     # probe features are NaN, never averages over guessed axes
     unknown_layout: tuple[str, ...] = ()
+    # layers whose output is tokens [N, T, C] (a transformer's): read flattened for CKA, every token, and averaged
+    # over tokens for the pooled read-outs; the pages say so
+    tokens: tuple[str, ...] = ()
 
     def first(self, count: int) -> Fingerprint:
         """The per-batch parts of the first `count` batches, for a preview (the summed parts stay whole)."""
@@ -137,6 +140,7 @@ def fingerprint_steps(
     inv_self = torch.zeros(n_layers, dtype=torch.float64, device=device)
     constant = torch.ones(n_layers, dtype=torch.bool, device=device)
     kw = {"kernel": options.kernel, "debiased": options.debiased, "sigma": options.sigma}
+    tokens: set[int] = set()  # which layers' outputs are tokens [N, T, C]
 
     def so_far(whole: bool) -> Fingerprint:
         """The fingerprint of the batches kept so far; a preview's has its own copy of the sums."""
@@ -159,6 +163,7 @@ def fingerprint_steps(
             seconds=dict(seconds),
             batch_readouts=tuple(batch_readouts),
             unknown_layout=tuple(name for name in extractor.names if name in extractor.unknown_layout),
+            tokens=tuple(name for j, name in enumerate(extractor.names) if j in tokens),
         )
 
     def pass_over(images: torch.Tensor, views: bool) -> tuple[torch.Tensor, torch.Tensor | None, list, float, list]:
@@ -175,6 +180,8 @@ def fingerprint_steps(
             synchronize(device)
             t = time.perf_counter()
             layer_rows[j] = centred_rows([features], **kw)[0]
+            if features.dim() == 3:
+                tokens.add(j)
             unknown = extractor.names[j] in extractor.unknown_layout  # no knowable spatial axes to pool over
             if options.invariance:
                 averaged = spatial_mean(features)
@@ -296,4 +303,5 @@ def merge_fingerprints(shards: list[Fingerprint]) -> Fingerprint:
         constant=torch.stack([s.constant for s in shards]).all(0),
         seconds={k: max(s.seconds[k] for s in shards) for k in first.seconds},
         unknown_layout=tuple(n for n in first.layers if any(n in s.unknown_layout for s in shards)),
+        tokens=tuple(n for n in first.layers if any(n in s.tokens for s in shards)),
     )

@@ -76,6 +76,13 @@ class AnalysisResult:
     # block name, by relative depth, where B's layer for each of `matched` is in `matched_b` (() when by name)
     matching: str = BY_NAME
     matched_b: tuple[str, ...] = ()
+    # each model's layers whose output is tokens [N, T, C] (a transformer's): CKA reads them flattened, every token;
+    # the pooled read-outs average over tokens (probes: the first token beside the others' mean); () in older files
+    tokens_a: tuple[str, ...] = ()
+    tokens_b: tuple[str, ...] = ()
+    # each model's layers whose channel axis could not be worked out (core.layout): their pooled read-outs are NaN
+    unknown_layout_a: tuple[str, ...] = ()
+    unknown_layout_b: tuple[str, ...] = ()
 
     def partner(self, layer: str) -> str:
         """B's layer that A's matched `layer` is compared with (the same name, unless paired by relative depth)."""
@@ -157,6 +164,10 @@ def from_json_dict(data: dict) -> AnalysisResult:
     for key in ("layers_a", "layers_b", "matched", "matched_b"):
         if key in values:
             values[key] = tuple(values[key])
+    for side in "ab":
+        for key in (f"tokens_{side}", f"unknown_layout_{side}"):
+            if key in values:
+                values[key] = _some_of(values[key], key, values[f"layers_{side}"])
     for key in ("probe_method", "interval_method"):
         if key in values:
             _text(values[key], key)
@@ -266,6 +277,13 @@ def _names(values: dict, key: str, limit: int) -> list[str]:
     if len(set(names)) != len(names):
         raise ResultFileError(f"its {key} names a layer twice")
     return names
+
+
+def _some_of(value: object, key: str, layers: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of distinct layers of `layers` (perhaps none), as a tuple."""
+    if not isinstance(value, list) or len(set(value)) != len(value) or not all(v in layers for v in value):
+        raise ResultFileError(f"its {key} is not a list of that model's layers")
+    return tuple(value)
 
 
 def _array(value: object, key: str, shape: tuple[int, ...]) -> np.ndarray:

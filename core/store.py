@@ -362,6 +362,7 @@ def _fingerprint_parts(fp: Fingerprint) -> tuple[list[tuple[str, Part]], dict]:
         "readouts": bool(fp.batch_readouts),
         "seconds": fp.seconds,
         "unknown_layout": list(fp.unknown_layout),
+        "tokens": list(fp.tokens),
     }
     return parts, meta
 
@@ -408,5 +409,6 @@ def _fingerprint_from(f: BinaryIO, start: int, meta: dict) -> Fingerprint:
         seconds=dict(meta["seconds"]),
         batch_readouts=tuple(readouts),
         unknown_layout=tuple(meta.get("unknown_layout", ())),
+        tokens=tuple(meta.get("tokens", ())),
         **sums,
     )

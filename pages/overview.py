@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.summary import summarise
-from ui import banner, widgets
+from ui import banner, readings, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.figure import matched_figure, show
@@ -49,6 +49,9 @@ if shown is not None:
     with about.drawing():
         st.subheader("What this pair shows")
         widgets.result_caption(result)
+        widgets.note(readings.depth_note(result))
+        widgets.pairing_table(result)
+        widgets.note(readings.token_cka_note(result))
         st.markdown("\n".join(f"- {line}" for line in found.lines))
         widgets.ceiling_notes(result, seeds)
         widgets.reference_notes(result)

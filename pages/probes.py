@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import banner, charts, widgets
+from ui import banner, charts, readings, widgets
 from ui.analysis import analysis
 from ui.choices import current
 from ui.progress import View
@@ -32,6 +32,8 @@ result = analysis(current(), view)
 if result is not None:
     with caption.drawing():
         widgets.result_caption(result)
+        widgets.note(readings.token_pooled_note(result))
+        widgets.note(readings.unknown_layout_note(result))
     for place, metric in zip(places, METRICS, strict=True):
         with place.one():
             st.altair_chart(charts.readout_chart(result, metric), width="stretch")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.names import side_labels
 from core.summary import summarise
-from ui import banner, charts, widgets
+from ui import banner, charts, readings, thinning, widgets
 from ui.analysis import with_ceilings
 from ui.choices import current
 from ui.progress import View
@@ -16,8 +16,8 @@ st.title("Layer similarity")
 banner.near_chance(current())  # a model measured near chance is named before any chart
 
 
-def across_heatmap(pair, rows: str, cols: str):
-    """The heatmap of every layer of one model against every layer of the other."""
+def across_heatmap(pair, rows: str, cols: str, thin: str = thinning.EVERY):
+    """The heatmap of every layer of one model against every layer of the other (those `thin` keeps)."""
     return charts.heatmap(
         pair.cross,
         pair.layers_a,
@@ -27,6 +27,8 @@ def across_heatmap(pair, rows: str, cols: str):
         col_title=f"layer of {cols}",
         undefined_rows=pair.undefined_a,
         undefined_cols=pair.undefined_b,
+        shown_rows=thinning.kept(pair.layers_a, thin),
+        shown_cols=thinning.kept(pair.layers_b, thin),
     )
 
 
@@ -55,21 +57,29 @@ if found is not None:
         shown = (
             st.radio("Across the models", list(across), horizontal=True, key="heatmap_pair") if len(across) > 1 else ""
         )
+        thin = thinning.EVERY
+        if thinning.offered(result.layers_a, result.layers_b):
+            thin = st.selectbox("Layers shown", thinning.CHOICES, key="layers_shown")
+            st.caption(thinning.NOTE)
+        widgets.note(readings.token_cka_note(result))
     pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])
     with across_place.one():
-        st.altair_chart(across_heatmap(pair, rows, cols), width="stretch")
+        st.altair_chart(across_heatmap(pair, rows, cols, thin), width="stretch")
     with notes.drawing():
         st.subheader("Matched layers")
         st.caption(
-            "Layer i of A against layer i of B. Block outputs (after the addition and ReLU) and residual branches "
-            "(after the branch's last BatchNorm, before the addition) are drawn as separate lines. Read them between "
-            "the floor (untrained networks of the two architectures, no training at all) and the ceilings (another "
-            "seed of the same method); the bars are which images were drawn, the seed spread which seeds were trained."
+            f"{readings.matched_caption(result)} Read them between the floor (untrained networks of the two "
+            "architectures, no training at all) and the ceilings (another seed of the same method); the bars are "
+            "which images were drawn, the seed spread which seeds were trained."
         )
+        widgets.pairing_table(result)
         widgets.ceiling_notes(result, seeds)
         widgets.reference_notes(result)
     with matched_place.one():
-        st.altair_chart(charts.matched_curve(result, summarise(result).parting_layer, seeds), width="stretch")
+        curve = charts.matched_curve(
+            result, summarise(result).parting_layer, seeds, thinning.kept(result.layers_a, thin)
+        )
+        st.altair_chart(curve, width="stretch")
     with rest.drawing():
         if result.untrained_a is not None and result.untrained_b is not None:
             st.subheader("How far training moved each layer")
@@ -96,6 +106,8 @@ if found is not None:
                 col_title="layer",
                 undefined_rows=undefined,
                 undefined_cols=undefined,
+                shown_rows=thinning.kept(layers, thin),
+                shown_cols=thinning.kept(layers, thin),
             )
             column.altair_chart(chart, width="stretch")
         widgets.download_buttons(result, seeds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import altair as alt
 import numpy as np
@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.ceilings import Ceilings, matched_at
 from core.errors import ContractError
-from core.names import OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
+from core.names import BY_DEPTH, OTHER, OUTPUT, RESIDUAL, kind, shared_order, side_labels
 from core.result import AnalysisResult
 
 UNDEFINED_FILL = "#d0d0d0"  # undefined CKA cells: grey, labelled "n/a", never a silent blank
@@ -97,16 +97,23 @@ def heatmap(
     col_title: str,
     undefined_rows: Sequence[str | None] = (),
     undefined_cols: Sequence[str | None] = (),
+    shown_rows: Collection[str] | None = None,
+    shown_cols: Collection[str] | None = None,
 ) -> alt.Chart:
     """CKA for every (row layer, column layer) pair, in depth order; undefined cells grey and labelled n/a.
 
     `undefined_rows/cols` give, per layer, why its CKA is undefined (None when it is defined): the reason is
-    the tooltip of its grey cells.
+    the tooltip of its grey cells. `shown_rows/cols` (all when None) thin what is drawn, the page's view of a deep
+    network.
     """
     if matrix.shape != (len(rows), len(cols)):
         raise ContractError(f"matrix is {matrix.shape}, but there are {len(rows)} rows and {len(cols)} columns")
     why_r = list(undefined_rows) or [None] * len(rows)
     why_c = list(undefined_cols) or [None] * len(cols)
+    keep_r = [i for i, name in enumerate(rows) if shown_rows is None or name in shown_rows]
+    keep_c = [j for j, name in enumerate(cols) if shown_cols is None or name in shown_cols]
+    matrix, rows, cols = matrix[np.ix_(keep_r, keep_c)], [rows[i] for i in keep_r], [cols[j] for j in keep_c]
+    why_r, why_c = [why_r[i] for i in keep_r], [why_c[j] for j in keep_c]
     records = []
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -142,9 +149,10 @@ def heatmap(
 
 
 def matched_frame(result: AnalysisResult) -> pd.DataFrame:
-    """The matched curve as a table: layer, kind, CKA, jackknife interval, permutation null (the independence
-    check), the untrained floor's mean and 5th-95th percentile band over init pairs, and the spread over the seed
-    pairings (min and max; None where the result has no floor or no other seeds)."""
+    """The matched curve as a table: A's layer, B's layer it is compared with (the same name, unless paired by
+    relative depth), kind, CKA, jackknife interval, permutation null (the independence check), the untrained floor's
+    mean and 5th-95th percentile band over init pairs, and the spread over the seed pairings (min and max; None where
+    the result has no floor or no other seeds)."""
     m = len(result.matched)
 
     def column(values: np.ndarray | None) -> list[float | None]:
@@ -156,6 +164,7 @@ def matched_frame(result: AnalysisResult) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "layer": list(result.matched),
+            "layer_b": [result.partner(name) for name in result.matched],
             "kind": [kind(name) for name in result.matched],
             "cka": column(result.matched_cka),
             "low": column(result.interval_low),
@@ -207,25 +216,43 @@ def ceiling_frame(result: AnalysisResult, ceilings: Ceilings) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "kind", "comparison", "ceiling", "ceiling_low", "ceiling_high"])
 
 
+def matched_title(result: AnalysisResult) -> str:
+    """The matched curve's title: how A's layers meet B's."""
+    if result.matching == BY_DEPTH:
+        return "Matched layers: each of A's layers against B's at the same relative depth"
+    return "Matched layers: A's layer i against B's layer i"
+
+
 def matched_curve(
-    result: AnalysisResult, parting_layer: str | None = None, ceilings: Ceilings | None = None
+    result: AnalysisResult,
+    parting_layer: str | None = None,
+    ceilings: Ceilings | None = None,
+    shown: Collection[str] | None = None,
 ) -> alt.LayerChart:
-    """CKA of layer i of A with layer i of B, residual branches and block outputs as separate lines.
+    """CKA of each matched layer of A with its layer of B (the same name, or across architectures the layer at the
+    same relative depth, named in the tooltip), residual branches and block outputs as separate lines.
 
     Error bars are the jackknife interval over minibatches (which images were drawn); a brown bar per layer, the
     floor (untrained A-arch vs untrained B-arch, 5th-95th percentile over init pairs, a tick at the mean); a
     thin dark bar beside each point, the spread over the seed pairings (which seeds were trained); the grey band
     from 0 to the permutation null's 95th percentile, the independence check. A rule marks `parting_layer` when
     given. Each of `ceilings` (a model against another seed of its method) is drawn dashed in its own colour,
-    with its interval.
+    with its interval. `shown` (A's layers; all when None) thins what is drawn, the page's view of a deep network.
     """
     data = matched_frame(result)
-    data["curve"] = [f"A vs B: {KIND_NAMES[k]}" for k in data["kind"]]
     extra = ceiling_frame(result, ceilings or Ceilings())
+    if shown is not None:
+        data = data[data["layer"].isin(set(shown))].reset_index(drop=True)
+        extra = extra[extra["layer"].isin(set(shown))].reset_index(drop=True)
+    data["curve"] = [f"A vs B: {KIND_NAMES[k]}" for k in data["kind"]]
     extra["curve"] = [f"ceiling: {name}" for name in extra["comparison"]]
     extra["line"] = [KIND_NAMES[k] for k in extra["kind"]]
-    order = list(result.matched)
-    x = alt.X("layer:N", sort=order, title="layer (same name in both models)", axis=LAYER_AXIS)
+    order = list(data["layer"])
+    by_depth = result.matching == BY_DEPTH
+    words = (
+        "layer of A (B's at the same relative depth: hover a point)" if by_depth else "layer (same name in both models)"
+    )
+    x = alt.X("layer:N", sort=order, title=words, axis=LAYER_AXIS)
     values = [
         data[["cka", "low", "null_p95", "floor_low", "seeds_low"]].to_numpy(dtype=float),
         extra[["ceiling_low"]].to_numpy(dtype=float),
@@ -234,7 +261,8 @@ def matched_curve(
     y_scale = alt.Scale(domain=[lowest, 1.0])
     colour = curve_colour(data, extra)
     tooltip = [
-        "layer:N",
+        alt.Tooltip("layer:N", title="A's layer" if by_depth else "layer"),
+        *([alt.Tooltip("layer_b:N", title="B's layer")] if by_depth else []),
         "kind:N",
         alt.Tooltip("cka:Q", title="CKA", format=".3f"),
         alt.Tooltip("low:Q", title="interval low", format=".3f"),
@@ -286,7 +314,7 @@ def matched_curve(
         )
         layers += [rule, text]
     return alt.layer(*layers).properties(
-        title=alt.TitleParams("Matched layers: A's layer i against B's layer i", subtitle=parts),
+        title=alt.TitleParams(matched_title(result), subtitle=parts),
         height=300,
         autosize=FIT_WIDTH,
         usermeta=drawn(len(data) + len(extra)),

@@ -36,6 +36,7 @@ from ui.charts import (
     ceiling_frame,
     floor_label,
     matched_frame,
+    matched_title,
     seeds_label,
 )
 
@@ -115,21 +116,22 @@ def _segments(axes: _Axes, layers: Sequence[str], values: Sequence) -> list[str]
     return [points for points in out if " " in points]
 
 
-def _point(axes: _Axes, layer: str, value: float, low, high, colour: str, label: str, hollow: bool) -> str:
+def _point(axes: _Axes, layer: str, value: float, low, high, colour: str, label: str, hollow: bool, named: str) -> str:
+    """A layer's point; `named` is how its hover text names the layer (with B's partner when paired by depth)."""
     span = f" (95% interval {low:.3f} to {high:.3f})" if _finite(low) and _finite(high) else ""
     fill = "white" if hollow else colour
     return (
         f'<circle class="point" cx="{_number(axes.x(layer))}" cy="{_number(axes.y(value))}" r="{3 if hollow else 4}" '
         f'fill="{fill}" stroke="{colour}" data-series={quoteattr(label)} data-layer={quoteattr(layer)} '
-        f'data-value="{value:.6f}"><title>{escape(f"{label}, {layer}: CKA {value:.3f}{span}")}</title></circle>'
+        f'data-value="{value:.6f}"><title>{escape(f"{label}, {named}: CKA {value:.3f}{span}")}</title></circle>'
     )
 
 
-def _bar(axes: _Axes, layer: str, low, high, colour: str, opacity: float, label: str) -> str:
+def _bar(axes: _Axes, layer: str, low, high, colour: str, opacity: float, label: str, named: str) -> str:
     if not (_finite(low) and _finite(high)):
         return ""
     x = _number(axes.x(layer))
-    words = escape(f"{label}, {layer}: 95% interval {low:.3f} to {high:.3f}")
+    words = escape(f"{label}, {named}: 95% interval {low:.3f} to {high:.3f}")
     return (
         f'<line class="interval" x1="{x}" x2="{x}" y1="{_number(axes.y(low))}" y2="{_number(axes.y(high))}" '
         f'stroke="{colour}" stroke-width="2" opacity="{opacity}"><title>{words}</title></line>'
@@ -169,9 +171,11 @@ def _series(
             parts.append(f"{line}<title>{words}</title></polyline>")
     for row in frame.itertuples():
         v, lo, hi = getattr(row, value), getattr(row, low), getattr(row, high)
-        parts.append(_bar(axes, row.layer, lo, hi, colours[row.kind], 0.5 if ceiling else 0.6, label))
+        partner = getattr(row, "layer_b", row.layer)
+        named = row.layer if partner == row.layer else f"A's {row.layer} with B's {partner}"
+        parts.append(_bar(axes, row.layer, lo, hi, colours[row.kind], 0.5 if ceiling else 0.6, label, named))
         if _finite(v):
-            parts.append(_point(axes, row.layer, v, lo, hi, colours[row.kind], label, ceiling))
+            parts.append(_point(axes, row.layer, v, lo, hi, colours[row.kind], label, ceiling, named))
     return parts
 
 
@@ -287,9 +291,10 @@ def _keys(result: AnalysisResult, data: pd.DataFrame, extra: pd.DataFrame) -> li
 def matched_figure(
     result: AnalysisResult, parting_layer: str | None = None, ceilings: Ceilings | None = None
 ) -> Figure:
-    """CKA of layer i of A with layer i of B (block outputs and residual branches as separate lines, other layers
-    as points) with its 95% interval over the images drawn; beside it what it is read against: a brown box per
-    layer, the floor (untrained A-arch vs untrained B-arch, 5th-95th percentile over init pairs, a line at the
+    """CKA of each matched layer of A with its layer of B (the same name, or across architectures the layer at the
+    same relative depth, named in each point's hover text); block outputs and residual branches as separate lines,
+    other layers as points, with its 95% interval over the images drawn; beside it what it is read against: a brown
+    box per layer, the floor (untrained A-arch vs untrained B-arch, 5th-95th percentile over init pairs, a line at the
     mean); a thin dark bar, the spread over the pairings of the methods' seeds; each model against another seed of
     its method, block outputs dashed and residual branches dotted (the ceiling); the permutation null's 95th
     percentile as a grey band from 0 (an independence check); and a rule at `parting_layer`. A result without
@@ -310,8 +315,7 @@ def matched_figure(
         f"<title>{escape(MATCHED_ALT)}</title>",
         f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
         f'<rect class="plot" x="{LEFT}" y="{top}" width="{WIDTH - LEFT - RIGHT}" height="{PLOT_HEIGHT}" fill="none"/>',
-        f'<text x="{LEFT}" y="22" font-size="16" font-weight="bold">Matched layers: A\'s layer i against B\'s layer i'
-        "</text>",
+        f'<text x="{LEFT}" y="22" font-size="16" font-weight="bold">{escape(matched_title(result))}</text>',
         f'<text x="{LEFT}" y="42" font-size="12" fill="#555">A = {escape(result.model_a.source)}, B = '
         f"{escape(result.model_b.source)} · {result.used_images:,} images · bars: 95% jackknife-t interval over "
         "minibatches</text>",

@@ -11,12 +11,12 @@ import streamlit as st
 from core.ceilings import Ceilings
 from core.findings import findings_table
 from core.interval import MIN_BATCHES
-from core.names import side_labels
+from core.names import BY_DEPTH, side_labels
 from core.report import report_csv, report_json
 from core.result import AnalysisResult
 from core.rules import in_words
 from models import NORMALISATIONS, ModelInfo, ModelSpec, SpecChoices
-from ui import verdicts
+from ui import readings, verdicts
 from ui.choices import use
 from ui.figure import Figure
 from ui.text import code, plain
@@ -211,3 +211,18 @@ def verdict_table(result: AnalysisResult, ceilings: Ceilings) -> None:
     )
     st.table(rows.style.map(verdicts.badge_style, subset=["verdict"]))
     st.markdown("**How the verdicts and the lines above are decided**\n" + "\n".join(f"- {r}" for r in in_words()))
+
+
+def note(text: str | None) -> None:
+    """A caption of one of ui.readings' notes, when the result calls for it (None: nothing to say)."""
+    if text:
+        st.caption(text)
+
+
+def pairing_table(result: AnalysisResult) -> None:
+    """Across architectures paired by relative depth, which layer of B each of A's matched layers is compared with
+    (in a closed expander); nothing when layers are paired by name."""
+    if result.matching != BY_DEPTH:
+        return
+    with st.expander("Which layer of B each of A's layers is compared with"):
+        st.table(pd.DataFrame(readings.pairing_rows(result)))

@@ -23,7 +23,7 @@ import pandas as pd
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 from core.data import SubsetSpec
-from core.names import OUTPUT, RESIDUAL, kind
+from core.names import BY_DEPTH, OUTPUT, RESIDUAL, kind, match_layers
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.result import AnalysisResult, SeedPairing
@@ -249,3 +249,52 @@ def with_synthetic_references(result: AnalysisResult, floor: float = 0.6, spread
         floor_method="untrained networks",
         seed_pairings=tuple(SeedPairing(f"a{k}", "b", result.matched_cka + shift) for k, shift in enumerate(shifts)),
     )
+
+
+def vit_layers(blocks: int) -> tuple[str, ...]:
+    """A ViT's layers as core.blocks names them: the stem, each block's attention and MLP read at the branch and
+    after the addition, the final norm, pooled features and logits."""
+    readings = ("attention branch", "attention output", "mlp branch", "output")
+    body = tuple(f"blocks.{i} {reading}" for i in range(blocks) for reading in readings)
+    return ("stem", *body, "final norm", "pooled", "logits")
+
+
+def synthetic_pair(layers_a: tuple[str, ...], layers_b: tuple[str, ...], **fields) -> AnalysisResult:
+    """A result of two models with these layers, their matched layers paired as the engine pairs them
+    (core.names.match_layers): CKA rising with depth, no floor or other seeds; `fields` set any other field."""
+    pairs, matching = match_layers(layers_a, layers_b)
+    n_a, n_b, m = len(layers_a), len(layers_b), len(pairs)
+    cross = np.add.outer(np.linspace(0.1, 0.5, n_a), np.linspace(0.1, 0.4, n_b))
+    matched_cka = np.array([cross[i, j] for i, j in pairs])
+    ramp_a, ramp_b = np.linspace(0.1, 0.9, n_a), np.linspace(0.1, 0.95, n_b)
+    result = AnalysisResult(
+        model_a=ModelIdentity("timm:vit_tiny_patch16_224", "a" * 64, "supervised", "timm:vit_tiny_patch16_224"),
+        model_b=ModelIdentity("timm:resnet18", "b" * 64, "simclr", "timm:resnet18"),
+        subset=SubsetSpec(per_class=10),
+        options=AnalysisOptions(),
+        used_images=100,
+        layers_a=layers_a,
+        layers_b=layers_b,
+        cross=cross,
+        self_a=np.eye(n_a),
+        self_b=np.eye(n_b),
+        undefined_a=(None,) * n_a,
+        undefined_b=(None,) * n_b,
+        matched=tuple(layers_a[i] for i, _ in pairs),
+        matched_cka=matched_cka,
+        null_mean=np.full(m, 0.01),
+        null_p95=np.full(m, 0.02),
+        interval_low=matched_cka - 0.05,
+        interval_high=matched_cka + 0.05,
+        class_a=ramp_a * 0.6,
+        class_b=ramp_b,
+        invariance_a=ramp_a,
+        invariance_b=ramp_b * 0.5,
+        probe_a=ramp_a,
+        probe_b=ramp_b,
+        invariance_pooled_a=ramp_a,
+        invariance_pooled_b=ramp_b * 0.5,
+        matching=matching,
+        matched_b=tuple(layers_b[j] for _, j in pairs) if matching == BY_DEPTH else (),
+    )
+    return replace(result, **fields)
