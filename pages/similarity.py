@@ -22,7 +22,8 @@ def across_heatmap(pair, rows: str, cols: str, thin: str = thinning.EVERY):
         pair.cross,
         pair.layers_a,
         pair.layers_b,
-        title=f"Across the models: every layer of {rows} against every layer of {cols}",
+        title=f"Across the models: every layer of {rows} against every layer of {cols}"
+        + ("" if thin == thinning.EVERY else f" ({thin} shown)"),
         row_title=f"layer of {rows}",
         col_title=f"layer of {cols}",
         undefined_rows=pair.undefined_a,

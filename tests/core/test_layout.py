@@ -3,6 +3,7 @@ spatial pooling averages the true spatial axes; a map whose layout cannot be kno
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 import pytest
@@ -13,11 +14,14 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.models.swin_transformer import SwinTransformer
 
 from core.blocks import find_layers, tracer_kwargs
+from core.comparison import finalize, pair_terms
+from core.errors import ResultFileError
 from core.features import FeatureExtractor
 from core.fingerprint import READOUT_TERMS, fingerprint, spatial_mean
 from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.probes import pool_features
+from core.result import from_json_dict, to_json_dict
 from core.store import Store, fingerprint_key
 from models.named import timm_module
 from tests.core.tiny import MEAN, STD, tiny_subset
@@ -157,3 +161,47 @@ def test_a_map_of_unknowable_layout_is_said_to_be_and_its_pooled_readouts_are_na
     assert Store(tmp_path, 10**8).fingerprint(key).unknown_layout == ("rotated",)  # a cached one says so too
     same_net = replace(net, layers=(("conv", "1"), ("logits", "5")))
     assert fingerprint(same_net, tiny_subset(16, size=8), options, CPU).unknown_layout == ()
+
+
+class _Tokens(nn.Module):
+    """A map [N, C, H, W] as tokens [N, T, C], as a ViT's patch embedding makes them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)
+
+
+class _MeanTokens(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1)
+
+
+def test_a_result_names_each_models_token_layers_and_layers_of_unknown_layout_and_reads_them_back(tmp_path):
+    """What the pages need to say what a token layer's readings hold and why a pooled read-out is missing: from the
+    layers' outputs as the network makes them, through a cached fingerprint and the result file; a file written
+    before results held them opens with none."""
+    torch.manual_seed(0)
+    tokens = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), _Tokens(), nn.LayerNorm(8), _MeanTokens(), nn.Linear(8, 10))
+    layers = (("conv", "0"), ("tokens", "2"), ("logits", "4"))
+    vit_like = _Net(tokens.eval(), ModelIdentity("test:tokens", "1" * 64, "supervised", "tokens"), layers)
+    rotating = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), _Rotate(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    )
+    odd = _Net(rotating.eval(), ModelIdentity("test:rot", "0" * 64, "supervised", "rot"))
+    options = AnalysisOptions(batch_size=8, permutations=0, probes=False, invariance=False)
+    subset = tiny_subset(16, size=8)
+    fa, fb = (fingerprint(net, subset, options, CPU) for net in (vit_like, odd))
+    assert (fa.tokens, fb.tokens) == (("tokens",), ())
+    store = Store(tmp_path, 10**8)
+    key = fingerprint_key(vit_like.identity.key, subset.spec, options)
+    store.put_fingerprint(key, fa)
+    assert Store(tmp_path, 10**8).fingerprint(key).tokens == ("tokens",)  # a cached one says so too
+    result = finalize(fa, fb, pair_terms(fa, fb, CPU), subset.spec, with_readouts=False)
+    fields = ("tokens_a", "tokens_b", "unknown_layout_a", "unknown_layout_b")
+    assert [getattr(result, f) for f in fields] == [("tokens",), (), (), ("rotated",)]
+    data = json.loads(json.dumps(to_json_dict(result)))
+    back = from_json_dict(data)
+    assert [getattr(back, f) for f in fields] == [("tokens",), (), (), ("rotated",)]
+    older = from_json_dict({k: v for k, v in data.items() if k not in fields})
+    assert [getattr(older, f) for f in fields] == [(), (), (), ()]
+    with pytest.raises(ResultFileError, match="its unknown_layout_b is not a list of that model's layers"):
+        from_json_dict(data | {"unknown_layout_b": ["tokens"]})  # a layer of A, not of B
