@@ -9,7 +9,9 @@ operations, each by its own meaning:
 
 - the image is [N, C, H, W]; a convolution, batch/group/instance norm or pooling (1-D or 2-D) makes channels
   axis 1 (a BatchNorm1d's input is [N, C] or [N, C, L]: axis 1 either way);
-- a LayerNorm or Linear layer (module or function) works over the last axis: its output has channels last;
+- a LayerNorm or Linear layer (module or function) works over the last axis: its output has channels last,
+  unless its input's channels are known to be elsewhere (an MLP-Mixer's token mixing: a Linear over the
+  positions of [N, C, T]), where they stay;
 - a permute or transpose moves the channel axis with it;
 - element-wise operations, activations, dropouts, identities, padding, rolling, plain slicing keep it;
 - a reshape (a Flatten or Unflatten module included) keeps it where it keeps the sizes of every axis up to and
@@ -232,7 +234,9 @@ def _forward(graph_module: fx.GraphModule, node: fx.Node, axis: dict[fx.Node, in
     if type(module) in _LAST_AXIS_MODULES or (node.op == "call_function" and node.target in _LAST_AXIS_FUNCTIONS):
         if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
             return None
-        return rank - 1
+        source = next(iter(_inputs(node)), None)
+        known = axis.get(source) if source is not None and _rank(source) == rank else None
+        return known if known is not None and known != rank - 1 else rank - 1  # positions mixed: channels stay
     inputs = _inputs(node)
     if not inputs:
         return None

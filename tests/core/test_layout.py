@@ -240,6 +240,26 @@ def test_a_vits_tokens_are_handed_over_as_the_network_makes_them():
         torch.testing.assert_close(pool_features(got), class_and_rest, rtol=1e-5, atol=1e-5)
 
 
+def test_a_mixers_token_mixing_branch_is_pooled_over_its_tokens():
+    """An MLP-Mixer mixes tokens with Linear layers over the last axis of [N, C, T], then transposes back: the
+    channels stay at axis 1 through those layers, so the branch is tokens [N, T, C], handed over as made."""
+    torch.manual_seed(0)
+    mixer = timm_module().models.MlpMixer(num_classes=10, img_size=32, patch_size=8, num_blocks=2, embed_dim=24)
+    module = mixer.eval()
+    images = torch.randn(2, 3, 32, 32)
+    read, extractor = _streamed(module, find_layers(module), images)
+    truth = _stage_outputs(module, ["stem", "blocks.0"], images)
+    assert not extractor.unknown_layout
+    for k, given in enumerate((truth["stem"], truth["blocks.0"])):  # each block's input
+        block = module.blocks[k]
+        with torch.no_grad():
+            mixed = block.mlp_tokens(block.norm1(given).transpose(1, 2)).transpose(1, 2)
+        got = read[f"blocks.{k} mlp_tokens branch"]
+        assert got.shape == mixed.shape == (2, 16, 24)  # 16 patches, 24 channels
+        torch.testing.assert_close(got, mixed, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(spatial_mean(got), mixed.mean(1), rtol=1e-5, atol=1e-5)
+
+
 class _Rotate(nn.Module):
     """An operation whose effect on the layout the engine does not know (a rotation of two axes)."""
 
