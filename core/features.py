@@ -11,11 +11,14 @@ nothing).
 `stream` hands each chosen layer's output to a function as the network makes it, and keeps none of them: a batch
 then holds one layer's output at a time beside the network's own activations, instead of every chosen layer's.
 
-Every 4-D map leaves the extractor as [N, C, H, W], whatever layout the network makes it in: a layer whose
-channels come last (Swin's [N, H, W, C]) is permuted as it is handed over, its channel axis decided from the
-network's own operations (core.layout), so that everything downstream pools over the true spatial axes. A 4-D
-layer whose channel axis cannot be known is handed over as made and named in `unknown_layout`; whoever pools it
-must say so instead of pooling guessed axes.
+Every 4-D map leaves the extractor as [N, C, H, W] and every 3-D output as tokens [N, T, C], whatever layout the
+network makes them in: a map whose channels come last (Swin's [N, H, W, C]) is permuted as it is handed over, a
+3-D output whose channels come first (a Conv1d's [N, C, L]) transposed, its channel axis decided from the
+network's own operations (core.layout), so that everything downstream pools over the true positions. A 3-D or
+4-D layer whose channel axis cannot be known is handed over as made and named in `unknown_layout`; whoever pools
+it must say so instead of pooling guessed axes. (The flattened reading CKA compares is not affected by the
+permutation: it reorders each image's feature columns the same way, which leaves linear and RBF Grams as they
+are; tests/core/test_layout.py holds it.)
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from core.blocks import tracer_kwargs
 from core.errors import ContractError
-from core.layout import channel_axes, hooked_channel_axis, to_channels_first
+from core.layout import channel_axes, hooked_channel_axis, to_channels_first, to_tokens
 
 Consume = Callable[[int, torch.Tensor], None]  # (index of the layer in the order given, its output)
 _STREAM = threading.local()  # the Consume of the stream running in this thread
@@ -116,18 +119,21 @@ class _Prepared:
             self.streaming = _streaming(self.graph, nodes).eval()
         except Exception:  # noqa: BLE001 - any tracing failure means: use hooks instead
             self.graph = None
+            self.module.eval()  # a trace that failed may leave the copy in training mode (torchvision traces both)
             missing = set(nodes) - dict(self.module.named_modules()).keys()
             if missing:
                 raise ContractError(f"layers not found in the network: {sorted(missing)}") from None
 
-    def channel_axes(self, x: torch.Tensor) -> tuple[int | None, ...]:
+    def channel_axes(self, x: torch.Tensor, ranks: Sequence[int]) -> tuple[int | None, ...]:
         """Per node, the axis of its output holding channels (None: unknown), decided once, from the traced graph
-        and one image of `x` (core.layout), or from the module's kind when read through hooks."""
+        and one image of `x` (core.layout), or, read through hooks, from the module's kind and the rank of its
+        output (`ranks`, per node)."""
         with self.axes_lock:
             if self.axes is None:
                 if self.graph is None:
                     modules = dict(self.module.named_modules())
-                    self.axes = tuple(hooked_channel_axis(modules[n]) for n in self.nodes)
+                    kinds = [modules[n] for n in self.nodes]
+                    self.axes = tuple(hooked_channel_axis(m, r) for m, r in zip(kinds, ranks, strict=True))
                 else:
                     output = next(node for node in self.graph.graph.nodes if node.op == "output")
                     produced = [output.args[0][n] for n in self.nodes]
@@ -175,31 +181,32 @@ class FeatureExtractor:
         self.nodes = [node for _, node in layers]
         self.device = device
         self._prepared = _prepared(module, tuple(self.nodes), device)
-        self.unknown_layout: set[str] = set()  # names of 4-D layers whose channel axis cannot be known
+        self.unknown_layout: set[str] = set()  # names of 3-D and 4-D layers whose channel axis cannot be known
 
-    def _channels_first(self, axes: tuple[int | None, ...], index: int, features: torch.Tensor) -> torch.Tensor:
-        """A layer's output with a 4-D map as [N, C, H, W] (unchanged where it is already, or where its channel
-        axis is unknown: then its name goes into `unknown_layout`)."""
-        if features.dim() != 4:
+    def _handed_over(self, axes: tuple[int | None, ...], index: int, features: torch.Tensor) -> torch.Tensor:
+        """A layer's output with a 4-D map as [N, C, H, W] and a 3-D one as tokens [N, T, C] (unchanged where it
+        is already, or where its channel axis is unknown: then its name goes into `unknown_layout`)."""
+        if features.dim() not in (3, 4):
             return features
-        if axes[index] is None:
+        axis = axes[index]
+        if axis is None or not 0 < axis < features.dim():  # the batch axis never holds channels
             self.unknown_layout.add(self.names[index])
             return features
-        return to_channels_first(features, axes[index])
+        return to_channels_first(features, axis) if features.dim() == 4 else to_tokens(features, axis)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Features per layer for `images` (normalised, N x 3 x H x W), each [N, ...]."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with _LOCK.shared():
-            axes = self._prepared.channel_axes(x)
         with self._autocast(), _LOCK.shared():
             if self._prepared.graph is not None:
                 out = self._prepared.graph(x)
                 features = [out[n] for n in self.nodes]
             else:
                 features = self._hooked(x)
-        return [self._channels_first(axes, j, f) for j, f in enumerate(features)]
+        with _LOCK.shared():
+            axes = self._prepared.channel_axes(x, [f.dim() for f in features])
+        return [self._handed_over(axes, j, f) for j, f in enumerate(features)]
 
     @torch.inference_mode()
     def stream(self, images: torch.Tensor, consume: Consume) -> None:
@@ -216,8 +223,8 @@ class FeatureExtractor:
                 _STREAM.consume = None
             return
         with _LOCK.shared():
-            axes = self._prepared.channel_axes(x)
-        _STREAM.consume = lambda j, features: consume(j, self._channels_first(axes, j, features))
+            axes = self._prepared.channel_axes(x, ())  # a traced graph: ranks come from its own shape pass
+        _STREAM.consume = lambda j, features: consume(j, self._handed_over(axes, j, features))
         try:
             with self._autocast(), _LOCK.shared():
                 self._prepared.streaming(x)

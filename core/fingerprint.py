@@ -64,7 +64,7 @@ class Fingerprint:
     # READOUT_TERMS; the label row has L + 1 entries, the others L and a 0), so that every read-out has its
     # delete-one-minibatch jackknife; () in a fingerprint made without them
     batch_readouts: tuple[torch.Tensor, ...] = ()
-    # layers whose output is a 4-D map with no knowable channel axis (core.layout): their pooled invariance and
+    # layers whose output is 3-D or 4-D with no knowable channel axis (core.layout): their pooled invariance and
     # probe features are NaN, never averages over guessed axes
     unknown_layout: tuple[str, ...] = ()
     # layers whose output is tokens [N, T, C] (a transformer's): read flattened for CKA, every token, and averaged
@@ -253,8 +253,8 @@ def fingerprint_steps(
 
 def spatial_mean(features: torch.Tensor) -> torch.Tensor:
     """A layer's output averaged over positions: a map [N, C, H, W] (core.features hands every map over
-    channels first) over H and W, tokens [N, T, C] (a transformer's,
-    class token included) over T; a vector as it is."""
+    channels first) over H and W, tokens [N, T, C] (core.features hands every 3-D output over so: a transformer's
+    tokens, class token included, or a Conv1d's [N, C, L] transposed) over T; a vector as it is."""
     if features.dim() == 4:
         return features.float().mean((2, 3))
     if features.dim() == 3:

@@ -1,22 +1,27 @@
 """Which axis of a layer's output holds its channels, read from what the network does rather than from shapes.
 
-Pooling over space (pooled invariance, the probes' 2 x 2 grid) must know which axes of a 4-D map are spatial.
-Most networks make maps [N, C, H, W]; some (Swin, and any network that moves channels last before a LayerNorm
-or Linear layer) make [N, H, W, C]. Averaging the wrong axes silently gives wrong read-outs, so each read
-layer's channel axis is decided from the graph's operations, each by its own meaning:
+Pooling over positions (pooled invariance, the probes' 2 x 2 grid or class token) must know which axes of a map
+are positions. Most networks make 4-D maps [N, C, H, W]; some (Swin, and any network that moves channels last
+before a LayerNorm or Linear layer) make [N, H, W, C]. 3-D outputs are tokens [N, T, C] in a transformer, but
+[N, C, L] in a Conv1d stack, a patch embedding flattened before its transpose or a token-mixing branch. Averaging
+the wrong axes silently gives wrong read-outs, so each read layer's channel axis is decided from the graph's
+operations, each by its own meaning:
 
-- the image is [N, C, H, W]; a convolution, batch/group/instance norm or 2-D pooling makes channels axis 1;
-- a LayerNorm or Linear layer (module or function) works over the last axis: its output has channels last;
+- the image is [N, C, H, W]; a convolution, batch/group/instance norm or pooling (1-D or 2-D) makes channels
+  axis 1 (a BatchNorm1d's input is [N, C] or [N, C, L]: axis 1 either way);
+- a LayerNorm or Linear layer (module or function) works over the last axis: its output has channels last,
+  unless its input's channels are known to be elsewhere (an MLP-Mixer's token mixing: a Linear over the
+  positions of [N, C, T]), where they stay;
 - a permute or transpose moves the channel axis with it;
 - element-wise operations, activations, dropouts, identities, padding, rolling, plain slicing keep it;
-- a reshape keeps it where it keeps the sizes of every axis up to and including the channel axis (leading
-  channels: [N, C, L] -> [N, C, H, W]) or from it on (trailing channels: [N, L, C] -> [N, H, W, C]), since a
-  row-major reshape then indexes the same channel at the same place;
+- a reshape (a Flatten or Unflatten module included) keeps it where it keeps the sizes of every axis up to and
+  including the channel axis (leading channels: [N, C, L] -> [N, C, H, W]) or from it on (trailing channels:
+  [N, L, C] -> [N, H, W, C]), since a row-major reshape then indexes the same channel at the same place;
 - both inputs of a residual addition hold the same layout, so a branch made by operations of unknown meaning
   (a window reversal) takes the layout of what it is added to.
 
 Anything else (a module of unknown meaning, a reshape that mixes channels with space) leaves the channel axis
-unknown; a 4-D layer whose channel axis is unknown is reported as such, never pooled over guessed axes. The
+unknown; a 3-D or 4-D layer whose channel axis is unknown is reported as such, never pooled over guessed axes. The
 ranks and sizes these rules need come from one forward pass of one image (torch.fx's ShapeProp).
 """
 
@@ -29,29 +34,46 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+# Modules and functions whose output has channels at axis 1, whatever its rank (a batch/instance norm or pooling
+# of [N, C] or [N, C, L] included)
 _CHANNELS_FIRST_MODULES = (
     nn.Conv1d,
     nn.Conv2d,
     nn.Conv3d,
+    nn.ConvTranspose1d,
     nn.ConvTranspose2d,
+    nn.BatchNorm1d,
     nn.BatchNorm2d,
     nn.GroupNorm,
+    nn.InstanceNorm1d,
     nn.InstanceNorm2d,
+    nn.MaxPool1d,
     nn.MaxPool2d,
+    nn.AvgPool1d,
     nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
     nn.LocalResponseNorm,
 )
 _CHANNELS_FIRST_FUNCTIONS = {
+    F.conv1d,
     F.conv2d,
+    F.conv_transpose1d,
+    F.conv_transpose2d,
     F.batch_norm,
     F.group_norm,
     F.instance_norm,
+    F.max_pool1d,
     F.max_pool2d,
+    F.avg_pool1d,
     F.avg_pool2d,
+    F.adaptive_avg_pool1d,
     F.adaptive_avg_pool2d,
+    F.adaptive_max_pool1d,
     F.adaptive_max_pool2d,
+    torch.conv1d,
     torch.conv2d,
     torch.batch_norm,
 }
@@ -212,7 +234,9 @@ def _forward(graph_module: fx.GraphModule, node: fx.Node, axis: dict[fx.Node, in
     if type(module) in _LAST_AXIS_MODULES or (node.op == "call_function" and node.target in _LAST_AXIS_FUNCTIONS):
         if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
             return None
-        return rank - 1
+        source = next(iter(_inputs(node)), None)
+        known = axis.get(source) if source is not None and _rank(source) == rank else None
+        return known if known is not None and known != rank - 1 else rank - 1  # positions mixed: channels stay
     inputs = _inputs(node)
     if not inputs:
         return None
@@ -223,6 +247,8 @@ def _forward(graph_module: fx.GraphModule, node: fx.Node, axis: dict[fx.Node, in
         return axes.pop() if len(axes) == 1 and _rank(source) == rank else None
     if known is None:
         return None
+    if isinstance(module, nn.Flatten | nn.Unflatten):
+        return _reshaped(_shape(source), _shape(node), known)
     if node.op in ("call_method", "call_function") and _name(node) == "permute":
         dims = _dims(node)
         return dims.index(known) if dims is not None and known in dims else None
@@ -279,17 +305,21 @@ def _backward(graph_module: fx.GraphModule, node: fx.Node, axis: dict[fx.Node, i
             axis[inputs[0]] = known
 
 
-def hooked_channel_axis(module: nn.Module) -> int | None:
-    """The channel axis of a module's 4-D output where its kind says it (for networks read through hooks): a
-    declared output format ('NHWC' / 'NCHW', as timm's modules carry), a convolution or 2-D norm or pooling
-    (axis 1), a LayerNorm or Linear layer (the last axis, 3); else None."""
+def hooked_channel_axis(module: nn.Module, rank: int) -> int | None:
+    """The channel axis of a module's output of `rank` axes where its kind says it (for networks read through
+    hooks): a declared output format of that rank ('NCHW' / 'NHWC' / 'NCL' / 'NLC', as timm's modules carry; a
+    format of another rank says nothing: timm's flattening patch embedding declares 'NCHW' and makes [N, L, C]),
+    a convolution or batch/instance norm or pooling (axis 1, 1-D and 2-D alike), a LayerNorm or Linear layer (the
+    last axis); else None."""
     declared = str(getattr(module, "output_fmt", "") or "").upper().rsplit(".", 1)[-1]
-    if declared in ("NCHW", "NHWC"):
+    if declared in ("NCHW", "NHWC", "NCL", "NLC") and len(declared) == rank:
         return declared.index("C")
     if isinstance(module, _CHANNELS_FIRST_MODULES):
         return 1
     if type(module) in _LAST_AXIS_MODULES:
-        return 3
+        if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
+            return None
+        return rank - 1
     return None
 
 
@@ -299,3 +329,9 @@ def to_channels_first(features: torch.Tensor, channel_axis: int) -> torch.Tensor
         return features
     order = [0, channel_axis] + [d for d in range(1, features.dim()) if d != channel_axis]
     return features.permute(order)
+
+
+def to_tokens(features: torch.Tensor, channel_axis: int) -> torch.Tensor:
+    """A 3-D output with channels at `channel_axis` (1 or 2) as tokens [N, T, C]: [N, C, L] transposed to
+    [N, L, C], tokens as they are."""
+    return features.transpose(1, 2) if channel_axis == 1 else features

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 def pool_features(x: torch.Tensor, grid: int = 2) -> torch.Tensor:
     """Flatten a layer's output to a modest width for probing: conv maps [N, C, H, W] (core.features hands every
     map over channels first) are average-pooled to a
-    `grid` x `grid` map (so 4C values), a transformer's tokens [N, T, C] to the class token (or first token) beside
-    the mean of the others (2C values), vectors pass through."""
+    `grid` x `grid` map (so 4C values), tokens [N, T, C] (core.features hands every 3-D output over so, a Conv1d's
+    [N, C, L] transposed) to the class token (or first token) beside the mean of the others (2C values), vectors
+    pass through."""
     if x.dim() == 4:
         x = F.adaptive_avg_pool2d(x.float(), grid)
     elif x.dim() == 3:

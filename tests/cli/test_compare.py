@@ -324,9 +324,9 @@ def _assert_readings_are_the_hooked_outputs(network, blocks: list[str]) -> None:
     images = preprocess(load_subset(SubsetSpec(per_class=1)).images[:2], network.input)
     names = [name for name, _ in network.layers]
     read: dict[str, torch.Tensor] = {}
-    FeatureExtractor(network.module, network.layers, torch.device("cpu")).stream(
-        images, lambda j, f: read.__setitem__(names[j], f.clone())
-    )
+    extractor = FeatureExtractor(network.module, network.layers, torch.device("cpu"))
+    extractor.stream(images, lambda j, f: read.__setitem__(names[j], f.clone()))
+    assert not extractor.unknown_layout  # every map and token layer is pooled over its true positions
     modules = dict(network.module.named_modules())
     hooked: dict[str, torch.Tensor] = {}
     nodes = dict(network.layers)

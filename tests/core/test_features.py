@@ -198,6 +198,38 @@ def test_streaming_a_network_fx_cannot_trace_hands_over_the_same_features():
     assert not any(inference)
 
 
+class _UntraceableNormed(torch.nn.Module):
+    """A network torch.fx cannot trace, with a batch norm and a dropout: what it reads depends on its mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.norm, self.drop = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.a(x))
+        if x.sum() > -1e9:
+            x = x + 0
+        return self.drop(x)
+
+
+def test_a_network_fx_cannot_trace_is_read_in_eval_mode_and_left_as_it_was():
+    """The failed trace once left the hooked copy in training mode: batch statistics and dropout in the readings,
+    and the running statistics it shares with the network updated by every forward pass."""
+    torch.manual_seed(0)
+    module = _UntraceableNormed().eval()
+    with torch.no_grad():
+        module.norm.running_mean.uniform_(-1, 1)
+    weights = {k: v.clone() for k, v in module.state_dict().items()}
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        expected = module.norm(module.a(x))
+    extractor = FeatureExtractor(module, [("norm", "norm"), ("drop", "drop")], CPU)
+    norm, drop = extractor(x)
+    torch.testing.assert_close(norm, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(drop, expected, rtol=1e-5, atol=1e-5)  # no dropout
+    assert all(torch.equal(v, weights[k]) for k, v in module.state_dict().items())
+
+
 def test_the_consumer_of_a_stream_under_autocast_runs_without_it(tiny_specs):
     """bf16 forward passes (the bench's CPU autocast, CUDA's always) must leave the Grams in full precision."""
     network = load_model(tiny_specs["a"])
