@@ -25,8 +25,12 @@ os.environ[settings.CALIBRATION_IMAGES] = "0"
 # The app's floors rest on 2 pairs of untrained networks here, not 8: every app test computes them, and the band's
 # own behaviour at 8 pairs is tested on the engine and the command line (tests/core/test_floors.py, tests/cli).
 os.environ[settings.FLOOR_PAIRS] = "2"
-# The result store lives in a fresh folder per test run, never in the user's cache.
-os.environ[settings.STORE] = tempfile.mkdtemp(prefix="cka-lens-test-store-")
+# The result store lives in a fresh folder per test run, never in the user's cache. pytest-xdist's workers inherit
+# the folder made by the process that starts them, so they share one store, as a server's processes would: what one
+# worker computed, the other reads (a test that needs a store of its own sets one).
+if "CKA_LENS_TEST_RUN_STORE" not in os.environ:  # the process that starts the run (or the workers)
+    os.environ["CKA_LENS_TEST_RUN_STORE"] = tempfile.mkdtemp(prefix="cka-lens-test-store-")
+os.environ[settings.STORE] = os.environ["CKA_LENS_TEST_RUN_STORE"]
 
 
 def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Path:

@@ -1,7 +1,8 @@
 """The direction of dependency: the engine imports no networks, app or Streamlit; networks import no app.
 
-Each check imports every module of a package in a fresh interpreter and looks at what else got loaded,
-so an import hidden in a function body that runs at import time is caught too.
+One fresh interpreter imports every module of each package, lowest floor first, and notes after each package
+what has been loaded so far, so an import hidden in a function body that runs at import time is caught too. Since
+a floor may import those below it, what is loaded after a floor and all below it is that floor's own reach.
 """
 
 from __future__ import annotations
@@ -16,22 +17,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FLOORS = ("core", "models", "training")  # lowest first
 PROBE = """
 import importlib, json, pkgutil, sys
-package = importlib.import_module(sys.argv[1])
-names = [sys.argv[1]] + [f"{sys.argv[1]}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
-                         if not m.name.startswith("__")]
-for name in names:
-    importlib.import_module(name)
-print(json.dumps({"imported": names, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
+found = {}
+for floor in sys.argv[1:]:
+    package = importlib.import_module(floor)
+    modules = [m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("__")]
+    names = [floor] + [f"{floor}.{m}" for m in modules]
+    for name in names:
+        importlib.import_module(name)
+    found[floor] = {"imported": names, "loaded": sorted({m.split(".")[0] for m in sys.modules})}
+print(json.dumps(found))
 """
 
 
 @functools.cache
-def _load(package: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", PROBE, package], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _loaded() -> dict:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *FLOORS], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
+
+
+def _load(package: str) -> dict:
+    """What importing `package` and every floor below it loaded."""
+    return _loaded()[package]
 
 
 @pytest.mark.parametrize(
