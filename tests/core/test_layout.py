@@ -345,10 +345,8 @@ def test_a_result_names_each_models_token_layers_and_layers_of_unknown_layout_an
     tokens = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), _Tokens(), nn.LayerNorm(8), _MeanTokens(), nn.Linear(8, 10))
     layers = (("conv", "0"), ("tokens", "2"), ("logits", "4"))
     vit_like = _Net(tokens.eval(), ModelIdentity("test:tokens", "1" * 64, "supervised", "tokens"), layers)
-    rotating = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), _Rotate(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
-    )
-    odd = _Net(rotating.eval(), ModelIdentity("test:rot", "0" * 64, "supervised", "rot"))
+    build, rotated = ROTATING["map"]
+    odd = _Net(build().eval(), ModelIdentity("test:rot", "0" * 64, "supervised", "rot"), rotated)
     options = AnalysisOptions(batch_size=8, permutations=0, probes=False, invariance=False)
     subset = tiny_subset(16, size=8)
     fa, fb = (fingerprint(net, subset, options, CPU) for net in (vit_like, odd))
