@@ -90,7 +90,13 @@ def bundled_pair(stand_in_dir, monkeypatch) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` need CUDA: on a machine without it they are reported as skipped, never run."""
+    """Tests marked `gpu` need CUDA: on a machine without it they are reported as skipped, never run.
+
+    The files holding a test marked `slow` run first, each kept whole (so a file's fixtures are made once per worker):
+    pytest-xdist's workers take the next test as they finish one, so the long tests start early and the short ones
+    fill in around them, rather than one worker running a long test alone at the end while the other waits."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort: the collection order otherwise
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none here")

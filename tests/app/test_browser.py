@@ -59,6 +59,7 @@ def test_a_deep_link_on_a_fresh_server_gets_the_sidebar_with_the_links_choices(f
         browser.close()
 
 
+@pytest.mark.slow
 def test_every_page_draws_without_an_exception(app_server, query, tmp_path_factory):
     from playwright.sync_api import expect, sync_playwright
 

@@ -32,6 +32,7 @@ def server():
         yield base
 
 
+@pytest.mark.slow
 def test_a_near_chance_upload_is_named_above_a_refused_one_class_subset(server, tiny_specs, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -119,6 +119,7 @@ def test_the_ceiling_stays_after_model_a_changes_and_the_url_holds_specs(browser
     page.close()
 
 
+@pytest.mark.slow
 def test_every_page_opened_by_a_hostile_link_says_what_it_left_out_on_top_and_shows_no_internals(browser):
     from playwright.sync_api import expect
 

@@ -89,6 +89,7 @@ def _check_steady(samples: list[dict], old: int, new: int, areas: int) -> None:
     assert [k for k, _ in steps] == sorted(k for k, _ in steps), report
 
 
+@pytest.mark.slow
 def test_a_subset_change_keeps_one_figure_in_place_and_no_stale_text(app_server):
     """On the shared server (tests/app/conftest.py): no other test asks for subset_seed 731, so each change is
     computed while the page is sampled."""

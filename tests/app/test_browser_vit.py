@@ -30,6 +30,7 @@ def _vit_bytes() -> bytes:
     return save({k: v.contiguous() for k, v in model.state_dict().items()})
 
 
+@pytest.mark.slow
 def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(app_server, tiny_specs, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -43,6 +43,7 @@ async def _watch(browser, url: str) -> dict:
     return seen
 
 
+@pytest.mark.slow
 def test_a_preview_is_drawn_before_the_result_and_gives_way_to_it(tiny_specs):
     models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
     query = f"{models}per_class=20&subset_seed=17&batch=20"  # 200 images in 10 minibatches

@@ -83,6 +83,7 @@ def _killed_mid_write(store: Path, env: dict[str, str], query: str) -> tuple[lis
     return caught, sorted(p.name for p in store.iterdir()) if store.is_dir() else []
 
 
+@pytest.mark.slow
 def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tmp_path, tiny_specs):
     store = tmp_path / "store"
     env = {settings.STORE: str(store)}

@@ -86,6 +86,7 @@ async def _upload(browser, base: str, query: dict[str, str], name: str, data: by
     return text
 
 
+@pytest.mark.slow
 def test_six_visitors_arriving_together_each_see_only_their_own(tiny_specs):
     models = {} if REAL_PAIR else {"a": tiny_specs["a"], "b": tiny_specs["b"]}
     subsets = [

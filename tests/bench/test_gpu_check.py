@@ -113,6 +113,7 @@ def _run_dry(tmp: Path, out: Path, modules_file: Path) -> None:
     modules_file.write_text("\n".join(sorted(modules)))
 
 
+@pytest.mark.slow
 def test_every_step_ran_and_said_how_it_ended(dry_run):
     report, _, _ = dry_run
     assert list(report["steps"]) == STEPS and report["finished"]

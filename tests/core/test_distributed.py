@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--device", "cpu", "--floor-pairs", "2"]
@@ -21,6 +22,7 @@ def _run(cmd: list[str], out: Path) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(tiny_specs, tmp_path):
     common = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], *ARGS]
     one = _run([sys.executable, "-m", "cli", *common, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")

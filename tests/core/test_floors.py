@@ -75,6 +75,7 @@ def test_matched_terms_give_the_comparison_s_matched_cka(tiny_specs):
         matched_terms(fa, fingerprint(b, subset, replace(options, batch_size=25), CPU))
 
 
+@pytest.mark.slow
 def test_the_floor_band_holds_an_independent_mean_over_eight_untrained_pairs(bundled_pair):
     """At the stem and at layer1.1's output: the engine's band over 8 init pairs (minibatch CKA) holds the mean of
     plain full-batch float64 CKA over 8 untrained pairs built here from build_resnet under the same seeds."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.networks
@@ -21,6 +22,7 @@ def _upload_bytes(seed: int, tmp_path) -> bytes:
     return (folder / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_four_sessions_keep_their_uploads_and_results_apart(bundled_pair, tmp_path):
     sessions = []
     for i in range(4):  # interleaved: every session is opened before any finishes its work
