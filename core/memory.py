@@ -139,7 +139,7 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     px, untrained timm networks, 100 test images, batch 100, one thread: ViT-Tiny/16 vs itself 326 MiB [437: a
     single batch, whose heap never reaches the slack that later batches may], ViT-Tiny/16 vs ResNet-18 927 MiB
     [951]; batch 250, 1,000 test images, two threads (BENCHMARKS.md, "Other architectures"): the bundled ResNet-18
-    w16 pair at 32 px 172 MiB [252], ViT-S/16 vs itself 1,169 MiB [1,261], ViT-S/16 vs ResNet-50 2,924 MiB [3,076].
+    w16 pair at 32 px 172 MiB [251], ViT-S/16 vs itself 1,169 MiB [1,261], ViT-S/16 vs ResNet-50 2,924 MiB [3,076].
     Layer shapes that were not measured (a plain list) count four largest layer outputs for the activations and the
     layer output itself as the one allocation.
 
