@@ -98,7 +98,8 @@ def layer_shapes(network: Network, device: torch.device) -> LayerShapes:
     """Per-example output shape of every analysed layer, from a forward pass of a single image at the network's
     own input size (a 224 px ViT's [197, 192] tokens, not a 32 px image's), read as an analysis reads it (one layer
     handed over at a time: FeatureExtractor.stream); a second such pass, under ForwardBytes, measures what it
-    allocates (left unmeasured where the count cannot follow an operation)."""
+    allocates (the first also decides each layer's channel axis, once per network, which the count must leave out;
+    left unmeasured where the count cannot follow an operation)."""
     extractor = FeatureExtractor(network.module, network.layers, device)
     form = getattr(network, "input", None)  # core.network.input_of: a network without one reads CIFAR's 32 px
     size = form.size if form is not None and form.size else (32, 32)
@@ -126,11 +127,11 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features (bfloat16), of
     which at most CKA_LENS_SPILL_MB stays in memory (the rest is in files: core.spill). On top, whichever is larger:
     a forward pass, or the widest layer's probe. A forward pass counts b times the activation bytes one image's pass
-    held at its peak (measured by layer_shapes: what a network allocates inside, a ViT's attention and MLP hidden
-    layer, three of a ResNet-50's 56 x 56 x 256 maps at once, not only the layers read); the batch as the network
-    takes it three times (normalised, its channels-last copy, and one more for the scratch the count does not see,
-    the math libraries' own: without it ViT-S/16 vs itself and ViT-Tiny/16 vs ResNet-18 below come out at 0.96x);
-    the batch's float64 Gram rows; and the freed activations the C heap keeps between HeapBudget's checks, up to
+    held at its peak (measured by layer_shapes: what a network allocates inside, a ViT's qkv and MLP hidden layers,
+    three of a ResNet-50's 56 x 56 x 256 maps at once, not only the layers read); the batch as the network takes it
+    three times (normalised, its channels-last copy, and one more for the scratch the count does not see, the math
+    libraries' own: without it ViT-S/16 vs itself and ViT-Tiny/16 vs ResNet-18 below come out at 0.96x); the batch's
+    float64 Gram rows; and the freed activations the C heap keeps between HeapBudget's checks, up to
     HEAP_SLACK_LAYERS largest layer outputs, but only of allocations small enough to be in the heap: glibc serves a
     block of MMAP_THRESHOLD or more with mmap and returns it to the system when it is freed, so the slack is
     HEAP_SLACK_LAYERS times the largest allocation under it, at most the largest layer output. Measured rises above
@@ -138,10 +139,11 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
     and 375 MiB at 1,000, 10,000 and 50,000 train images [358, 404, 404] (BENCHMARKS.md, "Memory against n"); at 224
     px, untrained timm networks, 100 test images, batch 100, one thread: ViT-Tiny/16 vs itself 326 MiB [437: a
     single batch, whose heap never reaches the slack that later batches may], ViT-Tiny/16 vs ResNet-18 927 MiB
-    [951]; batch 250, 1,000 test images, two threads (BENCHMARKS.md, "Other architectures"): the bundled ResNet-18
-    w16 pair at 32 px 172 MiB [251], ViT-S/16 vs itself 1,169 MiB [1,261], ViT-S/16 vs ResNet-50 2,924 MiB [3,076].
-    Layer shapes that were not measured (a plain list) count four largest layer outputs for the activations and the
-    layer output itself as the one allocation.
+    [951], ResNet-50 vs itself 1,119 MiB [1,300] (bench/results/end_to_end_pair_rn50_n100.json); batch 250, 1,000
+    test images, two threads (BENCHMARKS.md, "Other architectures"): the bundled ResNet-18 w16 pair at 32 px 172 MiB
+    [251], ViT-S/16 vs itself 1,169 MiB [1,261], ViT-S/16 vs ResNet-50 2,924 MiB [3,076]. Layer shapes that were not
+    measured (a plain list) count four largest layer outputs for the activations and the layer output itself as the
+    one allocation.
 
     A probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
     the d x d Gram, its eigenbasis and the eigensolver's workspace, ~32 d^2 bytes, plus a few float64 copies of
