@@ -5,11 +5,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
 import psutil
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from core import settings
 from core.errors import MemoryRefusal
@@ -31,38 +33,119 @@ class MemoryPlan:
 
 
 class LayerShapes(list):
-    """Per-example output shapes of the analysed layers (a list of tuples), and `input_values`: the values of one
-    image as the network takes it (3 x 224 x 224 for a 224 px network: CIFAR's 32 px images are resized up)."""
+    """Per-example output shapes of the analysed layers (a list of tuples), and what one image's forward pass
+    allocates: `input_values`, the values of one image as the network takes it (3 x 224 x 224 for a 224 px network:
+    CIFAR's 32 px images are resized up); `forward_peak`, the most bytes its activations held at once; and
+    `allocations`, the size in bytes of each tensor it allocated (ForwardBytes)."""
 
     input_values: int = 3 * 32 * 32
+    forward_peak: int | None = None  # None: not measured (an estimate then falls back to 4 largest layer outputs)
+    allocations: tuple[int, ...] = ()
+
+
+class ForwardBytes(TorchDispatchMode):
+    """Counts the bytes of the tensors that the operations run under it allocate and that are still alive: the
+    peak (`peak`) and the size of every allocation (`allocations`).
+
+    A storage is counted once, when an operation first returns it, and uncounted when the last tensor returned on
+    it is freed: a view or an in-place result shares its input's storage and adds nothing, and a view of a tensor
+    made outside (a weight, the input) is not an allocation of the pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list[int]] = {}  # storage address -> [bytes, tensors returned on it still alive]
+        self.now = 0
+        self.peak = 0
+        self.allocations: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        given = {t.untyped_storage().data_ptr() for t in _tensors((args, kwargs))}
+        for t in _tensors(out):
+            key = t.untyped_storage().data_ptr()
+            if key not in self.live:
+                if key in given or not key:
+                    continue  # a view or in-place result of a tensor made outside, or an empty one
+                size = t.untyped_storage().nbytes()
+                self.live[key] = [size, 0]
+                self.allocations.append(size)
+                self.now += size
+                self.peak = max(self.peak, self.now)
+            self.live[key][1] += 1
+            weakref.finalize(t, self._freed, key)
+        return out
+
+    def _freed(self, key: int) -> None:
+        entry = self.live[key]
+        entry[1] -= 1
+        if not entry[1]:
+            self.now -= entry[0]
+            del self.live[key]
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    """The tensors in an operation's arguments or results (nested in tuples, lists and dicts)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def layer_shapes(network: Network, device: torch.device) -> LayerShapes:
-    """Per-example output shape of every analysed layer, from one forward pass of a single image at the network's
-    own input size (a 224 px ViT's [197, 192] tokens, not a 32 px image's)."""
+    """Per-example output shape of every analysed layer, from a forward pass of a single image at the network's
+    own input size (a 224 px ViT's [197, 192] tokens, not a 32 px image's), read as an analysis reads it (one layer
+    handed over at a time: FeatureExtractor.stream); a second such pass, under ForwardBytes, measures what it
+    allocates (the first also decides each layer's channel axis, once per network, which the count must leave out;
+    left unmeasured where the count cannot follow an operation)."""
     extractor = FeatureExtractor(network.module, network.layers, device)
     form = getattr(network, "input", None)  # core.network.input_of: a network without one reads CIFAR's 32 px
     size = form.size if form is not None and form.size else (32, 32)
-    shapes = LayerShapes(tuple(f.shape[1:]) for f in extractor(torch.zeros(1, 3, *size, device=device)))
+    image = torch.zeros(1, 3, *size, device=device).contiguous(memory_format=torch.channels_last)  # as stream takes it
+    found: dict[int, tuple[int, ...]] = {}
+    extractor.stream(image, lambda j, f: found.__setitem__(j, tuple(f.shape[1:])))
+    shapes = LayerShapes(found[j] for j in range(len(found)))
     shapes.input_values = 3 * size[0] * size[1]
+    counted = ForwardBytes()
+    try:
+        with counted:
+            extractor.stream(image, lambda j, f: None)
+    except Exception:  # noqa: BLE001 - an operation the count cannot follow: estimate from the layers, as before
+        return shapes
+    shapes.forward_peak, shapes.allocations = counted.peak, tuple(counted.allocations)
     return shapes
+
+
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest mmap threshold on 64-bit: larger blocks go back to the system when freed
 
 
 def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: AnalysisOptions) -> int:
     """Peak memory of an analysis of n images over models with these layer shapes (all fingerprints held).
 
-    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features (bfloat16),
-    of which at most CKA_LENS_SPILL_MB stays in memory (the rest is in files: core.spill). On top, whichever
-    is larger: a forward pass, or the widest layer's probe. A forward pass hands over one layer at a time
-    (FeatureExtractor.stream) and keeps its freed activations in the C heap up to HEAP_SLACK_LAYERS largest layer
-    outputs (HeapBudget), so it counts that slack, the activations alive at once and what is allocated between
-    two checks (four more largest layers, fitted below), the batch as the network takes it (resized to its input size,
-    and normalised: two copies), and the batch's float64 Gram rows. Measured: two full-width
-    ResNet-18s at batch 100 rose 271, 363 and 375 MiB above the loaded subset at 1,000, 10,000 and 50,000 train
-    images (BENCHMARKS.md); the estimate gives 382, 428 and 428 MiB. Networks read at 224 px (untrained timm
-    ViT-Tiny/16 and ResNet-18, 100 test images, batch 100, one thread): ViT vs ViT rose 326 MiB, the estimate says
-    308; ViT vs ResNet-18 rose 927 MiB, the estimate says 1,047 (the ResNet's 56 x 56 x 64 stem dominates). A
-    probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
+    Per model: the stored centred Grams (n/b batches x L x b^2 float32) and pooled probe features (bfloat16), of
+    which at most CKA_LENS_SPILL_MB stays in memory (the rest is in files: core.spill). On top, whichever is larger:
+    a forward pass, or the widest layer's probe. A forward pass counts b times the activation bytes one image's pass
+    held at its peak (measured by layer_shapes: what a network allocates inside, a ViT's qkv and MLP hidden layers,
+    three of a ResNet-50's 56 x 56 x 256 maps at once, not only the layers read); the batch as the network takes it
+    three times (normalised, its channels-last copy, and one more for the scratch the count does not see, the math
+    libraries' own: without it ViT-S/16 vs itself and ViT-Tiny/16 vs ResNet-18 below come out at 0.96x); the batch's
+    float64 Gram rows; and the freed activations the C heap keeps between HeapBudget's checks, up to
+    HEAP_SLACK_LAYERS largest layer outputs, but only of allocations small enough to be in the heap: glibc serves a
+    block of MMAP_THRESHOLD or more with mmap and returns it to the system when it is freed, so the slack is
+    HEAP_SLACK_LAYERS times the largest allocation under it, at most the largest layer output. Measured rises above
+    the loaded networks and images (estimate in brackets): two full-width CIFAR ResNet-18s at batch 100, 271, 363
+    and 375 MiB at 1,000, 10,000 and 50,000 train images [358, 404, 404] (BENCHMARKS.md, "Memory against n"); at 224
+    px, untrained timm networks, 100 test images, batch 100, one thread: ViT-Tiny/16 vs itself 326 MiB [437: a
+    single batch, whose heap never reaches the slack that later batches may], ViT-Tiny/16 vs ResNet-18 927 MiB
+    [951], ResNet-50 vs itself 1,119 MiB [1,300] (bench/results/end_to_end_pair_rn50_n100.json); batch 250, 1,000
+    test images, two threads (BENCHMARKS.md, "Other architectures"): the bundled ResNet-18 w16 pair at 32 px 172 MiB
+    [251], ViT-S/16 vs itself 1,169 MiB [1,261], ViT-S/16 vs ResNet-50 2,924 MiB [3,076]. Layer shapes that were not
+    measured (a plain list) count four largest layer outputs for the activations and the layer output itself as the
+    one allocation.
+
+    A probe reads its layer a batch at a time when the layer is narrower than the training rows (d <= n_train:
     the d x d Gram, its eigenbasis and the eigensolver's workspace, ~32 d^2 bytes, plus a few float64 copies of
     one batch); a wider layer's probe holds its n_train x d rows in float64 (~40 bytes per value) and the
     n_train x n_train products (24 n_train^2).
@@ -76,8 +159,12 @@ def estimate_bytes(models_shapes: list[list[tuple[int, ...]]], n: int, options: 
         kept = batches * len(shapes) * b * b * 4 + (n * sum(widths) * 2 if options.probes else 0)
         stored += min(kept, settings.spill_bytes())
         layer = b * max(sizes) * 4
-        images = 2 * b * getattr(shapes, "input_values", 3 * 32 * 32) * 4  # the resized batch and its normalised copy
-        in_flight = max(in_flight, (HEAP_SLACK_LAYERS + 4) * layer + images + (2 * len(shapes) + 3) * b * b * 8)
+        images = 3 * b * getattr(shapes, "input_values", 3 * 32 * 32) * 4  # normalised, channels-last, and scratch
+        peak = getattr(shapes, "forward_peak", None)
+        activations = 4 * layer if peak is None else b * peak
+        small = [b * a for a in getattr(shapes, "allocations", ()) or (max(sizes) * 4,) if b * a < MMAP_THRESHOLD]
+        slack = HEAP_SLACK_LAYERS * min(layer, max(small, default=0))
+        in_flight = max(in_flight, activations + slack + images + (2 * len(shapes) + 3) * b * b * 8)
         if options.probes:
             d = max(widths)
             probe = max(probe, 32 * d * d + 48 * b * d if d <= n_train else 40 * n_train * d + 24 * n_train**2)
