@@ -43,9 +43,10 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Two workers for our two cores (pytest-xdist), each taking the next test as it finishes one.
+# Two workers for our two cores (pytest-xdist), each taking the next test as it finishes one (--maxschedchunk 1:
+# xdist otherwise deals each worker a run of consecutive tests first, and one worker got every slow test).
 test: $(VENV)/.dev browser lint gpu-wheels
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --maxschedchunk 1 --durations=15
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
 bench: $(VENV)/.dev

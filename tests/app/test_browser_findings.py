@@ -45,6 +45,8 @@ def test_a_near_chance_upload_is_named_above_a_refused_one_class_subset(server, 
         page.get_by_role("tab", name="Upload a checkpoint").click(timeout=WAIT_MS)
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
         page.get_by_role("button", name="Use as model A").click(timeout=WAIT_MS)
+        # the sidebar's note on an upload in use: model A is the upload before the page changes
+        expect(page.get_by_text("is a file you uploaded").first).to_be_visible(timeout=WAIT_MS)
         for link in ("Overview", "Images"):  # in-app navigation: the upload lives in this session
             page.get_by_role("link", name=link).click()
             banner, refusal = page.get_by_text(BANNER), page.get_by_text(REFUSAL)

@@ -88,7 +88,7 @@ def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tm
     store = tmp_path / "store"
     env = {settings.STORE: str(store)}
     models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
-    query = f"{models}per_class=30&subset_seed=5"
+    query = f"{models}per_class=10&subset_seed=5"
     own = store / ENTRIES  # where the store keeps its files
     caught, left = _killed_mid_write(own, env, query)
     assert caught, f"no write was caught in progress; the store holds {left}"
