@@ -22,9 +22,10 @@ DEFAULT_A, DEFAULT_B = DEFAULT_PAIR
 # Most test networks have random weights, which measuring on test images cannot tell anything about; the tests
 # of calibration (tests/models/test_calibration.py, and the model card in the app's tests) turn it on.
 os.environ[settings.CALIBRATION_IMAGES] = "0"
-# The app's floors rest on 2 pairs of untrained networks here, not 8: every app test computes them, and the band's
-# own behaviour at 8 pairs is tested on the engine and the command line (tests/core/test_floors.py, tests/cli).
-os.environ[settings.FLOOR_PAIRS] = "2"
+# The app's floors rest on 1 pair of untrained networks here, not 8: every app test computes them, and the band's
+# own behaviour at 8 pairs is tested on the engine, the command line and one app test (tests/core/test_floors.py,
+# tests/cli, tests/app/test_app.py).
+os.environ[settings.FLOOR_PAIRS] = "1"
 # The result store lives in a fresh folder per test run, never in the user's cache. pytest-xdist's workers inherit
 # the folder made by the process that starts them, so they share one store, as a server's processes would: what one
 # worker computed, the other reads (a test that needs a store of its own sets one).
@@ -92,11 +93,11 @@ def bundled_pair(stand_in_dir, monkeypatch) -> bool:
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` need CUDA: on a machine without it they are reported as skipped, never run.
 
-    The files holding a test marked `slow` run first, each kept whole (so a file's fixtures are made once per worker):
-    pytest-xdist's workers take the next test as they finish one, so the long tests start early and the short ones
-    fill in around them, rather than one worker running a long test alone at the end while the other waits."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort: the collection order otherwise
+    Tests marked `slow` run first: pytest-xdist's workers take the next test as they finish one (`make test`), so
+    the long tests start early and the short ones fill in around them, rather than one worker running a long test
+    alone at the end while the other waits. (A file's module-scoped fixture may then be made twice on a worker:
+    those of the slow tests' files are cheap to make again, or shared through files, as the GPU check's dry run.)"""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: the collection order else
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none here")

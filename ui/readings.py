@@ -61,24 +61,25 @@ TOKENS = "Token layers (a transformer's output: one vector per token, [tokens ×
 
 def token_cka_note(result: AnalysisResult) -> str | None:
     """What the CKA of a layer whose output is tokens reads, or None when neither network has such a layer."""
-    layers = _token_layers(result)
-    if layers is None:
-        return None
-    return (
-        f"{TOKENS}: {layers}. Their CKA reads all tokens flattened together, the class token and the patch tokens both."
+    return _token_note(
+        result, "Their CKA reads all tokens flattened together, the class token and the patch tokens both."
     )
 
 
 def token_pooled_note(result: AnalysisResult) -> str | None:
     """What the read-outs of a layer whose output is tokens read, or None when neither network has such a layer."""
-    layers = _token_layers(result)
-    if layers is None:
-        return None
-    return (
-        f"{TOKENS}: {layers}. Class structure reads all tokens flattened together; augmentation invariance averages "
-        "over all tokens, the class token included; the linear probe reads the first token (a ViT's class token) "
-        "beside the mean of the others."
+    return _token_note(
+        result,
+        "Class structure reads all tokens flattened together; augmentation invariance averages over all tokens, the "
+        "class token included; the linear probe reads the first token (a ViT's class token) beside the mean of the "
+        "others.",
     )
+
+
+def _token_note(result: AnalysisResult, reading: str) -> str | None:
+    """`reading` after the token layers it is about, or None when neither network has a token layer."""
+    layers = _token_layers(result)
+    return None if layers is None else f"{TOKENS}: {layers}. {reading}"
 
 
 def unknown_layout_note(result: AnalysisResult) -> str | None:

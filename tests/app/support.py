@@ -201,23 +201,37 @@ def synthetic_result(
     values, it_out, it_res = [], iter(outputs), iter(residuals)
     for name in layers_a:
         values.append(next(it_out) if kind(name) == OUTPUT else next(it_res) if kind(name) == RESIDUAL else 0.9)
-    matched_cka = np.asarray(values)
-    n_a, n_b, m = len(layers_a), len(layers_b), len(layers_a)
+    return _synthetic(
+        (ModelIdentity("bundled:a", "a" * 64, methods[0], "resnet18"), layers_a),
+        (ModelIdentity("bundled:b", "b" * 64, methods[1], "resnet18"), layers_b),
+        matched=layers_a,
+        matched_cka=np.asarray(values),
+        cross=np.full((len(layers_a), len(layers_b)), 0.5),
+        null_p95=null_p95,
+    )
+
+
+def _synthetic(a: tuple, b: tuple, *, matched, matched_cka, cross, null_p95: float, **fields) -> AnalysisResult:
+    """A result of models `a` and `b` ((identity, layers) each) on 100 test images with these matched layers, matched
+    CKA and cross CKA: an interval of +-0.05 around it, the null's mean half its 95th percentile `null_p95`, and
+    read-outs rising with depth; `fields` set any other field."""
+    (model_a, layers_a), (model_b, layers_b) = a, b
+    n_a, n_b, m = len(layers_a), len(layers_b), len(matched)
     ramp_a, ramp_b = np.linspace(0.1, 0.9, n_a), np.linspace(0.1, 0.95, n_b)
     return AnalysisResult(
-        model_a=ModelIdentity("bundled:a", "a" * 64, methods[0], "resnet18"),
-        model_b=ModelIdentity("bundled:b", "b" * 64, methods[1], "resnet18"),
+        model_a=model_a,
+        model_b=model_b,
         subset=SubsetSpec(per_class=10),
         options=AnalysisOptions(),
         used_images=100,
         layers_a=layers_a,
         layers_b=layers_b,
-        cross=np.full((n_a, n_b), 0.5),
+        cross=cross,
         self_a=np.eye(n_a),
         self_b=np.eye(n_b),
         undefined_a=(None,) * n_a,
         undefined_b=(None,) * n_b,
-        matched=layers_a,
+        matched=matched,
         matched_cka=matched_cka,
         null_mean=np.full(m, null_p95 / 2),
         null_p95=np.full(m, null_p95),
@@ -229,6 +243,7 @@ def synthetic_result(
         invariance_b=ramp_b * 0.5,
         probe_a=ramp_a,
         probe_b=ramp_b,
+        **fields,
     )
 
 
@@ -263,37 +278,16 @@ def synthetic_pair(layers_a: tuple[str, ...], layers_b: tuple[str, ...], **field
     """A result of two models with these layers, their matched layers paired as the engine pairs them
     (core.names.match_layers): CKA rising with depth, no floor or other seeds; `fields` set any other field."""
     pairs, matching = match_layers(layers_a, layers_b)
-    n_a, n_b, m = len(layers_a), len(layers_b), len(pairs)
-    cross = np.add.outer(np.linspace(0.1, 0.5, n_a), np.linspace(0.1, 0.4, n_b))
-    matched_cka = np.array([cross[i, j] for i, j in pairs])
-    ramp_a, ramp_b = np.linspace(0.1, 0.9, n_a), np.linspace(0.1, 0.95, n_b)
-    result = AnalysisResult(
-        model_a=ModelIdentity("timm:vit_tiny_patch16_224", "a" * 64, "supervised", "timm:vit_tiny_patch16_224"),
-        model_b=ModelIdentity("timm:resnet18", "b" * 64, "simclr", "timm:resnet18"),
-        subset=SubsetSpec(per_class=10),
-        options=AnalysisOptions(),
-        used_images=100,
-        layers_a=layers_a,
-        layers_b=layers_b,
-        cross=cross,
-        self_a=np.eye(n_a),
-        self_b=np.eye(n_b),
-        undefined_a=(None,) * n_a,
-        undefined_b=(None,) * n_b,
+    cross = np.add.outer(np.linspace(0.1, 0.5, len(layers_a)), np.linspace(0.1, 0.4, len(layers_b)))
+    result = _synthetic(
+        (ModelIdentity("timm:vit_tiny_patch16_224", "a" * 64, "supervised", "timm:vit_tiny_patch16_224"), layers_a),
+        (ModelIdentity("timm:resnet18", "b" * 64, "simclr", "timm:resnet18"), layers_b),
         matched=tuple(layers_a[i] for i, _ in pairs),
-        matched_cka=matched_cka,
-        null_mean=np.full(m, 0.01),
-        null_p95=np.full(m, 0.02),
-        interval_low=matched_cka - 0.05,
-        interval_high=matched_cka + 0.05,
-        class_a=ramp_a * 0.6,
-        class_b=ramp_b,
-        invariance_a=ramp_a,
-        invariance_b=ramp_b * 0.5,
-        probe_a=ramp_a,
-        probe_b=ramp_b,
-        invariance_pooled_a=ramp_a,
-        invariance_pooled_b=ramp_b * 0.5,
+        matched_cka=np.array([cross[i, j] for i, j in pairs]),
+        cross=cross,
+        null_p95=0.02,
+        invariance_pooled_a=np.linspace(0.1, 0.9, len(layers_a)),
+        invariance_pooled_b=np.linspace(0.1, 0.95, len(layers_b)) * 0.5,
         matching=matching,
         matched_b=tuple(layers_b[j] for _, j in pairs) if matching == BY_DEPTH else (),
     )

@@ -34,7 +34,7 @@ def _vit_bytes() -> bytes:
 def test_a_vit_state_dict_uploaded_in_the_browser_is_inferred_and_compared(app_server, tiny_specs, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    query = {"per_class": "5", "batch": "10"}
+    query = {"classes": "0,1,2", "per_class": "4", "batch": "6"}  # 12 images: a 224 px ViT and its floors read them
     if not REAL_PAIR:  # the bundled pair is not trained yet: model B is a tiny checkpoint, named in the URL
         query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
     base = app_server  # the shared server (tests/app/conftest.py): the upload stays in this test's own session
