@@ -49,11 +49,11 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Three workers on our two cores (pytest-xdist): the browser tests wait on their servers and browsers, and two workers
-# kept the cores 80% busy. Each takes the next test as it finishes one (--maxschedchunk 1: xdist otherwise deals each
-# worker a run of consecutive tests first, and one worker got every slow test).
+# Two workers for our two cores (pytest-xdist; three were slower from a fresh clone: 582 s against 559), each taking
+# the next test as it finishes one (--maxschedchunk 1: xdist otherwise deals each worker a run of consecutive tests
+# first, and one worker got every slow test).
 test: $(VENV)/.dev browser lint gpu-wheels
-	$(PY) -m pytest -n 3 --maxschedchunk 1 --durations=15
+	$(PY) -m pytest -n 2 --maxschedchunk 1 --durations=15
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.
 bench: $(VENV)/.dev
