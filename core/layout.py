@@ -232,7 +232,7 @@ def _forward(graph_module: fx.GraphModule, node: fx.Node, axis: dict[fx.Node, in
     ):
         return 1
     if type(module) in _LAST_AXIS_MODULES or (node.op == "call_function" and node.target in _LAST_AXIS_FUNCTIONS):
-        if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
+        if _normalises_several_axes(module):
             return None
         source = next(iter(_inputs(node)), None)
         known = axis.get(source) if source is not None and _rank(source) == rank else None
@@ -260,6 +260,11 @@ def _forward(graph_module: fx.GraphModule, node: fx.Node, axis: dict[fx.Node, in
     if node.op in ("call_method", "call_function") and _name(node) in ("reshape", "view", "flatten", "unflatten"):
         return _reshaped(_shape(source), _shape(node), known)
     return None
+
+
+def _normalises_several_axes(module: nn.Module | None) -> bool:
+    """A LayerNorm over more than the last axis: its output's channel axis is not the last one alone."""
+    return isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1
 
 
 def _name(node: fx.Node) -> str:
@@ -317,9 +322,7 @@ def hooked_channel_axis(module: nn.Module, rank: int) -> int | None:
     if isinstance(module, _CHANNELS_FIRST_MODULES):
         return 1
     if type(module) in _LAST_AXIS_MODULES:
-        if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
-            return None
-        return rank - 1
+        return None if _normalises_several_axes(module) else rank - 1
     return None
 
 

@@ -98,6 +98,7 @@ if found is not None:
             (result.undefined_a, result.undefined_b),
             strict=True,
         ):
+            kept = thinning.kept(layers, thin)
             chart = charts.heatmap(
                 matrix,
                 layers,
@@ -107,8 +108,8 @@ if found is not None:
                 col_title="layer",
                 undefined_rows=undefined,
                 undefined_cols=undefined,
-                shown_rows=thinning.kept(layers, thin),
-                shown_cols=thinning.kept(layers, thin),
+                shown_rows=kept,
+                shown_cols=kept,
             )
             column.altair_chart(chart, width="stretch")
         widgets.download_buttons(result, seeds)

@@ -242,8 +242,9 @@ def matched_curve(
     data = matched_frame(result)
     extra = ceiling_frame(result, ceilings or Ceilings())
     if shown is not None:
-        data = data[data["layer"].isin(set(shown))].reset_index(drop=True)
-        extra = extra[extra["layer"].isin(set(shown))].reset_index(drop=True)
+        shown = set(shown)
+        data = data[data["layer"].isin(shown)].reset_index(drop=True)
+        extra = extra[extra["layer"].isin(shown)].reset_index(drop=True)
     data["curve"] = [f"A vs B: {KIND_NAMES[k]}" for k in data["kind"]]
     extra["curve"] = [f"ceiling: {name}" for name in extra["comparison"]]
     extra["line"] = [KIND_NAMES[k] for k in extra["kind"]]
