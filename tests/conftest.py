@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import io
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,26 @@ def make_checkpoint(folder: Path, seed: int, method: str, width: int = 8) -> Pat
                 m.running_mean.normal_(0, 0.1)
     save_folder(net, arch, {"method": method, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def once_per_run(tmp_path_factory) -> Callable[[str, Callable[[Path], object]], object]:
+    """`once_per_run(name, make)`: what `make(folder)` returns (JSON), made in `folder` by the first pytest process of
+    the run to ask and read back by the others: pytest-xdist's workers share their session's temporary folder."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+    def once(name: str, make: Callable[[Path], object]) -> object:
+        folder = shared / f"once-{name}"
+        folder.mkdir(exist_ok=True)
+        made = folder / "made.json"
+        with open(folder / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here for the first's value
+            if not made.exists():
+                made.write_text(json.dumps(make(folder)))
+        return json.loads(made.read_text())
+
+    return once
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -95,9 +118,12 @@ def pytest_collection_modifyitems(config, items):
 
     Tests marked `slow` run first: pytest-xdist's workers take the next test as they finish one (`make test`), so
     the long tests start early and the short ones fill in around them, rather than one worker running a long test
-    alone at the end while the other waits. (A file's module-scoped fixture may then be made twice on a worker:
-    those of the slow tests' files are cheap to make again, or shared through files, as the GPU check's dry run.)"""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: the collection order else
+    alone at the end while the other waits. (A module-scoped fixture may then be made once on each worker: those
+    that cost seconds are made once per run through `once_per_run`.) Before them all comes the test that wants a
+    server no page has been opened on: the first worker's shared server then serves it, and no other is started
+    (tests/app/conftest.py)."""
+    # a stable sort: the collection order else
+    items.sort(key=lambda item: ("fresh_app_server" not in item.fixturenames, item.get_closest_marker("slow") is None))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none here")

@@ -41,7 +41,7 @@ def app_server(_shared_server) -> str:
 @pytest.fixture
 def fresh_app_server(_shared_server) -> Iterator[str]:
     """The base URL of a server no page has been opened on yet: the shared one when this test is the first to have it
-    (the tests on it run in their files' order, and tests/app/test_browser.py comes first), else a new one."""
+    (tests/conftest.py puts the tests asking for this fixture before all others), else a new one."""
     if not _shared_server["used"]:
         _shared_server["used"] = True
         yield _shared_server["base"]

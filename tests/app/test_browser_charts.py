@@ -18,7 +18,7 @@ from tests.bundled import REAL_PAIR
 COLD_MS = 240_000  # a cold analysis on a busy CPU
 RUNS = bundled_series()
 FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
-PAGES = {"similarity": 5, "training": 3 + FINALS}  # charts each page draws (as tests/app/test_browser.py counts them)
+PAGES = {"similarity": 5, "training": 3 + FINALS}  # charts each page draws (counted in test_browser_state.py too)
 CUT = "…"  # what Vega puts at the end of a text it cuts to its limit
 TEXTS = """chart => {
   const texts = selector => Array.from(chart.querySelectorAll(selector + ' text'), t => t.textContent);
@@ -46,19 +46,24 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def drawn(app_server, tiny_specs) -> dict[str, list[dict]]:
-    """Each page's charts as drawn: their legends (title, labels), axis labels and every text, read from the SVG."""
-    from playwright.sync_api import expect, sync_playwright
-
+def drawn(app_server, tiny_specs, once_per_run) -> dict[str, list[dict]]:
+    """Each page's charts as drawn: their legends (title, labels), axis labels and every text, read from the SVG
+    (once per test run, `once_per_run`: these tests may be dealt to both workers)."""
     query = {"per_class": "10"}
     if not REAL_PAIR:  # the bundled pair is not trained yet: compare tiny checkpoints, named in the URL
         query |= {"a": tiny_specs["a"], "b": tiny_specs["b"]}
+    return once_per_run("drawn-charts", lambda _: _read_charts(app_server, query))
+
+
+def _read_charts(base: str, query: dict[str, str]) -> dict[str, list[dict]]:
+    from playwright.sync_api import expect, sync_playwright
+
     found = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for path, count in PAGES.items():
-            page.goto(f"{app_server}/{path}?{urllib.parse.urlencode(query)}")
+            page.goto(f"{base}/{path}?{urllib.parse.urlencode(query)}")
             charts = page.locator('[data-testid="stVegaLiteChart"]')
             expect(charts.locator("svg.marks")).to_have_count(count, timeout=COLD_MS)
             expect(page.locator('[data-testid="stException"]')).to_have_count(0)

@@ -1,8 +1,9 @@
-"""State that cannot break, and no internals on any page, in a real browser (Playwright, Debian's Chromium).
+"""State that cannot break, and every page drawn with no internals, in a real browser (Playwright, Debian's Chromium).
 
-Item 1 of issue 26: after model A changes in the sidebar, the URL holds canonical specs (never a widget's label)
-and A's ceiling is still there, of A's own method, on the next pages. Item 7: every page, opened by a link with
-hostile values, shows the notice for the values left out at the top and no internals in its visible text.
+After model A changes in the sidebar, the URL holds canonical specs (never a widget's label) and A's ceiling is
+still there, of A's own method, on the next pages. Every page, opened by a link with hostile values, draws its
+charts with no exception box, shows the notice for the values left out at the top and no internals in its visible
+text. Screenshots of the walk go to a temporary folder (printed; kept by pytest's tmp_path retention).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import urllib.parse
 import pytest
 
 from models import ModelSpec, list_bundled
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points
+from models.snapshots import bundled_series
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points, figure_ranges
 from ui.choices import model_label
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -34,14 +36,18 @@ HOSTILE = {  # beside per_class=10, which keeps each page cheap
     "kernel": "cosine",
     "colour": "blue",
 }
-PAGES = [  # (url path, what shows once it is drawn)
-    ("", OVERVIEW_CHART),
-    ("similarity", '[data-testid="stVegaLiteChart"]'),
-    ("probes", '[data-testid="stVegaLiteChart"]'),
-    ("training", '[data-testid="stVegaLiteChart"]'),
-    ("models", 'text="Known checkpoints"'),
-    ("images", '[data-testid="stImage"] img'),
-    ("open_result", 'text="Result file"'),
+CLOSING = re.compile(r"\(finding (\w+)[^:()]*: (holds|does not hold|cannot tell)\)")  # a one-liner's last words
+RUNS = bundled_series()  # the Training page opens on the first SimCLR and the first supervised run with snapshots
+FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
+VEGA = '[data-testid="stVegaLiteChart"]'
+PAGES = [  # (url path, what shows first once it is drawn, what it draws in all: charts, a figure, a text, images)
+    ("", OVERVIEW_CHART, {"figure": 1}),  # the overview draws its own figure (ui.figure), no Vega chart
+    ("similarity", VEGA, {"charts": 5}),
+    ("probes", VEGA, {"charts": 3}),
+    ("training", VEGA, {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
+    ("models", 'text="Known checkpoints"', {"table": 1}),
+    ("images", '[data-testid="stImage"] img', {"images": 10 * 10 + 2 * 12}),  # 10 x 10, then 12 originals and views
+    ("open_result", 'text="Result file"', {}),
 ]
 
 pytestmark = [
@@ -120,14 +126,17 @@ def test_the_ceiling_stays_after_model_a_changes_and_the_url_holds_specs(browser
 
 
 @pytest.mark.slow
-def test_every_page_opened_by_a_hostile_link_says_what_it_left_out_on_top_and_shows_no_internals(browser):
+def test_every_page_opened_by_a_hostile_link_is_drawn_says_what_it_left_out_on_top_and_shows_no_internals(
+    browser, tmp_path_factory
+):
     from playwright.sync_api import expect
 
     base, chromium = browser
+    shots = tmp_path_factory.mktemp("screenshots")
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-    visits = [(path, shows, HOSTILE | {"per_class": "10"}) for path, shows in PAGES]
-    visits.append(("open_result", 'text="Result file"', {"per_class": "abc", "a": "bogus:thing", "batch": "1"}))
-    for path, shows, query in visits:
+    visits = [(path, shows, draws, HOSTILE | {"per_class": "10"}) for path, shows, draws in PAGES]
+    visits.append(("open_result", 'text="Result file"', {}, {"per_class": "abc", "a": "bogus:thing", "batch": "1"}))
+    for index, (path, shows, draws, query) in enumerate(visits):
         page.goto(f"{base}/{path}?{urllib.parse.urlencode(query)}")
         settled(page, shows)
         notice = page.get_by_test_id("stMain").get_by_test_id("stAlert").filter(has_text="could not be used").first
@@ -144,4 +153,49 @@ def test_every_page_opened_by_a_hostile_link_says_what_it_left_out_on_top_and_sh
         cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"], [data-testid="stTable"] td')
         shown_cells = cells.all_inner_texts()
         assert "None" not in shown_cells and not any(INTERNALS.search(c) for c in shown_cells), (path, shown_cells)
+        _drawn_whole(page, draws)
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        page.screenshot(path=str(shots / f"{index}-{path or 'overview'}.png"), full_page=True)
     page.close()
+    print(f"\nscreenshots in {shots}")
+
+
+def _drawn_whole(page, draws: dict[str, int]) -> None:
+    """Wait for everything the page draws: its Vega charts, the overview's figure (with the untrained floor's band
+    and one-liners that agree with the findings), the Models table, the Images grid."""
+    from playwright.sync_api import expect
+
+    if "charts" in draws:
+        drawn = page.locator(f"{VEGA} canvas, {VEGA} svg")
+        expect(drawn).to_have_count(draws["charts"], timeout=COLD_MS)
+    if "figure" in draws:
+        expect(page.locator(OVERVIEW_CHART)).to_have_count(draws["figure"], timeout=COLD_MS)
+        expect(page.locator(OVERVIEW_CHART)).to_have_js_property("complete", True)
+        svg = base64.b64decode(page.locator(OVERVIEW_CHART).get_attribute("src").split(",", 1)[1]).decode()
+        assert not figure_ranges(svg, "floor").empty  # the untrained floor's band, beside A vs B
+        _one_liners_agree_with_the_findings(page)
+    if "table" in draws:
+        expect(page.locator('[data-testid="stDataFrame"] canvas')).not_to_have_count(0, timeout=COLD_MS)
+    if "images" in draws:
+        images = page.locator('[data-testid="stImage"] img')
+        expect(images).to_have_count(draws["images"], timeout=COLD_MS)
+        images.last.scroll_into_view_if_needed()
+        expect(images.last).to_have_js_property("complete", True)
+
+
+def _one_liners_agree_with_the_findings(page) -> None:
+    """The Overview's one-liners that speak of a finding close with its verdict, and that verdict is the findings
+    table's; the rules both read are stated in words on the page."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("How the verdicts and the lines above are decided")).to_be_visible(timeout=COLD_MS)
+    findings = page.locator("table").filter(has_text="this pair shows")
+    findings.scroll_into_view_if_needed()  # the table is drawn once it is in view
+    expect(findings.locator("td")).not_to_have_count(0)
+    table = {}
+    for row in findings.locator("tr").all():
+        cells = [c.strip() for c in row.locator("th, td").all_inner_texts()]
+        table[cells[0]] = cells[-1]  # the finding's key ... its verdict (the header row: 'finding' ... 'verdict')
+    closing = CLOSING.findall(page.locator('[data-testid="stMain"]').inner_text())
+    assert {key for key, _ in closing} >= {"2", "3"}, closing  # the block-output and residual lines
+    assert all(table[key] == verdict for key, verdict in closing), (closing, table)

@@ -7,7 +7,6 @@ from the wheel folder into a private folder included, so that a typo cannot wait
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import json
 import math
@@ -82,35 +81,28 @@ def _owners() -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory) -> tuple[dict, str, set[str]]:
-    """The dry run through the shell script: (its JSON report, its log, every module any of its processes imported).
-
-    Run once per test session: with several pytest workers, the first to get the lock runs it in the workers'
-    shared temporary folder and the others read what it left there."""
+def dry_run(once_per_run) -> tuple[dict, str, set[str]]:
+    """The dry run through the shell script: (its JSON report, its log, every module any of its processes imported),
+    run once per test run (`once_per_run`)."""
     _require_wheels()
-    base = tmp_path_factory.getbasetemp()  # a worker's is a folder of the session's, which the workers share
-    tmp = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "gpu-check-dry-run"
-    tmp.mkdir(exist_ok=True)
-    out, modules_file = tmp / "gpu_check.json", tmp / "modules.txt"
-    with open(tmp / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not modules_file.exists():
-            _run_dry(tmp, out, modules_file)
-    return json.loads(out.read_text()), out.with_suffix(".log").read_text(), set(modules_file.read_text().split())
+    made = once_per_run("gpu-check-dry-run", _run_dry)
+    return made["report"], made["log"], set(made["modules"])
 
 
-def _run_dry(tmp: Path, out: Path, modules_file: Path) -> None:
+def _run_dry(tmp: Path) -> dict:
     for folder in ("hook", "imports"):
         (tmp / folder).mkdir(exist_ok=True)
     (tmp / "hook" / "sitecustomize.py").write_text(RECORD_IMPORTS)
     env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(tmp / "hook"), GPU_CHECK_IMPORTS=str(tmp / "imports"))
+    out = tmp / "gpu_check.json"
     cmd = ["bash", "bench/gpu_check.sh", "--device", "cpu", "--tiny", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=590)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     records = [set(f.read_text().split()) for f in (tmp / "imports").iterdir()]
     # pip's process is pip's own affair (its vendored rich tries `import attr`, optional)
     modules = set().union(*(r for r in records if "pip._internal" not in r))
-    modules_file.write_text("\n".join(sorted(modules)))
+    log = out.with_suffix(".log").read_text()
+    return {"report": json.loads(out.read_text()), "log": log, "modules": sorted(modules)}
 
 
 @pytest.mark.slow
