@@ -10,17 +10,22 @@ PORT ?= 8501
 # there is a package's file for another Python version (torch ships py312-only ones), which pip's own step skips too.
 COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 
-$(VENV)/.runtime: requirements.txt
+# $(call INSTALL,FILE): the venv made where it is missing, then FILE's packages installed and compiled.
+define INSTALL
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -r requirements.txt
+	$(PY) -m pip install -q --no-compile -r $(1)
 	$(COMPILE)
+endef
+
+$(VENV)/.runtime: requirements.txt
+	$(call INSTALL,requirements.txt)
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PY) -m pip install -q --no-compile -r requirements-dev.txt
-	$(COMPILE)
-	touch $@
+# requirements-dev.txt includes requirements.txt: one install (one resolve, one compile) sets up both.
+$(VENV)/.dev: requirements.txt requirements-dev.txt
+	$(call INSTALL,requirements-dev.txt)
+	touch $@ $(VENV)/.runtime
 
 # The server listens at once and warms up behind it (ui.serve), reading the default comparison from data/shipped.
 run: $(VENV)/.runtime

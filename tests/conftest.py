@@ -61,11 +61,17 @@ def once_per_run(tmp_path_factory) -> Callable[[str, Callable[[Path], object]], 
     def once(name: str, make: Callable[[Path], object]) -> object:
         folder = shared / f"once-{name}"
         folder.mkdir(exist_ok=True)
-        made = folder / "made.json"
+        made, failed = folder / "made.json", folder / "failed.txt"
         with open(folder / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here for the first's value
+            if failed.exists():  # not made again: it failed the same way for the first to try
+                pytest.fail(f"{name} failed in another pytest process: {failed.read_text()}")
             if not made.exists():
-                made.write_text(json.dumps(make(folder)))
+                try:
+                    made.write_text(json.dumps(make(folder)))
+                except BaseException as error:
+                    failed.write_text(f"{type(error).__name__}: {error}"[:8000])
+                    raise
         return json.loads(made.read_text())
 
     return once
@@ -118,12 +124,17 @@ def pytest_collection_modifyitems(config, items):
 
     Tests marked `slow` run first: pytest-xdist's workers take the next test as they finish one (`make test`), so
     the long tests start early and the short ones fill in around them, rather than one worker running a long test
-    alone at the end while the other waits. (A module-scoped fixture may then be made once on each worker: those
-    that cost seconds are made once per run through `once_per_run`.) Before them all comes the test that wants a
-    server no page has been opened on: the first worker's shared server then serves it, and no other is started
-    (tests/app/conftest.py)."""
-    # a stable sort: the collection order else
-    items.sort(key=lambda item: ("fresh_app_server" not in item.fixturenames, item.get_closest_marker("slow") is None))
+    alone at the end while the other waits. A module-scoped fixture may then be made once on each worker: those
+    that cost seconds are made once per run (`once_per_run`) by a slow test, and the other tests reading them come
+    last, when they are long made, so that no worker waits for the other's. Before them all comes the test that
+    wants a server no page has been opened on: the first worker's shared server then serves it, and no other is
+    started (tests/app/conftest.py)."""
+
+    def order(item) -> tuple[bool, bool, bool]:
+        slow = item.get_closest_marker("slow") is not None
+        return "fresh_app_server" not in item.fixturenames, not slow, "once_per_run" in item.fixturenames and not slow
+
+    items.sort(key=order)  # a stable sort: the collection order else
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none here")

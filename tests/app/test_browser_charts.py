@@ -72,6 +72,7 @@ def _read_charts(base: str, query: dict[str, str]) -> dict[str, list[dict]]:
     return found
 
 
+@pytest.mark.slow  # the first to run reads both pages in a browser for every test here (`drawn`)
 @pytest.mark.parametrize("path", list(PAGES))
 def test_each_legend_entry_is_drawn_once_and_whole(drawn, path):
     for chart in drawn[path]:

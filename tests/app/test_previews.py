@@ -1,5 +1,6 @@
 """Previews in a real browser: the charts of the first minibatches appear while the rest are computed, then the
-final result takes their place."""
+final result takes their place. On the browser tests' shared server (tests/app/conftest.py), with a subset no
+other test asks for, so that nothing of it is in the run's result store or the server's caches."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import time
 
 import pytest
 
-from core import settings
-from tests.app.support import CHROMIUM, OVERVIEW_CHART, streamlit_server, together
+from tests.app.support import CHROMIUM, OVERVIEW_CHART, together
 from tests.bundled import REAL_PAIR
 
 WAIT_MS = 300_000
@@ -44,11 +44,10 @@ async def _watch(browser, url: str) -> dict:
 
 
 @pytest.mark.slow
-def test_a_preview_is_drawn_before_the_result_and_gives_way_to_it(tiny_specs):
+def test_a_preview_is_drawn_before_the_result_and_gives_way_to_it(app_server, tiny_specs):
     models = "" if REAL_PAIR else f"a={tiny_specs['a']}&b={tiny_specs['b']}&"
-    query = f"{models}per_class=20&subset_seed=17&batch=20"  # 200 images in 10 minibatches
-    with streamlit_server({settings.STORE: "off"}) as base:
-        (seen,) = together([lambda browser: _watch(browser, f"{base}/?{query}")])
+    query = f"{models}per_class=20&subset_seed=17&batch=20"  # 200 images in 10 minibatches, this test's alone
+    (seen,) = together([lambda browser: _watch(browser, f"{app_server}/?{query}")])
     assert seen["preview_at_first_chart"] == 1  # the first chart on the page was a preview's
     assert "of 200 images" in seen["said"] and "of 10 minibatches" in seen["said"], seen["said"]
     assert seen["first_chart_s"] < seen["final_s"]
