@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import threading
 import weakref
 from dataclasses import dataclass, replace
 
@@ -99,10 +100,28 @@ def layer_shapes(network: Network, device: torch.device) -> LayerShapes:
     own input size (a 224 px ViT's [197, 192] tokens, not a 32 px image's), read as an analysis reads it (one layer
     handed over at a time: FeatureExtractor.stream); a second such pass, under ForwardBytes, measures what it
     allocates (the first also decides each layer's channel axis, once per network, which the count must leave out;
-    left unmeasured where the count cannot follow an operation)."""
-    extractor = FeatureExtractor(network.module, network.layers, device)
+    left unmeasured where the count cannot follow an operation).
+
+    Measured once per network (its module object), layers, input size and device, then shared while the network
+    lives: a pair with its ceilings, or a training series, meets each network in several comparisons."""
     form = getattr(network, "input", None)  # core.network.input_of: a network without one reads CIFAR's 32 px
     size = form.size if form is not None and form.size else (32, 32)
+    key = (tuple(network.layers), str(device), tuple(size))
+    with _SHAPES_LOCK:
+        known = _SHAPES.get(network.module, {}).get(key)
+    if known is None:
+        known = _measured_shapes(network, device, size)
+        with _SHAPES_LOCK:
+            _SHAPES.setdefault(network.module, {})[key] = known
+    return known
+
+
+_SHAPES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, LayerShapes]] = weakref.WeakKeyDictionary()
+_SHAPES_LOCK = threading.Lock()
+
+
+def _measured_shapes(network: Network, device: torch.device, size: tuple[int, int]) -> LayerShapes:
+    extractor = FeatureExtractor(network.module, network.layers, device)
     image = torch.zeros(1, 3, *size, device=device).contiguous(memory_format=torch.channels_last)  # as stream takes it
     found: dict[int, tuple[int, ...]] = {}
     extractor.stream(image, lambda j, f: found.__setitem__(j, tuple(f.shape[1:])))

@@ -31,17 +31,42 @@ pytestmark = [
 
 
 def _kill_on_first_write(store: Path, pid: int, caught: list[str], stop: threading.Event) -> None:
-    """SIGKILL `pid` as soon as a temporary store file exists (polled every 0.2 ms); its name goes in `caught`."""
+    """SIGKILL `pid` while a temporary store file exists (polled every 0.2 ms), their names in `caught`. The server
+    is stopped (SIGSTOP) the moment one is seen and looked at again frozen: killed if one is still there, else let go
+    on (SIGCONT), so that what `caught` names was never finished, however late this thread ran."""
     while not stop.is_set():
-        try:
-            names = [p.name for p in os.scandir(store) if p.name.endswith(".tmp")]
-        except FileNotFoundError:
-            names = []
-        if names:
-            os.kill(pid, signal.SIGKILL)
-            caught.extend(names)
-            return
+        if _temporary(store):
+            os.kill(pid, signal.SIGSTOP)
+            _wait_stopped(pid)
+            names = _temporary(store)
+            if names:
+                os.kill(pid, signal.SIGKILL)
+                caught.extend(names)
+                return
+            os.kill(pid, signal.SIGCONT)
         time.sleep(0.0002)
+
+
+def _temporary(store: Path) -> list[str]:
+    try:
+        return [p.name for p in os.scandir(store) if p.name.endswith(".tmp")]
+    except FileNotFoundError:
+        return []
+
+
+def _wait_stopped(pid: int) -> None:
+    """Until every thread of `pid` is stopped ('T' in /proc), as SIGSTOP leaves them shortly after kill returns."""
+    while True:
+        states = []
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                with open(f"{task.path}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # a thread that has just ended
+                continue
+        if all(state in "Tt" for state in states):
+            return
+        time.sleep(0.0001)
 
 
 async def _chart(browser, base: str, query: str) -> None:
@@ -102,7 +127,7 @@ def test_a_server_killed_while_writing_an_entry_recomputes_it_after_a_restart(tm
     key, suffix = tmp_name[1:].split(".")[:2]  # ".{key}.{suffix}.{pid}.{token}.tmp"
     final = own / f"{key}.{suffix}"
     assert not final.exists(), "the entry being written when the server died must not exist as an entry"
-    # on a busy machine the watcher may wake after a small entry or two were written: those must read back whole
+    # on a busy machine the watcher may look after a small entry or two were written: those must read back whole
     before = Store(store, 1 << 30)
     for name in (n for n in left if not n.endswith(".tmp")):
         assert _read(before, name) is not None, f"{name}, written before the kill, does not read back whole"

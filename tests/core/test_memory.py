@@ -152,6 +152,22 @@ def test_layer_shapes_measures_the_forward_peak_without_counting_views_or_in_pla
     assert sorted(shapes.allocations) == [4 * 32 * 32 * 4, 8 * 32 * 32 * 4]
 
 
+def test_layer_shapes_are_measured_once_per_network_and_kept_no_longer_than_it():
+    """A pair with its ceilings meets a network in several comparisons: its shapes are measured once. Another network
+    of the same architecture is measured on its own, and a network nothing else holds is not kept alive by them."""
+    import gc
+    import weakref
+
+    cpu, network, other = torch.device("cpu"), _TwoConvolutions(), _TwoConvolutions()
+    first = layer_shapes(network, cpu)
+    assert layer_shapes(network, cpu) is first
+    assert layer_shapes(other, cpu) is not first and layer_shapes(other, cpu) == first
+    gone = weakref.ref(network.module)
+    del network, first
+    gc.collect()
+    assert gone() is None
+
+
 def test_forward_bytes_frees_a_storage_with_its_last_tensor():
     """A view keeps its storage counted after its base is freed; an in-place result adds nothing."""
     counted = ForwardBytes()
