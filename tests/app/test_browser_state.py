@@ -41,7 +41,8 @@ RUNS = bundled_series()  # the Training page opens on the first SimCLR and the f
 FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 VEGA = '[data-testid="stVegaLiteChart"]'
 PAGES = [  # (url path, what shows first once it is drawn, what it draws in all: charts, a figure, a text, images)
-    ("", OVERVIEW_CHART, {"figure": 1}),  # the overview draws its own figure (ui.figure), no Vega chart
+    # the overview draws its own figure (ui.figure), no Vega chart; its final result's words, never a preview's figure
+    ("", 'text="What this pair shows"', {"figure": 1}),
     ("similarity", VEGA, {"charts": 5}),
     ("probes", VEGA, {"charts": 3}),
     ("training", VEGA, {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
