@@ -55,10 +55,13 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Two workers for our two cores (pytest-xdist; three were slower from a fresh clone: 582 s against 559), each taking
-# the next test as it finishes one (--maxschedchunk 1: xdist otherwise deals each worker a run of consecutive tests
-# first, and one worker got every slow test).
+# Two workers for our two cores (pytest-xdist; three were slower from a fresh clone: 564 s against 457 to 503), each
+# taking the next test as it finishes one (--maxschedchunk 1: xdist otherwise deals each worker a run of consecutive
+# tests first, and one worker got every slow test). Our own packages are compiled first: this machine writes no
+# bytecode (PYTHONDONTWRITEBYTECODE=1), so every process the tests start (servers, the command line, the GPU check's
+# steps) would compile them again on import.
 test: $(VENV)/.dev browser lint gpu-wheels
+	$(PY) -m compileall -q -j 0 core models ui cli training bench tests >/dev/null
 	$(PY) -m pytest -n 2 --maxschedchunk 1 --durations=15
 
 # Peers go in with --no-deps (bench/requirements.txt lists what they import), so torch/numpy stay as pinned.

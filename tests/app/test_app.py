@@ -414,6 +414,8 @@ def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_s
             "6",
             "--batch-size",
             "20",
+            "--floor-pairs",
+            "1",  # as the app's tests make them (tests/conftest.py)
             "--out",
             str(out),
         ],
