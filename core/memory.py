@@ -95,6 +95,11 @@ def _tensors(value) -> list[torch.Tensor]:
     return []
 
 
+# layer_shapes' measurements per network module, by (layers, device, input size): gone with the module
+_SHAPES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, LayerShapes]] = weakref.WeakKeyDictionary()
+_SHAPES_LOCK = threading.Lock()
+
+
 def layer_shapes(network: Network, device: torch.device) -> LayerShapes:
     """Per-example output shape of every analysed layer, from a forward pass of a single image at the network's
     own input size (a 224 px ViT's [197, 192] tokens, not a 32 px image's), read as an analysis reads it (one layer
@@ -114,10 +119,6 @@ def layer_shapes(network: Network, device: torch.device) -> LayerShapes:
         with _SHAPES_LOCK:
             _SHAPES.setdefault(network.module, {})[key] = known
     return known
-
-
-_SHAPES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, LayerShapes]] = weakref.WeakKeyDictionary()
-_SHAPES_LOCK = threading.Lock()
 
 
 def _measured_shapes(network: Network, device: torch.device, size: tuple[int, int]) -> LayerShapes:
