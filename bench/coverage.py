@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from core.comparison import pair_terms  # noqa: E402
 from core.data import DataError, Subset, SubsetSpec, load_split  # noqa: E402
 from core.distributed import Cluster  # noqa: E402
-from core.findings import Estimate, _Pair, matched_estimate  # noqa: E402
+from core.findings import Estimate, PairEstimates, matched_estimate  # noqa: E402
 from core.fingerprint import fingerprint  # noqa: E402
 from core.interval import jackknife_interval  # noqa: E402
 from core.names import OUTPUT, kind  # noqa: E402
@@ -99,7 +99,7 @@ def _share(hits, widths) -> float | None:
 
 def verdict_quantities(result: AnalysisResult, ceiling: AnalysisResult) -> dict[str, dict[str, Estimate]]:
     """By family, the named quantities the verdicts read, each an Estimate with its jackknife interval."""
-    pair = _Pair(result)
+    pair = PairEstimates(result)
     outputs = [n for n in result.matched if kind(n) == OUTPUT]
     end = outputs[-1]
     families: dict[str, dict[str, Estimate]] = {"difference": {}, "read-out": {}, "read-out rise": {}}

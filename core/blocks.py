@@ -17,11 +17,13 @@ are exactly the table's, names and nodes.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
+import torchvision.ops
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
@@ -60,9 +62,12 @@ class _ScopeTracer(NodePathTracer):
     """torchvision's node-naming tracer that also records the module each operation ran in."""
 
     def __init__(self) -> None:
-        from torchvision.models.feature_extraction import _set_default_tracer_kwargs
-
-        super().__init__(**_set_default_tracer_kwargs(tracer_kwargs()))
+        # what create_feature_extractor adds to any tracer's arguments, so that both trace the same graph: math and
+        # torchvision.ops wrapped, torchvision.ops' modules kept whole
+        kwargs = tracer_kwargs()
+        ops = [m for m in vars(torchvision.ops).values() if isinstance(m, type) and issubclass(m, nn.Module)]
+        kwargs["leaf_modules"] = list({*kwargs.get("leaf_modules", ()), *ops})
+        super().__init__(autowrap_modules=(math, torchvision.ops), **kwargs)
         self.node_scope: dict[fx.Node, str] = {}
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest):  # noqa: ANN001, ANN201

@@ -300,7 +300,7 @@ def other_pairings(result: AnalysisResult) -> list[tuple[str, SeedPairing]]:
     return out
 
 
-class _Pair:
+class PairEstimates:
     """Accessors on one result: CKA and read-outs with their uncertainties by layer name, the stage structure."""
 
     def __init__(self, result: AnalysisResult) -> None:
@@ -384,7 +384,7 @@ Rule = Callable[[], tuple[str, list[Comparison]]]
 def findings_table(result: AnalysisResult, ceilings: Ceilings | None = None) -> tuple[Finding, ...]:
     """Every finding of the study with what `result` (and its ceilings) shows, the comparisons behind the verdict
     and the verdict."""
-    pair, ceilings = _Pair(result), ceilings or Ceilings()
+    pair, ceilings = PairEstimates(result), ceilings or Ceilings()
     rules: list[tuple[str, str, Rule]] = [
         ("1", STUDY["1"], lambda: block_structure(pair)),
         ("2", STUDY["2"], lambda: outputs_part_at_the_end(pair, ceilings)),
@@ -430,7 +430,7 @@ STUDY = {
 NEEDS_METHODS = "needs one self-supervised and one supervised network; this pair is {} vs {}"
 
 
-def block_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
+def block_structure(pair: PairEstimates) -> tuple[str, list[Comparison]]:
     """Finding 1. In each network's own map, neighbouring block outputs within a stage are more alike than
     neighbouring block outputs across a stage boundary (the same distance apart, so depth alone cannot explain
     it): holds when that difference of means is above 0 for both networks."""
@@ -453,7 +453,7 @@ def block_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
     return "Neighbouring block outputs, own CKA: " + "; ".join(parts) + ".", comparisons
 
 
-def outputs_part_at_the_end(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
+def outputs_part_at_the_end(pair: PairEstimates, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
     """Finding 2. Holds when every block output before the final stage is alike (rules.ALIKE: above the untrained
     floor's 95th percentile; read on the block whose interval reaches lowest and the one whose interval ends
     lowest, so that Holm's correction counts two comparisons, not one per block), the drop from the lowest of them
@@ -510,7 +510,7 @@ def _from_floor(name: str, margin: Estimate) -> str:
     return f"{name} {margin if margin.value >= 0 else margin.scaled(-1)} {'above' if margin.value >= 0 else 'below'} it"
 
 
-def residuals_differ(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
+def residuals_differ(pair: PairEstimates, ceilings: Ceilings) -> tuple[str, list[Comparison]]:
     """Finding 3. Over the blocks after the first stage, block output CKA minus residual branch CKA (mean over
     blocks): holds when above 0 and, for each ceiling, above the same gap between two seeds of one method (so
     the dissimilar residual updates are the methods', not chance's), and above 0 in every other seed pairing."""
@@ -545,7 +545,7 @@ def residuals_differ(pair: _Pair, ceilings: Ceilings) -> tuple[str, list[Compari
     return text + ".", comparisons
 
 
-def stalls_then_catches_up(pair: _Pair) -> tuple[str, list[Comparison]]:
+def stalls_then_catches_up(pair: PairEstimates) -> tuple[str, list[Comparison]]:
     """Finding 4, read on the cross-model map. At the first block output F of each stage after the first, the
     self-supervised network's F is more like the supervised network's previous block output than like its F
     (it lags: CKA difference above 0); at the stage's last block output E it is not more like the supervised
@@ -581,7 +581,7 @@ def stalls_then_catches_up(pair: _Pair) -> tuple[str, list[Comparison]]:
     return f"{label}'s block outputs against the supervised network's: " + "; ".join(parts) + ".", comparisons
 
 
-def probes_rise(pair: _Pair) -> tuple[str, list[Comparison]]:
+def probes_rise(pair: PairEstimates) -> tuple[str, list[Comparison]]:
     """Finding 5. For each network, probe accuracy at the deepest shared layer minus at the first layer: holds
     when above DROP for both (binomial uncertainties on the held-out images)."""
     parts, comparisons = [], []
@@ -594,13 +594,13 @@ def probes_rise(pair: _Pair) -> tuple[str, list[Comparison]]:
     return "Probe accuracy: " + "; ".join(parts) + ".", comparisons
 
 
-def _final_stage_rise(pair: _Pair, what: str, side: str) -> Estimate:
+def _final_stage_rise(pair: PairEstimates, what: str, side: str) -> Estimate:
     """A read-out's rise over the final stage: at the deepest shared layer minus at the last block output
     before the final stage."""
     return pair.readout(what, side, pair.deepest) - pair.readout(what, side, pair.intermediate[-1])
 
 
-def _objective_sides(pair: _Pair) -> tuple[str, str, dict[str, str]] | str:
+def _objective_sides(pair: PairEstimates) -> tuple[str, str, dict[str, str]] | str:
     """(self-supervised side, supervised side, labels by side) for the objective findings, or why they cannot be
     read: the methods are not one of each, or there are no block outputs before the final stage."""
     sides = pair.methods()
@@ -611,7 +611,7 @@ def _objective_sides(pair: _Pair) -> tuple[str, str, dict[str, str]] | str:
     return (*sides, dict(zip("ab", pair.labels(), strict=True)))
 
 
-def class_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
+def class_structure(pair: PairEstimates) -> tuple[str, list[Comparison]]:
     """Finding 6a. Class-structure CKA at the deepest shared layer minus at the first layer is above DROP in both
     networks, and over the final stage the supervised network's rise exceeds the self-supervised one's by more
     than DROP."""
@@ -633,7 +633,7 @@ def class_structure(pair: _Pair) -> tuple[str, list[Comparison]]:
     return text, comparisons
 
 
-def invariance(pair: _Pair) -> tuple[str, list[Comparison]]:
+def invariance(pair: PairEstimates) -> tuple[str, list[Comparison]]:
     """Finding 6b. Over the final stage the self-supervised network's invariance rises by more than DROP and the
     supervised network's by less than DROP. Read on maps averaged over space where the result has them (a random
     crop moves content, so flattened maps of x and t(x) differ by misalignment too, most of all before the
@@ -657,7 +657,7 @@ def invariance(pair: _Pair) -> tuple[str, list[Comparison]]:
     return text, comparisons
 
 
-def implicitly_fits(pair: _Pair) -> tuple[str, list[Comparison]]:
+def implicitly_fits(pair: PairEstimates) -> tuple[str, list[Comparison]]:
     """The conclusion. (i) From the first layer to the last block output before the final stage, the
     self-supervised network gains at least SHARE of the class structure the supervised one gains; (ii) the
     supervised network's invariance, at every matched layer, stays below the self-supervised network's at the

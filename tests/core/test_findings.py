@@ -16,7 +16,7 @@ from core.findings import (
     UNSURE,
     Comparison,
     Estimate,
-    _Pair,
+    PairEstimates,
     above,
     all_of,
     below,
@@ -48,7 +48,7 @@ LOW_RESIDUALS = [0.5] * 8
 
 
 def verdict(rule, result: AnalysisResult, *args) -> str:
-    return conclude(rule(_Pair(result), *args)[1])[0]
+    return conclude(rule(PairEstimates(result), *args)[1])[0]
 
 
 def with_values(result: AnalysisResult, field: str, side: str, values: dict[str, float], rest: float) -> AnalysisResult:
@@ -138,7 +138,7 @@ def test_a_drop_that_two_seeds_show_too_is_not_the_methods_parting():
     larger_drop = synthetic_result(PARTING[:6] + [0.4, 0.1], LOW_RESIDUALS, methods=("simclr", "simclr"))
     assert verdict(outputs_part_at_the_end, result, Ceilings(a=steady)) == HOLDS
     assert verdict(outputs_part_at_the_end, result, Ceilings(a=same_drop)) == UNSURE  # 0.00 ± 0.20 vs 0.1
-    shows, found = outputs_part_at_the_end(_Pair(result), Ceilings(a=larger_drop))
+    shows, found = outputs_part_at_the_end(PairEstimates(result), Ceilings(a=larger_drop))
     assert conclude(found)[0] == FAILS
     assert "A (simclr) vs another seed: 0.85 to 0.10 (a drop of 0.75 ± 0.10)" in shows
 
@@ -215,7 +215,7 @@ def test_the_stall_is_read_with_simclr_as_model_b_too():
 
 @pytest.mark.parametrize("rule", [stalls_then_catches_up, class_structure, invariance, implicitly_fits])
 def test_findings_about_the_two_methods_cannot_tell_on_a_same_method_pair(rule):
-    shows, found = rule(_Pair(synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))))
+    shows, found = rule(PairEstimates(synthetic_result(FLAT, LOW_RESIDUALS, methods=("simclr", "simclr"))))
     assert conclude(found)[0] == UNSURE
     assert shows == "needs one self-supervised and one supervised network; this pair is A (simclr) vs B (simclr)."
 
@@ -226,7 +226,7 @@ def test_probes_rise_with_depth_and_flat_probes_need_enough_images_to_say_so():
     flat = with_values(with_values(result, "probe", "a", {}, 0.5), "probe", "b", {}, 0.5)
     assert verdict(probes_rise, flat) == UNSURE  # 30 held-out images: ± 0.18 each
     assert verdict(probes_rise, replace(flat, used_images=10_000)) == FAILS  # 3,000: ± 0.02
-    assert probes_rise(_Pair(replace(result, probe_a=np.full(len(result.layers_a), np.nan)))) == (
+    assert probes_rise(PairEstimates(replace(result, probe_a=np.full(len(result.layers_a), np.nan)))) == (
         "Linear probes were not computed for this result.",
         [],
     )
@@ -371,7 +371,7 @@ def test_a_parting_every_seed_pairing_shows_holds_and_one_it_lacks_does_not():
     same = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, PARTING))
     assert verdict(outputs_part_at_the_end, replace(result, seed_pairings=same), Ceilings()) == HOLDS
     lacking = (pairing("A", "B", result, PARTING), pairing("A2", "B", result, FLAT))  # A' x B: no drop
-    shows, found = outputs_part_at_the_end(_Pair(replace(result, seed_pairings=lacking)), Ceilings())
+    shows, found = outputs_part_at_the_end(PairEstimates(replace(result, seed_pairings=lacking)), Ceilings())
     assert "A' x B: a drop of 0.00 ± 0.00" in shows
     assert conclude(found)[0] == FAILS and found[-1].what == "drop in A' x B > 0.10"
 

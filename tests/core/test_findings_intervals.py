@@ -13,7 +13,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from core.augment import simclr_views
 from core.cka import MinibatchCKA
 from core.data import CLASSES, SubsetSpec, load_subset, normalize
-from core.findings import _Pair
+from core.findings import PairEstimates
 from core.fingerprint import view_generator
 from core.interval import t975
 from core.options import AnalysisOptions
@@ -67,7 +67,7 @@ def test_the_jackknife_of_a_matched_difference_is_the_jackknife_of_the_differenc
 
     full = difference(list(range(5)))
     value, half = by_hand([difference([j for j in range(5) if j != k]) for k in range(5)], full)
-    pair = _Pair(result)
+    pair = PairEstimates(result)
     estimate = pair.matched(FIRST) - pair.matched(LAST)
     assert estimate.value == pytest.approx(value, abs=1e-5)
     assert estimate.half == pytest.approx(half, rel=1e-3, abs=1e-6)
@@ -88,7 +88,7 @@ def test_class_structure_differences_are_jackknifed_from_per_batch_terms(run):
         return float(cka[1] - cka[0])
 
     value, half = by_hand([rise([j for j in range(5) if j != k]) for k in range(5)], rise(list(range(5))))
-    pair = _Pair(result)
+    pair = PairEstimates(result)
     estimate = pair.readout("class", "a", LAST) - pair.readout("class", "a", FIRST)
     assert estimate.value == pytest.approx(value, abs=1e-5)
     assert estimate.half == pytest.approx(half, rel=1e-3, abs=1e-6)
@@ -114,7 +114,7 @@ def test_pooled_invariance_compares_maps_averaged_over_space_with_its_own_jackkn
     without = [invariance(1, [m for m in range(5) if m != k]) - invariance(0, [m for m in range(5) if m != k])
                for k in range(5)]  # fmt: skip
     value, half = by_hand(without, invariance(1, list(range(5))) - invariance(0, list(range(5))))
-    pair = _Pair(result)
+    pair = PairEstimates(result)
     estimate = pair.readout("invariance_pooled", "a", LAST) - pair.readout("invariance_pooled", "a", FIRST)
     assert estimate.value == pytest.approx(value, abs=1e-5) and estimate.half == pytest.approx(half, rel=1e-3)
     assert pair.invariance == "invariance_pooled"  # what finding 6 reads
@@ -130,4 +130,4 @@ def test_replicates_survive_the_json_round_trip_and_old_files_open_without_them(
     old = {k: v for k, v in to_json_dict(result).items() if k not in ("leave_one_out", "invariance_pooled_a")}
     opened = from_json_dict(old)
     assert opened.leave_one_out == {} and opened.invariance_pooled_a is None and opened.floor_untrained is None
-    assert _Pair(opened).invariance == "invariance"  # finding 6 falls back to the flattened read-out, and says so
+    assert PairEstimates(opened).invariance == "invariance"  # finding 6 falls back to the flattened read-out
