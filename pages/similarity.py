@@ -34,8 +34,10 @@ def across_heatmap(pair, rows: str, cols: str, thin: str = thinning.EVERY):
 
 
 def preview_charts(preview):
-    """The charts a preview draws, each in the place of its final chart."""
-    return [across_heatmap(preview, "A", "B"), charts.matched_curve(preview)]
+    """The charts a preview draws, each in the place of its final chart, with the layers the picker last kept."""
+    thin = thinning.chosen(preview.layers_a, preview.layers_b, st.session_state)
+    curve = charts.matched_curve(preview, shown=thinning.kept(preview.layers_a, thin))
+    return [across_heatmap(preview, "A", "B", thin), curve]
 
 
 view = View()  # every place the result is drawn in, made once, so a recompute redraws them where they are
@@ -60,7 +62,7 @@ if found is not None:
         )
         thin = thinning.EVERY
         if thinning.offered(result.layers_a, result.layers_b):
-            thin = st.selectbox("Layers shown", thinning.CHOICES, key="layers_shown")
+            thin = st.selectbox("Layers shown", thinning.CHOICES, key=thinning.KEY)
             st.caption(thinning.NOTE)
         widgets.note(readings.token_cka_note(result))
     pair, rows, cols = across.get(shown, across[f"{label_a} vs {label_b}"])

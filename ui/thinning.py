@@ -7,11 +7,12 @@ norm, pooled, logits) are always kept, and a choice that would keep nothing keep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.names import OTHER, OUTPUT, block, kind
 
 MANY_LAYERS = 24  # more layers than this in either network: the page offers to thin them
+KEY = "layers_shown"  # the picker's key in the session's state
 EVERY = "every reading"
 OUTPUTS = "block outputs only"
 CHOICES = (EVERY, OUTPUTS, "every 2nd block", "every 4th block")
@@ -25,6 +26,13 @@ NOTE = (
 def offered(layers_a: Sequence[str], layers_b: Sequence[str]) -> bool:
     """Whether the page offers to thin the layers: either network has more than MANY_LAYERS."""
     return max(len(layers_a), len(layers_b)) > MANY_LAYERS
+
+
+def chosen(layers_a: Sequence[str], layers_b: Sequence[str], state: Mapping) -> str:
+    """The choice the picker holds in the session's `state` where it is offered for these layers, else EVERY: a
+    preview, drawn before the picker, is thinned as the visitor last chose."""
+    choice = state.get(KEY, EVERY) if offered(layers_a, layers_b) else EVERY
+    return choice if choice in CHOICES else EVERY
 
 
 def kept(layers: Sequence[str], choice: str) -> tuple[str, ...]:

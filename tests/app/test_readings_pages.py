@@ -14,7 +14,7 @@ from models.resnet import ArchConfig, resnet_layers
 from tests.app.support import APP, chart_specs, figure_svgs, shown, synthetic_pair, synthetic_result, vit_layers
 from ui.opened import OPENED
 from ui.readings import BY_DEPTH_WORDS
-from ui.thinning import NOTE, kept
+from ui.thinning import KEY, NOTE, chosen, kept
 
 RESNET = tuple(name for name, _ in resnet_layers(ArchConfig(18, num_classes=10)))
 VIT = vit_layers(12)
@@ -88,6 +88,8 @@ def test_a_deep_network_can_be_thinned_on_the_page_without_changing_the_result(b
     assert set(frame(curve, "layer_b")["layer"]) == set(vit_vs_resnet.matched) & set(thin_vit)
     assert {"stem", "final norm", "pooled", "logits"} <= set(frame(across, "row")["row"])
     assert across["spec"]["title"]["text"].endswith("(every 4th block shown)")
+    # the choice stays in the session, where the next computation's previews read it
+    assert chosen(VIT, RESNET, {KEY: at.session_state[KEY]}) == "every 4th block"
     assert at.session_state[OPENED][1] is vit_vs_resnet  # a view: the result shown is the one opened, whole
 
 

@@ -8,7 +8,7 @@ import pytest
 from core.names import OTHER, OUTPUT, RESIDUAL, block, kind
 from models.resnet import ArchConfig, resnet_layers
 from tests.app.support import vit_layers
-from ui.thinning import CHOICES, EVERY, MANY_LAYERS, OUTPUTS, kept, offered
+from ui.thinning import CHOICES, EVERY, KEY, MANY_LAYERS, OUTPUTS, chosen, kept, offered
 
 VIT = vit_layers(12)  # 52 layers: stem, 12 blocks of 4 readings, final norm, pooled, logits
 RESNET = tuple(name for name, _ in resnet_layers(ArchConfig(18, num_classes=10)))  # 19 layers
@@ -61,3 +61,13 @@ def test_no_choice_ever_drops_every_layer(choice):
     assert kept(branches, choice)  # no stem, no outputs: block outputs only would keep nothing, so keeps all
     assert kept(("stem",), choice) == ("stem",)
     assert kept(branches, OUTPUTS) == branches
+
+
+def test_a_preview_is_thinned_as_the_picker_last_chose_where_the_picker_is_offered():
+    assert (
+        chosen(VIT, RESNET, {KEY: OUTPUTS}) == OUTPUTS
+        and chosen(RESNET, VIT, {KEY: "every 2nd block"}) == "every 2nd block"
+    )
+    assert chosen(VIT, RESNET, {}) == EVERY  # nothing chosen yet
+    assert chosen(RESNET, RESNET, {KEY: OUTPUTS}) == EVERY  # no picker for these layers: every layer, as drawn after
+    assert chosen(VIT, RESNET, {KEY: "every 3rd block"}) == EVERY  # not a choice the picker offers
