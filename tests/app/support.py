@@ -28,6 +28,7 @@ from core.network import ModelIdentity
 from core.options import AnalysisOptions
 from core.result import AnalysisResult, SeedPairing
 from models.resnet import ArchConfig, resnet_layers
+from models.snapshots import bundled_series
 from ui.figure import MATCHED_ALT
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -44,6 +45,12 @@ CHROMIUM_ARGS = [
 
 
 OVERVIEW_CHART = f'img[alt="{MATCHED_ALT}"]'  # the overview's figure (ui.figure), its preview's too
+# The Training page opens on the first SimCLR and the first supervised run with snapshots: a heatmap per finished one
+_FINALS = sum(
+    next((s.final is not None for s in bundled_series() if s.method == m), False) for m in ("simclr", "supervised")
+)
+# the Vega charts each analysis page draws; Training: the series heatmap, two panels of curves, the finals' heatmaps
+PAGE_CHARTS = {"similarity": 5, "probes": 3, "training": 3 + _FINALS}
 SERVER_PIDS: dict[str, int] = {}
 
 

@@ -11,14 +11,11 @@ from collections import Counter
 
 import pytest
 
-from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, PAGE_CHARTS
 from tests.bundled import REAL_PAIR
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
-RUNS = bundled_series()
-FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
-PAGES = {"similarity": 5, "training": 3 + FINALS}  # charts each page draws (counted in test_browser_state.py too)
+PAGES = {path: PAGE_CHARTS[path] for path in ("similarity", "training")}  # the pages with legends, their charts
 CUT = "…"  # what Vega puts at the end of a text it cuts to its limit
 TEXTS = """chart => {
   const texts = selector => Array.from(chart.querySelectorAll(selector + ' text'), t => t.textContent);

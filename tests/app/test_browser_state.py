@@ -15,8 +15,7 @@ import urllib.parse
 import pytest
 
 from models import ModelSpec, list_bundled
-from models.snapshots import bundled_series
-from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, figure_points, figure_ranges
+from tests.app.support import CHROMIUM, CHROMIUM_ARGS, OVERVIEW_CHART, PAGE_CHARTS, figure_points, figure_ranges
 from ui.choices import model_label
 
 COLD_MS = 240_000  # a cold analysis on a busy CPU
@@ -37,15 +36,13 @@ HOSTILE = {  # beside per_class=10, which keeps each page cheap
     "colour": "blue",
 }
 CLOSING = re.compile(r"\(finding (\w+)[^:()]*: (holds|does not hold|cannot tell)\)")  # a one-liner's last words
-RUNS = bundled_series()  # the Training page opens on the first SimCLR and the first supervised run with snapshots
-FINALS = sum(next((s.final is not None for s in RUNS if s.method == m), False) for m in ("simclr", "supervised"))
 VEGA = '[data-testid="stVegaLiteChart"]'
 PAGES = [  # (url path, what shows first once it is drawn, what it draws in all: charts, a figure, a text, images)
     # the overview draws its own figure (ui.figure), no Vega chart; its final result's words, never a preview's figure
     ("", 'text="What this pair shows"', {"figure": 1}),
-    ("similarity", VEGA, {"charts": 5}),
-    ("probes", VEGA, {"charts": 3}),
-    ("training", VEGA, {"charts": 3 + FINALS}),  # the series heatmap, two panels of curves, a heatmap per finished run
+    ("similarity", VEGA, {"charts": PAGE_CHARTS["similarity"]}),
+    ("probes", VEGA, {"charts": PAGE_CHARTS["probes"]}),
+    ("training", VEGA, {"charts": PAGE_CHARTS["training"]}),
     ("models", 'text="Known checkpoints"', {"table": 1}),
     ("images", '[data-testid="stImage"] img', {"images": 10 * 10 + 2 * 12}),  # 10 x 10, then 12 originals and views
     ("open_result", 'text="Result file"', {}),
