@@ -88,6 +88,19 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def components_scanned_once():
+    """Each new AppTest scans every installed distribution for Streamlit components (0.17 CPU-s, some 80 times a
+    run); the installed packages do not change during a run, so each pytest process scans them once."""
+    from streamlit.components.v2 import manifest_scanner
+
+    found = manifest_scanner.scan_component_manifests()
+    patch = pytest.MonkeyPatch()
+    patch.setattr(manifest_scanner, "scan_component_manifests", lambda max_workers=None: list(found))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_specs(tmp_path_factory) -> dict[str, str]:
     """`file:` specs of three tiny checkpoints: two SimCLR-like seeds and one supervised."""

@@ -8,7 +8,6 @@ a floor may import those below it, what is loaded after a floor and all below it
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import subprocess
 import sys
@@ -32,16 +31,16 @@ print(json.dumps(found))
 """
 
 
-@functools.cache
-def _loaded() -> dict:
+def _probe(folder: Path) -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, *FLOORS], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
 
-def _load(package: str) -> dict:
-    """What importing `package` and every floor below it loaded."""
-    return _loaded()[package]
+@pytest.fixture(scope="module")
+def loaded(once_per_run) -> dict:
+    """What importing each floor and every floor below it loaded (one interpreter per test run)."""
+    return once_per_run("floor-imports", _probe)
 
 
 @pytest.mark.parametrize(
@@ -52,16 +51,15 @@ def _load(package: str) -> dict:
         ("training", {"ui", "streamlit", "cli", "pages"}),
     ],
 )
-def test_lower_floors_never_import_upper_ones(package, forbidden):
-    found = _load(package)
+def test_lower_floors_never_import_upper_ones(loaded, package, forbidden):
+    found = loaded[package]
     assert len(found["imported"]) > 3, found["imported"]  # every module of the package was really imported
     assert not forbidden & set(found["loaded"]), sorted(forbidden & set(found["loaded"]))
 
 
-def test_the_engine_needs_only_torch_and_numpy():
-    loaded = set(_load("core")["loaded"])
+def test_the_engine_needs_only_torch_and_numpy(loaded):
     third_party = {"huggingface_hub", "safetensors", "altair", "pandas"}  # (torchvision itself loads tqdm)
-    assert not third_party & loaded, sorted(third_party & loaded)
+    assert not third_party & set(loaded["core"]["loaded"]), sorted(third_party & set(loaded["core"]["loaded"]))
 
 
 # The engine's own imports, chosen deliberately: torch and torchvision (feature extraction), numpy, and psutil

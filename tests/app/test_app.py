@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import ui.networks
 import ui.opened
 import ui.series
 import ui.service
+from cli.main import main as cli_main
 from core import settings
 from core.data import DataError, SubsetSpec
 from core.errors import OptionsError, ResultFileError
@@ -395,37 +393,14 @@ def test_the_overview_and_layer_similarity_draw_the_floor_band_and_the_seed_spre
 
 
 def test_a_result_the_cli_stored_is_shown_without_computing(bundled_pair, tiny_specs, tmp_path, monkeypatch):
-    """One store for the CLI and the app: the app serves what `python -m cli compare` computed, after a restart
-    (a new process)."""
+    """One store for the CLI and the app: the app serves what `python -m cli compare` computed from the store alone
+    (this process's memory caches emptied, as after a restart)."""
     monkeypatch.setenv(settings.STORE, str(tmp_path / "store"))
     query = {"a": tiny_specs["a"], "b": tiny_specs["b"], "per_class": "6", "batch": "20"}
     out = tmp_path / "result.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "compare",
-            "--a",
-            query["a"],
-            "--b",
-            query["b"],
-            "--per-class",
-            "6",
-            "--batch-size",
-            "20",
-            "--floor-pairs",
-            "1",  # as the app's tests make them (tests/conftest.py)
-            "--out",
-            str(out),
-        ],
-        cwd=Path(APP).parent,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=os.environ | {settings.STORE: str(tmp_path / "store")},
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    command = ["compare", "--a", query["a"], "--b", query["b"], "--per-class", "6", "--batch-size", "20"]
+    command += ["--floor-pairs", "1", "--out", str(out)]  # floors as the app's tests make them (tests/conftest.py)
+    assert cli_main(command) == 0
     assert list((tmp_path / "store" / ENTRIES).glob("*.json"))
 
     def no_computing(*args, **kwargs):

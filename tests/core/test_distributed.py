@@ -1,4 +1,4 @@
-"""torchrun with 2 CPU processes (gloo) gives the single-process result to 1e-9."""
+"""torchrun with 2 CPU processes (gloo) gives the single-process result (the same command run here) to 1e-9."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli.main import main
+
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--per-class", "8", "--batch-size", "20", "--permutations", "4", "--device", "cpu", "--floor-pairs", "2"]
 
 
-def _run(cmd: list[str], out: Path) -> dict:
+def _torchrun(args: list[str], out: Path) -> dict:
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cli"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run([*torchrun, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text())
 
@@ -25,9 +28,9 @@ def _run(cmd: list[str], out: Path) -> dict:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(tiny_specs, tmp_path):
     common = ["compare", "--a", tiny_specs["a"], "--b", tiny_specs["b"], *ARGS]
-    one = _run([sys.executable, "-m", "cli", *common, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    two = _run([*torchrun, "-m", "cli", *common, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
+    assert main([*common, "--out", str(tmp_path / "one.json")]) == 0  # one process: this one, on one thread
+    one = json.loads((tmp_path / "one.json").read_text())
+    two = _torchrun([*common, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
     keys = ("cross", "self_a", "self_b", "class_a", "invariance_a", "probe_b", "null_mean", "interval_high")
     for key in (*keys, "invariance_pooled_a", "floor_untrained", "floor_untrained_high", "untrained_b"):
         np.testing.assert_allclose(np.array(two[key], float), np.array(one[key], float), atol=1e-9, err_msg=key)

@@ -2,8 +2,10 @@
 found by the normal lookup on an empty store, and what the engine computes for them today.
 
 Either test fails after a change of the engine, the weights' digest or the defaults that `make shipped` has not
-followed. The second recomputes A vs B and both ceilings (four forward passes over the default 1,000 images); the
-untrained floors behind A vs B (16 more passes) are left to `make shipped`, and compared here only by their key.
+followed. The second recomputes A vs B and A's and B's calibrations (two networks over the default 1,000 images).
+The ceilings are the same comparison and calibration of networks their keys name by digest, so a change of the
+engine that moved them moves A vs B too; they, and the untrained floors behind A vs B (16 more passes), are left to
+`make shipped` and compared here by their keys.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def test_the_shipped_entries_are_what_the_engine_computes_for_them(default, monk
     monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")
     monkeypatch.delenv(settings.SHIPPED, raising=False)
     kept = Store(settings.shipped_dir(), 0, read_only=True)
-    for network, key in zip(_networks(default), _calibrations(default), strict=True):
+    for network, key in zip(_networks(default)[:2], _calibrations(default), strict=False):  # A and B
         measured = load_model(network.info.source).info.calibration  # with no store: measured here
         shipped_one = calibration.from_record(
             kept.record(key), network.info.arch, network.info.mean, network.info.std, ()
@@ -142,11 +144,9 @@ def test_the_shipped_entries_are_what_the_engine_computes_for_them(default, monk
         assert abs(measured.accuracy - shipped_one[3].accuracy) <= 2 / measured.images  # 2 images' worth of rounding
         assert (measured.measure, measured.images) == (shipped_one[3].measure, shipped_one[3].images)
     found = service.pair_with_ceilings(
-        default.a, default.b, default.sibling_a, default.sibling_b, default.subset, default.options, references=False
+        default.a, default.b, None, None, default.subset, default.options, references=False
     )
-    monkeypatch.delenv(settings.SHIPPED, raising=False)
-    kept = Store(settings.shipped_dir(), 0, read_only=True)
-    for key, computed in zip(default.keys(), found.results, strict=True):
+    for key, computed in zip(default.keys()[:1], found.results, strict=True):  # A vs B
         shipped_result = kept.result(key)
         assert shipped_result is not None
         plain, stored = (
