@@ -58,9 +58,12 @@ for path in sys.argv[2:]:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, dict]:
-    """Per kind of bomb: how its child ended and what it reported."""
-    folder = tmp_path_factory.mktemp("bombs")
+def outcomes(once_per_run) -> dict[str, dict]:
+    """Per kind of bomb: how its child ended and what it reported (one interpreter per test run)."""
+    return once_per_run("bombs", _outcomes)
+
+
+def _outcomes(folder: Path) -> dict[str, dict]:
     paths = {}
     for i, (kind, make) in enumerate(sorted(BOMBS.items())):
         paths[kind] = folder / f"bomb{i}.pt"
