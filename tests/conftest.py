@@ -92,8 +92,11 @@ def one_thread():
 def components_scanned_once():
     """Each new AppTest scans every installed distribution for Streamlit components (0.17 CPU-s, some 80 times a
     run); the installed packages do not change during a run, so each pytest process scans them once."""
-    from streamlit.components.v2 import manifest_scanner
-
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # the GPU check's machine: no Streamlit, and no AppTest to run (bench/gpu_check.py)
+        yield
+        return
     found = manifest_scanner.scan_component_manifests()
     patch = pytest.MonkeyPatch()
     patch.setattr(manifest_scanner, "scan_component_manifests", lambda max_workers=None: list(found))

@@ -31,7 +31,7 @@ print(json.dumps(found))
 """
 
 
-def _probe(folder: Path) -> dict:
+def _probe(_: Path) -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, *FLOORS], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
@@ -59,7 +59,8 @@ def test_lower_floors_never_import_upper_ones(loaded, package, forbidden):
 
 def test_the_engine_needs_only_torch_and_numpy(loaded):
     third_party = {"huggingface_hub", "safetensors", "altair", "pandas"}  # (torchvision itself loads tqdm)
-    assert not third_party & set(loaded["core"]["loaded"]), sorted(third_party & set(loaded["core"]["loaded"]))
+    found = third_party & set(loaded["core"]["loaded"])
+    assert not found, sorted(found)
 
 
 # The engine's own imports, chosen deliberately: torch and torchvision (feature extraction), numpy, and psutil

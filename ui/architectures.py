@@ -41,17 +41,19 @@ def _label(name: str) -> str:
     return INFER_LABEL if name == INFER else name
 
 
-def picker(label: str, key: str, chosen: str | None = None, **events) -> str | None:
+def picker(label: str, key: str, chosen: str | None = None, disabled: bool = False, **events) -> str | None:
     """A searchable selectbox of architectures; returns the chosen 'SOURCE:NAME', or None for the weights' own.
 
-    `chosen` (an arch a spec already names, even one not in the list) is shown selected on the first draw.
+    `chosen` (an arch a spec already names, even one not in the list) is shown selected on the first draw. A
+    disabled picker lists only what it shows: the whole list means importing every timm model (a second of a cold
+    server's first page, for the default pair's disabled pickers) and sending 1,300 names to the browser.
     """
-    options = [INFER, *architecture_names()]
+    options = [chosen or INFER] if disabled else [INFER, *architecture_names()]
     if chosen and chosen not in options:
         options.append(chosen)
     if key not in st.session_state:
         st.session_state[key] = chosen or INFER
-    value = st.selectbox(label, options, key=key, format_func=_label, help=HELP, **events)
+    value = st.selectbox(label, options, key=key, format_func=_label, help=HELP, disabled=disabled, **events)
     return value or None
 
 

@@ -138,8 +138,8 @@ def a_vs_b(at) -> np.ndarray:
     return curve[curve["series"] == "A vs B"]["value"].to_numpy()
 
 
-def test_a_changed_subset_changes_the_numbers(bundled_pair):
-    at = open_app(SMALL)
+def test_a_changed_subset_changes_the_numbers(tiny_specs):
+    at = open_app(SMALL | {"a": tiny_specs["a"], "b": tiny_specs["b"]})
     before = a_vs_b(at)
     at.number_input(key="sb_per_class").set_value(20).run()
     assert_clean(at)
@@ -441,11 +441,12 @@ def test_a_public_server_refuses_file_paths_from_a_link(bundled_pair, tiny_specs
     ]
 
 
-def test_too_few_minibatches_for_an_interval_are_said_on_screen(bundled_pair):
-    at = visit(open_app({"per_class": "10", "batch": "50"}), "similarity")  # 100 images: 2 minibatches
+def test_too_few_minibatches_for_an_interval_are_said_on_screen(tiny_specs):
+    pair = {"a": tiny_specs["a"], "b": tiny_specs["b"], "per_class": "10"}
+    at = visit(open_app(pair | {"batch": "50"}), "similarity")  # 100 images: 2 minibatches
     assert_clean(at)
     assert any("No 95% interval is drawn" in i.value and "at most 20 images" in i.value for i in at.info)
-    at = visit(open_app({"per_class": "10", "batch": "20"}), "similarity")  # 5 minibatches: an interval
+    at = visit(open_app(pair | {"batch": "20"}), "similarity")  # 5 minibatches: an interval
     assert not any("No 95% interval" in i.value for i in at.info)
 
 
@@ -516,7 +517,7 @@ def test_your_own_snapshots_are_ordered_by_the_number_in_their_names(nets, tmp_p
         for k in (20, 5)
     }
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"per_class": "5", "batch": "25"})
+    at.query_params.update({"per_class": "10", "batch": "50"})  # as the bundled series' test: B's passes are stored
     at.switch_page("pages/training.py").run()
     at.selectbox(key="series_A").set_value(ui.series.OWN).run()
     assert any("Give series A's snapshots" in i.value for i in at.info)

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from models.registry import CURATED_PAIRS
 from tests.app.support import APP, shown
 from tests.models.fake_hub import FakeHub, reachable_hub, timm_repo
-from ui.architectures import INFER
+from ui.architectures import INFER, INFER_LABEL
 
 TIMEOUT = 300  # seconds for one script run: a cold analysis on a busy 2-core CPU
 SMALL = {"per_class": "10"}
@@ -61,6 +61,17 @@ def test_an_upload_named_with_the_picker_loads_as_that_architecture_and_is_compa
     at.switch_page("pages/overview.py").run()
     assert_clean(at)
     assert any(f"A = `{spec}`" in c.value for c in at.caption)
+
+
+def test_a_picker_that_cannot_change_lists_only_what_it_shows(bundled_pair):
+    """The bundled pair is what it is: its pickers are disabled and list one option, not every timm model; the
+    upload form's picker lists them all."""
+    at = open_models_page(SMALL)
+    assert_clean(at)
+    for key in ("arch_a", "arch_b"):
+        assert at.selectbox(key=key).disabled and at.selectbox(key=key).options == [INFER_LABEL]
+    upload = at.selectbox(key="upload_arch")
+    assert not upload.disabled and len(upload.options) > 1000 and "timm:vit_tiny_patch16_224" in upload.options
 
 
 def test_an_upload_of_a_common_architecture_is_inferred_and_said_on_its_card(bundled_pair):

@@ -136,7 +136,7 @@ def test_the_shipped_entries_are_what_the_engine_computes_for_them(default, monk
     monkeypatch.setenv(settings.CALIBRATION_IMAGES, "256")
     monkeypatch.delenv(settings.SHIPPED, raising=False)
     kept = Store(settings.shipped_dir(), 0, read_only=True)
-    for network, key in zip(_networks(default)[:2], _calibrations(default), strict=False):  # A and B
+    for network, key in zip(_networks(default)[:2], _calibrations(default)[:2], strict=True):  # A and B
         measured = load_model(network.info.source).info.calibration  # with no store: measured here
         shipped_one = calibration.from_record(
             kept.record(key), network.info.arch, network.info.mean, network.info.std, ()
