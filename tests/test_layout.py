@@ -46,7 +46,8 @@ def loaded(once_per_run) -> dict:
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("core", {"models", "ui", "streamlit", "cli", "training", "pages"}),
+        # marked slow: it runs early and makes what the other tests here read (tests/conftest.py orders the tests)
+        pytest.param("core", {"models", "ui", "streamlit", "cli", "training", "pages"}, marks=pytest.mark.slow),
         ("models", {"ui", "streamlit", "cli", "training", "pages"}),
         ("training", {"ui", "streamlit", "cli", "pages"}),
     ],
