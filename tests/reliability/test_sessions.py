@@ -23,11 +23,12 @@ def _upload_bytes(seed: int, tmp_path) -> bytes:
 
 
 @pytest.mark.slow
-def test_four_sessions_keep_their_uploads_and_results_apart(bundled_pair, tmp_path):
+def test_four_sessions_keep_their_uploads_and_results_apart(tiny_specs, tmp_path):
     sessions = []
     for i in range(4):  # interleaved: every session is opened before any finishes its work
         at = AppTest.from_file(APP, default_timeout=300)
-        at.query_params.update({"per_class": str(4 + i), "batch": "20", "subset_seed": str(i)})
+        pair = {"a": tiny_specs["a"], "b": tiny_specs["b"]}  # what is kept apart, not what is compared, is tested
+        at.query_params.update(pair | {"per_class": str(4 + i), "batch": "20", "subset_seed": str(i)})
         sessions.append(at.run())
     uploads = [_upload_bytes(100 + i, tmp_path) for i in range(4)]
     for i, at in enumerate(sessions):
